@@ -1,0 +1,33 @@
+"""The agent's one settings object (``LATLAB_AGENT_*``), built by ``latlab agent``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["AgentSettings"]
+
+
+class AgentSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LATLAB_AGENT_", extra="ignore")
+
+    server_url: str = "http://127.0.0.1:8000"
+    enroll_key: SecretStr = SecretStr("")
+    #: The device's name on the server; default: the host name.
+    name: str | None = None
+    #: Where the device id and token are kept after registering.
+    state_file: Path = Path("~/.latlab/agent.json").expanduser()
+    #: Models downloaded once, by sha256.
+    cache_dir: Path = Path("~/.latlab/agent-cache").expanduser()
+    #: Long-poll wait of one claim; a stop request is noticed within this.
+    claim_wait_s: float = Field(default=5.0, ge=0, le=300)
+    #: Pause between two jobs (lets the device cool down).
+    cooldown_s: float = Field(default=0.0, ge=0)
+    #: Longest pause between retries when the server fails or cannot be reached.
+    max_backoff_s: float = Field(default=30.0, gt=0)
+    #: How long a finished result is retried when the server cannot take it.
+    deliver_timeout_s: float = Field(default=600.0, gt=0)
+    #: Labels the device advertises (``{"lab": "rack-2"}``); selectors match ``labels.KEY``.
+    labels: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,71 @@
+"""Start an agent: load runners, probe the device, register once, then work."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+
+from latlab.client import AgentClient
+from latlab.errors import ApiError
+
+from agent.cache import ModelCache
+from agent.config import AgentSettings
+from agent.errors import RegistrationError
+from agent.loop import Agent, AgentStats
+from agent.probe import probe_descriptor
+from agent.runners import available_runners
+from agent.runners.base import Runner
+from agent.state import AgentState, load_state, save_state
+
+__all__ = ["connect_agent", "run_agent"]
+
+log = logging.getLogger(__name__)
+
+
+def connect_agent(
+    settings: AgentSettings,
+    runners: dict[str, Runner] | None = None,
+    stop: threading.Event | None = None,
+) -> Agent:
+    """Register (or reuse the saved registration), report the descriptor, build the Agent."""
+    runners = available_runners() if runners is None else runners
+    if not runners:
+        raise RegistrationError("no runtime is installed: pip install 'latlab[agent]'")
+    descriptor = probe_descriptor([r.info() for r in runners.values()], settings.labels)
+    server_url = settings.server_url.rstrip("/")
+    state = load_state(settings.state_file)
+    client = AgentClient(server_url, state.token if state and state.server_url == server_url else None)
+    try:
+        if state is None or state.server_url != server_url:
+            key = settings.enroll_key.get_secret_value()
+            if not key:
+                raise RegistrationError(
+                    "this agent is not registered yet: give the enrollment key "
+                    "(--enroll-key or LATLAB_AGENT_ENROLL_KEY)"
+                )
+            name = settings.name or socket.gethostname()
+            registered = client.register(key, name, descriptor)
+            state = AgentState(server_url, registered.device_id, registered.token)
+            save_state(settings.state_file, state)
+            log.info("device registered", extra={"device_id": state.device_id})
+        else:
+            client.heartbeat(descriptor=descriptor)
+            log.info("device registration reused", extra={"device_id": state.device_id})
+    except ApiError as exc:
+        client.close()
+        if exc.status == 401:
+            raise RegistrationError(
+                f"the server refused this agent's credentials ({exc.message}); check the "
+                f"enrollment key, or delete {settings.state_file} to register again"
+            ) from exc
+        raise
+    return Agent(client, runners, ModelCache(settings.cache_dir), settings, stop)
+
+
+def run_agent(settings: AgentSettings, stop: threading.Event) -> AgentStats:
+    agent = connect_agent(settings, stop=stop)
+    try:
+        return agent.run()
+    finally:
+        agent.client.close()

@@ -1,0 +1,69 @@
+"""The hardware descriptor a desktop/Jetson agent reports: CPU, cores, RAM, OS, GPU, runtimes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+from latlab.schemas import DeviceDescriptor, RuntimeInfo
+
+__all__ = ["probe_descriptor"]
+
+log = logging.getLogger(__name__)
+
+
+def probe_descriptor(runtimes: Iterable[RuntimeInfo], labels: dict[str, str]) -> DeviceDescriptor:
+    return DeviceDescriptor(
+        hostname=socket.gethostname()[:200],
+        cpu_model=_cpu_model()[:200],
+        cpu_arch=platform.machine(),
+        cpu_cores=os.cpu_count() or 0,
+        ram_bytes=_ram_bytes(),
+        os=platform.platform()[:200],
+        gpu=_nvidia_gpu(),
+        runtimes=list(runtimes),
+        labels=labels,
+    )
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            # x86 says "model name"; many ARM kernels (Jetson) say "Hardware" or "Model"
+            if key.strip() in ("model name", "Hardware", "Model") and value.strip():
+                return value.strip()
+    return platform.processor() or platform.machine()
+
+
+def _ram_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _nvidia_gpu() -> str | None:
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("nvidia-smi failed: %s", exc)
+        return None
+    first = out.strip().splitlines()
+    return first[0].strip()[:200] if first else None

@@ -1,0 +1,290 @@
+"""Python SDK over the REST API: ``Client`` for users and search jobs, ``AgentClient`` for agents.
+
+Every error answer becomes an ``ApiError`` (status, code, message); a server that does not
+answer at all is ``ServerUnreachable``.
+
+    >>> from latlab.client import Client
+    >>> with Client("http://127.0.0.1:8000", api_key="...") as c:
+    ...     model = c.upload_model("net.onnx")
+    ...     job = c.create_job(model.id, device_id="...")
+    ...     done = c.wait_jobs([job.id])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Self
+
+import httpx
+
+from latlab.errors import ApiError, ServerUnreachable
+from latlab.schemas import (
+    ClaimedJob,
+    DeviceDescriptor,
+    DeviceOut,
+    DeviceRegistered,
+    HeartbeatOut,
+    JobOut,
+    JobState,
+    MeasurementIn,
+    MeasurementOut,
+    ModelOut,
+    RuntimeConfig,
+)
+
+__all__ = ["AgentClient", "Client"]
+
+DEFAULT_TIMEOUT_S = 30.0
+
+
+class _Http:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(f"{method} {path}: {exc}") from exc
+        if response.status_code >= 400:
+            raise _api_error(response)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._send(method, path, **kwargs).json()
+
+
+def _api_error(response: httpx.Response) -> ApiError:
+    try:
+        err = response.json()["error"]
+        return ApiError(response.status_code, str(err["code"]), str(err["message"]))
+    except (ValueError, KeyError, TypeError):
+        return ApiError(response.status_code, "http_error", response.text[:500])
+
+
+def _params(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+class Client(_Http):
+    """A user's or a search job's view of the server (API key)."""
+
+    def __init__(self, base_url: str, api_key: str, **kwargs: Any) -> None:
+        super().__init__(base_url, api_key, **kwargs)
+
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", "/healthz")
+        return result
+
+    # devices
+    def devices(self) -> list[DeviceOut]:
+        return [DeviceOut.model_validate(d) for d in self._json("GET", "/v1/devices")]
+
+    def device(self, device_id: str) -> DeviceOut:
+        return DeviceOut.model_validate(self._json("GET", f"/v1/devices/{device_id}"))
+
+    # models
+    def upload_model(self, path: str | Path, data: bytes | None = None) -> ModelOut:
+        path = Path(path)
+        content = path.read_bytes() if data is None else data
+        files = {"file": (path.name, content, "application/octet-stream")}
+        return ModelOut.model_validate(self._json("POST", "/v1/models", files=files))
+
+    def model(self, model_id: str) -> ModelOut:
+        return ModelOut.model_validate(self._json("GET", f"/v1/models/{model_id}"))
+
+    def models(self, *, limit: int = 100, offset: int = 0) -> list[ModelOut]:
+        data = self._json("GET", "/v1/models", params={"limit": limit, "offset": offset})
+        return [ModelOut.model_validate(m) for m in data]
+
+    # jobs
+    def create_job(
+        self,
+        model_id: str,
+        *,
+        device_id: str | None = None,
+        selector: dict[str, str | int] | None = None,
+        config: RuntimeConfig | None = None,
+        max_attempts: int | None = None,
+    ) -> JobOut:
+        body: dict[str, Any] = {"model_id": model_id}
+        if device_id is not None:
+            body["device_id"] = device_id
+        if selector is not None:
+            body["selector"] = selector
+        if config is not None:
+            body["config"] = config.model_dump(mode="json")
+        if max_attempts is not None:
+            body["max_attempts"] = max_attempts
+        return JobOut.model_validate(self._json("POST", "/v1/jobs", json=body))
+
+    def job(self, job_id: str) -> JobOut:
+        return JobOut.model_validate(self._json("GET", f"/v1/jobs/{job_id}"))
+
+    def jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        model_id: str | None = None,
+        device_id: str | None = None,
+        ids: list[str] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[JobOut]:
+        params = _params(
+            state=state, model_id=model_id, device_id=device_id, ids=ids, limit=limit, offset=offset
+        )
+        return [JobOut.model_validate(j) for j in self._json("GET", "/v1/jobs", params=params)]
+
+    def cancel_job(self, job_id: str) -> JobOut:
+        return JobOut.model_validate(self._json("POST", f"/v1/jobs/{job_id}/cancel"))
+
+    def wait_jobs(
+        self, job_ids: Iterable[str], *, timeout_s: float = 600.0, poll_s: float = 0.2
+    ) -> list[JobOut]:
+        """Wait until every job has finished (done, failed or cancelled); in the given order."""
+        for _ in self.iter_finished(job_ids, timeout_s=timeout_s, poll_s=poll_s):
+            pass
+        return self.jobs(ids=list(job_ids), limit=len(list(job_ids)) or 1)
+
+    def iter_finished(
+        self, job_ids: Iterable[str], *, timeout_s: float = 600.0, poll_s: float = 0.2
+    ) -> Iterator[JobOut]:
+        """Yield each job once as it finishes; ``TimeoutError`` if some have not in time."""
+        pending = list(dict.fromkeys(job_ids))
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            finished = []
+            for start in range(0, len(pending), 500):
+                chunk = pending[start : start + 500]
+                finished += [j for j in self.jobs(ids=chunk, limit=len(chunk)) if not j.state.pending]
+            for job in finished:
+                pending.remove(job.id)
+                yield job
+            if pending:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{len(pending)} job(s) not finished after {timeout_s} s")
+                time.sleep(poll_s)
+
+    # measurements
+    def measurements(
+        self,
+        *,
+        model_id: str | None = None,
+        device_id: str | None = None,
+        job_id: str | None = None,
+        samples: bool = False,
+        ops: bool = False,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[MeasurementOut]:
+        params = _params(
+            model_id=model_id,
+            device_id=device_id,
+            job_id=job_id,
+            samples=samples,
+            ops=ops,
+            limit=limit,
+            offset=offset,
+        )
+        data = self._json("GET", "/v1/measurements", params=params)
+        return [MeasurementOut.model_validate(m) for m in data]
+
+    def measurement(self, measurement_id: int) -> MeasurementOut:
+        return MeasurementOut.model_validate(self._json("GET", f"/v1/measurements/{measurement_id}"))
+
+
+class AgentClient(_Http):
+    """A device agent's calls (device token; the enrollment key only to register)."""
+
+    def __init__(self, base_url: str, token: str | None = None, **kwargs: Any) -> None:
+        super().__init__(base_url, token, **kwargs)
+
+    def register(self, enroll_key: str, name: str, descriptor: DeviceDescriptor) -> DeviceRegistered:
+        body = {"name": name, "descriptor": descriptor.model_dump(mode="json")}
+        headers = {"Authorization": f"Bearer {enroll_key}"}
+        data = self._json("POST", "/v1/devices/register", json=body, headers=headers)
+        registered = DeviceRegistered.model_validate(data)
+        self._http.headers["Authorization"] = f"Bearer {registered.token}"
+        return registered
+
+    def heartbeat(
+        self,
+        job_id: str | None = None,
+        lease_token: str | None = None,
+        descriptor: DeviceDescriptor | None = None,
+    ) -> HeartbeatOut:
+        body = _params(
+            job_id=job_id,
+            lease_token=lease_token,
+            descriptor=None if descriptor is None else descriptor.model_dump(mode="json"),
+        )
+        return HeartbeatOut.model_validate(self._json("POST", "/v1/agent/heartbeat", json=body))
+
+    def claim(self, wait_s: float) -> ClaimedJob | None:
+        response = self._send(
+            "POST",
+            "/v1/agent/claim",
+            params={"wait_s": wait_s},
+            timeout=wait_s + DEFAULT_TIMEOUT_S,
+        )
+        if response.status_code == 204:
+            return None
+        return ClaimedJob.model_validate(response.json())
+
+    def download_model(self, model_id: str, dest: Path) -> None:
+        """Stream the model to ``dest``, checking its sha256 (the model id) on the way."""
+        tmp = dest.with_name(dest.name + ".part")
+        digest = hashlib.sha256()
+        try:
+            with self._http.stream("GET", f"/v1/models/{model_id}/content") as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _api_error(response)
+                with tmp.open("wb") as f:
+                    for chunk in response.iter_bytes():
+                        digest.update(chunk)
+                        f.write(chunk)
+            if digest.hexdigest() != model_id:
+                raise ApiError(502, "corrupt_download", f"model {model_id}: sha256 mismatch")
+            tmp.replace(dest)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(f"download of model {model_id}: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def upload_result(self, job_id: str, result: MeasurementIn) -> MeasurementOut:
+        data = self._json(
+            "POST", f"/v1/agent/jobs/{job_id}/result", json=result.model_dump(mode="json")
+        )
+        return MeasurementOut.model_validate(data)
+
+    def report_failure(self, job_id: str, lease_token: str, error: str) -> JobOut:
+        body = {"lease_token": lease_token, "error": error[:20_000]}
+        return JobOut.model_validate(self._json("POST", f"/v1/agent/jobs/{job_id}/failure", json=body))
+
+    def release(self, job_id: str, lease_token: str) -> JobOut:
+        body = {"lease_token": lease_token}
+        return JobOut.model_validate(self._json("POST", f"/v1/agent/jobs/{job_id}/release", json=body))

@@ -1,0 +1,36 @@
+"""Errors of the shared core and of the client.
+
+::
+
+    LatlabError
+    ├── ModelInvalid        a model file that cannot be accepted (bad bytes, external data, ...)
+    └── ApiError            the server answered with an error (status, code, message)
+        └── ServerUnreachable   no answer at all (connection refused, timeout)
+"""
+
+from __future__ import annotations
+
+__all__ = ["ApiError", "LatlabError", "ModelInvalid", "ServerUnreachable"]
+
+
+class LatlabError(Exception):
+    """Base of every error latlab raises on purpose."""
+
+
+class ModelInvalid(LatlabError):
+    """The model file is not something latlab can accept; the message says why."""
+
+
+class ApiError(LatlabError):
+    """The server answered with a 4xx/5xx."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class ServerUnreachable(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(0, "unreachable", message)

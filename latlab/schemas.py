@@ -1,0 +1,349 @@
+"""The wire: pydantic models shared by the server, the agent and the client.
+
+Units are in the field names (``*_ms``, ``*_us``, ``*_s``, ``*_bytes``); timestamps are
+tz-aware UTC and end in ``_at``. Bodies the server accepts forbid unknown fields, so a typo in
+a request is a 422, not a silently ignored option.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "ClaimedJob",
+    "DeviceDescriptor",
+    "DeviceOut",
+    "DeviceRegistered",
+    "ErrorBody",
+    "ExecutionProvider",
+    "GraphOptimization",
+    "HeartbeatIn",
+    "HeartbeatOut",
+    "JobCreate",
+    "JobFailureIn",
+    "JobOut",
+    "JobState",
+    "LatencyStats",
+    "LeaseIn",
+    "MeasurementIn",
+    "MeasurementOut",
+    "ModelFormat",
+    "ModelOut",
+    "ModelSummary",
+    "OpTiming",
+    "RegisterIn",
+    "RuntimeConfig",
+    "RuntimeInfo",
+    "RuntimeName",
+    "TensorInfo",
+    "WarmupInfo",
+]
+
+#: Version of the measurement protocol (agent/protocol.py). Bump it when a change to the
+#: protocol could change a number; every measurement records the version it was taken with.
+PROTOCOL_VERSION = "1"
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+SampleMs = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class _In(BaseModel):
+    """A body the server accepts: unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer: ``{"error": {"code": ..., "message": ...}}``."""
+
+    class Error(BaseModel):
+        code: str
+        message: str
+
+    error: Error
+
+
+# --------------------------------------------------------------------------- devices
+
+
+class RuntimeInfo(BaseModel):
+    """A runtime the device can time models with (one per runner)."""
+
+    name: str
+    version: str
+    providers: list[str] = Field(default_factory=list, max_length=32)
+
+
+class DeviceDescriptor(BaseModel):
+    """What the device is; selectors match on these fields."""
+
+    hostname: str = Field(default="", max_length=200)
+    cpu_model: str = Field(default="", max_length=200)
+    cpu_arch: str = Field(default="", max_length=50)
+    cpu_cores: int = Field(default=0, ge=0, le=4096)
+    ram_bytes: int = Field(default=0, ge=0)
+    os: str = Field(default="", max_length=200)
+    gpu: str | None = Field(default=None, max_length=200)
+    runtimes: list[RuntimeInfo] = Field(default_factory=list, max_length=32)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
+
+
+class RegisterIn(_In):
+    name: Name
+    descriptor: DeviceDescriptor
+
+
+class DeviceRegistered(BaseModel):
+    device_id: str
+    #: The device's own bearer token; shown once, stored by the server only as a hash.
+    token: str
+
+
+class DeviceOut(_Out):
+    id: str
+    name: str
+    descriptor: DeviceDescriptor
+    created_at: datetime
+    last_seen_at: datetime
+    online: bool
+
+
+class HeartbeatIn(_In):
+    job_id: str | None = Field(default=None, max_length=64)
+    lease_token: str | None = Field(default=None, max_length=200)
+    #: Sent at agent start: the server keeps the latest descriptor (runtimes get upgraded).
+    descriptor: DeviceDescriptor | None = None
+
+
+class HeartbeatOut(BaseModel):
+    server_time_at: datetime
+    #: New expiry of the lease named in the heartbeat, if any.
+    lease_expires_at: datetime | None = None
+
+
+# --------------------------------------------------------------------------- models
+
+
+class ModelFormat(StrEnum):
+    onnx = "onnx"
+
+
+class TensorInfo(BaseModel):
+    name: str
+    #: Dimensions; a symbolic dimension is its name (``"batch"``), an unknown one ``None``.
+    shape: list[int | str | None]
+    dtype: str
+
+
+class ModelSummary(BaseModel):
+    n_nodes: int
+    op_counts: dict[str, int]
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    opset: int
+    #: Parameters: elements of all initializers.
+    params: int
+    #: Multiply-accumulates of Conv/ConvTranspose/Gemm/MatMul; None if a shape is unknown.
+    macs: int | None
+    #: 2 x macs (the usual "FLOPs" convention counts multiply and add apart).
+    flops: int | None
+
+
+class ModelOut(_Out):
+    id: str  # sha256 of the file's bytes, hex
+    format: ModelFormat
+    filename: str
+    size_bytes: int
+    summary: ModelSummary
+    created_at: datetime
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+class RuntimeName(StrEnum):
+    onnxruntime = "onnxruntime"
+
+
+class ExecutionProvider(StrEnum):
+    cpu = "CPUExecutionProvider"
+    cuda = "CUDAExecutionProvider"
+    tensorrt = "TensorrtExecutionProvider"
+
+
+class GraphOptimization(StrEnum):
+    disabled = "disabled"
+    basic = "basic"
+    extended = "extended"
+    all = "all"
+
+
+class RuntimeConfig(_In):
+    """How to time a model: the runtime, its settings and the measurement protocol."""
+
+    runtime: RuntimeName = RuntimeName.onnxruntime
+    execution_provider: ExecutionProvider = ExecutionProvider.cpu
+    #: Intra-op threads. 1 is the stable default: 2+ threads jitter 2-5x on small hosts.
+    threads: int = Field(default=1, ge=1, le=256)
+    graph_optimization: GraphOptimization = GraphOptimization.all
+    warmup_runs: int = Field(default=10, ge=0, le=100_000)
+    warmup_s: float = Field(default=1.0, ge=0, le=600)
+    timed_runs: int = Field(default=50, ge=1, le=100_000)
+    timed_s: float = Field(default=2.0, ge=0, le=600)
+    #: Per-op times from a separate profiled pass (never from the timed runs).
+    profile_ops: bool = True
+    profile_runs: int = Field(default=10, ge=1, le=10_000)
+    #: Pin the timing process to these CPU ids (Linux), if given.
+    cpu_affinity: list[int] | None = Field(default=None, max_length=4096)
+    #: Seed of the generated inputs.
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+
+
+class JobState(StrEnum):
+    queued = "queued"
+    leased = "leased"
+    done = "done"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def pending(self) -> bool:
+        return self in (JobState.queued, JobState.leased)
+
+
+class JobCreate(_In):
+    """Time one model on one device, or on any one device whose descriptor matches."""
+
+    model_id: str = Field(pattern=r"^[0-9a-f]{64}$")
+    device_id: str | None = Field(default=None, max_length=64)
+    #: Descriptor fields that a device must match exactly (``{"cpu_arch": "x86_64"}``); a
+    #: ``labels.KEY`` entry matches a label. Used when ``device_id`` is not given.
+    selector: dict[str, str | int] | None = Field(default=None, max_length=32)
+    config: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+
+
+class JobOut(_Out):
+    id: str
+    model_id: str
+    device_id: str | None
+    selector: dict[str, str | int] | None
+    config: RuntimeConfig
+    state: JobState
+    attempts: int
+    max_attempts: int
+    error: str | None
+    claimed_by: str | None
+    lease_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    measurement_id: int | None = None
+    #: True when the request matched a pending identical job and that job is returned.
+    deduplicated: bool = False
+
+
+# --------------------------------------------------------------------------- agent side
+
+
+class ClaimedJob(BaseModel):
+    job_id: str
+    lease_token: str
+    lease_expires_at: datetime
+    lease_s: float
+    model_id: str
+    model_format: ModelFormat
+    model_size_bytes: int
+    config: RuntimeConfig
+
+
+class LeaseIn(_In):
+    lease_token: str = Field(min_length=1, max_length=200)
+
+
+class JobFailureIn(LeaseIn):
+    error: str = Field(min_length=1, max_length=20_000)
+
+
+class WarmupInfo(BaseModel):
+    n: int = Field(ge=0)
+    total_ms: float = Field(ge=0)
+
+
+class OpTiming(BaseModel):
+    """One kernel the runtime executed, timed by its profiler."""
+
+    #: The node's name in the graph the runtime executed (after its optimisations).
+    node_name: str = Field(max_length=1000)
+    op_type: str = Field(max_length=200)
+    provider: str | None = Field(default=None, max_length=200)
+    #: Median kernel time over the profiled runs.
+    dur_us: float = Field(ge=0, allow_inf_nan=False)
+    n: int = Field(ge=1)
+    #: Nodes of the uploaded graph this kernel computes (a fused kernel lists several; a
+    #: layout conversion the runtime inserted lists none).
+    source_nodes: list[str] = Field(default_factory=list)
+
+
+class MeasurementIn(_In):
+    """What the agent uploads; the server computes the statistics from ``samples_ms``."""
+
+    lease_token: str = Field(min_length=1, max_length=200)
+    runtime: str = Field(max_length=100)
+    runtime_version: str = Field(max_length=100)
+    provider: str = Field(max_length=100)
+    threads: int = Field(ge=1)
+    protocol_version: str = Field(max_length=20)
+    agent_version: str = Field(max_length=50)
+    input_shapes: dict[str, list[int]]
+    warmup: WarmupInfo
+    samples_ms: list[SampleMs] = Field(min_length=1, max_length=1_000_000)
+    #: Wall time the runner spent timing (warm-up + timed runs + profiled pass).
+    timing_wall_s: float = Field(ge=0)
+    #: How per-op rows were taken: graph optimisation level of the profiled session.
+    op_profile: dict[str, Any] | None = None
+    ops: list[OpTiming] = Field(default_factory=list, max_length=100_000)
+
+
+class LatencyStats(BaseModel):
+    n: int
+    median_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    max_ms: float
+    p10_ms: float
+    p90_ms: float
+    p99_ms: float
+    iqr_ms: float
+
+
+class MeasurementOut(_Out):
+    id: int
+    job_id: str
+    model_id: str
+    device_id: str
+    runtime: str
+    runtime_version: str
+    provider: str
+    threads: int
+    protocol_version: str
+    agent_version: str
+    input_shapes: dict[str, list[int]]
+    config: RuntimeConfig
+    warmup: WarmupInfo
+    stats: LatencyStats
+    samples_ms: list[float] | None = None
+    timing_wall_s: float
+    op_profile: dict[str, Any] | None
+    ops: list[OpTiming] | None = None
+    created_at: datetime

@@ -1,0 +1,1 @@
+"""Alembic migrations of the latlab server database (the server upgrades to head on start)."""

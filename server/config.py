@@ -1,0 +1,57 @@
+"""The server's one settings object, read from ``LATLAB_*`` environment variables.
+
+Built once in the entry point (``latlab server``, the quickstart, a test fixture) and passed
+down; nothing reads the environment anywhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+DEFAULT_DATA_DIR = Path("~/.latlab").expanduser()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LATLAB_", extra="ignore")
+
+    #: Everything the embedded setup keeps: the SQLite file and the blob directory.
+    data_dir: Path = DEFAULT_DATA_DIR
+    #: SQLAlchemy URL; default ``sqlite:///<data_dir>/latlab.db``.
+    database_url: str | None = None
+    #: Content-addressed model store; default ``<data_dir>/blobs``.
+    blob_dir: Path | None = None
+    #: Shared secret an agent presents once to register its device.
+    enroll_key: SecretStr = SecretStr("")
+    #: User API keys, comma-separated (``LATLAB_API_KEYS=key1,key2``).
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    max_model_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    #: A claimed job's lease; agents extend it with heartbeats while they time.
+    lease_s: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    #: Longest a claim long-poll may wait for a job.
+    claim_wait_max_s: float = Field(default=30.0, ge=0)
+    #: A device not heard from for this long is shown offline.
+    offline_after_s: float = Field(default=90.0, gt=0)
+    #: How often the lease reaper runs in the background.
+    reap_every_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'latlab.db'}"
+
+    @property
+    def resolved_blob_dir(self) -> Path:
+        return self.blob_dir or self.data_dir / "blobs"

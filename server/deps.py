@@ -1,0 +1,114 @@
+"""FastAPI dependencies: the app's state, the request's session, who is calling."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.auth import bearer_token, hash_token, key_matches
+from server.blobstore import BlobStore
+from server.config import Settings
+from server.db import session_scope, utcnow
+from server.errors import Forbidden, Unauthorized
+from server.notify import JobNotifier
+from server.tables import Device
+
+__all__ = [
+    "AppState",
+    "AuthHeader",
+    "CurrentDevice",
+    "DeviceRef",
+    "SessionDep",
+    "StateDep",
+    "UserAuth",
+    "UserOrDevice",
+]
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    blobs: BlobStore
+    notifier: JobNotifier
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.latlab
+    return state
+
+
+StateDep = Annotated[AppState, Depends(_state)]
+
+
+def _session(state: StateDep) -> Iterator[Session]:
+    """One transaction per request: committed before the answer is sent, or rolled back."""
+    session = state.sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(_session, scope="function")]
+
+AuthHeader = Annotated[str | None, Header(alias="Authorization", include_in_schema=False)]
+
+
+def _user(state: StateDep, authorization: AuthHeader = None) -> None:
+    token = bearer_token(authorization)
+    if token is None:
+        raise Unauthorized("missing 'Authorization: Bearer <api key>' header")
+    if not key_matches(token, state.settings.api_keys):
+        if token.startswith("ldt_"):
+            raise Forbidden("a device token cannot make user calls; use an API key")
+        raise Unauthorized("unknown API key")
+
+
+UserAuth = Depends(_user)
+
+
+@dataclass(frozen=True)
+class DeviceRef:
+    """The calling device, authenticated in a short transaction of its own (so that a
+    long-polling claim holds no database transaction while it waits)."""
+
+    id: str
+    name: str
+    descriptor: dict[str, Any]
+
+
+def _device(state: StateDep, authorization: AuthHeader = None) -> DeviceRef:
+    token = bearer_token(authorization)
+    if token is None:
+        raise Unauthorized("missing 'Authorization: Bearer <device token>' header")
+    with session_scope(state.sessions) as session:
+        device = session.scalar(select(Device).where(Device.token_hash == hash_token(token)))
+        if device is None or device.revoked_at is not None:
+            if key_matches(token, state.settings.api_keys):
+                raise Forbidden("an API key cannot make agent calls; use the device token")
+            raise Unauthorized("unknown or revoked device token")
+        device.last_seen_at = utcnow()
+        return DeviceRef(id=device.id, name=device.name, descriptor=dict(device.descriptor))
+
+
+CurrentDevice = Annotated[DeviceRef, Depends(_device)]
+
+
+def _user_or_device(state: StateDep, authorization: AuthHeader = None) -> None:
+    token = bearer_token(authorization)
+    if token is not None and key_matches(token, state.settings.api_keys):
+        return
+    _device(state, authorization)
+
+
+UserOrDevice = Depends(_user_or_device)

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from latlab.schemas import DeviceOut, DeviceRegistered, HeartbeatIn, HeartbeatOut, RegisterIn
+from server.auth import bearer_token
+from server.db import utcnow
+from server.deps import AuthHeader, CurrentDevice, SessionDep, StateDep, UserAuth
+from server.devices import service
+from server.jobs.service import extend_lease
+
+router = APIRouter(tags=["devices"])
+
+
+@router.post(
+    "/devices/register", status_code=status.HTTP_201_CREATED, response_model=DeviceRegistered
+)
+def register(
+    body: RegisterIn, session: SessionDep, state: StateDep, authorization: AuthHeader = None
+) -> DeviceRegistered:
+    """Register a device with the enrollment key; returns its id and its own token (once)."""
+    return service.register_device(
+        session, state.settings.enroll_key, bearer_token(authorization), body
+    )
+
+
+@router.get("/devices", response_model=list[DeviceOut], dependencies=[UserAuth])
+def list_devices(session: SessionDep, state: StateDep) -> list[DeviceOut]:
+    after = state.settings.offline_after_s
+    return [service.device_out(d, after) for d in service.list_devices(session)]
+
+
+@router.get("/devices/{device_id}", response_model=DeviceOut, dependencies=[UserAuth])
+def get_device(device_id: str, session: SessionDep, state: StateDep) -> DeviceOut:
+    return service.device_out(
+        service.get_device(session, device_id), state.settings.offline_after_s
+    )
+
+
+@router.post("/agent/heartbeat", response_model=HeartbeatOut, tags=["agent"])
+def heartbeat(
+    body: HeartbeatIn, device: CurrentDevice, session: SessionDep, state: StateDep
+) -> HeartbeatOut:
+    """The device is alive; with a job and its lease token, the lease is extended."""
+    expires = None
+    if body.descriptor is not None:
+        service.update_descriptor(session, device.id, body.descriptor)
+    if body.job_id is not None:
+        expires = extend_lease(
+            session, device.id, body.job_id, body.lease_token or "", state.settings.lease_s
+        )
+    return HeartbeatOut(server_time_at=utcnow(), lease_expires_at=expires)

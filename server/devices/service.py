@@ -1,0 +1,65 @@
+"""Devices: registration with the enrollment key, heartbeats, online status."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from pydantic import SecretStr
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from latlab.schemas import DeviceDescriptor, DeviceOut, DeviceRegistered, RegisterIn
+from server.auth import hash_token, key_matches, new_device_token
+from server.db import utcnow
+from server.errors import NotFound, Unauthorized
+from server.tables import Device
+
+__all__ = ["device_out", "get_device", "list_devices", "register_device", "update_descriptor"]
+
+
+def register_device(
+    session: Session, enroll_key: SecretStr, presented: str | None, body: RegisterIn
+) -> DeviceRegistered:
+    if presented is None or not key_matches(presented, [enroll_key]):
+        raise Unauthorized("registration needs 'Authorization: Bearer <enrollment key>'")
+    token = new_device_token()
+    now = utcnow()
+    device = Device(
+        id=uuid.uuid4().hex,
+        name=body.name,
+        token_hash=hash_token(token),
+        descriptor=body.descriptor.model_dump(mode="json"),
+        created_at=now,
+        last_seen_at=now,
+    )
+    session.add(device)
+    session.flush()
+    return DeviceRegistered(device_id=device.id, token=token)
+
+
+def device_out(device: Device, offline_after_s: float) -> DeviceOut:
+    online = utcnow() - device.last_seen_at <= timedelta(seconds=offline_after_s)
+    return DeviceOut(
+        id=device.id,
+        name=device.name,
+        descriptor=DeviceDescriptor.model_validate(device.descriptor),
+        created_at=device.created_at,
+        last_seen_at=device.last_seen_at,
+        online=online and device.revoked_at is None,
+    )
+
+
+def get_device(session: Session, device_id: str) -> Device:
+    device = session.get(Device, device_id)
+    if device is None:
+        raise NotFound(f"no device {device_id!r}")
+    return device
+
+
+def list_devices(session: Session) -> list[Device]:
+    return list(session.scalars(select(Device).order_by(Device.created_at)))
+
+
+def update_descriptor(session: Session, device_id: str, descriptor: DeviceDescriptor) -> None:
+    get_device(session, device_id).descriptor = descriptor.model_dump(mode="json")

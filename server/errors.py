@@ -1,0 +1,106 @@
+"""The server's exception family, mapped once to HTTP answers (``install_error_handlers``).
+
+::
+
+    ServerError                 500 internal (never raised on purpose)
+    ├── BadRequest              400 bad_request
+    ├── Unauthorized            401 unauthorized   (no or unknown bearer token)
+    ├── Forbidden               403 forbidden      (a token of the wrong kind)
+    ├── NotFound                404 not_found
+    ├── Conflict                409 conflict       (stale lease, job already finished, ...)
+    ├── PayloadTooLarge         413 too_large
+    └── InvalidInput            422 invalid        (a model that fails validation, ...)
+
+Every error answer has the body ``{"error": {"code": ..., "message": ...}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "Forbidden",
+    "InvalidInput",
+    "NotFound",
+    "PayloadTooLarge",
+    "ServerError",
+    "Unauthorized",
+    "install_error_handlers",
+]
+
+log = logging.getLogger(__name__)
+
+
+class ServerError(Exception):
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ServerError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(ServerError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(ServerError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(ServerError):
+    status, code = 404, "not_found"
+
+
+class Conflict(ServerError):
+    status, code = 409, "conflict"
+
+
+class PayloadTooLarge(ServerError):
+    status, code = 413, "too_large"
+
+
+class InvalidInput(ServerError):
+    status, code = 422, "invalid"
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServerError)
+    async def _server_error(_: Request, exc: ServerError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()))
+            parts.append(f"{where}: {err.get('msg', 'invalid')}")
+        return _error(422, "invalid", "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return _error(500, "internal", "internal server error")

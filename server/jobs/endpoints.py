@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from latlab.schemas import ClaimedJob, JobCreate, JobFailureIn, JobOut, JobState, LeaseIn
+from server.db import session_scope
+from server.deps import CurrentDevice, SessionDep, StateDep, UserAuth
+from server.jobs import service
+
+router = APIRouter(tags=["jobs"])
+agent_router = APIRouter(prefix="/agent", tags=["agent"])
+
+#: Claims re-check the database at least this often while they wait (other processes).
+CLAIM_POLL_S = 0.5
+
+
+@router.post(
+    "/jobs",
+    response_model=JobOut,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[UserAuth],
+    responses={200: {"model": JobOut, "description": "An identical pending job (deduplicated)"}},
+)
+def create_job(body: JobCreate, response: Response, session: SessionDep, state: StateDep) -> JobOut:
+    """Queue a timing job: a model on one device, or on any device matching a selector."""
+    job = service.create_job(session, body, state.settings.max_attempts)
+    session.commit()  # visible before the waiting agents are woken
+    if job.deduplicated:
+        response.status_code = status.HTTP_200_OK
+    else:
+        state.notifier.notify()
+    return job
+
+
+@router.get("/jobs", response_model=list[JobOut], dependencies=[UserAuth])
+def list_jobs(
+    session: SessionDep,
+    state: JobState | None = None,
+    model_id: str | None = None,
+    device_id: str | None = None,
+    ids: Annotated[list[str] | None, Query(max_length=1000)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[JobOut]:
+    return service.list_jobs(
+        session,
+        state=state,
+        model_id=model_id,
+        device_id=device_id,
+        ids=ids,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, dependencies=[UserAuth])
+def get_job(job_id: str, session: SessionDep) -> JobOut:
+    jobs = service.list_jobs(session, ids=[job_id], limit=1)
+    if not jobs:
+        service.get_job(session, job_id)  # raises NotFound
+    return jobs[0]
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobOut, dependencies=[UserAuth])
+def cancel_job(job_id: str, session: SessionDep) -> JobOut:
+    return service.cancel_job(session, job_id)
+
+
+# --------------------------------------------------------------------------- agent side
+
+
+@agent_router.post(
+    "/claim",
+    response_model=ClaimedJob,
+    responses={204: {"description": "No job for this device within wait_s"}},
+)
+async def claim(
+    device: CurrentDevice,
+    state: StateDep,
+    wait_s: Annotated[float, Query(ge=0, le=300)] = 0,
+) -> ClaimedJob | Response:
+    """Lease the next job for this device, waiting up to ``wait_s`` seconds for one (long poll)."""
+    rules = service.ClaimRules(lease_s=state.settings.lease_s)
+    deadline = time.monotonic() + min(wait_s, state.settings.claim_wait_max_s)
+
+    def attempt() -> ClaimedJob | None:
+        with session_scope(state.sessions) as session:
+            return service.claim_job(session, device.id, device.name, device.descriptor, rules)
+
+    while True:
+        claimed = await run_in_threadpool(attempt)
+        if claimed is not None:
+            return claimed
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return Response(status_code=status.HTTP_204_NO_CONTENT)
+        await state.notifier.wait(min(CLAIM_POLL_S, remaining))
+
+
+@agent_router.post("/jobs/{job_id}/failure", response_model=JobOut)
+def report_failure(
+    job_id: str, body: JobFailureIn, device: CurrentDevice, session: SessionDep
+) -> JobOut:
+    """The job could not be measured; it ends ``failed`` with the error text."""
+    return service.fail_job(session, device.id, job_id, body.lease_token, body.error)
+
+
+@agent_router.post("/jobs/{job_id}/release", response_model=JobOut)
+def release(
+    job_id: str, body: LeaseIn, device: CurrentDevice, session: SessionDep, state: StateDep
+) -> JobOut:
+    """Give a leased job back to the queue (the agent is stopping); no attempt is counted."""
+    job = service.release_job(session, device.id, job_id, body.lease_token)
+    session.commit()
+    state.notifier.notify()
+    return job

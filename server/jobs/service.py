@@ -1,0 +1,400 @@
+"""The job queue: create (deduplicated), claim under a lease, extend, finish, reap.
+
+Job states::
+
+    queued --claim--> leased --result--> done
+      ^                 |  \\--failure--> failed
+      |-- release / lease expired (attempts < max) --|   lease expired (attempts = max) -> failed
+    queued|leased --cancel--> cancelled
+
+A claim is a compare-and-set ``UPDATE ... WHERE id = :id AND state = 'queued'`` inside one
+transaction; PostgreSQL picks candidates with ``FOR UPDATE SKIP LOCKED``, SQLite serialises
+write transactions (server/db.py). Either way a job is leased to one device at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from latlab.schemas import (
+    ClaimedJob,
+    DeviceDescriptor,
+    JobCreate,
+    JobOut,
+    JobState,
+    ModelFormat,
+    RuntimeConfig,
+)
+from server.auth import new_lease_token
+from server.db import utcnow
+from server.errors import Conflict, InvalidInput, NotFound
+from server.tables import Device, Job, Measurement, Model
+
+__all__ = [
+    "ClaimRules",
+    "cancel_job",
+    "check_lease",
+    "claim_job",
+    "create_job",
+    "device_can_run",
+    "extend_lease",
+    "fail_job",
+    "get_job",
+    "job_out",
+    "list_jobs",
+    "reap_expired_leases",
+    "release_job",
+    "selector_matches",
+]
+
+log = logging.getLogger(__name__)
+
+SELECTOR_FIELDS = frozenset(
+    {"name", "hostname", "cpu_model", "cpu_arch", "cpu_cores", "ram_bytes", "os", "gpu", "runtime"}
+)
+CLAIM_PAGE = 200
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def _check_selector(selector: dict[str, str | int]) -> None:
+    for key in selector:
+        if key not in SELECTOR_FIELDS and not key.startswith("labels."):
+            allowed = ", ".join(sorted(SELECTOR_FIELDS))
+            raise InvalidInput(f"unknown selector field {key!r}; use one of {allowed}, labels.KEY")
+
+
+def selector_matches(selector: dict[str, Any], name: str, descriptor: dict[str, Any]) -> bool:
+    for key, want in selector.items():
+        if key == "name":
+            have: Any = name
+        elif key == "runtime":
+            have = [r.get("name") for r in descriptor.get("runtimes", [])]
+            if str(want) not in have:
+                return False
+            continue
+        elif key.startswith("labels."):
+            have = descriptor.get("labels", {}).get(key.removeprefix("labels."))
+        else:
+            have = descriptor.get(key)
+        if have is None or str(have) != str(want):
+            return False
+    return True
+
+
+def device_can_run(descriptor: dict[str, Any], config: RuntimeConfig) -> bool:
+    for runtime in DeviceDescriptor.model_validate(descriptor).runtimes:
+        if runtime.name == config.runtime.value and (
+            not runtime.providers or config.execution_provider.value in runtime.providers
+        ):
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------- user side
+
+
+def _dedup_key(body: JobCreate) -> str:
+    identity = {
+        "model_id": body.model_id,
+        "device_id": body.device_id,
+        "selector": body.selector,
+        "config": body.config.model_dump(mode="json"),
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def create_job(session: Session, body: JobCreate, default_max_attempts: int) -> JobOut:
+    if (body.device_id is None) == (body.selector is None):
+        raise InvalidInput("give exactly one of device_id or selector ({} matches any device)")
+    if session.get(Model, body.model_id) is None:
+        raise NotFound(f"no model {body.model_id!r}; upload it first")
+    if body.device_id is not None:
+        device = session.get(Device, body.device_id)
+        if device is None or device.revoked_at is not None:
+            raise NotFound(f"no device {body.device_id!r}")
+        if not device_can_run(device.descriptor, body.config):
+            raise InvalidInput(
+                f"device {device.id} cannot run {body.config.runtime.value} with "
+                f"{body.config.execution_provider.value}"
+            )
+    if body.selector is not None:
+        _check_selector(body.selector)
+    key = _dedup_key(body)
+    existing = _pending_with_key(session, key)
+    if existing is not None:
+        return job_out(existing, deduplicated=True)
+    now = utcnow()
+    job = Job(
+        id=uuid.uuid4().hex,
+        model_id=body.model_id,
+        device_id=body.device_id,
+        selector=body.selector,
+        config=body.config.model_dump(mode="json"),
+        dedup_key=key,
+        state=JobState.queued.value,
+        attempts=0,
+        max_attempts=body.max_attempts or default_max_attempts,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(job)
+    except IntegrityError:  # an identical request won the race
+        existing = _pending_with_key(session, key)
+        if existing is None:
+            raise
+        return job_out(existing, deduplicated=True)
+    log.info("job queued", extra={"job_id": job.id, "model_id": job.model_id})
+    return job_out(job)
+
+
+def _pending_with_key(session: Session, key: str) -> Job | None:
+    pending = [JobState.queued.value, JobState.leased.value]
+    return session.scalar(select(Job).where(Job.dedup_key == key, Job.state.in_(pending)))
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    return job
+
+
+def job_out(job: Job, *, deduplicated: bool = False, measurement_id: int | None = None) -> JobOut:
+    return JobOut(
+        id=job.id,
+        model_id=job.model_id,
+        device_id=job.device_id,
+        selector=job.selector,
+        config=RuntimeConfig.model_validate(job.config),
+        state=JobState(job.state),
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        error=job.error,
+        claimed_by=job.claimed_by,
+        lease_expires_at=job.lease_expires_at,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        finished_at=job.finished_at,
+        measurement_id=measurement_id,
+        deduplicated=deduplicated,
+    )
+
+
+def list_jobs(
+    session: Session,
+    *,
+    state: JobState | None = None,
+    model_id: str | None = None,
+    device_id: str | None = None,
+    ids: list[str] | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[JobOut]:
+    query = select(Job, Measurement.id).outerjoin(Measurement, Measurement.job_id == Job.id)
+    if state is not None:
+        query = query.where(Job.state == state.value)
+    if model_id is not None:
+        query = query.where(Job.model_id == model_id)
+    if device_id is not None:
+        query = query.where((Job.device_id == device_id) | (Job.claimed_by == device_id))
+    if ids is not None:
+        query = query.where(Job.id.in_(ids))
+    query = query.order_by(Job.created_at, Job.id).limit(limit).offset(offset)
+    return [job_out(job, measurement_id=mid) for job, mid in session.execute(query)]
+
+
+def cancel_job(session: Session, job_id: str) -> JobOut:
+    job = get_job(session, job_id)
+    if not JobState(job.state).pending:
+        raise Conflict(f"job {job_id} is already {job.state}")
+    job.state = JobState.cancelled.value
+    job.lease_token = None
+    job.lease_expires_at = None
+    job.finished_at = job.updated_at = utcnow()
+    return job_out(job)
+
+
+# --------------------------------------------------------------------------- agent side
+
+
+@dataclass(frozen=True)
+class ClaimRules:
+    lease_s: float
+
+
+def claim_job(
+    session: Session,
+    device_id: str,
+    device_name: str,
+    descriptor: dict[str, Any],
+    rules: ClaimRules,
+) -> ClaimedJob | None:
+    """Lease the oldest queued job this device may run, or return None."""
+    _requeue_held_by(session, device_id)
+    offset = 0
+    while True:
+        query = (
+            select(Job)
+            .where(
+                Job.state == JobState.queued.value,
+                (Job.device_id == device_id) | Job.device_id.is_(None),
+            )
+            .order_by(Job.created_at, Job.id)
+            .limit(CLAIM_PAGE)
+            .offset(offset)
+            .with_for_update(skip_locked=True)
+        )
+        candidates = list(session.scalars(query))
+        for job in candidates:
+            config = RuntimeConfig.model_validate(job.config)
+            if job.selector is not None and not selector_matches(
+                job.selector, device_name, descriptor
+            ):
+                continue
+            if not device_can_run(descriptor, config):
+                continue
+            claimed = _try_lease(session, job, device_id, rules)
+            if claimed is not None:
+                return claimed
+        if len(candidates) < CLAIM_PAGE:
+            return None
+        offset += CLAIM_PAGE
+
+
+def _try_lease(session: Session, job: Job, device_id: str, rules: ClaimRules) -> ClaimedJob | None:
+    token = new_lease_token()
+    now = utcnow()
+    expires = now + timedelta(seconds=rules.lease_s)
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.state == JobState.queued.value)
+        .values(
+            state=JobState.leased.value,
+            lease_token=token,
+            lease_expires_at=expires,
+            claimed_by=device_id,
+            attempts=Job.attempts + 1,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None  # another device took it between our read and our write
+    model = session.get_one(Model, job.model_id)
+    log.info("job leased", extra={"job_id": job.id, "device_id": device_id})
+    return ClaimedJob(
+        job_id=job.id,
+        lease_token=token,
+        lease_expires_at=expires,
+        lease_s=rules.lease_s,
+        model_id=job.model_id,
+        model_format=ModelFormat(model.format),
+        model_size_bytes=model.size_bytes,
+        config=RuntimeConfig.model_validate(job.config),
+    )
+
+
+def _requeue_held_by(session: Session, device_id: str) -> None:
+    """One job per device: a device that claims again has dropped what it held."""
+    held = session.scalars(
+        select(Job).where(Job.claimed_by == device_id, Job.state == JobState.leased.value)
+    )
+    for job in held:
+        log.warning("job requeued: its device claimed again", extra={"job_id": job.id})
+        _back_to_queue(job, f"device {device_id} dropped the job (claimed again)", count=False)
+
+
+def _back_to_queue(job: Job, reason: str, *, count: bool) -> None:
+    if not count:
+        job.attempts = max(0, job.attempts - 1)
+    job.state = JobState.queued.value
+    job.error = reason
+    job.lease_token = None
+    job.lease_expires_at = None
+    job.updated_at = utcnow()
+
+
+def check_lease(session: Session, device_id: str, job_id: str, lease_token: str) -> Job:
+    """The job, if this device holds its live lease; 404 unknown job, 409 otherwise."""
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    if job.state != JobState.leased.value:
+        raise Conflict(f"job {job_id} is {job.state}, not leased: the lease is stale")
+    if job.claimed_by != device_id or job.lease_token != lease_token:
+        raise Conflict(f"job {job_id}: unknown or stale lease token")
+    return job
+
+
+def extend_lease(
+    session: Session, device_id: str, job_id: str, lease_token: str, lease_s: float
+) -> datetime:
+    job = check_lease(session, device_id, job_id, lease_token)
+    job.lease_expires_at = utcnow() + timedelta(seconds=lease_s)
+    job.updated_at = utcnow()
+    return job.lease_expires_at
+
+
+def release_job(session: Session, device_id: str, job_id: str, lease_token: str) -> JobOut:
+    """The agent gives the job back (it is stopping); the attempt is not counted."""
+    job = check_lease(session, device_id, job_id, lease_token)
+    _back_to_queue(job, f"released by device {device_id}", count=False)
+    log.info("job released", extra={"job_id": job_id, "device_id": device_id})
+    return job_out(job)
+
+
+def fail_job(session: Session, device_id: str, job_id: str, lease_token: str, error: str) -> JobOut:
+    """A failed measurement is data: the job ends ``failed`` with the agent's error text."""
+    job = session.get(Job, job_id)
+    if (
+        job is not None
+        and job.state == JobState.failed.value
+        and job.claimed_by == device_id
+        and job.lease_token == lease_token
+    ):
+        return job_out(job)  # a repeated report
+    job = check_lease(session, device_id, job_id, lease_token)
+    job.state = JobState.failed.value
+    job.error = error
+    job.finished_at = job.updated_at = utcnow()
+    job.lease_expires_at = None
+    log.info("job failed", extra={"job_id": job_id, "device_id": device_id})
+    return job_out(job)
+
+
+def reap_expired_leases(session: Session) -> int:
+    """Requeue jobs whose lease ran out (their agent vanished); fail them past max attempts."""
+    now = utcnow()
+    expired = session.scalars(
+        select(Job)
+        .where(Job.state == JobState.leased.value, Job.lease_expires_at < now)
+        .with_for_update(skip_locked=True)
+    )
+    n = 0
+    for job in expired:
+        n += 1
+        reason = f"lease expired on device {job.claimed_by} (attempt {job.attempts})"
+        if job.attempts >= job.max_attempts:
+            job.state = JobState.failed.value
+            job.error = f"{reason}; gave up after {job.max_attempts} attempts"
+            job.lease_expires_at = None
+            job.finished_at = job.updated_at = now
+            log.warning("job failed: leases expired", extra={"job_id": job.id})
+        else:
+            _back_to_queue(job, reason, count=True)
+            log.warning("job requeued: lease expired", extra={"job_id": job.id})
+    return n

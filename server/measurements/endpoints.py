@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from latlab.schemas import MeasurementIn, MeasurementOut
+from server.deps import CurrentDevice, SessionDep, UserAuth
+from server.measurements import service
+
+router = APIRouter(tags=["measurements"])
+agent_router = APIRouter(prefix="/agent", tags=["agent"])
+
+
+@router.get("/measurements", response_model=list[MeasurementOut], dependencies=[UserAuth])
+def list_measurements(
+    session: SessionDep,
+    model_id: str | None = None,
+    device_id: str | None = None,
+    job_id: str | None = None,
+    samples: bool = False,
+    ops: bool = False,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[MeasurementOut]:
+    """Measurements by model, device or job; raw samples and per-op rows on request."""
+    rows = service.list_measurements(
+        session,
+        model_id=model_id,
+        device_id=device_id,
+        job_id=job_id,
+        with_ops=ops,
+        limit=limit,
+        offset=offset,
+    )
+    return [service.measurement_out(r, samples=samples, ops=ops) for r in rows]
+
+
+@router.get(
+    "/measurements/{measurement_id}", response_model=MeasurementOut, dependencies=[UserAuth]
+)
+def get_measurement(measurement_id: int, session: SessionDep) -> MeasurementOut:
+    """One measurement with its raw samples and per-op rows."""
+    return service.measurement_out(service.get_measurement(session, measurement_id))
+
+
+@agent_router.post(
+    "/jobs/{job_id}/result",
+    response_model=MeasurementOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": MeasurementOut, "description": "Already stored (a repeat)"}},
+)
+def upload_result(
+    job_id: str, body: MeasurementIn, response: Response, device: CurrentDevice, session: SessionDep
+) -> MeasurementOut:
+    """Store the result of a leased job; 409 for a stale or unknown lease, 200 for a repeat."""
+    row, created = service.store_result(session, device.id, job_id, body)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return service.measurement_out(row, samples=False, ops=False)

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
+from fastapi.responses import StreamingResponse
+
+from latlab.schemas import ModelOut
+from server.deps import SessionDep, StateDep, UserAuth, UserOrDevice
+from server.errors import BadRequest, PayloadTooLarge
+from server.models import service
+
+router = APIRouter(tags=["models"])
+
+#: Room for the multipart framing around the file itself.
+MULTIPART_SLACK_BYTES = 64 * 1024
+
+
+@router.post(
+    "/models",
+    response_model=ModelOut,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[UserAuth],
+    responses={200: {"model": ModelOut, "description": "Already stored (deduplicated)"}},
+)
+def upload_model(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    state: StateDep,
+    file: Annotated[UploadFile, File(description="A self-contained .onnx file")],
+) -> ModelOut:
+    """Upload an ONNX model; its id is the sha256 of its bytes. 201 new, 200 already stored."""
+    limit = state.settings.max_model_bytes
+    declared = request.headers.get("content-length")
+    if (
+        declared is not None
+        and declared.isdigit()
+        and int(declared) > limit + MULTIPART_SLACK_BYTES
+    ):
+        raise PayloadTooLarge(f"upload of {declared} bytes exceeds the limit of {limit} bytes")
+    tmp_dir = state.settings.resolved_blob_dir / ".uploads"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=tmp_dir, delete=False) as tmp:
+        tmp_path = Path(tmp.name)
+        try:
+            copied = _copy_limited(file, tmp, limit)
+        except BaseException:
+            tmp_path.unlink(missing_ok=True)
+            raise
+    try:
+        if copied == 0:
+            raise BadRequest("the uploaded file is empty")
+        model, created = service.store_model(
+            session, state.blobs, tmp_path, file.filename or "model.onnx"
+        )
+    finally:
+        tmp_path.unlink(missing_ok=True)
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return model
+
+
+def _copy_limited(src: UploadFile, dest: object, limit: int) -> int:
+    total = 0
+    while chunk := src.file.read(1 << 20):
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes")
+        dest.write(chunk)  # type: ignore[attr-defined]
+    return total
+
+
+@router.get("/models", response_model=list[ModelOut], dependencies=[UserAuth])
+def list_models(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[ModelOut]:
+    return [service.model_out(m) for m in service.list_models(session, limit, offset)]
+
+
+@router.get("/models/{model_id}", response_model=ModelOut, dependencies=[UserAuth])
+def get_model(model_id: str, session: SessionDep) -> ModelOut:
+    return service.model_out(service.get_model(session, model_id))
+
+
+@router.get(
+    "/models/{model_id}/content",
+    response_class=StreamingResponse,
+    dependencies=[UserOrDevice],
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def download_model(model_id: str, session: SessionDep, state: StateDep) -> StreamingResponse:
+    """The model file's bytes (users and agents)."""
+    model = service.get_model(session, model_id)
+    return StreamingResponse(
+        state.blobs.iter_chunks(model.id),
+        media_type="application/octet-stream",
+        headers={
+            "Content-Disposition": f'attachment; filename="{model.id}.{model.format}"',
+            "Content-Length": str(model.size_bytes),
+        },
+    )

@@ -1,0 +1,72 @@
+"""Models: validated on upload, stored once by sha256, summarised."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from latlab.errors import ModelInvalid
+from latlab.onnx_summary import load_onnx, summarize_onnx
+from latlab.schemas import ModelFormat, ModelOut, ModelSummary
+from server.blobstore import BlobStore
+from server.db import utcnow
+from server.errors import InvalidInput, NotFound
+from server.tables import Model
+
+__all__ = ["get_model", "list_models", "model_out", "store_model"]
+
+
+def store_model(
+    session: Session, blobs: BlobStore, path: Path, filename: str
+) -> tuple[ModelOut, bool]:
+    """Validate the uploaded file and store it; returns (model, created). The file is consumed."""
+    data = path.read_bytes()
+    sha256 = hashlib.sha256(data).hexdigest()
+    existing = session.get(Model, sha256)
+    if existing is not None:
+        path.unlink(missing_ok=True)
+        return model_out(existing), False
+    try:
+        summary = summarize_onnx(load_onnx(data))
+    except ModelInvalid as exc:
+        raise InvalidInput(str(exc)) from exc
+    del data
+    model = Model(
+        id=sha256,
+        format=ModelFormat.onnx.value,
+        filename=filename[:255],
+        size_bytes=path.stat().st_size,
+        summary=summary.model_dump(mode="json"),
+        created_at=utcnow(),
+    )
+    session.add(model)
+    session.flush()  # the row first: if the blob write fails, the transaction rolls back
+    stored = blobs.put_file(path)
+    assert stored == sha256, "blob store hashed different bytes"
+    return model_out(model), True
+
+
+def model_out(model: Model) -> ModelOut:
+    return ModelOut(
+        id=model.id,
+        format=ModelFormat(model.format),
+        filename=model.filename,
+        size_bytes=model.size_bytes,
+        summary=ModelSummary.model_validate(model.summary),
+        created_at=model.created_at,
+    )
+
+
+def get_model(session: Session, model_id: str) -> Model:
+    model = session.get(Model, model_id)
+    if model is None:
+        raise NotFound(f"no model {model_id!r}")
+    return model
+
+
+def list_models(session: Session, limit: int, offset: int) -> list[Model]:
+    query = select(Model).order_by(Model.created_at, Model.id).limit(limit).offset(offset)
+    return list(session.scalars(query))

@@ -1,0 +1,177 @@
+"""SQLAlchemy 2 tables. Migrations in ``migrations/`` create exactly these (a test checks it)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+__all__ = ["Base", "Device", "Job", "Measurement", "Model", "OpMeasurement"]
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always read back tz-aware (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    descriptor: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Model(Base):
+    __tablename__ = "models"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex
+    format: Mapped[str] = mapped_column(String(16))
+    filename: Mapped[str] = mapped_column(String(255))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    summary: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_state_created_at", "state", "created_at"),
+        # Identical pending requests are one job: enforced by the database, not by luck.
+        Index(
+            "uq_jobs_pending_dedup_key",
+            "dedup_key",
+            unique=True,
+            sqlite_where=text("state IN ('queued', 'leased')"),
+            postgresql_where=text("state IN ('queued', 'leased')"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), index=True)
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"), index=True)
+    selector: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    dedup_key: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(ForeignKey("devices.id"), nullable=True)
+    lease_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    measurement: Mapped[Measurement | None] = relationship(
+        back_populates="job", lazy="raise", uselist=False
+    )
+
+
+class Measurement(Base):
+    __tablename__ = "measurements"
+    __table_args__ = (Index("ix_measurements_model_device", "model_id", "device_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # One measurement per job: a repeated upload cannot add a second row.
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), unique=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id"))
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
+    runtime: Mapped[str] = mapped_column(String(100))
+    runtime_version: Mapped[str] = mapped_column(String(100))
+    provider: Mapped[str] = mapped_column(String(100))
+    threads: Mapped[int] = mapped_column(Integer)
+    protocol_version: Mapped[str] = mapped_column(String(20))
+    agent_version: Mapped[str] = mapped_column(String(50))
+    input_shapes: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    config: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    warmup_n: Mapped[int] = mapped_column(Integer)
+    warmup_total_ms: Mapped[float] = mapped_column(Float)
+    n: Mapped[int] = mapped_column(Integer)
+    median_ms: Mapped[float] = mapped_column(Float)
+    mean_ms: Mapped[float] = mapped_column(Float)
+    std_ms: Mapped[float] = mapped_column(Float)
+    min_ms: Mapped[float] = mapped_column(Float)
+    max_ms: Mapped[float] = mapped_column(Float)
+    p10_ms: Mapped[float] = mapped_column(Float)
+    p90_ms: Mapped[float] = mapped_column(Float)
+    p99_ms: Mapped[float] = mapped_column(Float)
+    iqr_ms: Mapped[float] = mapped_column(Float)
+    samples_ms: Mapped[list[float]] = mapped_column(JsonType)
+    timing_wall_s: Mapped[float] = mapped_column(Float)
+    op_profile: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    job: Mapped[Job] = relationship(back_populates="measurement", lazy="raise")
+    ops: Mapped[list[OpMeasurement]] = relationship(
+        back_populates="measurement", lazy="raise", order_by="OpMeasurement.seq"
+    )
+
+
+class OpMeasurement(Base):
+    __tablename__ = "op_measurements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    measurement_id: Mapped[int] = mapped_column(
+        ForeignKey("measurements.id", ondelete="CASCADE"), index=True
+    )
+    #: Execution order within the measurement.
+    seq: Mapped[int] = mapped_column(Integer)
+    node_name: Mapped[str] = mapped_column(String(1000))
+    op_type: Mapped[str] = mapped_column(String(200), index=True)
+    provider: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    dur_us: Mapped[float] = mapped_column(Float)
+    n: Mapped[int] = mapped_column(Integer)
+    source_nodes: Mapped[list[str]] = mapped_column(JsonType)
+
+    measurement: Mapped[Measurement] = relationship(back_populates="ops", lazy="raise")

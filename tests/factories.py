@@ -1,0 +1,56 @@
+"""Factories: plain functions with keyword overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from latlab.client import AgentClient
+from latlab.demo_models import CnnSpec, make_cnn
+from latlab.schemas import DeviceDescriptor, DeviceRegistered, RuntimeInfo
+from server.config import Settings
+
+API_KEY = "test-api-key"
+ENROLL_KEY = "test-enroll-key"
+
+
+def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "data_dir": tmp_path / "data",
+        "database_url": database_url,
+        "api_keys": [SecretStr(API_KEY)],
+        "enroll_key": SecretStr(ENROLL_KEY),
+        "lease_s": 30.0,
+        "reap_every_s": 0.2,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def cpu_descriptor(**overrides: object) -> DeviceDescriptor:
+    values: dict[str, object] = {
+        "hostname": "test-host",
+        "cpu_model": "Test CPU",
+        "cpu_arch": "x86_64",
+        "cpu_cores": 2,
+        "os": "Linux",
+        "runtimes": [
+            RuntimeInfo(name="onnxruntime", version="1.0", providers=["CPUExecutionProvider"])
+        ],
+    }
+    values.update(overrides)
+    return DeviceDescriptor(**values)  # type: ignore[arg-type]
+
+
+def register(
+    url: str, name: str = "dev", **descriptor: object
+) -> tuple[AgentClient, DeviceRegistered]:
+    agent_client = AgentClient(url)
+    registered = agent_client.register(ENROLL_KEY, name, cpu_descriptor(**descriptor))
+    return agent_client, registered
+
+
+def cnn_bytes(seed: int = 0, resolution: int = 16) -> bytes:
+    spec = CnnSpec(f"t{seed}", resolution=resolution, channels=(8, 8), strides=(1, 2), seed=seed)
+    return make_cnn(spec).SerializeToString()
