@@ -14,18 +14,20 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import latlab
-from latlab.client import AgentClient
-from latlab.errors import ApiError, ServerUnreachable
-from latlab.schemas import PROTOCOL_VERSION, ClaimedJob, MeasurementIn
-
 from agent.cache import ModelCache
 from agent.config import AgentSettings
 from agent.errors import Interrupted, RunnerError, RunnerUnavailable
 from agent.runners.base import Runner, Timing
+from latlab.client import AgentClient
+from latlab.errors import ApiError, ServerUnreachable
+from latlab.schemas import PROTOCOL_VERSION, ClaimedJob, MeasurementIn
 
 __all__ = ["Agent", "AgentStats"]
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,7 @@ class Agent:
                 self.stop.wait(self.settings.cooldown_s)
         return self.stats
 
-    def _call[T](self, fn: Callable[[], T]) -> T | None:
+    def _call(self, fn: Callable[[], T]) -> T | None:
         """Run one server call; on a retryable error back off and return None."""
         try:
             result = fn()
@@ -160,7 +162,9 @@ class Agent:
 
     def _report_failure(self, job: ClaimedJob, error: str) -> None:
         log.warning("job failed: %s", error, extra={"job_id": job.job_id})
-        if self._deliver(job, lambda: self.client.report_failure(job.job_id, job.lease_token, error)):
+        if self._deliver(
+            job, lambda: self.client.report_failure(job.job_id, job.lease_token, error)
+        ):
             self.stats.failed.append(job.job_id)
 
     def _release(self, job: ClaimedJob) -> None:
@@ -200,7 +204,9 @@ class _LeaseKeeper:
         self.job = job
         self.lost = threading.Event()
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"lease-{job.job_id[:8]}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._beat, name=f"lease-{job.job_id[:8]}", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()

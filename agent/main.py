@@ -6,9 +6,6 @@ import logging
 import socket
 import threading
 
-from latlab.client import AgentClient
-from latlab.errors import ApiError
-
 from agent.cache import ModelCache
 from agent.config import AgentSettings
 from agent.errors import RegistrationError
@@ -17,6 +14,8 @@ from agent.probe import probe_descriptor
 from agent.runners import available_runners
 from agent.runners.base import Runner
 from agent.state import AgentState, load_state, save_state
+from latlab.client import AgentClient
+from latlab.errors import ApiError
 
 __all__ = ["connect_agent", "run_agent"]
 
@@ -35,7 +34,9 @@ def connect_agent(
     descriptor = probe_descriptor([r.info() for r in runners.values()], settings.labels)
     server_url = settings.server_url.rstrip("/")
     state = load_state(settings.state_file)
-    client = AgentClient(server_url, state.token if state and state.server_url == server_url else None)
+    client = AgentClient(
+        server_url, state.token if state and state.server_url == server_url else None
+    )
     try:
         if state is None or state.server_url != server_url:
             key = settings.enroll_key.get_secret_value()

@@ -22,7 +22,9 @@ def load_state(path: Path) -> AgentState | None:
         return None
     data = json.loads(path.read_text())
     return AgentState(
-        server_url=str(data["server_url"]), device_id=str(data["device_id"]), token=str(data["token"])
+        server_url=str(data["server_url"]),
+        device_id=str(data["device_id"]),
+        token=str(data["token"]),
     )
 
 

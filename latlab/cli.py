@@ -92,8 +92,10 @@ def cmd_agent(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     stats = run_agent(settings, stop)
-    print(f"agent stopped: {len(stats.done)} done, {len(stats.failed)} failed, "
-          f"{len(stats.released)} released")
+    print(
+        f"agent stopped: {len(stats.done)} done, {len(stats.failed)} failed, "
+        f"{len(stats.released)} released"
+    )
     return 0
 
 
@@ -121,7 +123,9 @@ def _runtime_config(args: argparse.Namespace) -> RuntimeConfig:
 
 
 def cmd_jobs_create(args: argparse.Namespace) -> int:
-    selector = _kv(args.selector, "--selector") if args.selector is not None else None
+    selector: dict[str, str | int] | None = None
+    if args.selector is not None:
+        selector = dict(_kv(args.selector, "--selector"))
     if (args.device is None) == (selector is None):
         raise UsageError("give --device ID or --selector KEY=VALUE (--selector alone: any device)")
     with _client(args) as client:
@@ -152,9 +156,14 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     with _client(args) as client:
         jobs = client.jobs(state=args.state, limit=args.limit)
     rows = [
-        {"id": j.id, "state": j.state.value, "model": j.model_id[:12],
-         "device": (j.claimed_by or j.device_id or "")[:12], "attempts": j.attempts,
-         "error": (j.error or "")[:60]}
+        {
+            "id": j.id,
+            "state": j.state.value,
+            "model": j.model_id[:12],
+            "device": (j.claimed_by or j.device_id or "")[:12],
+            "attempts": j.attempts,
+            "error": (j.error or "")[:60],
+        }
         for j in jobs
     ]
     print(_table(rows, ["id", "state", "model", "device", "attempts", "error"]))
@@ -164,21 +173,36 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 def cmd_measurements(args: argparse.Namespace) -> int:
     with _client(args) as client:
         rows = client.measurements(
-            model_id=args.model, device_id=args.device, job_id=args.job, ops=args.json,
-            samples=args.json, limit=args.limit,
+            model_id=args.model,
+            device_id=args.device,
+            job_id=args.job,
+            ops=args.json,
+            samples=args.json,
+            limit=args.limit,
         )
     if args.json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
         return 0
     table = [
-        {"id": r.id, "model": r.model_id[:12], "device": r.device_id[:12],
-         "median_ms": f"{r.stats.median_ms:.3f}", "p10_ms": f"{r.stats.p10_ms:.3f}",
-         "p90_ms": f"{r.stats.p90_ms:.3f}", "n": r.stats.n,
-         "runtime": f"{r.runtime} {r.runtime_version}", "threads": r.threads}
+        {
+            "id": r.id,
+            "model": r.model_id[:12],
+            "device": r.device_id[:12],
+            "median_ms": f"{r.stats.median_ms:.3f}",
+            "p10_ms": f"{r.stats.p10_ms:.3f}",
+            "p90_ms": f"{r.stats.p90_ms:.3f}",
+            "n": r.stats.n,
+            "runtime": f"{r.runtime} {r.runtime_version}",
+            "threads": r.threads,
+        }
         for r in rows
     ]
-    print(_table(table, ["id", "model", "device", "median_ms", "p10_ms", "p90_ms", "n",
-                         "runtime", "threads"]))
+    print(
+        _table(
+            table,
+            ["id", "model", "device", "median_ms", "p10_ms", "p90_ms", "n", "runtime", "threads"],
+        )
+    )
     return 0
 
 
@@ -193,7 +217,9 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="latlab", description=__doc__.splitlines()[0] if __doc__ else "")
+    p = argparse.ArgumentParser(
+        prog="latlab", description=__doc__.splitlines()[0] if __doc__ else ""
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -179,7 +179,9 @@ class Client(_Http):
             finished = []
             for start in range(0, len(pending), 500):
                 chunk = pending[start : start + 500]
-                finished += [j for j in self.jobs(ids=chunk, limit=len(chunk)) if not j.state.pending]
+                finished += [
+                    j for j in self.jobs(ids=chunk, limit=len(chunk)) if not j.state.pending
+                ]
             for job in finished:
                 pending.remove(job.id)
                 yield job
@@ -213,7 +215,9 @@ class Client(_Http):
         return [MeasurementOut.model_validate(m) for m in data]
 
     def measurement(self, measurement_id: int) -> MeasurementOut:
-        return MeasurementOut.model_validate(self._json("GET", f"/v1/measurements/{measurement_id}"))
+        return MeasurementOut.model_validate(
+            self._json("GET", f"/v1/measurements/{measurement_id}")
+        )
 
 
 class AgentClient(_Http):
@@ -222,7 +226,9 @@ class AgentClient(_Http):
     def __init__(self, base_url: str, token: str | None = None, **kwargs: Any) -> None:
         super().__init__(base_url, token, **kwargs)
 
-    def register(self, enroll_key: str, name: str, descriptor: DeviceDescriptor) -> DeviceRegistered:
+    def register(
+        self, enroll_key: str, name: str, descriptor: DeviceDescriptor
+    ) -> DeviceRegistered:
         body = {"name": name, "descriptor": descriptor.model_dump(mode="json")}
         headers = {"Authorization": f"Bearer {enroll_key}"}
         data = self._json("POST", "/v1/devices/register", json=body, headers=headers)
@@ -283,8 +289,12 @@ class AgentClient(_Http):
 
     def report_failure(self, job_id: str, lease_token: str, error: str) -> JobOut:
         body = {"lease_token": lease_token, "error": error[:20_000]}
-        return JobOut.model_validate(self._json("POST", f"/v1/agent/jobs/{job_id}/failure", json=body))
+        return JobOut.model_validate(
+            self._json("POST", f"/v1/agent/jobs/{job_id}/failure", json=body)
+        )
 
     def release(self, job_id: str, lease_token: str) -> JobOut:
         body = {"lease_token": lease_token}
-        return JobOut.model_validate(self._json("POST", f"/v1/agent/jobs/{job_id}/release", json=body))
+        return JobOut.model_validate(
+            self._json("POST", f"/v1/agent/jobs/{job_id}/release", json=body)
+        )

@@ -17,7 +17,7 @@ from onnx import shape_inference
 from latlab.errors import ModelInvalid
 from latlab.schemas import ModelSummary, TensorInfo
 
-__all__ = ["load_onnx", "summarize_onnx"]
+__all__ = ["external_data_tensors", "load_onnx", "summarize_onnx"]
 
 
 def load_onnx(data: bytes) -> onnx.ModelProto:
@@ -30,7 +30,7 @@ def load_onnx(data: bytes) -> onnx.ModelProto:
         raise ModelInvalid("not an ONNX model: no ir_version, graph or opset_import")
     if len(model.graph.node) == 0:
         raise ModelInvalid("the ONNX graph has no nodes")
-    external = _external_data_tensors(model)
+    external = external_data_tensors(model)
     if external:
         raise ModelInvalid(
             "the model references external data files (tensors "
@@ -71,7 +71,7 @@ def _all_graphs(graph: onnx.GraphProto) -> Iterable[onnx.GraphProto]:
                 yield from _all_graphs(sub)
 
 
-def _external_data_tensors(model: onnx.ModelProto) -> list[str]:
+def external_data_tensors(model: onnx.ModelProto) -> list[str]:
     return [
         t.name or "<unnamed>"
         for t in _tensors(model)

@@ -27,7 +27,9 @@ from server.embedded import EmbeddedServer
 __all__ = ["run_quickstart"]
 
 
-def run_quickstart(root: Path, out: TextIO, config: RuntimeConfig | None = None) -> list[MeasurementOut]:
+def run_quickstart(
+    root: Path, out: TextIO, config: RuntimeConfig | None = None
+) -> list[MeasurementOut]:
     """Run the loop in ``root`` (wiped first); print progress and the table to ``out``."""
     if root.exists():
         shutil.rmtree(root)
@@ -65,7 +67,9 @@ def run_quickstart(root: Path, out: TextIO, config: RuntimeConfig | None = None)
             worker.join(timeout=60)
             agent.client.close()
     print(_render(rows), file=out)
-    print(f"\n{len(rows)} models measured in {time.monotonic() - t0:.1f} s; data in {root}/", file=out)
+    print(
+        f"\n{len(rows)} models measured in {time.monotonic() - t0:.1f} s; data in {root}/", file=out
+    )
     return [m for _, m in rows]
 
 
@@ -81,23 +85,31 @@ def _measure(
         job = client.create_job(model.id, device_id=device_id, config=config)
         models[job.id] = model
         job_ids.append(job.id)
-    print(f"models   {len(job_ids)} CNNs uploaded; timing each (warm-up "
-          f"{config.warmup_runs} runs/{config.warmup_s} s, timed {config.timed_runs} runs/"
-          f"{config.timed_s} s, {config.threads} thread)", file=out)
+    print(
+        f"models   {len(job_ids)} CNNs uploaded; timing each (warm-up "
+        f"{config.warmup_runs} runs/{config.warmup_s} s, timed {config.timed_runs} runs/"
+        f"{config.timed_s} s, {config.threads} thread)",
+        file=out,
+    )
     rows = []
     for i, job in enumerate(client.iter_finished(job_ids, timeout_s=600), start=1):
         if job.state != JobState.done:
             raise RuntimeError(f"job {job.id} {job.state.value}: {job.error}")
         m = client.measurements(job_id=job.id, ops=True)[0]
-        print(f"  [{i}/{len(job_ids)}] {models[job.id].filename:<12} {m.stats.median_ms:8.3f} ms",
-              file=out, flush=True)
+        print(
+            f"  [{i}/{len(job_ids)}] {models[job.id].filename:<12} {m.stats.median_ms:8.3f} ms",
+            file=out,
+            flush=True,
+        )
         rows.append((models[job.id], m))
     return rows
 
 
 def _render(rows: list[tuple[ModelOut, MeasurementOut]]) -> str:
-    header = (f"\n{'model':<14}{'MMACs':>8}{'median_ms':>11}{'p10_ms':>9}{'p90_ms':>9}"
-              f"{'n':>6}{'ops':>5}  slowest kernel")
+    header = (
+        f"\n{'model':<14}{'MMACs':>8}{'median_ms':>11}{'p10_ms':>9}{'p90_ms':>9}"
+        f"{'n':>6}{'ops':>5}  slowest kernel"
+    )
     lines = [header]
     for model, m in rows:
         top = max(m.ops or [], key=lambda o: o.dur_us, default=None)

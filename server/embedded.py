@@ -24,7 +24,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 class EmbeddedServer:
     """``with EmbeddedServer(settings) as srv: ... srv.url``: uvicorn on 127.0.0.1, a free port."""
 
-    def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self, settings: Settings, host: str = "127.0.0.1", port: int | None = None
+    ) -> None:
         self.settings = settings
         self.host = host
         self.port = port or free_port(host)

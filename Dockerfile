@@ -1,0 +1,12 @@
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY latlab latlab
+COPY server server
+COPY agent agent
+COPY lut lut
+COPY predictors predictors
+COPY migrations migrations
+RUN pip install --no-cache-dir '.[server,agent]'
+EXPOSE 8000
+CMD ["latlab", "server", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,163 @@
+"""How much does the agent add to what it measures?
+
+1. Timing fidelity: the same ONNX models (each >= 1 ms) timed through the agent's runner and
+   through a plain ``InferenceSession.run`` loop with the same threads and the same protocol
+   (warm-up then timed runs), interleaved over several rounds in one process. Prints the
+   ratio of medians per model. Goal: <= 1.02.
+2. Job overhead: through the whole queue (embedded server on SQLite + an agent thread, real
+   HTTP), time from job submission to the result stored, minus the time spent in the timed
+   and warm-up runs themselves. Goal: <= 100 ms.
+
+    python bench/agent_overhead.py [--rounds 5] [--jobs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from pydantic import SecretStr
+
+from agent.config import AgentSettings
+from agent.main import connect_agent
+from agent.protocol import run_protocol
+from agent.runners.ort import OrtRunner
+from latlab.client import Client
+from latlab.demo_models import QUICKSTART_CNNS, make_cnn
+from latlab.schemas import JobState, RuntimeConfig
+from server.config import Settings
+from server.embedded import EmbeddedServer
+
+CONFIG = RuntimeConfig(warmup_runs=10, warmup_s=0.5, timed_runs=100, timed_s=1.0, profile_ops=False)
+
+
+def plain_median_ms(path: Path, config: RuntimeConfig) -> float:
+    """What a careful user would write by hand: one session, a warm-up, a timed loop."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = config.threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    feeds = {
+        i.name: np.random.default_rng(0)
+        .standard_normal([d if isinstance(d, int) else 1 for d in i.shape])
+        .astype(np.float32)
+        for i in sess.get_inputs()
+    }
+    result = run_protocol(
+        lambda: sess.run(None, feeds),
+        warmup_runs=config.warmup_runs,
+        warmup_s=config.warmup_s,
+        timed_runs=config.timed_runs,
+        timed_s=config.timed_s,
+    )
+    return statistics.median(result.samples_ms)
+
+
+def fidelity(paths: dict[str, Path], rounds: int) -> None:
+    runner = OrtRunner()
+    print(
+        f"\n1. timing fidelity (threads=1, {rounds} interleaved rounds, warm-up "
+        f"{CONFIG.warmup_runs} runs/{CONFIG.warmup_s} s, timed {CONFIG.timed_runs} runs/{CONFIG.timed_s} s)"
+    )
+    print(f"{'model':<10}{'plain_ms':>10}{'agent_ms':>10}{'ratio':>8}")
+    ratios = []
+    for name, path in paths.items():
+        plain, agent = [], []
+        for r in range(rounds):
+            order = ("plain", "agent") if r % 2 == 0 else ("agent", "plain")
+            for which in order:
+                if which == "plain":
+                    plain.append(plain_median_ms(path, CONFIG))
+                else:
+                    timing = runner.time(path, CONFIG, lambda: False)
+                    agent.append(statistics.median(timing.samples_ms))
+        p, a = statistics.median(plain), statistics.median(agent)
+        ratios.append(a / p)
+        print(f"{name:<10}{p:>10.3f}{a:>10.3f}{a / p:>8.3f}")
+    print(f"worst ratio {max(ratios):.3f} (goal <= 1.02)")
+
+
+def job_overhead(paths: dict[str, Path], n_jobs: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        settings = Settings(
+            data_dir=root, api_keys=[SecretStr("bench")], enroll_key=SecretStr("enroll")
+        )
+        with EmbeddedServer(settings) as server, Client(server.url, "bench") as client:
+            stop = threading.Event()
+            agent = connect_agent(
+                AgentSettings(
+                    server_url=server.url,
+                    enroll_key=SecretStr("enroll"),
+                    name="bench",
+                    state_file=root / "agent.json",
+                    cache_dir=root / "cache",
+                    claim_wait_s=5,
+                ),
+                stop=stop,
+            )
+            worker = threading.Thread(target=agent.run, daemon=True)
+            worker.start()
+            try:
+                print(
+                    f"\n2. job overhead through the queue ({n_jobs} jobs per model, SQLite, "
+                    "loopback HTTP, model cached after the first job)"
+                )
+                print(f"{'model':<10}{'e2e_ms':>9}{'runs_ms':>9}{'overhead_ms':>13}")
+                worst = 0.0
+                for name, path in paths.items():
+                    model = client.upload_model(path)
+                    overheads, e2es, runs = [], [], []
+                    for i in range(n_jobs + 1):  # the first one downloads the model: not counted
+                        config = CONFIG.model_copy(update={"seed": i})
+                        submitted = datetime.now(UTC)
+                        job = client.create_job(model.id, selector={}, config=config)
+                        [done] = client.wait_jobs([job.id], timeout_s=300, poll_s=0.05)
+                        assert done.state == JobState.done, done.error
+                        [m] = client.measurements(job_id=job.id, samples=True)
+                        e2e_ms = (m.created_at - submitted).total_seconds() * 1e3
+                        runs_ms = m.warmup.total_ms + sum(m.samples_ms or [])
+                        if i:
+                            e2es.append(e2e_ms)
+                            runs.append(runs_ms)
+                            overheads.append(e2e_ms - runs_ms)
+                    o = statistics.median(overheads)
+                    worst = max(worst, o)
+                    print(
+                        f"{name:<10}{statistics.median(e2es):>9.1f}{statistics.median(runs):>9.1f}{o:>13.1f}"
+                    )
+                print(f"worst median overhead {worst:.1f} ms (goal <= 100 ms)")
+            finally:
+                stop.set()
+                worker.join(timeout=60)
+                agent.client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for spec in QUICKSTART_CNNS:
+            path = Path(tmp) / f"{spec.name}.onnx"
+            onnx.save(make_cnn(spec), str(path))
+            paths[spec.name] = path
+        print(f"onnxruntime {ort.__version__}; models: {', '.join(paths)}")
+        started = time.monotonic()
+        fidelity(paths, args.rounds)
+        job_overhead(paths, args.jobs)
+        print(f"\n(total {time.monotonic() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Per-op latency lookup tables (LETI / ChamNet style): see the LUT issue."""

@@ -1,0 +1,1 @@
+"""Learned latency predictors (BRP-NAS-style GCN): see the predictor issue."""

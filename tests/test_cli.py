@@ -1,0 +1,83 @@
+"""The ``latlab`` command: thin verbs over the client; exit 1 operational, 2 usage."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from latlab.client import Client
+from latlab.schemas import JobState
+from server.embedded import EmbeddedServer, free_port
+from tests.factories import API_KEY, cnn_bytes
+
+LATLAB = str(Path(sys.executable).with_name("latlab"))
+
+
+def latlab(*args: str, url: str, key: str | None = API_KEY) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LATLAB_SERVER_URL": url}
+    env.pop("LATLAB_API_KEY", None)
+    if key is not None:
+        env["LATLAB_API_KEY"] = key
+    return subprocess.run([LATLAB, *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_upload_then_create_and_list_a_job(
+    live_server: EmbeddedServer, client: Client, tmp_path: Path
+) -> None:
+    path = tmp_path / "m.onnx"
+    path.write_bytes(cnn_bytes())
+    uploaded = latlab("models", "upload", str(path), url=live_server.url)
+    assert uploaded.returncode == 0, uploaded.stderr
+    model_id = uploaded.stdout.split()[0]
+    assert client.model(model_id).filename == "m.onnx"
+
+    created = latlab(
+        "jobs",
+        "create",
+        "--model",
+        model_id,
+        "--selector",
+        "cpu_arch=x86_64",
+        "--threads",
+        "1",
+        "--runs",
+        "20",
+        "--no-profile",
+        url=live_server.url,
+    )
+    assert created.returncode == 0, created.stderr
+    job_id = created.stdout.split()[0]
+    job = client.job(job_id)
+    assert job.state == JobState.queued and job.selector == {"cpu_arch": "x86_64"}
+    assert job.config.timed_runs == 20 and not job.config.profile_ops
+
+    listed = latlab("jobs", "list", url=live_server.url)
+    assert listed.returncode == 0 and job_id in listed.stdout
+
+    waited = latlab("jobs", "wait", job_id, "--timeout", "0.2", url=live_server.url)
+    assert waited.returncode == 1 and "not finished" in waited.stderr
+
+
+def test_a_refused_upload_exits_1_with_the_servers_message(
+    live_server: EmbeddedServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "junk.onnx"
+    path.write_bytes(b"not a model at all" * 10)
+    result = latlab("models", "upload", str(path), url=live_server.url)
+    assert result.returncode == 1
+    assert "422" in result.stderr and "ONNX" in result.stderr
+
+
+def test_usage_errors_exit_2(live_server: EmbeddedServer) -> None:
+    assert latlab("jobs", "create", url=live_server.url).returncode == 2  # --model missing
+    no_target = latlab("jobs", "create", "--model", "0" * 64, url=live_server.url)
+    assert no_target.returncode == 2 and "--device" in no_target.stderr
+    no_key = latlab("jobs", "list", url=live_server.url, key=None)
+    assert no_key.returncode == 2 and "API key" in no_key.stderr
+
+
+def test_an_unreachable_server_exits_1() -> None:
+    result = latlab("jobs", "list", url=f"http://127.0.0.1:{free_port()}")
+    assert result.returncode == 1 and "unreachable" in result.stderr

@@ -1,0 +1,44 @@
+"""The import direction of DESIGN.md, made executable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ["torch", "sqlalchemy", "fastapi", "alembic", "uvicorn", "starlette"]
+
+
+def modules_loaded_by(statement: str) -> set[str]:
+    code = f"import sys, json; {statement}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return {m.split(".")[0] for m in json.loads(out.stdout)}
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import agent.main, agent.loop",
+        "import latlab.client, latlab.schemas, latlab.cli",
+        "from agent.runners import available_runners; available_runners()",
+    ],
+)
+def test_the_agent_and_the_client_load_no_server_or_training_module(statement: str) -> None:
+    loaded = modules_loaded_by(statement)
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+    assert loaded.isdisjoint({"server", "lut", "predictors"})
+
+
+def test_the_core_loads_no_runtime() -> None:
+    loaded = modules_loaded_by("import latlab.client, latlab.onnx_summary, latlab.stats")
+    assert loaded.isdisjoint({"onnxruntime", "ai_edge_litert", "tflite_runtime", *HEAVY})
+
+
+def test_import_linter_contracts_hold() -> None:
+    lint = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
