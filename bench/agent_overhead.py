@@ -28,7 +28,6 @@ from pydantic import SecretStr
 
 from agent.config import AgentSettings
 from agent.main import connect_agent
-from agent.protocol import run_protocol
 from agent.runners.ort import OrtRunner
 from latlab.client import Client
 from latlab.demo_models import QUICKSTART_CNNS, make_cnn
@@ -51,14 +50,18 @@ def plain_median_ms(path: Path, config: RuntimeConfig) -> float:
         .astype(np.float32)
         for i in sess.get_inputs()
     }
-    result = run_protocol(
-        lambda: sess.run(None, feeds),
-        warmup_runs=config.warmup_runs,
-        warmup_s=config.warmup_s,
-        timed_runs=config.timed_runs,
-        timed_s=config.timed_s,
-    )
-    return statistics.median(result.samples_ms)
+    deadline = time.perf_counter() + config.warmup_s
+    n = 0
+    while n < config.warmup_runs or time.perf_counter() < deadline:
+        sess.run(None, feeds)
+        n += 1
+    samples_ms = []
+    deadline = time.perf_counter() + config.timed_s
+    while len(samples_ms) < config.timed_runs or time.perf_counter() < deadline:
+        t0 = time.perf_counter_ns()
+        sess.run(None, feeds)
+        samples_ms.append((time.perf_counter_ns() - t0) / 1e6)
+    return statistics.median(samples_ms)
 
 
 def fidelity(paths: dict[str, Path], rounds: int) -> None:

@@ -6,6 +6,7 @@ each timed with the measurement protocol and profiled per op; a table at the end
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import threading
@@ -35,6 +36,11 @@ def run_quickstart(
         shutil.rmtree(root)
     (root / "models").mkdir(parents=True)
     api_key, enroll_key = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    # the format `latlab server` reads, so LATLAB_DATA_DIR=<root> latlab server serves this data
+    (root / "credentials.json").write_text(
+        json.dumps({"api_key": api_key, "enroll_key": enroll_key}, indent=2)
+    )
+    (root / "credentials.json").chmod(0o600)
     settings = Settings(
         data_dir=root,
         api_keys=[SecretStr(api_key)],
@@ -108,7 +114,7 @@ def _measure(
 def _render(rows: list[tuple[ModelOut, MeasurementOut]]) -> str:
     header = (
         f"\n{'model':<14}{'MMACs':>8}{'median_ms':>11}{'p10_ms':>9}{'p90_ms':>9}"
-        f"{'n':>6}{'ops':>5}  slowest kernel"
+        f"{'n':>6}{'ops':>5}{'ops_sum_ms':>12}  slowest kernel"
     )
     lines = [header]
     for model, m in rows:
@@ -117,6 +123,7 @@ def _render(rows: list[tuple[ModelOut, MeasurementOut]]) -> str:
         macs = model.summary.macs or 0
         lines.append(
             f"{model.filename.removesuffix('.onnx'):<14}{macs / 1e6:>8.1f}{m.stats.median_ms:>11.3f}"
-            f"{m.stats.p10_ms:>9.3f}{m.stats.p90_ms:>9.3f}{m.stats.n:>6}{len(m.ops or []):>5}  {top_txt}"
+            f"{m.stats.p10_ms:>9.3f}{m.stats.p90_ms:>9.3f}{m.stats.n:>6}{len(m.ops or []):>5}"
+            f"{sum(o.dur_us for o in m.ops or []) / 1e3:>12.3f}  {top_txt}"
         )
     return "\n".join(lines)

@@ -1,0 +1,139 @@
+"""The onnxruntime runner on real models: samples from an unprofiled session, per-op rows from
+a profiled one, errors as types."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from agent.errors import Interrupted, RunnerError, RunnerUnavailable
+from agent.runners import available_runners, load_runner
+from agent.runners.ort import OrtRunner
+from latlab.demo_models import QUICKSTART_CNNS, make_cnn
+from latlab.schemas import ExecutionProvider, GraphOptimization, RuntimeConfig
+
+FAST = RuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=2)
+
+
+def save(model: onnx.ModelProto, tmp_path: Path, name: str = "m.onnx") -> Path:
+    path = tmp_path / name
+    onnx.save(model, str(path))
+    return path
+
+
+def never() -> bool:
+    return False
+
+
+def compute_nodes(model: onnx.ModelProto) -> set[str]:
+    return {n.name for n in model.graph.node}
+
+
+@pytest.mark.parametrize("spec", QUICKSTART_CNNS, ids=lambda s: s.name)
+@pytest.mark.parametrize("level", list(GraphOptimization), ids=lambda g: g.value)
+def test_every_node_of_a_demo_cnn_is_covered_by_the_per_op_rows(
+    tmp_path: Path, spec: object, level: GraphOptimization
+) -> None:
+    model = make_cnn(spec)  # type: ignore[arg-type]
+    timing = OrtRunner().time(
+        save(model, tmp_path), FAST.model_copy(update={"graph_optimization": level}), never
+    )
+    covered = [name for op in timing.ops for name in op.source_nodes]
+    assert sorted(covered) == sorted(compute_nodes(model))  # each node once, none lost
+    assert all(op.n == FAST.profile_runs for op in timing.ops)
+    assert timing.op_profile is not None and timing.op_profile["graph_optimization"] == level.value
+
+
+def test_fused_conv_bn_relu_is_one_kernel_at_full_optimisation(tmp_path: Path) -> None:
+    timing = OrtRunner().time(save(make_cnn(QUICKSTART_CNNS[0]), tmp_path), FAST, never)
+    assert any(op.source_nodes == ["b0.conv", "b0.bn", "b0.relu"] for op in timing.ops)
+
+
+def test_without_optimisation_each_kernel_is_its_own_node(tmp_path: Path) -> None:
+    config = FAST.model_copy(update={"graph_optimization": GraphOptimization.disabled})
+    timing = OrtRunner().time(save(make_cnn(QUICKSTART_CNNS[0]), tmp_path), config, never)
+    assert all(op.source_nodes == [op.node_name] for op in timing.ops)
+
+
+def test_the_timing_carries_its_samples_and_provenance(tmp_path: Path) -> None:
+    timing = OrtRunner().time(save(make_cnn(QUICKSTART_CNNS[0]), tmp_path), FAST, never)
+    assert len(timing.samples_ms) == 5 and all(s > 0 for s in timing.samples_ms)
+    assert timing.warmup.n == 2
+    assert timing.runtime == "onnxruntime" and timing.runtime_version == ort.__version__
+    assert timing.provider == "CPUExecutionProvider" and timing.threads == 1
+    assert timing.input_shapes == {"input": [1, 3, 96, 96]}
+    assert timing.timing_wall_s > 0
+
+
+def symbolic_unnamed_model() -> onnx.ModelProto:
+    """Two unnamed nodes, a symbolic batch dimension and an int64 input."""
+    nodes = [
+        helper.make_node("Cast", ["ids"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["x", "f"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "sym",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8]),
+            helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 8]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_symbolic_dims_are_timed_as_one_and_unnamed_nodes_get_rows(tmp_path: Path) -> None:
+    timing = OrtRunner().time(save(symbolic_unnamed_model(), tmp_path), FAST, never)
+    assert timing.input_shapes == {"x": [1, 8], "ids": [1, 8]}
+    assert sorted(n for op in timing.ops for n in op.source_nodes) == ["Add__1", "Cast__0"]
+
+
+@pytest.mark.parametrize("data", [b"", b"garbage" * 50], ids=["empty", "garbage"])
+def test_a_model_onnxruntime_cannot_load_is_a_runner_error(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(data)
+    with pytest.raises(RunnerError):
+        OrtRunner().time(path, FAST, never)
+
+
+def test_an_unavailable_provider_is_refused(tmp_path: Path) -> None:
+    if "TensorrtExecutionProvider" in ort.get_available_providers():
+        pytest.skip("TensorRT is available on this machine")
+    config = FAST.model_copy(update={"execution_provider": ExecutionProvider.tensorrt})
+    with pytest.raises(RunnerUnavailable, match="TensorrtExecutionProvider"):
+        OrtRunner().time(save(make_cnn(QUICKSTART_CNNS[0]), tmp_path), config, never)
+
+
+def test_a_stop_request_interrupts_the_measurement(tmp_path: Path) -> None:
+    config = FAST.model_copy(update={"timed_s": 60.0})
+    calls = []
+
+    def stop_after_a_few() -> bool:
+        calls.append(1)
+        return len(calls) > 20
+
+    with pytest.raises(Interrupted):
+        OrtRunner().time(save(make_cnn(QUICKSTART_CNNS[0]), tmp_path), config, stop_after_a_few)
+
+
+def test_the_registry_loads_the_onnxruntime_runner() -> None:
+    assert isinstance(load_runner("onnxruntime"), OrtRunner)
+    assert "onnxruntime" in available_runners()
+    with pytest.raises(RunnerUnavailable, match="unknown runtime"):
+        load_runner("tensorflow")
+
+
+def test_cpu_affinity_pins_and_restores(tmp_path: Path) -> None:
+    import os
+
+    before = os.sched_getaffinity(0)
+    config = FAST.model_copy(update={"cpu_affinity": [min(before)]})
+    OrtRunner().time(save(make_cnn(QUICKSTART_CNNS[0]), tmp_path), config, never)
+    assert os.sched_getaffinity(0) == before
