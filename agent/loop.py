@@ -89,13 +89,17 @@ class Agent:
         except ApiError as exc:
             if not _retryable(exc):
                 raise
-            self._backoff_s = min(self.settings.max_backoff_s, max(0.5, self._backoff_s * 2))
-            delay = self._backoff_s * random.uniform(0.8, 1.2)
-            log.warning("server call failed, retrying in %.1f s: %s", delay, exc)
-            self.stop.wait(delay)
+            self.stop.wait(self._next_backoff_s("server call", exc))
             return None
         self._backoff_s = 0.0
         return result
+
+    def _next_backoff_s(self, what: str, exc: Exception) -> float:
+        """Capped exponential backoff with jitter (0.5 s, 1 s, 2 s, ... max_backoff_s)."""
+        self._backoff_s = min(self.settings.max_backoff_s, max(0.5, self._backoff_s * 2))
+        delay = self._backoff_s * random.uniform(0.8, 1.2)
+        log.warning("%s failed, retrying in %.1f s: %s", what, delay, exc)
+        return delay
 
     # ------------------------------------------------------------------ one job
 
@@ -191,9 +195,7 @@ class Agent:
                     log.warning("server refused the result of job %s: %s", job.job_id, exc)
                     self.stats.lost.append(job.job_id)
                     return False
-                self._backoff_s = min(self.settings.max_backoff_s, max(0.5, self._backoff_s * 2))
-                log.warning("upload failed, retrying in %.1f s: %s", self._backoff_s, exc)
-                time.sleep(self._backoff_s * random.uniform(0.8, 1.2))
+                time.sleep(self._next_backoff_s("upload", exc))
 
 
 class _LeaseKeeper:

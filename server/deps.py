@@ -48,15 +48,8 @@ StateDep = Annotated[AppState, Depends(_state)]
 
 def _session(state: StateDep) -> Iterator[Session]:
     """One transaction per request: committed before the answer is sent, or rolled back."""
-    session = state.sessions()
-    try:
+    with session_scope(state.sessions) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 SessionDep = Annotated[Session, Depends(_session, scope="function")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -54,3 +56,11 @@ def register(
 def cnn_bytes(seed: int = 0, resolution: int = 16) -> bytes:
     spec = CnnSpec(f"t{seed}", resolution=resolution, channels=(8, 8), strides=(1, 2), seed=seed)
     return make_cnn(spec).SerializeToString()
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    """Poll until ``predicate()`` is true; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)

@@ -24,7 +24,15 @@ from latlab.schemas import (
     WarmupInfo,
 )
 from server.embedded import EmbeddedServer
-from tests.factories import API_KEY, ENROLL_KEY, make_settings, register
+from tests.factories import (
+    API_KEY,
+    ENROLL_KEY,
+    cnn_bytes,
+    cpu_descriptor,
+    make_settings,
+    register,
+    wait_for,
+)
 
 Device = tuple[AgentClient, DeviceRegistered]
 
@@ -190,8 +198,6 @@ def test_a_selector_job_goes_only_to_a_matching_device(
 
 
 def test_a_device_holds_one_job_at_a_time(client: Client, device: Device, tmp_path: Path) -> None:
-    from tests.factories import cnn_bytes
-
     ids = [
         client.create_job(
             client.upload_model(f"m{i}.onnx", data=cnn_bytes(seed=i)).id,
@@ -328,18 +334,9 @@ def short_lease_server(tmp_path: Path, sqlite_url: str) -> Iterator[EmbeddedServ
         yield server
 
 
-def _wait_for(predicate: object, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
-
-
 def test_an_expired_lease_is_requeued_and_then_failed_after_max_attempts(
     short_lease_server: EmbeddedServer,
 ) -> None:
-    from tests.factories import cnn_bytes
-
     with Client(short_lease_server.url, API_KEY) as client:
         agent_client, reg = register(short_lease_server.url)
         with agent_client:
@@ -347,21 +344,19 @@ def test_an_expired_lease_is_requeued_and_then_failed_after_max_attempts(
             job = client.create_job(model.id, device_id=reg.device_id, max_attempts=2)
             first = agent_client.claim(wait_s=0)
             assert first is not None
-            _wait_for(lambda: client.job(job.id).state == JobState.queued)
+            wait_for(lambda: client.job(job.id).state == JobState.queued)
             requeued = client.job(job.id)
             assert requeued.attempts == 1 and "lease expired" in (requeued.error or "")
             second = agent_client.claim(wait_s=0)
             assert second is not None
             err = status_of(lambda: agent_client.upload_result(job.id, result_for(first)))
             assert err.status == 409
-            _wait_for(lambda: client.job(job.id).state == JobState.failed)
+            wait_for(lambda: client.job(job.id).state == JobState.failed)
             failed = client.job(job.id)
             assert failed.attempts == 2 and "gave up after 2 attempts" in (failed.error or "")
 
 
 def test_heartbeats_keep_a_lease_alive(short_lease_server: EmbeddedServer) -> None:
-    from tests.factories import cnn_bytes
-
     with Client(short_lease_server.url, API_KEY) as client:
         agent_client, reg = register(short_lease_server.url)
         with agent_client:
@@ -381,8 +376,6 @@ def test_heartbeats_keep_a_lease_alive(short_lease_server: EmbeddedServer) -> No
 
 
 def test_registration_needs_the_enrollment_key(live_server: EmbeddedServer, client: Client) -> None:
-    from tests.factories import cpu_descriptor
-
     with AgentClient(live_server.url) as agent_client:
         err = status_of(lambda: agent_client.register("wrong", "d", cpu_descriptor()))
         assert err.status == 401

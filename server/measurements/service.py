@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session, selectinload
 
 from latlab.schemas import (
@@ -89,26 +89,19 @@ def store_result(
     return _by_job(session, job_id), True
 
 
-def _by_job(session: Session, job_id: str) -> Measurement:
-    row = session.scalar(
-        select(Measurement)
-        .where(Measurement.job_id == job_id)
-        .options(selectinload(Measurement.ops))
-    )
+def _one(session: Session, where: ColumnElement[bool], missing: str) -> Measurement:
+    row = session.scalar(select(Measurement).where(where).options(selectinload(Measurement.ops)))
     if row is None:
-        raise NotFound(f"job {job_id} has no measurement")
+        raise NotFound(missing)
     return row
+
+
+def _by_job(session: Session, job_id: str) -> Measurement:
+    return _one(session, Measurement.job_id == job_id, f"job {job_id} has no measurement")
 
 
 def get_measurement(session: Session, measurement_id: int) -> Measurement:
-    row = session.scalar(
-        select(Measurement)
-        .where(Measurement.id == measurement_id)
-        .options(selectinload(Measurement.ops))
-    )
-    if row is None:
-        raise NotFound(f"no measurement {measurement_id}")
-    return row
+    return _one(session, Measurement.id == measurement_id, f"no measurement {measurement_id}")
 
 
 def list_measurements(

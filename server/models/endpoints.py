@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
 from fastapi.responses import StreamingResponse
@@ -62,13 +62,13 @@ def upload_model(
     return model
 
 
-def _copy_limited(src: UploadFile, dest: object, limit: int) -> int:
+def _copy_limited(src: UploadFile, dest: IO[bytes], limit: int) -> int:
     total = 0
     while chunk := src.file.read(1 << 20):
         total += len(chunk)
         if total > limit:
             raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes")
-        dest.write(chunk)  # type: ignore[attr-defined]
+        dest.write(chunk)
     return total
 
 
