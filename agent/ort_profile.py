@@ -11,10 +11,12 @@ profile are the optimised graph's node names, so they are mapped back through te
    producers of the same boundary tensor are joined. A region is the smallest set of original
    nodes whose computation the kernels of the same region perform together, so attributions
    never cross a boundary: nothing is lost and nothing is counted twice across regions.
-2. Anchors, inside a region with several kernels. A kernel converted in place keeps its
-   node's name and is anchored to it; an NCHWc kernel is named after the tensor its fused chain
-   ends in (``<tensor>_nchwc``) and is anchored to that tensor's producer. Every original node of the region goes to the nearest anchor downstream of it (upstream if
-   there is none). A region with no anchor lists all its original nodes on each kernel.
+2. Anchors, inside a region with several kernels (at level "all" the whole NCHWc body of a
+   CNN is one region, its tensors all renamed). A kernel converted in place keeps its node's
+   name and is anchored to it; an NCHWc kernel is named after the tensor its fused chain ends
+   in (``<tensor>_nchwc``) and is anchored to that tensor's producer. Every original node of
+   the region goes to the nearest anchor downstream of it (upstream if there is none). A
+   region with no anchor lists all its original nodes on each of its kernels.
 
 Kernels with no original node in their region (a layout conversion) list no source nodes.
 """
@@ -32,7 +34,7 @@ import onnx
 
 from latlab.schemas import OpTiming
 
-__all__ = ["KernelTime", "kernel_times", "map_to_source", "parse_profile"]
+__all__ = ["KernelTime", "kernel_times", "map_to_source", "parse_profile", "unmapped"]
 
 KERNEL_SUFFIX = "_kernel_time"
 NCHWC_SUFFIX = "_nchwc"
@@ -169,6 +171,16 @@ def map_to_source(
             )
         )
     return rows
+
+
+def unmapped(kernels: Sequence[KernelTime]) -> list[OpTiming]:
+    """Per-kernel rows without source nodes (no optimised graph to map through)."""
+    return [
+        OpTiming(
+            node_name=k.node_name, op_type=k.op_type, provider=k.provider, dur_us=k.dur_us, n=k.n
+        )
+        for k in kernels
+    ]
 
 
 def _anchor(

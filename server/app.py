@@ -52,13 +52,13 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.notifier.bind(asyncio.get_running_loop())
-        reaper = asyncio.create_task(_reap_forever(state))
+        stopping = asyncio.Event()
+        reaper = asyncio.create_task(_reap_until(stopping, state))
         try:
             yield
         finally:
-            reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reaper
+            stopping.set()
+            await reaper  # lets a reap in flight finish: no connection is left checked out
             engine.dispose()
 
     app = FastAPI(
@@ -97,13 +97,18 @@ async def _healthz(state: StateDep) -> dict[str, str]:
     return await run_in_threadpool(check)
 
 
-async def _reap_forever(state: AppState) -> None:
+async def _reap_until(stopping: asyncio.Event, state: AppState) -> None:
+    """Requeue or fail jobs with expired leases every ``reap_every_s``, until stopping."""
+
     def reap() -> int:
         with session_scope(state.sessions) as session:
             return jobs_service.reap_expired_leases(session)
 
     while True:
-        await asyncio.sleep(state.settings.reap_every_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), state.settings.reap_every_s)
+        if stopping.is_set():
+            return
         try:
             if await run_in_threadpool(reap):
                 state.notifier.notify()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import onnx
 from onnx import helper
 
-from agent.ort_profile import KernelTime, map_to_source, parse_profile
+from agent.ort_profile import KernelTime, map_to_source, parse_profile, unmapped
 
 
 def graph(*nodes: tuple[str, str, list[str], list[str]]) -> onnx.GraphProto:
@@ -99,3 +99,38 @@ def test_the_profile_gives_the_median_per_node_after_the_skipped_runs() -> None:
     ]
     [k] = parse_profile(events, skip_runs=1)
     assert (k.node_name, k.op_type, k.dur_us, k.n) == ("conv", "Conv", 20.0, 3)
+
+
+def test_a_region_without_anchors_lists_all_its_nodes_on_each_of_its_kernels() -> None:
+    original = graph(("a", "MatMul", ["x", "w"], ["t"]), ("b", "Add", ["t", "c"], ["y"]))
+    optimized = graph(
+        ("split_0", "Op", ["x", "w"], ["tok"]), ("split_1", "Op", ["tok", "c"], ["y"])
+    )
+    rows = map_to_source(kernels("split_0", "split_1"), original, optimized)
+    assert [r.source_nodes for r in rows] == [["a", "b"], ["a", "b"]]
+
+
+def test_a_kernel_missing_from_the_optimised_graph_lists_no_source() -> None:
+    rows = map_to_source(kernels("conv", "mystery"), ORIGINAL, ORIGINAL)
+    assert sources(rows, "mystery") == []
+
+
+def test_unmapped_rows_keep_the_kernel_times() -> None:
+    [row] = unmapped(kernels("trt_engine"))
+    assert (row.node_name, row.dur_us, row.n, row.source_nodes) == ("trt_engine", 10.0, 3, [])
+
+
+def test_the_profile_lists_kernels_in_execution_order_and_ignores_other_events() -> None:
+    events: list[dict[str, object]] = []
+    for _ in range(2):
+        events.append({"cat": "Session", "name": "model_run", "dur": 999})
+        for name, op in [("b", "Conv"), ("a", "Relu")]:
+            events.append({"cat": "Node", "name": f"{name}_fence_before", "dur": 0})
+            events.append(
+                {"cat": "Node", "name": f"{name}_kernel_time", "dur": 5, "args": {"op_name": op}}
+            )
+    rows = parse_profile(events)
+    assert [(k.node_name, k.op_type, k.provider, k.n) for k in rows] == [
+        ("b", "Conv", None, 2),
+        ("a", "Relu", None, 2),
+    ]

@@ -3,14 +3,18 @@ a profiled one, errors as types."""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
 from agent.errors import Interrupted, RunnerError, RunnerUnavailable
+from agent.inputs import make_inputs
 from agent.runners import available_runners, load_runner
 from agent.runners.ort import OrtRunner
 from latlab.demo_models import QUICKSTART_CNNS, make_cnn
@@ -92,7 +96,7 @@ def symbolic_unnamed_model() -> onnx.ModelProto:
 def test_symbolic_dims_are_timed_as_one_and_unnamed_nodes_get_rows(tmp_path: Path) -> None:
     timing = OrtRunner().time(save(symbolic_unnamed_model(), tmp_path), FAST, never)
     assert timing.input_shapes == {"x": [1, 8], "ids": [1, 8]}
-    assert sorted(n for op in timing.ops for n in op.source_nodes) == ["Add__1", "Cast__0"]
+    assert sorted(n for op in timing.ops for n in op.source_nodes) == ["Add_1", "Cast_0"]
 
 
 @pytest.mark.parametrize("data", [b"", b"garbage" * 50], ids=["empty", "garbage"])
@@ -131,9 +135,58 @@ def test_the_registry_loads_the_onnxruntime_runner() -> None:
 
 
 def test_cpu_affinity_pins_and_restores(tmp_path: Path) -> None:
-    import os
-
     before = os.sched_getaffinity(0)
     config = FAST.model_copy(update={"cpu_affinity": [min(before)]})
     OrtRunner().time(save(make_cnn(QUICKSTART_CNNS[0]), tmp_path), config, never)
     assert os.sched_getaffinity(0) == before
+
+
+def test_repeated_node_names_are_made_unique(tmp_path: Path) -> None:
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"], name="act"),
+        helper.make_node("Relu", ["a"], ["b"], name="act"),
+        helper.make_node("Relu", ["b"], ["y"], name="act_1"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "dup",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    config = FAST.model_copy(update={"graph_optimization": GraphOptimization.disabled})
+    timing = OrtRunner().time(save(model, tmp_path), config, never)
+    assert [op.source_nodes for op in timing.ops] == [["act"], ["act_1_1"], ["act_1"]]
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    type: str
+    shape: list[int | str | None]
+
+
+def test_inputs_are_seeded_typed_and_shaped_with_free_dims_as_one() -> None:
+    specs = [
+        Spec("f", "tensor(float)", ["batch", 3, None]),
+        Spec("h", "tensor(float16)", [2]),
+        Spec("ids", "tensor(int64)", [1, 64]),
+        Spec("mask", "tensor(bool)", [5]),
+    ]
+    feeds, shapes = make_inputs(specs, seed=7)
+    again, _ = make_inputs(specs, seed=7)
+    assert shapes == {"f": [1, 3, 1], "h": [2], "ids": [1, 64], "mask": [5]}
+    assert {k: v.dtype for k, v in feeds.items()} == {
+        "f": np.float32,
+        "h": np.float16,
+        "ids": np.int64,
+        "mask": np.bool_,
+    }
+    assert set(np.unique(feeds["ids"])) <= {0, 1}
+    assert all(np.array_equal(feeds[k], again[k]) for k in feeds)
+
+
+def test_an_input_type_that_cannot_be_generated_is_a_runner_error() -> None:
+    with pytest.raises(RunnerError, match=r"'text'.*tensor\(string\)"):
+        make_inputs([Spec("text", "tensor(string)", [1])], seed=0)

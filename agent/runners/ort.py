@@ -18,7 +18,7 @@ import onnxruntime as ort
 
 from agent.errors import RunnerError, RunnerUnavailable
 from agent.inputs import make_inputs
-from agent.ort_profile import kernel_times, map_to_source
+from agent.ort_profile import kernel_times, map_to_source, unmapped
 from agent.protocol import run_protocol
 from agent.runners.base import Timing
 from latlab.onnx_summary import external_data_tensors
@@ -43,6 +43,8 @@ OPT_LEVELS = {
 #: Warm-up runs of the profiled session; their events are dropped from the profile.
 PROFILE_WARMUP_RUNS = 3
 ORT_LOG_ERROR = 3
+#: How onnxruntime refuses to save a graph that a provider compiled (TensorRT).
+COMPILED_NODES = "contains compiled nodes"
 
 
 class OrtRunner:
@@ -78,12 +80,13 @@ class OrtRunner:
             ops: tuple[OpTiming, ...] = ()
             op_profile = None
             if config.profile_ops:
-                ops = _profile(model, data, config, providers, feeds, should_stop)
+                ops, mapped = _profile(model, data, config, providers, feeds, should_stop)
                 op_profile = {
                     "graph_optimization": config.graph_optimization.value,
                     "runs": config.profile_runs,
                     "warmup_runs": PROFILE_WARMUP_RUNS,
-                    "mapped_by": "tensor names",
+                    # None: the provider compiled nodes, so no optimised graph to map through
+                    "mapped_by": "tensor names, then kernel names" if mapped else None,
                     "sum_us": sum(op.dur_us for op in ops),
                 }
         return Timing(
@@ -115,12 +118,27 @@ def _load_named(path: Path) -> onnx.ModelProto:
         raise RunnerError(f"not a loadable ONNX model: {exc}") from exc
     if external_data_tensors(model):
         raise RunnerError("the model references external data files")
-    seen: set[str] = set()
-    for i, node in enumerate(model.graph.node):
-        if not node.name or node.name in seen:
-            node.name = f"{node.name or node.op_type}__{i}"
-        seen.add(node.name)
+    _name_nodes(model.graph)
     return model
+
+
+def _name_nodes(graph: onnx.GraphProto) -> None:
+    """Name unnamed nodes ``{op_type}_{index}`` and rename repeated names ``{name}_{index}``,
+    avoiding every name already in the graph (names do not change what is computed)."""
+    taken = {node.name for node in graph.node if node.name}
+    seen: set[str] = set()
+    for i, node in enumerate(graph.node):
+        if node.name and node.name not in seen:
+            seen.add(node.name)
+            continue
+        base = name = f"{node.name or node.op_type}_{i}"
+        suffix = 0
+        while name in taken:
+            suffix += 1
+            name = f"{base}_{suffix}"
+        node.name = name
+        taken.add(name)
+        seen.add(name)
 
 
 def _providers(requested: ExecutionProvider) -> list[str]:
@@ -159,13 +177,24 @@ def _profile(
     providers: list[str],
     feeds: dict[str, Any],
     should_stop: Callable[[], bool],
-) -> tuple[OpTiming, ...]:
+) -> tuple[tuple[OpTiming, ...], bool]:
+    """Per-kernel rows from a separate profiled session, and whether they could be mapped to
+    the uploaded graph's nodes (through the optimised graph the session saves)."""
     with tempfile.TemporaryDirectory(prefix="latlab-profile-") as tmp:
+        optimized_path = Path(tmp) / "optimized.onnx"
         opts = _options(config)
         opts.enable_profiling = True
         opts.profile_file_prefix = str(Path(tmp) / "profile")
-        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        sess = _session(data, opts, providers)
+        opts.optimized_model_filepath = str(optimized_path)
+        try:
+            sess = _session(data, opts, providers)
+        except RunnerError as exc:
+            # A compiling provider (TensorRT) cannot save its graph; profile it unmapped.
+            if COMPILED_NODES not in str(exc):
+                raise
+            log.info("optimised graph not saved (%s); per-op rows left unmapped", exc)
+            opts.optimized_model_filepath = ""
+            sess = _session(data, opts, providers)
         run_protocol(
             partial(_run, sess, feeds),
             warmup_runs=0,
@@ -177,8 +206,10 @@ def _profile(
         profile_path = Path(sess.end_profiling())
         del sess
         kernels = kernel_times(profile_path, skip_runs=PROFILE_WARMUP_RUNS)
-        optimized = onnx.load_model(opts.optimized_model_filepath, load_external_data=False)
-    return tuple(map_to_source(kernels, model.graph, optimized.graph))
+        if not optimized_path.exists() or not opts.optimized_model_filepath:
+            return tuple(unmapped(kernels)), False
+        optimized = onnx.load_model(str(optimized_path), load_external_data=False)
+    return tuple(map_to_source(kernels, model.graph, optimized.graph)), True
 
 
 @contextlib.contextmanager
