@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
@@ -13,6 +14,7 @@ from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 import latlab
+from latlab.schemas import ErrorBody
 from server.blobstore import LocalBlobStore
 from server.config import Settings
 from server.db import (
@@ -34,6 +36,20 @@ from server.models.endpoints import router as models_router
 from server.notify import JobNotifier
 
 __all__ = ["create_app"]
+
+#: Every error answer has the same body; documented once for all of /v1.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in [
+        (400, "Bad request"),
+        (401, "Missing or unknown bearer token"),
+        (403, "A token of the wrong kind"),
+        (404, "Not found"),
+        (409, "Conflict (stale lease, finished job)"),
+        (413, "Upload too large"),
+        (422, "Invalid input"),
+    ]
+}
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.latlab = state
     install_error_handlers(app)
-    v1 = APIRouter(prefix="/v1")
+    v1 = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
     for router in (
         devices_router,
         models_router,

@@ -434,3 +434,26 @@ def test_the_openapi_document_describes_every_route(live_server: EmbeddedServer)
     spec = httpx.get(f"{live_server.url}/openapi.json").json()
     assert {"/v1/jobs", "/v1/models", "/v1/agent/claim", "/v1/measurements"} <= set(spec["paths"])
     assert ENROLL_KEY not in str(spec)
+
+
+def test_concurrent_repeats_of_one_result_store_one_row(server_on_both: EmbeddedServer) -> None:
+    with Client(server_on_both.url, API_KEY) as client:
+        agent_client, reg = register(server_on_both.url)
+        with agent_client:
+            model = client.upload_model("m.onnx", data=cnn_bytes())
+            client.create_job(model.id, device_id=reg.device_id)
+            claim = agent_client.claim(wait_s=0)
+            assert claim is not None
+            body = result_for(claim)
+            answers: list[int] = []
+
+            def upload() -> None:
+                answers.append(agent_client.upload_result(claim.job_id, body).id)
+
+            threads = [threading.Thread(target=upload) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert len(answers) == 8 and len(set(answers)) == 1
+            assert len(client.measurements()) == 1

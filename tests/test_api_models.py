@@ -7,6 +7,8 @@ from pathlib import Path
 import httpx
 import onnx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from latlab.client import Client
@@ -152,3 +154,15 @@ def test_an_unknown_model_is_not_found(client: Client) -> None:
     with pytest.raises(ApiError) as err:
         client.model("0" * 64)
     assert err.value.status == 404
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.binary(min_size=1, max_size=4096))
+def test_random_bytes_are_refused_with_a_4xx_never_a_5xx(
+    client: Client, live_server: EmbeddedServer, data: bytes
+) -> None:
+    err = upload_bytes(client, data)
+    assert err.status in (400, 422)
+    assert_nothing_stored(client, live_server.settings)

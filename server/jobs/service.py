@@ -52,6 +52,7 @@ __all__ = [
     "get_job",
     "job_out",
     "list_jobs",
+    "locked_job",
     "reap_expired_leases",
     "release_job",
     "selector_matches",
@@ -218,7 +219,7 @@ def list_jobs(
 
 
 def cancel_job(session: Session, job_id: str) -> JobOut:
-    job = get_job(session, job_id)
+    job = locked_job(session, job_id)
     if not JobState(job.state).pending:
         raise Conflict(f"job {job_id} is already {job.state}")
     job.state = JobState.cancelled.value
@@ -328,11 +329,23 @@ def _back_to_queue(job: Job, reason: str, *, count: bool) -> None:
     job.updated_at = utcnow()
 
 
-def check_lease(session: Session, device_id: str, job_id: str, lease_token: str) -> Job:
-    """The job, if this device holds its live lease; 404 unknown job, 409 otherwise."""
-    job = session.get(Job, job_id, with_for_update=True)
+def locked_job(session: Session, job_id: str) -> Job:
+    """The job's row, locked for this transaction (PostgreSQL: FOR UPDATE; SQLite holds the
+    write lock already), so concurrent finishes of one job happen one after the other."""
+    job = session.scalar(
+        select(Job)
+        .where(Job.id == job_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if job is None:
         raise NotFound(f"no job {job_id!r}")
+    return job
+
+
+def check_lease(session: Session, device_id: str, job_id: str, lease_token: str) -> Job:
+    """The job, if this device holds its live lease; 404 unknown job, 409 otherwise."""
+    job = locked_job(session, job_id)
     if job.state != JobState.leased.value:
         raise Conflict(f"job {job_id} is {job.state}, not leased: the lease is stale")
     if job.claimed_by != device_id or job.lease_token != lease_token:
@@ -359,10 +372,9 @@ def release_job(session: Session, device_id: str, job_id: str, lease_token: str)
 
 def fail_job(session: Session, device_id: str, job_id: str, lease_token: str, error: str) -> JobOut:
     """A failed measurement is data: the job ends ``failed`` with the agent's error text."""
-    job = session.get(Job, job_id)
+    job = locked_job(session, job_id)
     if (
-        job is not None
-        and job.state == JobState.failed.value
+        job.state == JobState.failed.value
         and job.claimed_by == device_id
         and job.lease_token == lease_token
     ):

@@ -19,8 +19,8 @@ from latlab.schemas import (
 from latlab.stats import latency_stats
 from server.db import utcnow
 from server.errors import InvalidInput, NotFound
-from server.jobs.service import check_lease
-from server.tables import Job, Measurement, OpMeasurement
+from server.jobs.service import check_lease, locked_job
+from server.tables import Measurement, OpMeasurement
 
 __all__ = ["get_measurement", "list_measurements", "measurement_out", "store_result"]
 
@@ -31,10 +31,9 @@ def store_result(
     session: Session, device_id: str, job_id: str, body: MeasurementIn
 ) -> tuple[Measurement, bool]:
     """Store the agent's result and finish the job; (row, created). A repeat is a no-op."""
-    job = session.get(Job, job_id)
+    job = locked_job(session, job_id)
     if (
-        job is not None
-        and job.state == JobState.done.value
+        job.state == JobState.done.value
         and job.claimed_by == device_id
         and job.lease_token == body.lease_token
     ):
