@@ -76,6 +76,11 @@ def run_quickstart(
     print(
         f"\n{len(rows)} models measured in {time.monotonic() - t0:.1f} s; data in {root}/", file=out
     )
+    print(
+        f"browse it: LATLAB_DATA_DIR={root} latlab server, then "
+        f"LATLAB_API_KEY=<api_key in {root}/credentials.json> latlab measurements",
+        file=out,
+    )
     return [m for _, m in rows]
 
 
