@@ -1,0 +1,1 @@
+"""Exporters from OpGraph to runnable model files (ONNX; TFLite)."""
