@@ -81,3 +81,35 @@ def test_usage_errors_exit_2(live_server: EmbeddedServer) -> None:
 def test_an_unreachable_server_exits_1() -> None:
     result = latlab("jobs", "list", url=f"http://127.0.0.1:{free_port()}")
     assert result.returncode == 1 and "unreachable" in result.stderr
+
+
+def test_space_info_prints_the_size_and_an_example() -> None:
+    result = subprocess.run([LATLAB, "space", "info", "nb201"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "15,625" in result.stdout and "|nor_conv_3x3~0|" in result.stdout
+
+
+def test_space_export_writes_a_model_that_runs(tmp_path: Path) -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    out = tmp_path / "a.onnx"
+    result = subprocess.run(
+        [LATLAB, "space", "export", "nb201", "3,3,4,1,3,1", "-o", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert sess.run(None, {"input": np.zeros((1, 3, 32, 32), np.float32)})[0].shape == (1, 10)
+
+
+def test_space_export_of_a_bad_arch_or_space_is_a_clear_error(tmp_path: Path) -> None:
+    for args in (["nb201", "99999"], ["nb201", "|conv~0|"], ["nasbench101", "0"]):
+        result = subprocess.run(
+            [LATLAB, "space", "export", *args, "-o", str(tmp_path / "x.onnx")],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 1 and result.stderr.startswith("latlab: error:")
+        assert not (tmp_path / "x.onnx").exists()
