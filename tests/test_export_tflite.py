@@ -87,3 +87,15 @@ def test_an_op_without_a_tflite_form_is_a_clear_error() -> None:
     graph = b.build(b.conv("g", b.input, 8, 3, groups=2))
     with pytest.raises(TfliteExportError, match="grouped"):
         to_tflite(graph)
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_layerwise_archs_give_the_same_outputs_in_both_runtimes(seed: int) -> None:
+    from latlab.spaces.proxyless import Proxyless
+
+    space = Proxyless(resolution=64)
+    [arch] = space.sample(1, seed)
+    expected, got, model = run_both(space.graph(arch), seed)
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * scale)
+    assert "DEPTHWISE_CONV_2D" in op_names(model)

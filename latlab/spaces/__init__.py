@@ -6,17 +6,22 @@ from typing import Any
 
 from latlab.spaces.base import ArchError, SearchSpace, UnknownSpace
 from latlab.spaces.nb201 import Nb201
+from latlab.spaces.proxyless import Proxyless
 
 __all__ = ["SPACES", "ArchError", "SearchSpace", "UnknownSpace", "get_space"]
 
 SPACES: dict[str, type[Any]] = {
     Nb201.name: Nb201,
+    Proxyless.name: Proxyless,
 }
 
 
-def get_space(name: str) -> SearchSpace[Any]:
+def get_space(name: str, **params: Any) -> SearchSpace[Any]:
+    """The space called ``name``, built with its parameters (``resolution=160``)."""
+    if name not in SPACES:
+        raise UnknownSpace(f"unknown search space {name!r}; known: {', '.join(SPACES)}")
     try:
-        space: SearchSpace[Any] = SPACES[name]()
-        return space
-    except KeyError:
-        raise UnknownSpace(f"unknown search space {name!r}; known: {', '.join(SPACES)}") from None
+        space: SearchSpace[Any] = SPACES[name](**params)
+    except TypeError as exc:
+        raise UnknownSpace(f"bad parameters for space {name!r}: {exc}") from None
+    return space

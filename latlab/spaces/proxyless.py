@@ -1,0 +1,158 @@
+"""A MobileNetV2 / ProxylessNAS-style layer-wise space.
+
+The ProxylessNAS mobile backbone: a 3x3/2 stem conv (32), a fixed MBConv (expansion 1, 3x3, 16),
+then 21 searchable MBConv blocks in six stages (channels 24, 40, 80, 96, 192, 320; 4, 4, 4, 4, 4,
+1 blocks; strides 2, 2, 2, 1, 2, 1), a 1x1 conv to 1280, global pool and a 1000-way classifier.
+Each searchable block picks a kernel (3, 5, 7) and an expansion (3, 4, 6); every block but the
+first of a stage may instead be skipped. An MBConv is 1x1 expand + BN + ReLU6, kxk depthwise +
+BN + ReLU6, 1x1 project + BN, plus the input when stride is 1 and channels match.
+
+Encodings: a string of 21 tokens ``k3e6-k5e4-skip-...``; an integer index, the blocks as
+mixed-radix digits (9 choices for a stage's first block, 10 for the others), block 0 most
+significant. The input resolution (default 224) is a parameter of the space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+import numpy as np
+
+from latlab.graph import GraphBuilder, OpGraph
+from latlab.spaces.base import ArchError
+
+__all__ = ["CHOICES", "Proxyless", "ProxylessArch"]
+
+#: (kernel, expansion) of choice 1..9; choice 0 is "skip".
+CHOICES = tuple((k, e) for k in (3, 5, 7) for e in (3, 4, 6))
+#: (channels, blocks, stride of the first block)
+STAGES = ((24, 4, 2), (40, 4, 2), (80, 4, 2), (96, 4, 1), (192, 4, 2), (320, 1, 1))
+FIRST_OF_STAGE = tuple(i == 0 for _, n, _ in STAGES for i in range(n))
+RADIX = tuple(len(CHOICES) if first else len(CHOICES) + 1 for first in FIRST_OF_STAGE)
+
+
+def _token(choice: int) -> str:
+    if choice == 0:
+        return "skip"
+    k, e = CHOICES[choice - 1]
+    return f"k{k}e{e}"
+
+
+@dataclass(frozen=True)
+class ProxylessArch:
+    #: Per block: 0 skip, 1..9 an entry of CHOICES.
+    choices: tuple[int, ...]
+
+    @property
+    def index(self) -> int:
+        index = 0
+        for choice, radix, first in zip(self.choices, RADIX, FIRST_OF_STAGE, strict=True):
+            index = index * radix + (choice - 1 if first else choice)
+        return index
+
+    @property
+    def string(self) -> str:
+        return "-".join(_token(c) for c in self.choices)
+
+
+class Proxyless:
+    name = "proxyless"
+    description = "MobileNetV2/ProxylessNAS layer-wise space: kernel 3/5/7, expansion 3/4/6, skips"
+    size = prod(RADIX)
+
+    def __init__(self, resolution: int = 224, n_classes: int = 1000) -> None:
+        if resolution < 32 or resolution % 32:
+            raise ArchError(f"resolution must be a multiple of 32, at least 32; got {resolution}")
+        self.resolution = resolution
+        self.n_classes = n_classes
+
+    def _check(self, choices: tuple[int, ...]) -> ProxylessArch:
+        if len(choices) != len(RADIX):
+            raise ArchError(f"a {self.name} arch has {len(RADIX)} blocks, got {len(choices)}")
+        for i, (c, first) in enumerate(zip(choices, FIRST_OF_STAGE, strict=True)):
+            if not 0 <= c <= len(CHOICES) or (first and c == 0):
+                raise ArchError(
+                    f"block {i}: choice {_token(c) if 0 <= c <= 9 else c} is not allowed there"
+                )
+        return ProxylessArch(choices)
+
+    def from_index(self, index: int) -> ProxylessArch:
+        if not 0 <= index < self.size:
+            raise ArchError(f"{self.name} index {index} is out of range 0..{self.size - 1}")
+        digits = []
+        for radix, first in zip(reversed(RADIX), reversed(FIRST_OF_STAGE), strict=True):
+            index, digit = divmod(index, radix)
+            digits.append(digit + 1 if first else digit)
+        return ProxylessArch(tuple(reversed(digits)))
+
+    def from_string(self, text: str) -> ProxylessArch:
+        tokens = {_token(c): c for c in range(len(CHOICES) + 1)}
+        try:
+            return self._check(tuple(tokens[t] for t in text.strip().split("-")))
+        except KeyError as exc:
+            raise ArchError(
+                f"unknown block {exc.args[0]!r} in {text!r}; blocks are k{{3,5,7}}e{{3,4,6}} or skip"
+            ) from None
+
+    def parse(self, arch: str | int) -> ProxylessArch:
+        if isinstance(arch, int):
+            return self.from_index(arch)
+        text = arch.strip()
+        return self.from_index(int(text)) if text.isdigit() else self.from_string(text)
+
+    def encode(self, arch: ProxylessArch) -> str:
+        return arch.string
+
+    def sample(self, n: int, seed: int) -> list[ProxylessArch]:
+        rng = np.random.default_rng(seed)
+        seen: dict[ProxylessArch, None] = {}
+        while len(seen) < n:
+            choices = tuple(
+                int(rng.integers(1, len(CHOICES) + 1))
+                if first
+                else int(rng.integers(0, len(CHOICES) + 1))
+                for first in FIRST_OF_STAGE
+            )
+            seen.setdefault(ProxylessArch(choices), None)
+        return list(seen)
+
+    def example(self) -> ProxylessArch:
+        return self.from_string("-".join(["k3e6"] * len(RADIX)))
+
+    def graph(self, arch: ProxylessArch) -> OpGraph:
+        b = GraphBuilder(
+            f"proxyless-{self.resolution}-{arch.index}", (1, 3, self.resolution, self.resolution)
+        )
+        x = b.relu6("stem.act", b.batch_norm("stem.bn", b.conv("stem.conv", b.input, 32, 3, 2)))
+        x = self._mbconv(b, "first", x, 16, 3, 1, 1)
+        block = 0
+        for s, (c, n, stride) in enumerate(STAGES):
+            for i in range(n):
+                choice = arch.choices[block]
+                if choice:
+                    k, e = CHOICES[choice - 1]
+                    x = self._mbconv(b, f"s{s}.b{i}", x, c, k, e, stride if i == 0 else 1)
+                block += 1
+        x = b.relu6("head.act", b.batch_norm("head.bn", b.conv("head.conv", x, 1280, 1)))
+        x = b.flatten("head.flatten", b.global_avg_pool("head.pool", x))
+        return b.build(b.linear("head.fc", x, self.n_classes))
+
+    @staticmethod
+    def _mbconv(b: GraphBuilder, name: str, x: str, c_out: int, k: int, e: int, stride: int) -> str:
+        c_in = b.shape(x)[1]
+        h = x
+        if e != 1:
+            h = b.relu6(
+                f"{name}.expand.act",
+                b.batch_norm(f"{name}.expand.bn", b.conv(f"{name}.expand", h, c_in * e, 1)),
+            )
+        mid = b.shape(h)[1]
+        h = b.relu6(
+            f"{name}.dw.act",
+            b.batch_norm(f"{name}.dw.bn", b.conv(f"{name}.dw", h, mid, k, stride, groups=mid)),
+        )
+        h = b.batch_norm(f"{name}.project.bn", b.conv(f"{name}.project", h, c_out, 1))
+        if stride == 1 and c_in == c_out:
+            h = b.add(f"{name}.add", x, h)
+        return h
