@@ -170,6 +170,10 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def cmd_measurements(args: argparse.Namespace) -> int:
     with _client(args) as client:
         rows = client.measurements(
@@ -186,11 +190,11 @@ def cmd_measurements(args: argparse.Namespace) -> int:
     table = [
         {
             "id": r.id,
-            "model": r.model_id[:12],
+            "model": (r.model_id or r.source.value)[:12],
             "device": r.device_id[:12],
             "median_ms": f"{r.stats.median_ms:.3f}",
-            "p10_ms": f"{r.stats.p10_ms:.3f}",
-            "p90_ms": f"{r.stats.p90_ms:.3f}",
+            "p10_ms": _ms(r.stats.p10_ms),
+            "p90_ms": _ms(r.stats.p90_ms),
             "n": r.stats.n,
             "runtime": f"{r.runtime} {r.runtime_version}",
             "threads": r.threads,

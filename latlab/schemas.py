@@ -32,6 +32,7 @@ __all__ = [
     "LeaseIn",
     "MeasurementIn",
     "MeasurementOut",
+    "MeasurementSource",
     "ModelFormat",
     "ModelOut",
     "ModelSummary",
@@ -315,22 +316,32 @@ class MeasurementIn(_In):
 
 
 class LatencyStats(BaseModel):
+    """Statistics of the raw samples. An imported number (a published dataset) has only
+    ``median_ms`` (the dataset's headline figure, named in the provenance) and ``n = 0``."""
+
     n: int
     median_ms: float
-    mean_ms: float
-    std_ms: float
-    min_ms: float
-    max_ms: float
-    p10_ms: float
-    p90_ms: float
-    p99_ms: float
-    iqr_ms: float
+    mean_ms: float | None = None
+    std_ms: float | None = None
+    min_ms: float | None = None
+    max_ms: float | None = None
+    p10_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    iqr_ms: float | None = None
+
+
+class MeasurementSource(StrEnum):
+    measured = "measured"
+    imported = "imported"
 
 
 class MeasurementOut(_Out):
     id: int
-    job_id: str
-    model_id: str
+    job_id: str | None
+    model_id: str | None
+    source: MeasurementSource = MeasurementSource.measured
+    provenance: dict[str, Any] | None = None
     device_id: str
     runtime: str
     runtime_version: str

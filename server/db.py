@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import migrations
 
 __all__ = [
+    "alembic_config",
     "create_db_engine",
     "current_revision",
     "head_revision",
@@ -83,7 +84,7 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-def _alembic_config(engine: Engine | None = None) -> Config:
+def alembic_config(engine: Engine | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["engine"] = engine
@@ -91,11 +92,11 @@ def _alembic_config(engine: Engine | None = None) -> Config:
 
 
 def upgrade_to_head(engine: Engine) -> None:
-    command.upgrade(_alembic_config(engine), "head")
+    command.upgrade(alembic_config(engine), "head")
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -23,7 +23,17 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Base", "Device", "Job", "Measurement", "Model", "OpMeasurement"]
+__all__ = [
+    "Base",
+    "Dataset",
+    "DatasetArch",
+    "DatasetEntry",
+    "Device",
+    "Job",
+    "Measurement",
+    "Model",
+    "OpMeasurement",
+]
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -123,9 +133,14 @@ class Measurement(Base):
     __table_args__ = (Index("ix_measurements_model_device", "model_id", "device_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    # One measurement per job: a repeated upload cannot add a second row.
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), unique=True)
-    model_id: Mapped[str] = mapped_column(ForeignKey("models.id"))
+    # One measurement per job: a repeated upload cannot add a second row. Imported rows
+    # (published datasets) have no job and no model file.
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), unique=True)
+    model_id: Mapped[str | None] = mapped_column(ForeignKey("models.id"))
+    #: "measured" by an agent here, or "imported" from a published dataset (no raw samples).
+    source: Mapped[str] = mapped_column(String(16), server_default="measured")
+    #: Where an imported number comes from and which statistic it is.
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
     runtime: Mapped[str] = mapped_column(String(100))
     runtime_version: Mapped[str] = mapped_column(String(100))
@@ -139,14 +154,14 @@ class Measurement(Base):
     warmup_total_ms: Mapped[float] = mapped_column(Float)
     n: Mapped[int] = mapped_column(Integer)
     median_ms: Mapped[float] = mapped_column(Float)
-    mean_ms: Mapped[float] = mapped_column(Float)
-    std_ms: Mapped[float] = mapped_column(Float)
-    min_ms: Mapped[float] = mapped_column(Float)
-    max_ms: Mapped[float] = mapped_column(Float)
-    p10_ms: Mapped[float] = mapped_column(Float)
-    p90_ms: Mapped[float] = mapped_column(Float)
-    p99_ms: Mapped[float] = mapped_column(Float)
-    iqr_ms: Mapped[float] = mapped_column(Float)
+    mean_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    std_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    min_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    p10_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    p90_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    p99_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    iqr_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     samples_ms: Mapped[list[float]] = mapped_column(JsonType)
     timing_wall_s: Mapped[float] = mapped_column(Float)
     op_profile: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
@@ -175,3 +190,51 @@ class OpMeasurement(Base):
     source_nodes: Mapped[list[str]] = mapped_column(JsonType)
 
     measurement: Mapped[Measurement] = relationship(back_populates="ops", lazy="raise")
+
+
+class Dataset(Base):
+    """A set of architectures of one space measured (or imported) on a set of devices."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    space: Mapped[str] = mapped_column(String(50))
+    space_params: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    #: "campaign" (measured here) or "imported".
+    source: Mapped[str] = mapped_column(String(16))
+    #: campaign: preparing -> measuring (progress from its jobs); imported: ready.
+    state: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DatasetArch(Base):
+    __tablename__ = "dataset_archs"
+    __table_args__ = (Index("uq_dataset_archs_dataset_arch", "dataset_id", "arch", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    #: The space's canonical string encoding, and the index as decimal text (it can exceed 64 bits).
+    arch: Mapped[str] = mapped_column(String(1000))
+    arch_index: Mapped[str] = mapped_column(String(40))
+    #: The exported model, once prepared (campaigns only).
+    model_id: Mapped[str | None] = mapped_column(ForeignKey("models.id"), nullable=True)
+
+
+class DatasetEntry(Base):
+    """One arch on one device: the job measuring it, or the imported measurement."""
+
+    __tablename__ = "dataset_entries"
+
+    dataset_arch_id: Mapped[int] = mapped_column(
+        ForeignKey("dataset_archs.id", ondelete="CASCADE"), primary_key=True
+    )
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), nullable=True, index=True)
+    measurement_id: Mapped[int | None] = mapped_column(ForeignKey("measurements.id"), nullable=True)

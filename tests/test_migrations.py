@@ -42,3 +42,20 @@ def test_upgrading_twice_is_a_no_op(db_url: str) -> None:
         assert current_revision(engine) == head_revision()
     finally:
         engine.dispose()
+
+
+def test_every_migration_downgrades_to_empty_and_upgrades_again(db_url: str) -> None:
+    from alembic import command
+
+    from server.db import alembic_config
+
+    engine = create_db_engine(db_url)
+    try:
+        upgrade_to_head(engine)
+        command.downgrade(alembic_config(engine), "base")
+        assert current_revision(engine) is None
+        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+        upgrade_to_head(engine)
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
