@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Self
 
@@ -23,6 +23,9 @@ import httpx
 from latlab.errors import ApiError, ServerUnreachable
 from latlab.schemas import (
     ClaimedJob,
+    DatasetCreate,
+    DatasetFormat,
+    DatasetOut,
     DeviceDescriptor,
     DeviceOut,
     DeviceRegistered,
@@ -189,6 +192,49 @@ class Client(_Http):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{len(pending)} job(s) not finished after {timeout_s} s")
                 time.sleep(poll_s)
+
+    # datasets
+    def create_dataset(self, body: DatasetCreate) -> DatasetOut:
+        data = self._json(
+            "POST", "/v1/datasets", json=body.model_dump(mode="json", exclude_none=True)
+        )
+        return DatasetOut.model_validate(data)
+
+    def dataset(self, dataset_id: str) -> DatasetOut:
+        return DatasetOut.model_validate(self._json("GET", f"/v1/datasets/{dataset_id}"))
+
+    def datasets(self) -> list[DatasetOut]:
+        return [DatasetOut.model_validate(d) for d in self._json("GET", "/v1/datasets")]
+
+    def export_dataset(self, dataset_id: str, fmt: DatasetFormat) -> bytes:
+        """The export's bytes: a zip, or CSV text for ``csv``."""
+        response = self._send(
+            "GET", f"/v1/datasets/{dataset_id}/export", params={"format": fmt.value}
+        )
+        return response.content
+
+    def wait_dataset(
+        self,
+        dataset_id: str,
+        *,
+        timeout_s: float = 3600.0,
+        poll_s: float = 0.5,
+        on_progress: Callable[[DatasetOut], None] | None = None,
+    ) -> DatasetOut:
+        """Wait until every entry of the campaign is done or failed."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            dataset = self.dataset(dataset_id)
+            if on_progress is not None:
+                on_progress(dataset)
+            p = dataset.progress
+            if p.prepared == p.archs and p.pending == 0:
+                return dataset
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"dataset {dataset_id}: {p.pending} entries pending after {timeout_s} s"
+                )
+            time.sleep(poll_s)
 
     # measurements
     def measurements(

@@ -16,6 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "PROTOCOL_VERSION",
     "ClaimedJob",
+    "DatasetCreate",
+    "DatasetFormat",
+    "DatasetOut",
+    "DatasetProgress",
     "DeviceDescriptor",
     "DeviceOut",
     "DeviceRegistered",
@@ -357,4 +361,56 @@ class MeasurementOut(_Out):
     timing_wall_s: float
     op_profile: dict[str, Any] | None
     ops: list[OpTiming] | None = None
+    created_at: datetime
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+class DatasetFormat(StrEnum):
+    """Export formats: LatBench pickles (BRP-NAS/Eagle), the same as JSON, CSV, Parquet."""
+
+    latbench = "latbench"
+    json = "json"
+    csv = "csv"
+    parquet = "parquet"
+
+
+class DatasetCreate(_In):
+    """Measure architectures of a search space on devices: an explicit list, or n sampled."""
+
+    name: Name
+    space: str = Field(min_length=1, max_length=50)
+    space_params: dict[str, int] = Field(default_factory=dict, max_length=8)
+    #: Indices or any string form of the space; or give ``n`` (and ``seed``) to sample.
+    archs: list[str | int] | None = Field(default=None, min_length=1, max_length=100_000)
+    n: int | None = Field(default=None, ge=1, le=100_000)
+    seed: int = Field(default=0, ge=0)
+    device_ids: list[str] | None = Field(default=None, min_length=1, max_length=1000)
+    selector: dict[str, str | int] | None = Field(default=None, max_length=32)
+    config: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+
+class DatasetProgress(BaseModel):
+    archs: int
+    devices: int
+    #: Archs exported, uploaded and queued (a campaign prepares them in the background).
+    prepared: int
+    done: int
+    failed: int
+    pending: int
+
+
+class DatasetOut(_Out):
+    id: str
+    name: str
+    space: str
+    space_params: dict[str, int]
+    source: str
+    state: str
+    config: RuntimeConfig | None
+    provenance: dict[str, Any] | None
+    error: str | None
+    device_ids: list[str]
+    progress: DatasetProgress
     created_at: datetime

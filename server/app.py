@@ -17,6 +17,8 @@ import latlab
 from latlab.schemas import ErrorBody
 from server.blobstore import LocalBlobStore
 from server.config import Settings
+from server.datasets.endpoints import router as datasets_router
+from server.datasets.preparer import DatasetPreparer
 from server.db import (
     create_db_engine,
     current_revision,
@@ -63,18 +65,23 @@ def create_app(settings: Settings) -> FastAPI:
         sessions=sessionmaker(engine, expire_on_commit=False),
         blobs=LocalBlobStore(settings.resolved_blob_dir),
         notifier=JobNotifier(),
+        preparer=DatasetPreparer(),
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.notifier.bind(asyncio.get_running_loop())
         stopping = asyncio.Event()
-        reaper = asyncio.create_task(_reap_until(stopping, state))
+        tasks = [
+            asyncio.create_task(_reap_until(stopping, state)),
+            asyncio.create_task(state.preparer.run(stopping, state)),
+        ]
         try:
             yield
         finally:
             stopping.set()
-            await reaper  # lets a reap in flight finish: no connection is left checked out
+            state.preparer.wake()
+            await asyncio.gather(*tasks)  # work in flight finishes: no connection left checked out
             engine.dispose()
 
     app = FastAPI(
@@ -93,6 +100,7 @@ def create_app(settings: Settings) -> FastAPI:
         jobs_agent_router,
         measurements_router,
         measurements_agent_router,
+        datasets_router,
     ):
         v1.include_router(router)
     app.include_router(v1)

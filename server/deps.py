@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Header, Request
 from sqlalchemy import select
@@ -16,6 +16,9 @@ from server.config import Settings
 from server.db import session_scope, utcnow
 from server.errors import Forbidden, Unauthorized
 from server.notify import JobNotifier
+
+if TYPE_CHECKING:
+    from server.datasets.preparer import DatasetPreparer
 from server.tables import Device
 
 __all__ = [
@@ -36,6 +39,7 @@ class AppState:
     sessions: sessionmaker[Session]
     blobs: BlobStore
     notifier: JobNotifier
+    preparer: DatasetPreparer
 
 
 def _state(request: Request) -> AppState:

@@ -55,6 +55,10 @@ class ProxylessArch:
     def string(self) -> str:
         return "-".join(_token(c) for c in self.choices)
 
+    @property
+    def vector(self) -> tuple[int, ...]:
+        return self.choices
+
 
 class Proxyless:
     name = "proxyless"

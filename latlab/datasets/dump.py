@@ -1,0 +1,88 @@
+"""A dataset in plain rows: what the server hands to the format writers."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ArchRow", "DatasetDump", "DeviceRow", "MeasurementRow", "OpRow", "file_stem"]
+
+
+@dataclass(frozen=True)
+class ArchRow:
+    position: int
+    arch: str  # the space's canonical string
+    arch_index: str  # decimal text: indices can exceed 64 bits
+    vector: tuple[int, ...] | None  # the space's vector form (NB201: LatBench's key)
+    model_id: str | None
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    id: str
+    name: str
+    descriptor: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MeasurementRow:
+    measurement_id: int
+    arch: str
+    device_id: str
+    source: str  # measured | imported
+    latency_ms: float  # the headline: the median of the samples, or the imported figure
+    n: int
+    stats: dict[str, float | None]  # mean/std/min/max/p10/p90/p99/iqr, in ms
+    samples_ms: list[float]
+    runtime: str
+    runtime_version: str
+    provider: str
+    threads: int
+    protocol_version: str
+    agent_version: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class OpRow:
+    measurement_id: int
+    seq: int
+    node_name: str
+    op_type: str
+    provider: str | None
+    dur_us: float
+    n: int
+    source_nodes: list[str]
+
+
+@dataclass(frozen=True)
+class DatasetDump:
+    id: str
+    name: str
+    space: str
+    space_params: dict[str, int]
+    source: str
+    config: dict[str, Any] | None
+    provenance: dict[str, Any] | None
+    archs: list[ArchRow]
+    devices: list[DeviceRow]
+    measurements: list[MeasurementRow]
+    ops: list[OpRow] = field(default_factory=list)
+
+    def device_files(self) -> dict[str, str]:
+        """A file stem per device: its name made file-safe, unique within the dataset."""
+        stems: dict[str, str] = {}
+        used: set[str] = set()
+        for device in self.devices:
+            stem = file_stem(device.name)
+            if stem in used:
+                stem = f"{stem}-{device.id[:8]}"
+            used.add(stem)
+            stems[device.id] = stem
+        return stems
+
+
+def file_stem(name: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
+    return stem[:100] or "device"

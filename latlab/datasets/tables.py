@@ -1,0 +1,225 @@
+"""CSV for a quick look; Parquet tables with a datasheet README for publishing."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from typing import Any
+
+from latlab.datasets.dump import DatasetDump
+
+__all__ = ["CSV_COLUMNS", "datasheet", "write_csv", "write_parquet"]
+
+CSV_COLUMNS = (
+    "space",
+    "arch",
+    "arch_index",
+    "device",
+    "latency_ms",
+    "runtime",
+    "source",
+    "n",
+    "p10_ms",
+    "p90_ms",
+)
+
+
+def write_csv(dump: DatasetDump) -> dict[str, bytes]:
+    index = {a.arch: a.arch_index for a in dump.archs}
+    names = {d.id: d.name for d in dump.devices}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for m in dump.measurements:
+        writer.writerow(
+            [
+                dump.space,
+                m.arch,
+                index[m.arch],
+                names[m.device_id],
+                repr(m.latency_ms),
+                m.runtime,
+                m.source,
+                m.n,
+                _opt(m.stats.get("p10_ms")),
+                _opt(m.stats.get("p90_ms")),
+            ]
+        )
+    return {"measurements.csv": out.getvalue().encode()}
+
+
+def _opt(value: float | None) -> str:
+    return "" if value is None else repr(value)
+
+
+def datasheet(dump: DatasetDump) -> str:
+    sources = Counter(m.source for m in dump.measurements)
+    runtimes = sorted(
+        {
+            f"{m.runtime} {m.runtime_version} ({m.provider}, {m.threads} thread(s))"
+            for m in dump.measurements
+        }
+    )
+    lines = [
+        f"# {dump.name}",
+        "",
+        f"Latency dataset exported by latlab: space `{dump.space}` {json.dumps(dump.space_params)}, "
+        f"{len(dump.archs)} architectures, {len(dump.devices)} devices, {len(dump.measurements)} measurements "
+        f"({', '.join(f'{n} {s}' for s, n in sorted(sources.items()))}).",
+        "",
+        "## Units and protocol",
+        "",
+        "- `latency_ms` / `median_ms`: milliseconds, float64; the median of the timed runs (the headline).",
+        "- `samples_ms`: every timed run, in order; warm-up runs are not included.",
+        "- `dur_us` (op_measurements): microseconds; median kernel time over the profiled runs, taken in a",
+        "  separate profiled session; `source_nodes` are the exported graph's nodes the kernel computes.",
+        "- Imported rows (`source = imported`) carry only the published figure; see `provenance`.",
+    ]
+    if dump.config:
+        lines += [
+            "",
+            "Runtime config of the campaign:",
+            "",
+            "```json",
+            json.dumps(dump.config, indent=2),
+            "```",
+        ]
+    if dump.provenance:
+        lines += ["", "Provenance:", "", "```json", json.dumps(dump.provenance, indent=2), "```"]
+    lines += ["", "## Runtimes", ""] + [f"- {r}" for r in runtimes]
+    lines += ["", "## Devices", ""]
+    for d in dump.devices:
+        desc = d.descriptor
+        lines.append(
+            f"- **{d.name}** (`{d.id}`): {desc.get('cpu_model', '?')}, {desc.get('cpu_cores', '?')} cores, "
+            f"{desc.get('os', '?')}, GPU {desc.get('gpu') or 'none'}"
+        )
+    lines += [
+        "",
+        "## Files",
+        "",
+        "- `archs.parquet`: position, arch (the space's string form), arch_index, vector, model_id (sha256)",
+        "- `devices.parquet`: id, name, descriptor (JSON)",
+        "- `measurements.parquet`: one row per arch x device with statistics, samples and provenance",
+        "- `op_measurements.parquet`: per-kernel rows of the measurements that were profiled",
+        "",
+        "## Licence",
+        "",
+        "Measurements made with latlab are released under CC BY 4.0 by whoever ran the campaign;",
+        "imported rows keep the licence of their source (see provenance).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_parquet(dump: DatasetDump) -> dict[str, bytes]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def table_bytes(rows: list[dict[str, Any]], schema: Any) -> bytes:
+        sink = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink)
+        return sink.getvalue()
+
+    archs = [
+        {
+            "position": a.position,
+            "arch": a.arch,
+            "arch_index": a.arch_index,
+            "vector": list(a.vector) if a.vector is not None else None,
+            "model_id": a.model_id,
+        }
+        for a in dump.archs
+    ]
+    devices = [
+        {"id": d.id, "name": d.name, "descriptor": json.dumps(d.descriptor)} for d in dump.devices
+    ]
+    stat_names = ("mean_ms", "std_ms", "min_ms", "max_ms", "p10_ms", "p90_ms", "p99_ms", "iqr_ms")
+    measurements = [
+        {
+            "measurement_id": m.measurement_id,
+            "arch": m.arch,
+            "device_id": m.device_id,
+            "source": m.source,
+            "median_ms": m.latency_ms,
+            "n": m.n,
+            **{k: m.stats.get(k) for k in stat_names},
+            "samples_ms": m.samples_ms,
+            "runtime": m.runtime,
+            "runtime_version": m.runtime_version,
+            "provider": m.provider,
+            "threads": m.threads,
+            "protocol_version": m.protocol_version,
+            "agent_version": m.agent_version,
+            "created_at": m.created_at,
+        }
+        for m in dump.measurements
+    ]
+    ops = [
+        {
+            "measurement_id": o.measurement_id,
+            "seq": o.seq,
+            "node_name": o.node_name,
+            "op_type": o.op_type,
+            "provider": o.provider,
+            "dur_us": o.dur_us,
+            "n": o.n,
+            "source_nodes": o.source_nodes,
+        }
+        for o in dump.ops
+    ]
+    f64, i64, s = pa.float64(), pa.int64(), pa.string()
+    schemas = {
+        "archs": pa.schema(
+            [
+                ("position", i64),
+                ("arch", s),
+                ("arch_index", s),
+                ("vector", pa.list_(i64)),
+                ("model_id", s),
+            ]
+        ),
+        "devices": pa.schema([("id", s), ("name", s), ("descriptor", s)]),
+        "measurements": pa.schema(
+            [
+                ("measurement_id", i64),
+                ("arch", s),
+                ("device_id", s),
+                ("source", s),
+                ("median_ms", f64),
+                ("n", i64),
+            ]
+            + [(k, f64) for k in stat_names]
+            + [
+                ("samples_ms", pa.list_(f64)),
+                ("runtime", s),
+                ("runtime_version", s),
+                ("provider", s),
+                ("threads", i64),
+                ("protocol_version", s),
+                ("agent_version", s),
+                ("created_at", s),
+            ]
+        ),
+        "op_measurements": pa.schema(
+            [
+                ("measurement_id", i64),
+                ("seq", i64),
+                ("node_name", s),
+                ("op_type", s),
+                ("provider", s),
+                ("dur_us", f64),
+                ("n", i64),
+                ("source_nodes", pa.list_(s)),
+            ]
+        ),
+    }
+    return {
+        "archs.parquet": table_bytes(archs, schemas["archs"]),
+        "devices.parquet": table_bytes(devices, schemas["devices"]),
+        "measurements.parquet": table_bytes(measurements, schemas["measurements"]),
+        "op_measurements.parquet": table_bytes(ops, schemas["op_measurements"]),
+        "README.md": datasheet(dump).encode(),
+    }

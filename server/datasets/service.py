@@ -1,0 +1,344 @@
+"""Dataset campaigns: archs of a space x devices, each exported, uploaded and queued once.
+
+A campaign is stored whole when it is created (its archs and devices) and prepared in the
+background, one arch per transaction: export to ONNX, store the model (deduplicated), queue a
+job per device, record the entries. A server restart resumes preparing where it stopped; the
+jobs themselves live in the queue, so nothing measured is measured again.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from latlab.datasets.dump import ArchRow, DatasetDump, DeviceRow, MeasurementRow, OpRow
+from latlab.errors import LatlabError
+from latlab.export.onnx import to_onnx
+from latlab.schemas import (
+    DatasetCreate,
+    DatasetOut,
+    DatasetProgress,
+    JobCreate,
+    JobState,
+    RuntimeConfig,
+)
+from latlab.spaces import get_space
+from server.blobstore import BlobStore
+from server.db import utcnow
+from server.errors import InvalidInput, NotFound
+from server.jobs.service import create_job, device_can_run, selector_matches
+from server.models.service import store_model
+from server.tables import (
+    Dataset,
+    DatasetArch,
+    DatasetEntry,
+    Device,
+    Job,
+    Measurement,
+    OpMeasurement,
+)
+
+__all__ = [
+    "create_campaign",
+    "dataset_dump",
+    "dataset_out",
+    "get_dataset",
+    "list_datasets",
+    "prepare_next",
+]
+
+log = logging.getLogger(__name__)
+
+#: Weights of exported archs: fixed, so the same arch is the same model file in every campaign.
+EXPORT_SEED = 0
+PREPARING, MEASURING, READY = "preparing", "measuring", "ready"
+
+
+def _space(name: str, params: dict[str, int]) -> Any:
+    try:
+        return get_space(name, **params)
+    except LatlabError as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
+def create_campaign(session: Session, body: DatasetCreate, max_archs: int = 100_000) -> DatasetOut:
+    space = _space(body.space, body.space_params)
+    try:
+        if body.archs is not None:
+            if body.n is not None:
+                raise InvalidInput("give archs or n, not both")
+            archs = list(dict.fromkeys(space.parse(a) for a in body.archs))
+        elif body.n is not None:
+            archs = space.sample(body.n, body.seed)
+        else:
+            raise InvalidInput("give archs (a list) or n (how many to sample)")
+    except LatlabError as exc:
+        raise InvalidInput(str(exc)) from exc
+    devices = _devices(session, body)
+    if len(archs) * len(devices) > max_archs:
+        raise InvalidInput(f"{len(archs)} archs x {len(devices)} devices exceeds {max_archs} jobs")
+    dataset = Dataset(
+        id=uuid.uuid4().hex,
+        name=body.name,
+        space=space.name,
+        space_params=dict(body.space_params),
+        source="campaign",
+        state=PREPARING,
+        config=body.config.model_dump(mode="json"),
+        provenance={"devices": [d.id for d in devices], "seed": body.seed, "n": body.n},
+        created_at=utcnow(),
+    )
+    session.add(dataset)
+    session.add_all(
+        DatasetArch(
+            dataset_id=dataset.id, position=i, arch=space.encode(a), arch_index=str(a.index)
+        )
+        for i, a in enumerate(archs)
+    )
+    session.flush()
+    log.info("dataset created", extra={"dataset_id": dataset.id})
+    return dataset_out(session, dataset)
+
+
+def _devices(session: Session, body: DatasetCreate) -> list[Device]:
+    if (body.device_ids is None) == (body.selector is None):
+        raise InvalidInput("give device_ids or a selector")
+    config = body.config
+    if body.device_ids is not None:
+        devices = []
+        for device_id in dict.fromkeys(body.device_ids):
+            device = session.get(Device, device_id)
+            if device is None or device.revoked_at is not None:
+                raise NotFound(f"no device {device_id!r}")
+            devices.append(device)
+    else:
+        assert body.selector is not None
+        if not body.selector:
+            raise InvalidInput("the device selector is empty: name at least one field")
+        candidates = session.scalars(
+            select(Device).where(Device.revoked_at.is_(None)).order_by(Device.created_at)
+        )
+        devices = [d for d in candidates if selector_matches(body.selector, d.name, d.descriptor)]
+        if not devices:
+            raise InvalidInput(f"no registered device matches {body.selector}")
+    unable = [d.id for d in devices if not device_can_run(d.descriptor, config)]
+    if unable:
+        raise InvalidInput(
+            f"devices {unable} cannot run {config.runtime.value} with {config.execution_provider.value}"
+        )
+    return devices
+
+
+def prepare_next(session: Session, blobs: BlobStore, work_dir: Path, max_attempts: int) -> bool:
+    """Prepare one arch of the oldest preparing campaign; False when there is nothing to do."""
+    dataset = session.scalar(
+        select(Dataset)
+        .where(Dataset.state == PREPARING)
+        .order_by(Dataset.created_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    if dataset is None:
+        return False
+    arch_row = session.scalar(
+        select(DatasetArch)
+        .where(DatasetArch.dataset_id == dataset.id, DatasetArch.model_id.is_(None))
+        .order_by(DatasetArch.position)
+        .limit(1)
+    )
+    if arch_row is None:
+        dataset.state = MEASURING
+        log.info("dataset prepared", extra={"dataset_id": dataset.id})
+        return True
+    space = get_space(dataset.space, **dataset.space_params)
+    graph = space.graph(space.parse(arch_row.arch))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=work_dir, suffix=".onnx", delete=False) as tmp:
+        tmp.write(to_onnx(graph, seed=EXPORT_SEED).SerializeToString())
+    model, _ = store_model(
+        session, blobs, Path(tmp.name), f"{dataset.space}-{arch_row.arch_index}.onnx"
+    )
+    arch_row.model_id = model.id
+    config = RuntimeConfig.model_validate(dataset.config)
+    for device_id in (dataset.provenance or {})["devices"]:
+        job = create_job(
+            session, JobCreate(model_id=model.id, device_id=device_id, config=config), max_attempts
+        )
+        session.add(DatasetEntry(dataset_arch_id=arch_row.id, device_id=device_id, job_id=job.id))
+    session.flush()
+    return True
+
+
+def get_dataset(session: Session, dataset_id: str) -> Dataset:
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None:
+        raise NotFound(f"no dataset {dataset_id!r}")
+    return dataset
+
+
+def list_datasets(session: Session) -> list[DatasetOut]:
+    return [
+        dataset_out(session, d)
+        for d in session.scalars(select(Dataset).order_by(Dataset.created_at))
+    ]
+
+
+def dataset_out(session: Session, dataset: Dataset) -> DatasetOut:
+    n_archs = session.scalar(select(func.count()).where(DatasetArch.dataset_id == dataset.id)) or 0
+    prepared = (
+        session.scalar(
+            select(func.count()).where(
+                DatasetArch.dataset_id == dataset.id, DatasetArch.model_id.is_not(None)
+            )
+        )
+        or 0
+    )
+    device_ids = _device_ids(session, dataset)
+    states: Counter[str] = Counter()
+    entries = session.execute(
+        select(DatasetEntry.measurement_id, Job.state)
+        .join(DatasetArch, DatasetArch.id == DatasetEntry.dataset_arch_id)
+        .outerjoin(Job, Job.id == DatasetEntry.job_id)
+        .where(DatasetArch.dataset_id == dataset.id)
+    )
+    for measurement_id, state in entries:
+        states[JobState.done.value if measurement_id is not None else state] += 1
+    if dataset.source != "campaign":
+        prepared = n_archs
+    total = n_archs * len(device_ids)
+    done = states[JobState.done.value]
+    failed = states[JobState.failed.value] + states[JobState.cancelled.value]
+    return DatasetOut(
+        id=dataset.id,
+        name=dataset.name,
+        space=dataset.space,
+        space_params=dataset.space_params,
+        source=dataset.source,
+        state=dataset.state,
+        config=RuntimeConfig.model_validate(dataset.config) if dataset.config else None,
+        provenance=dataset.provenance,
+        error=dataset.error,
+        device_ids=device_ids,
+        progress=DatasetProgress(
+            archs=n_archs,
+            devices=len(device_ids),
+            prepared=prepared,
+            done=done,
+            failed=failed,
+            pending=total - done - failed,
+        ),
+        created_at=dataset.created_at,
+    )
+
+
+def _device_ids(session: Session, dataset: Dataset) -> list[str]:
+    if dataset.source == "campaign":
+        return list((dataset.provenance or {}).get("devices", []))
+    rows = session.scalars(
+        select(DatasetEntry.device_id)
+        .join(DatasetArch, DatasetArch.id == DatasetEntry.dataset_arch_id)
+        .where(DatasetArch.dataset_id == dataset.id)
+        .distinct()
+    )
+    return sorted(rows)
+
+
+def dataset_dump(session: Session, dataset: Dataset, with_ops: bool) -> DatasetDump:
+    """Everything measured so far, as plain rows (archs without a result are listed, unmeasured)."""
+    space = get_space(dataset.space, **dataset.space_params)
+    archs = list(
+        session.scalars(
+            select(DatasetArch)
+            .where(DatasetArch.dataset_id == dataset.id)
+            .order_by(DatasetArch.position)
+        )
+    )
+    arch_by_id = {a.id: a for a in archs}
+    rows = session.execute(
+        select(DatasetEntry, Measurement)
+        .join(DatasetArch, DatasetArch.id == DatasetEntry.dataset_arch_id)
+        .outerjoin(Job, Job.id == DatasetEntry.job_id)
+        .join(
+            Measurement,
+            (Measurement.id == DatasetEntry.measurement_id)
+            | ((Measurement.job_id == DatasetEntry.job_id) & (Job.state == JobState.done.value)),
+        )
+        .where(DatasetArch.dataset_id == dataset.id)
+        .order_by(DatasetArch.position, DatasetEntry.device_id)
+    ).all()
+    device_ids = _device_ids(session, dataset)
+    devices = [session.get_one(Device, d) for d in device_ids]
+    measurements = [_measurement_row(arch_by_id[e.dataset_arch_id].arch, m) for e, m in rows]
+    ops: list[OpRow] = []
+    if with_ops and measurements:
+        ids = [m.measurement_id for m in measurements]
+        for start in range(0, len(ids), 500):
+            for op in session.scalars(
+                select(OpMeasurement)
+                .where(OpMeasurement.measurement_id.in_(ids[start : start + 500]))
+                .order_by(OpMeasurement.measurement_id, OpMeasurement.seq)
+            ):
+                ops.append(
+                    OpRow(
+                        op.measurement_id,
+                        op.seq,
+                        op.node_name,
+                        op.op_type,
+                        op.provider,
+                        op.dur_us,
+                        op.n,
+                        list(op.source_nodes),
+                    )
+                )
+    return DatasetDump(
+        id=dataset.id,
+        name=dataset.name,
+        space=dataset.space,
+        space_params=dataset.space_params,
+        source=dataset.source,
+        config=dataset.config,
+        provenance=dataset.provenance,
+        archs=[
+            ArchRow(
+                a.position,
+                a.arch,
+                a.arch_index,
+                getattr(space.parse(a.arch), "vector", None),
+                a.model_id,
+            )
+            for a in archs
+        ],
+        devices=[DeviceRow(d.id, d.name, d.descriptor) for d in devices],
+        measurements=measurements,
+        ops=ops,
+    )
+
+
+STAT_COLUMNS = ("mean_ms", "std_ms", "min_ms", "max_ms", "p10_ms", "p90_ms", "p99_ms", "iqr_ms")
+
+
+def _measurement_row(arch: str, m: Measurement) -> MeasurementRow:
+    return MeasurementRow(
+        measurement_id=m.id,
+        arch=arch,
+        device_id=m.device_id,
+        source=m.source,
+        latency_ms=m.median_ms,
+        n=m.n,
+        stats={k: getattr(m, k) for k in STAT_COLUMNS},
+        samples_ms=list(m.samples_ms),
+        runtime=m.runtime,
+        runtime_version=m.runtime_version,
+        provider=m.provider,
+        threads=m.threads,
+        protocol_version=m.protocol_version,
+        agent_version=m.agent_version,
+        created_at=m.created_at.isoformat(),
+    )

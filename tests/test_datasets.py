@@ -1,0 +1,129 @@
+"""Dataset campaigns: NB201 archs measured by a real local agent, exported in every format."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import pickle
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from latlab.client import Client
+from latlab.errors import ApiError
+from latlab.schemas import DatasetCreate, DatasetFormat, JobState, RuntimeConfig
+from latlab.spaces.nb201 import Nb201
+from server.embedded import EmbeddedServer
+from tests.factories import register, wait_for
+from tests.test_e2e import RunningAgent, start_agent
+
+FAST = RuntimeConfig(warmup_runs=1, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=1)
+SPACE = Nb201()
+
+
+@pytest.fixture
+def agent(live_server: EmbeddedServer, tmp_path: Path) -> Iterator[RunningAgent]:
+    running = start_agent(live_server.url, tmp_path, name="cpu-0")
+    yield running
+    running.close()
+
+
+def unzip(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def test_a_campaign_of_20_nb201_archs_is_measured_and_exports_in_every_format(
+    client: Client, agent: RunningAgent
+) -> None:
+    device = client.devices()[0]
+    created = client.create_dataset(
+        DatasetCreate(
+            name="nb201-cpu", space="nb201", n=20, seed=1, device_ids=[device.id], config=FAST
+        )
+    )
+    assert created.state == "preparing" and created.progress.archs == 20
+    done = client.wait_dataset(created.id, timeout_s=300)
+    assert done.progress.done == 20 and done.progress.failed == 0 and done.state == "measuring"
+
+    rows = list(
+        csv.DictReader(io.StringIO(client.export_dataset(done.id, DatasetFormat.csv).decode()))
+    )
+    assert len(rows) == 20 and {r["device"] for r in rows} == {device.name}
+    by_arch = {r["arch"]: float(r["latency_ms"]) for r in rows}
+    assert set(by_arch) == {a.string for a in SPACE.sample(20, seed=1)}
+
+    files = unzip(client.export_dataset(done.id, DatasetFormat.latbench))
+    table = pickle.loads(files["cpu-0.pickle"])
+    assert {SPACE.from_vector(v).string: s * 1000 for v, s in table.items()} == pytest.approx(
+        by_arch, rel=1e-12
+    )
+    assert "README.md" in files
+
+    as_json = json.loads(unzip(client.export_dataset(done.id, DatasetFormat.json))["cpu-0.json"])
+    assert len(as_json) == 20
+
+    import pyarrow.parquet as pq
+
+    tables = unzip(client.export_dataset(done.id, DatasetFormat.parquet))
+    measurements = pq.read_table(io.BytesIO(tables["measurements.parquet"])).to_pylist()
+    assert {m["arch"]: m["median_ms"] for m in measurements} == by_arch
+    assert all(len(m["samples_ms"]) == m["n"] >= 5 for m in measurements)
+    ops = pq.read_table(io.BytesIO(tables["op_measurements.parquet"])).to_pylist()
+    assert ops and {o["measurement_id"] for o in ops} == {m["measurement_id"] for m in measurements}
+    assert b"CC BY 4.0" in tables["README.md"] and b"milliseconds" in tables["README.md"]
+
+
+def test_campaigns_share_identical_models_and_pending_jobs(
+    client: Client, live_server: EmbeddedServer
+) -> None:
+    agent_client, reg = register(live_server.url)  # registered, but not working: jobs stay queued
+    with agent_client:
+        archs = [
+            "0,0,0,0,0,1",
+            "|skip_connect~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|",
+            "7",
+        ]
+        first = client.create_dataset(
+            DatasetCreate(
+                name="a", space="nb201", archs=archs, device_ids=[reg.device_id], config=FAST
+            )
+        )
+        second = client.create_dataset(
+            DatasetCreate(
+                name="b", space="nb201", archs=archs[:2], device_ids=[reg.device_id], config=FAST
+            )
+        )
+        wait_for(lambda: client.dataset(first.id).progress.prepared == 3)
+        wait_for(lambda: client.dataset(second.id).state == "measuring")
+        assert len(client.models()) == 3  # the second campaign's models are the first one's
+        assert len(client.jobs(state=JobState.queued)) == 3  # identical pending jobs are shared
+        assert client.dataset(second.id).progress.pending == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"space": "nasbench101", "n": 3}, "unknown search space"),
+        ({"space": "nb201", "archs": ["|nor_conv_9x9~0|"]}, "NAS-Bench-201"),
+        ({"space": "nb201", "archs": [15625]}, "out of range"),
+        ({"space": "nb201"}, "give archs"),
+        ({"space": "nb201", "n": 3, "selector": {}}, "selector is empty"),
+        ({"space": "nb201", "n": 3, "selector": {"cpu_arch": "riscv"}}, "no registered device"),
+        ({"space": "nb201", "n": 3, "device_ids": ["nope"]}, "no device"),
+    ],
+)
+def test_a_bad_campaign_is_refused_and_nothing_is_stored(
+    client: Client, live_server: EmbeddedServer, body: dict, message: str
+) -> None:
+    agent_client, reg = register(live_server.url)
+    agent_client.close()
+    if "selector" not in body and "device_ids" not in body:
+        body = {**body, "device_ids": [reg.device_id]}
+    with pytest.raises(ApiError) as err:
+        client.create_dataset(DatasetCreate(name="bad", **body))
+    assert 400 <= err.value.status < 500 and message in err.value.message
+    assert client.datasets() == [] and client.models() == [] and client.jobs() == []
