@@ -13,6 +13,7 @@ answer at all is ``ServerUnreachable``.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -198,6 +199,32 @@ class Client(_Http):
         data = self._json(
             "POST", "/v1/datasets", json=body.model_dump(mode="json", exclude_none=True)
         )
+        return DatasetOut.model_validate(data)
+
+    def import_dataset(
+        self,
+        files: Iterable[str | Path | tuple[str, bytes]],
+        name: str,
+        *,
+        space: str | None = None,
+        space_params: dict[str, int] | None = None,
+        note: str | None = None,
+        timeout_s: float = 600.0,
+    ) -> DatasetOut:
+        """Import LatBench pickles/JSON, CSV files or a latlab export zip as one dataset."""
+        parts = []
+        for item in files:
+            file_name, data = (
+                item if isinstance(item, tuple) else (Path(item).name, Path(item).read_bytes())
+            )
+            parts.append(("files", (file_name, data, "application/octet-stream")))
+        form = _params(
+            name=name,
+            space=space,
+            space_params=json.dumps(space_params) if space_params else None,
+            note=note,
+        )
+        data = self._json("POST", "/v1/datasets/import", files=parts, data=form, timeout=timeout_s)
         return DatasetOut.model_validate(data)
 
     def dataset(self, dataset_id: str) -> DatasetOut:

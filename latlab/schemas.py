@@ -20,9 +20,12 @@ __all__ = [
     "DatasetFormat",
     "DatasetOut",
     "DatasetProgress",
+    "DatasetSource",
+    "DatasetState",
     "DeviceDescriptor",
     "DeviceOut",
     "DeviceRegistered",
+    "DeviceSource",
     "ErrorBody",
     "ExecutionProvider",
     "GraphOptimization",
@@ -113,9 +116,17 @@ class DeviceRegistered(BaseModel):
     token: str
 
 
+class DeviceSource(StrEnum):
+    #: Registered by an agent; runs jobs.
+    agent = "agent"
+    #: A device of an imported dataset: measurements only, never a job.
+    imported = "imported"
+
+
 class DeviceOut(_Out):
     id: str
     name: str
+    source: DeviceSource = DeviceSource.agent
     descriptor: DeviceDescriptor
     created_at: datetime
     last_seen_at: datetime
@@ -354,7 +365,8 @@ class MeasurementOut(_Out):
     protocol_version: str
     agent_version: str
     input_shapes: dict[str, list[int]]
-    config: RuntimeConfig
+    #: The runtime config it was measured with; None for an imported number.
+    config: RuntimeConfig | None
     warmup: WarmupInfo
     stats: LatencyStats
     samples_ms: list[float] | None = None
@@ -374,6 +386,24 @@ class DatasetFormat(StrEnum):
     json = "json"
     csv = "csv"
     parquet = "parquet"
+
+
+class DatasetSource(StrEnum):
+    #: Measured here: archs exported, uploaded and queued on devices.
+    campaign = "campaign"
+    #: Read from published or exported files (no raw samples).
+    imported = "imported"
+
+
+class DatasetState(StrEnum):
+    #: A campaign's archs are being exported, uploaded and queued.
+    preparing = "preparing"
+    #: Every arch is queued; measurements are coming in.
+    measuring = "measuring"
+    #: Every entry of the campaign is done or failed.
+    done = "done"
+    #: An import: complete when created.
+    ready = "ready"
 
 
 class DatasetCreate(_In):
@@ -406,8 +436,8 @@ class DatasetOut(_Out):
     name: str
     space: str
     space_params: dict[str, int]
-    source: str
-    state: str
+    source: DatasetSource
+    state: DatasetState
     config: RuntimeConfig | None
     provenance: dict[str, Any] | None
     error: str | None

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     #: User API keys, comma-separated (``LATLAB_API_KEYS=key1,key2``).
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     max_model_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    #: All files of one dataset import together (13 LatBench pickles are about 8 MB).
+    max_import_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     #: A claimed job's lease; agents extend it with heartbeats while they time.
     lease_s: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)

@@ -17,7 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 import migrations
@@ -28,6 +28,7 @@ __all__ = [
     "current_revision",
     "head_revision",
     "is_sqlite",
+    "reserve_ids",
     "session_scope",
     "upgrade_to_head",
     "utcnow",
@@ -68,6 +69,27 @@ def _sqlite_serialised_writes(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def reserve_ids(session: Session, table: Table, n: int) -> list[int]:
+    """``n`` unused, increasing values of ``table.id`` for a bulk insert that must know its
+    keys (the driver's RETURNING of many rows is slow, and row by row on SQLite).
+
+    PostgreSQL draws them from the column's sequence. On SQLite every transaction began with
+    ``BEGIN IMMEDIATE``, so this one holds the write lock and the maximum cannot move.
+    """
+    if n <= 0:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        ids = session.scalars(
+            text(
+                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"
+            ),
+            {"table": table.name, "n": n},
+        ).all()
+        return sorted(ids)
+    start = session.scalar(select(func.max(table.c.id))) or 0
+    return list(range(start + 1, start + n + 1))
 
 
 @contextmanager

@@ -76,6 +76,9 @@ class Device(Base):
     name: Mapped[str] = mapped_column(String(200))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     descriptor: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    #: "agent" (registered, runs jobs) or "imported" (a device of a published dataset: it has
+    #: measurements but no agent and no usable token).
+    source: Mapped[str] = mapped_column(String(16), server_default="agent")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

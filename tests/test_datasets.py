@@ -47,34 +47,51 @@ def test_a_campaign_of_20_nb201_archs_is_measured_and_exports_in_every_format(
     )
     assert created.state == "preparing" and created.progress.archs == 20
     done = client.wait_dataset(created.id, timeout_s=300)
-    assert done.progress.done == 20 and done.progress.failed == 0 and done.state == "measuring"
+    assert done.progress.done == 20 and done.progress.failed == 0 and done.state == "done"
 
-    rows = list(
-        csv.DictReader(io.StringIO(client.export_dataset(done.id, DatasetFormat.csv).decode()))
-    )
-    assert len(rows) == 20 and {r["device"] for r in rows} == {device.name}
-    by_arch = {r["arch"]: float(r["latency_ms"]) for r in rows}
+    by_arch = csv_latencies(client, done.id)
     assert set(by_arch) == {a.string for a in SPACE.sample(20, seed=1)}
 
-    files = unzip(client.export_dataset(done.id, DatasetFormat.latbench))
+    exports = {fmt: client.export_dataset(done.id, fmt) for fmt in DatasetFormat}
+    files = unzip(exports[DatasetFormat.latbench])
     table = pickle.loads(files["cpu-0.pickle"])
     assert {SPACE.from_vector(v).string: s * 1000 for v, s in table.items()} == pytest.approx(
         by_arch, rel=1e-12
     )
     assert "README.md" in files
 
-    as_json = json.loads(unzip(client.export_dataset(done.id, DatasetFormat.json))["cpu-0.json"])
+    as_json = json.loads(unzip(exports[DatasetFormat.json])["cpu-0.json"])
     assert len(as_json) == 20
 
     import pyarrow.parquet as pq
 
-    tables = unzip(client.export_dataset(done.id, DatasetFormat.parquet))
+    tables = unzip(exports[DatasetFormat.parquet])
     measurements = pq.read_table(io.BytesIO(tables["measurements.parquet"])).to_pylist()
     assert {m["arch"]: m["median_ms"] for m in measurements} == by_arch
     assert all(len(m["samples_ms"]) == m["n"] >= 5 for m in measurements)
     ops = pq.read_table(io.BytesIO(tables["op_measurements.parquet"])).to_pylist()
     assert ops and {o["measurement_id"] for o in ops} == {m["measurement_id"] for m in measurements}
     assert b"CC BY 4.0" in tables["README.md"] and b"milliseconds" in tables["README.md"]
+    assert json.loads(tables["dataset.json"])["space"] == "nb201"
+
+    # every export imports back to the same numbers, marked as imported
+    for fmt, data in exports.items():
+        name = "export.csv" if fmt == DatasetFormat.csv else f"export-{fmt.value}.zip"
+        back = client.import_dataset([(name, data)], f"back-{fmt.value}")
+        assert back.source == "imported" and back.state == "ready", fmt
+        assert back.progress.archs == 20 and back.progress.done == 20, fmt
+        assert csv_latencies(client, back.id) == pytest.approx(by_arch, rel=1e-12), fmt
+        [imported_device] = back.device_ids
+        assert client.device(imported_device).source == "imported"
+        assert client.device(imported_device).name == device.name
+
+
+def csv_latencies(client: Client, dataset_id: str) -> dict[str, float]:
+    """arch string -> latency_ms, read from the dataset's CSV export."""
+    text = client.export_dataset(dataset_id, DatasetFormat.csv).decode()
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len({r["device"] for r in rows}) == 1
+    return {r["arch"]: float(r["latency_ms"]) for r in rows}
 
 
 def test_campaigns_share_identical_models_and_pending_jobs(

@@ -6,7 +6,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ArchRow", "DatasetDump", "DeviceRow", "MeasurementRow", "OpRow", "file_stem"]
+__all__ = [
+    "STAT_FIELDS",
+    "ArchRow",
+    "DatasetDump",
+    "DeviceRow",
+    "MeasurementRow",
+    "OpRow",
+    "file_stem",
+]
+
+#: The statistics beside the headline median, in ms (what ``MeasurementRow.stats`` holds).
+STAT_FIELDS = ("mean_ms", "std_ms", "min_ms", "max_ms", "p10_ms", "p90_ms", "p99_ms", "iqr_ms")
 
 
 @dataclass(frozen=True)
@@ -32,9 +43,10 @@ class MeasurementRow:
     device_id: str
     source: str  # measured | imported
     latency_ms: float  # the headline: the median of the samples, or the imported figure
+    latency_s: float | None  # an imported figure as published, when published in seconds
     n: int
     stats: dict[str, float | None]  # mean/std/min/max/p10/p90/p99/iqr, in ms
-    samples_ms: list[float]
+    samples_ms: list[float] | None  # every timed run; None when the dump leaves them out
     runtime: str
     runtime_version: str
     provider: str
@@ -69,6 +81,21 @@ class DatasetDump:
     devices: list[DeviceRow]
     measurements: list[MeasurementRow]
     ops: list[OpRow] = field(default_factory=list)
+
+    def metadata(self) -> dict[str, Any]:
+        """What ``dataset.json`` in every export archive says (the importer reads the space)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "space": self.space,
+            "space_params": self.space_params,
+            "source": self.source,
+            "config": self.config,
+            "provenance": self.provenance,
+            "archs": len(self.archs),
+            "devices": [d.name for d in self.devices],
+            "measurements": len(self.measurements),
+        }
 
     def device_files(self) -> dict[str, str]:
         """A file stem per device: its name made file-safe, unique within the dataset."""

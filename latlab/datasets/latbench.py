@@ -16,7 +16,13 @@ from typing import Any
 from latlab.datasets.dump import DatasetDump
 from latlab.errors import LatlabError
 
-__all__ = ["DatasetFileError", "read_latbench_json", "read_latbench_pickle", "write_latbench"]
+__all__ = [
+    "MS_PER_S",
+    "DatasetFileError",
+    "read_latbench_json",
+    "read_latbench_pickle",
+    "write_latbench",
+]
 
 MS_PER_S = 1000.0
 
@@ -33,7 +39,9 @@ def _by_device(dump: DatasetDump) -> dict[str, dict[tuple[int, ...], float]]:
         vector = vectors.get(m.arch)
         if vector is None:
             raise DatasetFileError(f"space {dump.space} has no arch vector: use csv or parquet")
-        out[stems[m.device_id]][vector] = m.latency_ms / MS_PER_S
+        # an imported figure goes back out exactly as it was published
+        seconds = m.latency_s if m.latency_s is not None else m.latency_ms / MS_PER_S
+        out[stems[m.device_id]][vector] = seconds
     return out
 
 

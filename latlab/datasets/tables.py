@@ -8,7 +8,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from latlab.datasets.dump import DatasetDump
+from latlab.datasets.dump import STAT_FIELDS, DatasetDump
 
 __all__ = ["CSV_COLUMNS", "datasheet", "write_csv", "write_parquet"]
 
@@ -30,7 +30,7 @@ def write_csv(dump: DatasetDump) -> dict[str, bytes]:
     index = {a.arch: a.arch_index for a in dump.archs}
     names = {d.id: d.name for d in dump.devices}
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out)  # RFC 4180: \r\n, so a \r or \n inside a name is quoted
     writer.writerow(CSV_COLUMNS)
     for m in dump.measurements:
         writer.writerow(
@@ -136,7 +136,6 @@ def write_parquet(dump: DatasetDump) -> dict[str, bytes]:
     devices = [
         {"id": d.id, "name": d.name, "descriptor": json.dumps(d.descriptor)} for d in dump.devices
     ]
-    stat_names = ("mean_ms", "std_ms", "min_ms", "max_ms", "p10_ms", "p90_ms", "p99_ms", "iqr_ms")
     measurements = [
         {
             "measurement_id": m.measurement_id,
@@ -145,7 +144,7 @@ def write_parquet(dump: DatasetDump) -> dict[str, bytes]:
             "source": m.source,
             "median_ms": m.latency_ms,
             "n": m.n,
-            **{k: m.stats.get(k) for k in stat_names},
+            **{k: m.stats.get(k) for k in STAT_FIELDS},
             "samples_ms": m.samples_ms,
             "runtime": m.runtime,
             "runtime_version": m.runtime_version,
@@ -191,7 +190,7 @@ def write_parquet(dump: DatasetDump) -> dict[str, bytes]:
                 ("median_ms", f64),
                 ("n", i64),
             ]
-            + [(k, f64) for k in stat_names]
+            + [(k, f64) for k in STAT_FIELDS]
             + [
                 ("samples_ms", pa.list_(f64)),
                 ("runtime", s),

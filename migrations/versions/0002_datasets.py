@@ -22,6 +22,10 @@ JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("devices", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("source", sa.String(length=16), server_default="agent", nullable=False)
+        )
     op.create_table(
         "datasets",
         sa.Column("id", sa.String(length=32), nullable=False),
@@ -131,3 +135,5 @@ def downgrade() -> None:
 
     op.drop_table("dataset_archs")
     op.drop_table("datasets")
+    with op.batch_alter_table("devices", schema=None) as batch_op:
+        batch_op.drop_column("source")

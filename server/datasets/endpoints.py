@@ -1,16 +1,20 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
+from typing import Annotated
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile, status
 
 from latlab.datasets.latbench import DatasetFileError, write_latbench
+from latlab.datasets.reader import METADATA, read_import
 from latlab.datasets.tables import datasheet, write_csv, write_parquet
 from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut
-from server.datasets import service
+from server.datasets import imports, service
 from server.deps import SessionDep, StateDep, UserAuth
-from server.errors import InvalidInput
+from server.errors import BadRequest, InvalidInput
+from server.uploads import check_declared_length, copy_limited
 
 router = APIRouter(tags=["datasets"])
 
@@ -27,6 +31,66 @@ def create_dataset(body: DatasetCreate, session: SessionDep, state: StateDep) ->
     session.commit()
     state.preparer.wake()
     return dataset
+
+
+@router.post(
+    "/datasets/import",
+    response_model=DatasetOut,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[UserAuth],
+)
+def import_dataset(
+    request: Request,
+    session: SessionDep,
+    state: StateDep,
+    files: Annotated[
+        list[UploadFile],
+        File(description="LatBench .pickle/.json per device, .csv, or a latlab export .zip"),
+    ],
+    name: Annotated[str, Form(min_length=1, max_length=200)],
+    space: Annotated[str | None, Form(max_length=50)] = None,
+    space_params: Annotated[str | None, Form(max_length=1000, description="JSON object")] = None,
+    note: Annotated[str | None, Form(max_length=2000, description="citation, licence")] = None,
+) -> DatasetOut:
+    """Import published or exported latencies as a dataset; rows are marked ``imported``.
+
+    LatBench files are NAS-Bench-201 and name their device by file name; a CSV needs the
+    columns ``space, arch, device, latency_ms`` (``runtime`` optional). A bad file or row
+    refuses the whole import.
+    """
+    limit = state.settings.max_import_bytes
+    check_declared_length(request, limit)
+    contents: list[tuple[str, bytes]] = []
+    total = 0
+    for upload in files:
+        buffer = io.BytesIO()
+        total += copy_limited(upload, buffer, limit - total)
+        if not buffer.getbuffer().nbytes:
+            raise BadRequest(f"{upload.filename or 'a file'} is empty")
+        contents.append((upload.filename or "upload", buffer.getvalue()))
+    params = _space_params(space_params)
+    try:
+        table = read_import(contents)
+    except DatasetFileError as exc:
+        raise InvalidInput(str(exc)) from exc
+    del contents
+    return imports.import_dataset(
+        session, table, name=name, space_name=space, space_params=params, note=note
+    )
+
+
+def _space_params(text: str | None) -> dict[str, int]:
+    if not text:
+        return {}
+    try:
+        params = json.loads(text)
+    except ValueError as exc:
+        raise InvalidInput(f"space_params is not JSON: {exc}") from exc
+    if not isinstance(params, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) for k, v in params.items()
+    ):
+        raise InvalidInput('space_params must be a JSON object of integers ({"resolution": 160})')
+    return params
 
 
 @router.get("/datasets", response_model=list[DatasetOut], dependencies=[UserAuth])
@@ -52,7 +116,7 @@ def export_dataset(
     """What is measured so far: ``latbench`` (a zip of one pickle per device, latency in
     seconds), ``json`` (the same as JSON), ``csv``, or ``parquet`` (a zip of tables + README)."""
     dataset = service.get_dataset(session, dataset_id)
-    dump = service.dataset_dump(session, dataset, with_ops=format == DatasetFormat.parquet)
+    dump = service.dataset_dump(session, dataset, full=format == DatasetFormat.parquet)
     try:
         if format == DatasetFormat.csv:
             return Response(write_csv(dump)["measurements.csv"], media_type="text/csv")
@@ -63,6 +127,7 @@ def export_dataset(
             files["README.md"] = datasheet(dump).encode()
     except DatasetFileError as exc:
         raise InvalidInput(str(exc)) from exc
+    files[METADATA] = json.dumps(dump.metadata(), indent=2).encode()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in sorted(files.items()):

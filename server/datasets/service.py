@@ -18,13 +18,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from latlab.datasets.dump import ArchRow, DatasetDump, DeviceRow, MeasurementRow, OpRow
+from latlab.datasets.dump import STAT_FIELDS, ArchRow, DatasetDump, DeviceRow, MeasurementRow, OpRow
 from latlab.errors import LatlabError
 from latlab.export.onnx import to_onnx
 from latlab.schemas import (
     DatasetCreate,
     DatasetOut,
     DatasetProgress,
+    DatasetSource,
+    DatasetState,
     JobCreate,
     JobState,
     RuntimeConfig,
@@ -32,6 +34,7 @@ from latlab.schemas import (
 from latlab.spaces import get_space
 from server.blobstore import BlobStore
 from server.db import utcnow
+from server.devices.service import agent_devices, job_device
 from server.errors import InvalidInput, NotFound
 from server.jobs.service import create_job, device_can_run, selector_matches
 from server.models.service import store_model
@@ -52,16 +55,16 @@ __all__ = [
     "get_dataset",
     "list_datasets",
     "prepare_next",
+    "space_or_invalid",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Weights of exported archs: fixed, so the same arch is the same model file in every campaign.
 EXPORT_SEED = 0
-PREPARING, MEASURING, READY = "preparing", "measuring", "ready"
 
 
-def _space(name: str, params: dict[str, int]) -> Any:
+def space_or_invalid(name: str, params: dict[str, int]) -> Any:
     try:
         return get_space(name, **params)
     except LatlabError as exc:
@@ -69,7 +72,7 @@ def _space(name: str, params: dict[str, int]) -> Any:
 
 
 def create_campaign(session: Session, body: DatasetCreate, max_archs: int = 100_000) -> DatasetOut:
-    space = _space(body.space, body.space_params)
+    space = space_or_invalid(body.space, body.space_params)
     try:
         if body.archs is not None:
             if body.n is not None:
@@ -89,8 +92,8 @@ def create_campaign(session: Session, body: DatasetCreate, max_archs: int = 100_
         name=body.name,
         space=space.name,
         space_params=dict(body.space_params),
-        source="campaign",
-        state=PREPARING,
+        source=DatasetSource.campaign.value,
+        state=DatasetState.preparing.value,
         config=body.config.model_dump(mode="json"),
         provenance={"devices": [d.id for d in devices], "seed": body.seed, "n": body.n},
         created_at=utcnow(),
@@ -112,20 +115,16 @@ def _devices(session: Session, body: DatasetCreate) -> list[Device]:
         raise InvalidInput("give device_ids or a selector")
     config = body.config
     if body.device_ids is not None:
-        devices = []
-        for device_id in dict.fromkeys(body.device_ids):
-            device = session.get(Device, device_id)
-            if device is None or device.revoked_at is not None:
-                raise NotFound(f"no device {device_id!r}")
-            devices.append(device)
+        devices = [job_device(session, d) for d in dict.fromkeys(body.device_ids)]
     else:
         assert body.selector is not None
         if not body.selector:
             raise InvalidInput("the device selector is empty: name at least one field")
-        candidates = session.scalars(
-            select(Device).where(Device.revoked_at.is_(None)).order_by(Device.created_at)
-        )
-        devices = [d for d in candidates if selector_matches(body.selector, d.name, d.descriptor)]
+        devices = [
+            d
+            for d in agent_devices(session)
+            if selector_matches(body.selector, d.name, d.descriptor)
+        ]
         if not devices:
             raise InvalidInput(f"no registered device matches {body.selector}")
     unable = [d.id for d in devices if not device_can_run(d.descriptor, config)]
@@ -140,7 +139,7 @@ def prepare_next(session: Session, blobs: BlobStore, work_dir: Path, max_attempt
     """Prepare one arch of the oldest preparing campaign; False when there is nothing to do."""
     dataset = session.scalar(
         select(Dataset)
-        .where(Dataset.state == PREPARING)
+        .where(Dataset.state == DatasetState.preparing.value)
         .order_by(Dataset.created_at)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -154,7 +153,7 @@ def prepare_next(session: Session, blobs: BlobStore, work_dir: Path, max_attempt
         .limit(1)
     )
     if arch_row is None:
-        dataset.state = MEASURING
+        dataset.state = DatasetState.measuring.value
         log.info("dataset prepared", extra={"dataset_id": dataset.id})
         return True
     space = get_space(dataset.space, **dataset.space_params)
@@ -192,54 +191,64 @@ def list_datasets(session: Session) -> list[DatasetOut]:
 
 def dataset_out(session: Session, dataset: Dataset) -> DatasetOut:
     n_archs = session.scalar(select(func.count()).where(DatasetArch.dataset_id == dataset.id)) or 0
-    prepared = (
-        session.scalar(
-            select(func.count()).where(
-                DatasetArch.dataset_id == dataset.id, DatasetArch.model_id.is_not(None)
-            )
-        )
-        or 0
-    )
     device_ids = _device_ids(session, dataset)
-    states: Counter[str] = Counter()
-    entries = session.execute(
-        select(DatasetEntry.measurement_id, Job.state)
+    entries = (
+        select(func.count())
+        .select_from(DatasetEntry)
         .join(DatasetArch, DatasetArch.id == DatasetEntry.dataset_arch_id)
-        .outerjoin(Job, Job.id == DatasetEntry.job_id)
         .where(DatasetArch.dataset_id == dataset.id)
     )
-    for measurement_id, state in entries:
-        states[JobState.done.value if measurement_id is not None else state] += 1
-    if dataset.source != "campaign":
-        prepared = n_archs
-    total = n_archs * len(device_ids)
-    done = states[JobState.done.value]
-    failed = states[JobState.failed.value] + states[JobState.cancelled.value]
-    return DatasetOut(
-        id=dataset.id,
-        name=dataset.name,
-        space=dataset.space,
-        space_params=dataset.space_params,
-        source=dataset.source,
-        state=dataset.state,
-        config=RuntimeConfig.model_validate(dataset.config) if dataset.config else None,
-        provenance=dataset.provenance,
-        error=dataset.error,
-        device_ids=device_ids,
-        progress=DatasetProgress(
+    if dataset.source == DatasetSource.imported:
+        done = session.scalar(entries) or 0
+        progress = DatasetProgress(
+            archs=n_archs, devices=len(device_ids), prepared=n_archs, done=done, failed=0, pending=0
+        )
+    else:
+        prepared = (
+            session.scalar(
+                select(func.count()).where(
+                    DatasetArch.dataset_id == dataset.id, DatasetArch.model_id.is_not(None)
+                )
+            )
+            or 0
+        )
+        by_state = session.execute(
+            entries.join(Job, Job.id == DatasetEntry.job_id)
+            .with_only_columns(Job.state, func.count())
+            .group_by(Job.state)
+        )
+        states: Counter[str] = Counter({state: count for state, count in by_state})
+        done = states[JobState.done.value]
+        failed = states[JobState.failed.value] + states[JobState.cancelled.value]
+        progress = DatasetProgress(
             archs=n_archs,
             devices=len(device_ids),
             prepared=prepared,
             done=done,
             failed=failed,
-            pending=total - done - failed,
-        ),
+            pending=n_archs * len(device_ids) - done - failed,
+        )
+    state = DatasetState(dataset.state)
+    if state == DatasetState.measuring and progress.pending == 0:
+        state = DatasetState.done
+    return DatasetOut(
+        id=dataset.id,
+        name=dataset.name,
+        space=dataset.space,
+        space_params=dataset.space_params,
+        source=DatasetSource(dataset.source),
+        state=state,
+        config=RuntimeConfig.model_validate(dataset.config) if dataset.config else None,
+        provenance=dataset.provenance,
+        error=dataset.error,
+        device_ids=device_ids,
+        progress=progress,
         created_at=dataset.created_at,
     )
 
 
 def _device_ids(session: Session, dataset: Dataset) -> list[str]:
-    if dataset.source == "campaign":
+    if dataset.source == DatasetSource.campaign:
         return list((dataset.provenance or {}).get("devices", []))
     rows = session.scalars(
         select(DatasetEntry.device_id)
@@ -250,8 +259,9 @@ def _device_ids(session: Session, dataset: Dataset) -> list[str]:
     return sorted(rows)
 
 
-def dataset_dump(session: Session, dataset: Dataset, with_ops: bool) -> DatasetDump:
-    """Everything measured so far, as plain rows (archs without a result are listed, unmeasured)."""
+def dataset_dump(session: Session, dataset: Dataset, full: bool) -> DatasetDump:
+    """Everything measured so far, as plain rows (archs without a result are listed,
+    unmeasured). ``full``: with raw samples and per-op rows (Parquet)."""
     space = get_space(dataset.space, **dataset.space_params)
     archs = list(
         session.scalars(
@@ -260,43 +270,10 @@ def dataset_dump(session: Session, dataset: Dataset, with_ops: bool) -> DatasetD
             .order_by(DatasetArch.position)
         )
     )
-    arch_by_id = {a.id: a for a in archs}
-    rows = session.execute(
-        select(DatasetEntry, Measurement)
-        .join(DatasetArch, DatasetArch.id == DatasetEntry.dataset_arch_id)
-        .outerjoin(Job, Job.id == DatasetEntry.job_id)
-        .join(
-            Measurement,
-            (Measurement.id == DatasetEntry.measurement_id)
-            | ((Measurement.job_id == DatasetEntry.job_id) & (Job.state == JobState.done.value)),
-        )
-        .where(DatasetArch.dataset_id == dataset.id)
-        .order_by(DatasetArch.position, DatasetEntry.device_id)
-    ).all()
     device_ids = _device_ids(session, dataset)
     devices = [session.get_one(Device, d) for d in device_ids]
-    measurements = [_measurement_row(arch_by_id[e.dataset_arch_id].arch, m) for e, m in rows]
-    ops: list[OpRow] = []
-    if with_ops and measurements:
-        ids = [m.measurement_id for m in measurements]
-        for start in range(0, len(ids), 500):
-            for op in session.scalars(
-                select(OpMeasurement)
-                .where(OpMeasurement.measurement_id.in_(ids[start : start + 500]))
-                .order_by(OpMeasurement.measurement_id, OpMeasurement.seq)
-            ):
-                ops.append(
-                    OpRow(
-                        op.measurement_id,
-                        op.seq,
-                        op.node_name,
-                        op.op_type,
-                        op.provider,
-                        op.dur_us,
-                        op.n,
-                        list(op.source_nodes),
-                    )
-                )
+    measurements = _measurement_rows(session, dataset, with_samples=full)
+    ops = _op_rows(session, [m.measurement_id for m in measurements]) if full else []
     return DatasetDump(
         id=dataset.id,
         name=dataset.name,
@@ -321,24 +298,97 @@ def dataset_dump(session: Session, dataset: Dataset, with_ops: bool) -> DatasetD
     )
 
 
-STAT_COLUMNS = ("mean_ms", "std_ms", "min_ms", "max_ms", "p10_ms", "p90_ms", "p99_ms", "iqr_ms")
+_HEADLINE_COLUMNS = (
+    Measurement.id,
+    Measurement.device_id,
+    Measurement.source,
+    Measurement.median_ms,
+    Measurement.provenance,
+    Measurement.n,
+    *(getattr(Measurement, k) for k in STAT_FIELDS),
+    Measurement.runtime,
+    Measurement.runtime_version,
+    Measurement.provider,
+    Measurement.threads,
+    Measurement.protocol_version,
+    Measurement.agent_version,
+    Measurement.created_at,
+)
 
 
-def _measurement_row(arch: str, m: Measurement) -> MeasurementRow:
-    return MeasurementRow(
-        measurement_id=m.id,
-        arch=arch,
-        device_id=m.device_id,
-        source=m.source,
-        latency_ms=m.median_ms,
-        n=m.n,
-        stats={k: getattr(m, k) for k in STAT_COLUMNS},
-        samples_ms=list(m.samples_ms),
-        runtime=m.runtime,
-        runtime_version=m.runtime_version,
-        provider=m.provider,
-        threads=m.threads,
-        protocol_version=m.protocol_version,
-        agent_version=m.agent_version,
-        created_at=m.created_at.isoformat(),
+def _measurement_rows(
+    session: Session, dataset: Dataset, *, with_samples: bool
+) -> list[MeasurementRow]:
+    """Columns, not ORM objects: a dataset can hold 10^5 measurements. An import keeps each
+    device's rows in file order; a campaign lists them by arch position."""
+    imported = dataset.source == DatasetSource.imported
+    query = (
+        select(DatasetArch.arch, *_HEADLINE_COLUMNS)
+        .add_columns(*([Measurement.samples_ms] if with_samples else []))
+        .select_from(DatasetEntry)
+        .join(DatasetArch, DatasetArch.id == DatasetEntry.dataset_arch_id)
+        .where(DatasetArch.dataset_id == dataset.id)
     )
+    if imported:
+        query = query.join(Measurement, Measurement.id == DatasetEntry.measurement_id).order_by(
+            Measurement.id
+        )
+    else:
+        query = (
+            query.join(Job, Job.id == DatasetEntry.job_id)
+            .join(Measurement, Measurement.job_id == Job.id)
+            .where(Job.state == JobState.done.value)
+            .order_by(DatasetArch.position, DatasetEntry.device_id)
+        )
+    n_stats = len(STAT_FIELDS)
+    out = []
+    for row in session.execute(query):
+        arch, m_id, device_id, source, median_ms, provenance, n = row[:7]
+        stats = dict(zip(STAT_FIELDS, row[7 : 7 + n_stats], strict=True))
+        runtime, version, provider, threads, protocol, agent, created_at = row[
+            7 + n_stats : 14 + n_stats
+        ]
+        out.append(
+            MeasurementRow(
+                measurement_id=m_id,
+                arch=arch,
+                device_id=device_id,
+                source=source,
+                latency_ms=median_ms,
+                latency_s=(provenance or {}).get("latency_s"),
+                n=n,
+                stats=stats,
+                samples_ms=list(row[14 + n_stats]) if with_samples else None,
+                runtime=runtime,
+                runtime_version=version,
+                provider=provider,
+                threads=threads,
+                protocol_version=protocol,
+                agent_version=agent,
+                created_at=created_at.isoformat(),
+            )
+        )
+    return out
+
+
+def _op_rows(session: Session, measurement_ids: list[int]) -> list[OpRow]:
+    ops: list[OpRow] = []
+    for start in range(0, len(measurement_ids), 500):
+        for op in session.scalars(
+            select(OpMeasurement)
+            .where(OpMeasurement.measurement_id.in_(measurement_ids[start : start + 500]))
+            .order_by(OpMeasurement.measurement_id, OpMeasurement.seq)
+        ):
+            ops.append(
+                OpRow(
+                    op.measurement_id,
+                    op.seq,
+                    op.node_name,
+                    op.op_type,
+                    op.provider,
+                    op.dur_us,
+                    op.n,
+                    list(op.source_nodes),
+                )
+            )
+    return ops

@@ -9,13 +9,21 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from latlab.schemas import DeviceDescriptor, DeviceOut, DeviceRegistered, RegisterIn
+from latlab.schemas import DeviceDescriptor, DeviceOut, DeviceRegistered, DeviceSource, RegisterIn
 from server.auth import hash_token, key_matches, new_device_token
 from server.db import utcnow
-from server.errors import NotFound, Unauthorized
+from server.errors import InvalidInput, NotFound, Unauthorized
 from server.tables import Device
 
-__all__ = ["device_out", "get_device", "list_devices", "register_device", "update_descriptor"]
+__all__ = [
+    "agent_devices",
+    "device_out",
+    "get_device",
+    "job_device",
+    "list_devices",
+    "register_device",
+    "update_descriptor",
+]
 
 
 def register_device(
@@ -30,6 +38,7 @@ def register_device(
         name=body.name,
         token_hash=hash_token(token),
         descriptor=body.descriptor.model_dump(mode="json"),
+        source=DeviceSource.agent.value,
         created_at=now,
         last_seen_at=now,
     )
@@ -43,10 +52,11 @@ def device_out(device: Device, offline_after_s: float) -> DeviceOut:
     return DeviceOut(
         id=device.id,
         name=device.name,
+        source=DeviceSource(device.source),
         descriptor=DeviceDescriptor.model_validate(device.descriptor),
         created_at=device.created_at,
         last_seen_at=device.last_seen_at,
-        online=online and device.revoked_at is None,
+        online=online and device.revoked_at is None and device.source == DeviceSource.agent,
     )
 
 
@@ -55,6 +65,27 @@ def get_device(session: Session, device_id: str) -> Device:
     if device is None:
         raise NotFound(f"no device {device_id!r}")
     return device
+
+
+def job_device(session: Session, device_id: str) -> Device:
+    """A device a job may name: registered by an agent, not revoked."""
+    device = session.get(Device, device_id)
+    if device is None or device.revoked_at is not None:
+        raise NotFound(f"no device {device_id!r}")
+    if device.source != DeviceSource.agent:
+        raise InvalidInput(f"device {device_id!r} is imported (published data): it runs no jobs")
+    return device
+
+
+def agent_devices(session: Session) -> list[Device]:
+    """Devices that can run jobs (what a selector is matched against), oldest first."""
+    return list(
+        session.scalars(
+            select(Device)
+            .where(Device.revoked_at.is_(None), Device.source == DeviceSource.agent.value)
+            .order_by(Device.created_at)
+        )
+    )
 
 
 def list_devices(session: Session) -> list[Device]:

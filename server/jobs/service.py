@@ -37,8 +37,9 @@ from latlab.schemas import (
 )
 from server.auth import new_lease_token
 from server.db import utcnow
+from server.devices.service import job_device
 from server.errors import Conflict, InvalidInput, NotFound
-from server.tables import Device, Job, Measurement, Model
+from server.tables import Job, Measurement, Model
 
 __all__ = [
     "ClaimRules",
@@ -122,9 +123,7 @@ def create_job(session: Session, body: JobCreate, default_max_attempts: int) -> 
     if session.get(Model, body.model_id) is None:
         raise NotFound(f"no model {body.model_id!r}; upload it first")
     if body.device_id is not None:
-        device = session.get(Device, body.device_id)
-        if device is None or device.revoked_at is not None:
-            raise NotFound(f"no device {body.device_id!r}")
+        device = job_device(session, body.device_id)
         if not device_can_run(device.descriptor, body.config):
             raise InvalidInput(
                 f"device {device.id} cannot run {body.config.runtime.value} with "

@@ -142,7 +142,7 @@ def measurement_out(row: Measurement, *, samples: bool = True, ops: bool = True)
         protocol_version=row.protocol_version,
         agent_version=row.agent_version,
         input_shapes=row.input_shapes,
-        config=RuntimeConfig.model_validate(row.config),
+        config=RuntimeConfig.model_validate(row.config) if row.config else None,
         warmup=WarmupInfo(n=row.warmup_n, total_ms=row.warmup_total_ms),
         stats=LatencyStats(
             n=row.n,

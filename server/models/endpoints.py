@@ -2,20 +2,18 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import IO, Annotated
+from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
 from fastapi.responses import StreamingResponse
 
 from latlab.schemas import ModelOut
 from server.deps import SessionDep, StateDep, UserAuth, UserOrDevice
-from server.errors import BadRequest, PayloadTooLarge
+from server.errors import BadRequest
 from server.models import service
+from server.uploads import check_declared_length, copy_limited
 
 router = APIRouter(tags=["models"])
-
-#: Room for the multipart framing around the file itself.
-MULTIPART_SLACK_BYTES = 64 * 1024
 
 
 @router.post(
@@ -34,19 +32,13 @@ def upload_model(
 ) -> ModelOut:
     """Upload an ONNX model; its id is the sha256 of its bytes. 201 new, 200 already stored."""
     limit = state.settings.max_model_bytes
-    declared = request.headers.get("content-length")
-    if (
-        declared is not None
-        and declared.isdigit()
-        and int(declared) > limit + MULTIPART_SLACK_BYTES
-    ):
-        raise PayloadTooLarge(f"upload of {declared} bytes exceeds the limit of {limit} bytes")
+    check_declared_length(request, limit)
     tmp_dir = state.settings.resolved_blob_dir / ".uploads"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=tmp_dir, delete=False) as tmp:
         tmp_path = Path(tmp.name)
         try:
-            copied = _copy_limited(file, tmp, limit)
+            copied = copy_limited(file, tmp, limit)
         except BaseException:
             tmp_path.unlink(missing_ok=True)
             raise
@@ -60,16 +52,6 @@ def upload_model(
         tmp_path.unlink(missing_ok=True)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return model
-
-
-def _copy_limited(src: UploadFile, dest: IO[bytes], limit: int) -> int:
-    total = 0
-    while chunk := src.file.read(1 << 20):
-        total += len(chunk)
-        if total > limit:
-            raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes")
-        dest.write(chunk)
-    return total
 
 
 @router.get("/models", response_model=list[ModelOut], dependencies=[UserAuth])

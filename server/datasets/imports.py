@@ -1,0 +1,222 @@
+"""Importing published or exported datasets: rows marked ``imported``, no raw samples.
+
+An import is one transaction: the dataset, its archs, a device per named device (an
+``imported`` device, reused by name across imports), one measurement and one entry per
+arch x device. Any bad row refuses the whole import; nothing is stored half-way.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, cast
+
+from sqlalchemy import Table, insert, select
+from sqlalchemy.orm import Session
+
+from latlab.datasets.dump import STAT_FIELDS
+from latlab.datasets.reader import ImportRow, ImportTable
+from latlab.errors import LatlabError
+from latlab.schemas import (
+    DatasetOut,
+    DatasetSource,
+    DatasetState,
+    DeviceDescriptor,
+    DeviceSource,
+    MeasurementSource,
+)
+from server.auth import hash_token, new_device_token
+from server.datasets.service import dataset_out, space_or_invalid
+from server.db import reserve_ids, utcnow
+from server.errors import InvalidInput
+from server.tables import Base, Dataset, DatasetArch, DatasetEntry, Device, Measurement
+
+__all__ = ["import_dataset"]
+
+log = logging.getLogger(__name__)
+
+#: LatBench files name no space: they are NAS-Bench-201.
+LATBENCH_SPACE = "nb201"
+IMPORTED_PROTOCOL = "imported"
+UNKNOWN_RUNTIME = "unknown"
+
+
+def import_dataset(
+    session: Session,
+    table: ImportTable,
+    *,
+    name: str,
+    space_name: str | None = None,
+    space_params: dict[str, int] | None = None,
+    note: str | None = None,
+) -> DatasetOut:
+    params = space_params or {}
+    space = space_or_invalid(_space_name(table, space_name), params)
+    canonical = _canonical_archs(space, table.rows)
+    _refuse_duplicates(table.rows, canonical)
+    devices = {d: _imported_device(session, d) for d in dict.fromkeys(r.device for r in table.rows)}
+    now = utcnow()
+    dataset = Dataset(
+        id=uuid.uuid4().hex,
+        name=name,
+        space=space.name,
+        space_params=params,
+        source=DatasetSource.imported.value,
+        state=DatasetState.ready.value,
+        config=None,
+        provenance={
+            "files": table.files,
+            "formats": sorted(table.formats),
+            "rows": len(table.rows),
+            "note": note,
+        },
+        created_at=now,
+    )
+    session.add(dataset)
+    session.flush()
+    archs = dict.fromkeys(canonical[r.arch] for r in table.rows)  # first-seen order
+    # Core inserts, batched by the driver: an import is 10^5 rows (the ORM's unit of work
+    # would build an object per row).
+    session.execute(
+        insert(_table(DatasetArch)),
+        [
+            {"dataset_id": dataset.id, "position": i, "arch": arch, "arch_index": str(index)}
+            for i, (arch, index) in enumerate(archs)
+        ],
+    )
+    arch_ids = {
+        arch: arch_id
+        for arch, arch_id in session.execute(
+            select(DatasetArch.arch, DatasetArch.id).where(DatasetArch.dataset_id == dataset.id)
+        )
+    }
+    measurements = _table(Measurement)
+    measurement_ids = reserve_ids(session, measurements, len(table.rows))
+    session.execute(
+        insert(measurements),
+        [
+            _measurement(r, m_id, devices[r.device].id, now)
+            for r, m_id in zip(table.rows, measurement_ids, strict=True)
+        ],
+    )
+    session.execute(
+        insert(_table(DatasetEntry)),
+        [
+            {
+                "dataset_arch_id": arch_ids[canonical[r.arch][0]],
+                "device_id": devices[r.device].id,
+                "measurement_id": m_id,
+            }
+            for r, m_id in zip(table.rows, measurement_ids, strict=True)
+        ],
+    )
+    session.flush()
+    log.info(
+        "dataset imported",
+        extra={"dataset_id": dataset.id, "rows": len(table.rows), "devices": len(devices)},
+    )
+    return dataset_out(session, dataset)
+
+
+def _table(entity: type[Base]) -> Table:
+    return cast(Table, entity.__table__)
+
+
+def _space_name(table: ImportTable, requested: str | None) -> str:
+    named = set(table.spaces)
+    if requested is not None:
+        named.add(requested)
+    if len(named) > 1:
+        raise InvalidInput(
+            f"the files name several spaces ({', '.join(sorted(named))}): one import is one space"
+        )
+    if named:
+        return named.pop()
+    if table.formats <= {"latbench", "json"}:
+        return LATBENCH_SPACE
+    raise InvalidInput("no search space given: pass space")
+
+
+def _canonical_archs(space: Any, rows: list[ImportRow]) -> dict[str, tuple[str, int]]:
+    """Each arch text of the files -> (canonical string, index); a bad one refuses the import."""
+    out: dict[str, tuple[str, int]] = {}
+    for row in rows:
+        if row.arch in out:
+            continue
+        try:
+            arch = space.parse(row.arch)
+        except LatlabError as exc:
+            raise InvalidInput(f"{row.file}: {exc}") from exc
+        out[row.arch] = (space.encode(arch), arch.index)
+    return out
+
+
+def _refuse_duplicates(rows: list[ImportRow], canonical: dict[str, tuple[str, int]]) -> None:
+    seen: set[tuple[str, str]] = set()
+    for row in rows:
+        key = (canonical[row.arch][0], row.device)
+        if key in seen:
+            raise InvalidInput(
+                f"{row.file}: arch {row.arch!r} on device {row.device!r} is given twice"
+            )
+        seen.add(key)
+
+
+def _imported_device(session: Session, name: str) -> Device:
+    """The imported device of this name, created on first use. Its token hash is of a token
+    nobody holds: it can never call the agent API."""
+    if len(name) > 200:
+        raise InvalidInput(f"device name {name[:40]!r}... is longer than 200 characters")
+    existing = session.scalar(
+        select(Device)
+        .where(Device.name == name, Device.source == DeviceSource.imported.value)
+        .order_by(Device.created_at)
+        .limit(1)
+    )
+    if existing is not None:
+        return existing
+    now = utcnow()
+    device = Device(
+        id=uuid.uuid4().hex,
+        name=name,
+        token_hash=hash_token(new_device_token()),
+        descriptor=DeviceDescriptor().model_dump(mode="json"),
+        source=DeviceSource.imported.value,
+        created_at=now,
+        last_seen_at=now,
+    )
+    session.add(device)
+    session.flush()
+    return device
+
+
+def _measurement(row: ImportRow, measurement_id: int, device_id: str, now: Any) -> dict[str, Any]:
+    provenance: dict[str, Any] = {"file": row.file}
+    if row.latency_s is not None:
+        provenance["latency_s"] = row.latency_s
+    stats = {k: row.stats.get(k) for k in STAT_FIELDS}
+    return {
+        "id": measurement_id,
+        "job_id": None,
+        "model_id": None,
+        "source": MeasurementSource.imported.value,
+        "provenance": provenance,
+        "device_id": device_id,
+        "runtime": row.runtime or UNKNOWN_RUNTIME,
+        "runtime_version": "",
+        "provider": "",
+        "threads": 0,
+        "protocol_version": IMPORTED_PROTOCOL,
+        "agent_version": "",
+        "input_shapes": {},
+        "config": {},
+        "warmup_n": 0,
+        "warmup_total_ms": 0.0,
+        "n": row.n,
+        "median_ms": row.latency_ms,
+        **stats,
+        "samples_ms": [],
+        "timing_wall_s": 0.0,
+        "op_profile": None,
+        "created_at": now,
+    }
