@@ -30,7 +30,7 @@ from agent.config import AgentSettings
 from agent.main import connect_agent
 from agent.runners.ort import OrtRunner
 from latlab.client import Client
-from latlab.demo_models import QUICKSTART_CNNS, make_cnn
+from latlab.demo_models import DEMO_CNNS, make_cnn
 from latlab.schemas import JobState, RuntimeConfig
 from server.config import Settings
 from server.embedded import EmbeddedServer
@@ -151,7 +151,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         paths = {}
-        for spec in QUICKSTART_CNNS:
+        for spec in DEMO_CNNS:
             path = Path(tmp) / f"{spec.name}.onnx"
             onnx.save(make_cnn(spec), str(path))
             paths[spec.name] = path

@@ -1,4 +1,4 @@
-"""Small real CNNs built with ``onnx.helper``, for the quickstart, tests and benchmarks.
+"""Small real CNNs built with ``onnx.helper``, for tests and benchmarks.
 
 Nothing is downloaded: weights are random with a fixed seed. Each block is
 Conv -> BatchNormalization -> Relu (a residual Add when the shape allows), the head is
@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["QUICKSTART_CNNS", "CnnSpec", "make_cnn"]
+__all__ = ["DEMO_CNNS", "CnnSpec", "make_cnn"]
 
 OPSET = 17
 IR_VERSION = 8
@@ -33,8 +33,8 @@ class CnnSpec:
     seed: int = 0
 
 
-#: What `latlab quickstart` times: a spread of sizes, all at least about 1 ms on one core.
-QUICKSTART_CNNS: tuple[CnnSpec, ...] = (
+#: A spread of sizes, all at least about 1 ms on one core (tests and benchmarks).
+DEMO_CNNS: tuple[CnnSpec, ...] = (
     CnnSpec("cnn-s", resolution=96, channels=(16, 32, 32), strides=(1, 1, 2)),
     CnnSpec("cnn-m", resolution=64, channels=(32, 32, 64, 64), strides=(1, 1, 2, 1)),
     CnnSpec("cnn-k5", resolution=64, channels=(32, 64, 64), strides=(1, 2, 1), kernel=5),

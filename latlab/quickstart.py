@@ -1,40 +1,75 @@
 """``latlab quickstart``: the whole loop on this machine, end to end, on real measurements.
 
-An embedded server on SQLite, a local CPU agent, a few small CNNs built with onnx.helper,
-each timed with the measurement protocol and profiled per op; a table at the end.
+An embedded server on SQLite and a local CPU agent; a campaign of NAS-Bench-201 archs
+exported to ONNX, timed with the measurement protocol and profiled per op; the dataset
+exported as LatBench pickles, Parquet tables and CSV; a summary table at the end.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import secrets
 import shutil
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import onnx
 from pydantic import SecretStr
 
 from agent.config import AgentSettings
 from agent.main import connect_agent
 from latlab.client import Client
-from latlab.demo_models import QUICKSTART_CNNS, make_cnn
-from latlab.schemas import JobState, MeasurementOut, ModelOut, RuntimeConfig
+from latlab.opkey import graph_cost
+from latlab.progress import follow_dataset
+from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut, RuntimeConfig
+from latlab.spaces import get_space
+from latlab.stats import spearman
 from server.config import Settings
 from server.embedded import EmbeddedServer
 
-__all__ = ["run_quickstart"]
+__all__ = ["DEFAULT_ARCHS", "QuickstartResult", "run_quickstart"]
+
+#: Sized so the whole quickstart stays within a few minutes on a 2-core machine (about 3.5 s
+#: per arch with the protocol's defaults).
+DEFAULT_ARCHS = 40
+SPACE = "nb201"
+#: Rows of the summary table: the fastest and the slowest archs.
+SHOWN = 5
+
+
+@dataclass(frozen=True)
+class ArchResult:
+    index: int
+    arch: str
+    macs: int
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    n: int
+    ops_sum_ms: float
+
+
+@dataclass(frozen=True)
+class QuickstartResult:
+    dataset: DatasetOut
+    archs: list[ArchResult]
+    exports: dict[DatasetFormat, Path]
 
 
 def run_quickstart(
-    root: Path, out: TextIO, config: RuntimeConfig | None = None
-) -> list[MeasurementOut]:
-    """Run the loop in ``root`` (wiped first); print progress and the table to ``out``."""
+    root: Path,
+    out: TextIO,
+    config: RuntimeConfig | None = None,
+    n_archs: int = DEFAULT_ARCHS,
+    seed: int = 0,
+) -> QuickstartResult:
+    """Run the loop in ``root`` (wiped first); print progress and the results to ``out``."""
     if root.exists():
         shutil.rmtree(root)
-    (root / "models").mkdir(parents=True)
+    root.mkdir(parents=True)
     api_key, enroll_key = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     # the format `latlab server` reads, so LATLAB_DATA_DIR=<root> latlab server serves this data
     (root / "credentials.json").write_text(
@@ -47,6 +82,7 @@ def run_quickstart(
         enroll_key=SecretStr(enroll_key),
         reap_every_s=1.0,
     )
+    config = config or RuntimeConfig()
     t0 = time.monotonic()
     with EmbeddedServer(settings) as server:
         print(f"server   {server.url}  (SQLite {settings.resolved_database_url})", file=out)
@@ -67,68 +103,117 @@ def run_quickstart(
                 device = client.devices()[0]
                 d = device.descriptor
                 print(f"agent    {device.name} ({d.cpu_model}, {d.cpu_cores} cores)", file=out)
-                rows = _measure(client, root, device.id, config or RuntimeConfig(), out)
+                dataset = _measure(client, device.id, config, n_archs, seed, out)
+                exports = _export(client, dataset, root / "exports", out)
         finally:
             stop.set()
             worker.join(timeout=60)
             agent.client.close()
-    print(_render(rows), file=out)
+    archs = _results(exports[DatasetFormat.parquet])
+    print(_render(archs), file=out)
     print(
-        f"\n{len(rows)} models measured in {time.monotonic() - t0:.1f} s; data in {root}/", file=out
+        f"\n{len(archs)} {SPACE} archs measured in {time.monotonic() - t0:.1f} s; data in {root}/",
+        file=out,
     )
     print(
         f"browse it: LATLAB_DATA_DIR={root} latlab server, then "
-        f"LATLAB_API_KEY=<api_key in {root}/credentials.json> latlab measurements",
+        f"LATLAB_API_KEY=<api_key in {root}/credentials.json> latlab dataset status",
         file=out,
     )
-    return [m for _, m in rows]
+    return QuickstartResult(dataset=dataset, archs=archs, exports=exports)
 
 
 def _measure(
-    client: Client, root: Path, device_id: str, config: RuntimeConfig, out: TextIO
-) -> list[tuple[ModelOut, MeasurementOut]]:
-    models: dict[str, ModelOut] = {}
-    job_ids: list[str] = []
-    for spec in QUICKSTART_CNNS:
-        path = root / "models" / f"{spec.name}.onnx"
-        onnx.save(make_cnn(spec), str(path))
-        model = client.upload_model(path)
-        job = client.create_job(model.id, device_id=device_id, config=config)
-        models[job.id] = model
-        job_ids.append(job.id)
+    client: Client, device_id: str, config: RuntimeConfig, n_archs: int, seed: int, out: TextIO
+) -> DatasetOut:
+    created = client.create_dataset(
+        DatasetCreate(
+            name=f"quickstart-{SPACE}",
+            space=SPACE,
+            n=n_archs,
+            seed=seed,
+            device_ids=[device_id],
+            config=config,
+        )
+    )
     print(
-        f"models   {len(job_ids)} CNNs uploaded; timing each (warm-up "
-        f"{config.warmup_runs} runs/{config.warmup_s} s, timed {config.timed_runs} runs/"
-        f"{config.timed_s} s, {config.threads} thread)",
+        f"dataset  {created.id}: {n_archs} {SPACE} archs (seed {seed}) exported to ONNX and "
+        f"queued; each timed with warm-up {config.warmup_runs} runs/{config.warmup_s} s, "
+        f"timed {config.timed_runs} runs/{config.timed_s} s, {config.threads} thread, "
+        f"then profiled per op",
         file=out,
+        flush=True,
     )
-    rows = []
-    for i, job in enumerate(client.iter_finished(job_ids, timeout_s=600), start=1):
-        if job.state != JobState.done:
-            raise RuntimeError(f"job {job.id} {job.state.value}: {job.error}")
-        m = client.measurements(job_id=job.id, ops=True)[0]
-        print(
-            f"  [{i}/{len(job_ids)}] {models[job.id].filename:<12} {m.stats.median_ms:8.3f} ms",
-            file=out,
-            flush=True,
+    done = follow_dataset(client, created.id, timeout_s=3600, file=out)
+    if done.progress.failed:
+        raise RuntimeError(f"{done.progress.failed} measurements failed; see `latlab jobs list`")
+    return done
+
+
+def _export(
+    client: Client, dataset: DatasetOut, folder: Path, out: TextIO
+) -> dict[DatasetFormat, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for fmt in (DatasetFormat.latbench, DatasetFormat.parquet, DatasetFormat.csv):
+        path = (
+            folder / f"{dataset.name}-{fmt.value}{'.csv' if fmt == DatasetFormat.csv else '.zip'}"
         )
-        rows.append((models[job.id], m))
-    return rows
+        path.write_bytes(client.export_dataset(dataset.id, fmt))
+        paths[fmt] = path
+    print(f"exports  {', '.join(str(p) for p in paths.values())}", file=out)
+    return paths
 
 
-def _render(rows: list[tuple[ModelOut, MeasurementOut]]) -> str:
+def _results(parquet_zip: Path) -> list[ArchResult]:
+    """Per arch: the headline statistics and the sum of its per-op kernel times, read back
+    from the Parquet export (what a user of the dataset would read)."""
+    import zipfile
+
+    import pyarrow.parquet as pq
+
+    with zipfile.ZipFile(parquet_zip) as archive:
+        measurements = pq.read_table(io.BytesIO(archive.read("measurements.parquet"))).to_pylist()
+        ops = pq.read_table(io.BytesIO(archive.read("op_measurements.parquet"))).to_pylist()
+    ops_us: dict[int, float] = {}
+    for op in ops:
+        ops_us[op["measurement_id"]] = ops_us.get(op["measurement_id"], 0.0) + op["dur_us"]
+    space = get_space(SPACE)
+    results = []
+    for m in measurements:
+        arch = space.parse(m["arch"])
+        results.append(
+            ArchResult(
+                index=arch.index,
+                arch=m["arch"],
+                macs=graph_cost(space.graph(arch)).macs,
+                median_ms=m["median_ms"],
+                p10_ms=m["p10_ms"],
+                p90_ms=m["p90_ms"],
+                n=m["n"],
+                ops_sum_ms=ops_us.get(m["measurement_id"], 0.0) / 1e3,
+            )
+        )
+    return sorted(results, key=lambda r: r.median_ms)
+
+
+def _render(archs: list[ArchResult]) -> str:
     header = (
-        f"\n{'model':<14}{'MMACs':>8}{'median_ms':>11}{'p10_ms':>9}{'p90_ms':>9}"
-        f"{'n':>6}{'ops':>5}{'ops_sum_ms':>12}  slowest kernel"
+        f"\n{'index':>6}{'MMACs':>9}{'median_ms':>11}{'p10_ms':>9}{'p90_ms':>9}{'n':>7}"
+        f"{'ops_sum_ms':>12}  arch"
     )
+    shown = archs if len(archs) <= 2 * SHOWN else archs[:SHOWN] + archs[-SHOWN:]
     lines = [header]
-    for model, m in rows:
-        top = max(m.ops or [], key=lambda o: o.dur_us, default=None)
-        top_txt = f"{top.op_type} {top.dur_us:.0f} us" if top else "-"
-        macs = model.summary.macs or 0
+    for i, r in enumerate(shown):
+        if i == SHOWN and len(archs) > 2 * SHOWN:
+            lines.append(f"{'...':>6}")
         lines.append(
-            f"{model.filename.removesuffix('.onnx'):<14}{macs / 1e6:>8.1f}{m.stats.median_ms:>11.3f}"
-            f"{m.stats.p10_ms:>9.3f}{m.stats.p90_ms:>9.3f}{m.stats.n:>6}{len(m.ops or []):>5}"
-            f"{sum(o.dur_us for o in m.ops or []) / 1e3:>12.3f}  {top_txt}"
+            f"{r.index:>6}{r.macs / 1e6:>9.1f}{r.median_ms:>11.3f}{r.p10_ms:>9.3f}"
+            f"{r.p90_ms:>9.3f}{r.n:>7}{r.ops_sum_ms:>12.3f}  {r.arch}"
         )
+    rho = spearman([r.macs for r in archs], [r.median_ms for r in archs])
+    lines.append(
+        f"\nlatency {archs[0].median_ms:.3f}..{archs[-1].median_ms:.3f} ms; "
+        f"Spearman rho(MACs, latency) = {rho:.3f}"
+    )
     return "\n".join(lines)

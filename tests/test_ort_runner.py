@@ -17,7 +17,7 @@ from agent.errors import Interrupted, RunnerError, RunnerUnavailable
 from agent.inputs import make_inputs
 from agent.runners import available_runners, load_runner
 from agent.runners.ort import OrtRunner
-from latlab.demo_models import QUICKSTART_CNNS, make_cnn
+from latlab.demo_models import DEMO_CNNS, make_cnn
 from latlab.schemas import ExecutionProvider, GraphOptimization, RuntimeConfig
 
 FAST = RuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=2)
@@ -37,7 +37,7 @@ def compute_nodes(model: onnx.ModelProto) -> set[str]:
     return {n.name for n in model.graph.node}
 
 
-@pytest.mark.parametrize("spec", QUICKSTART_CNNS, ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", DEMO_CNNS, ids=lambda s: s.name)
 @pytest.mark.parametrize("level", list(GraphOptimization), ids=lambda g: g.value)
 def test_every_node_of_a_demo_cnn_is_covered_by_the_per_op_rows(
     tmp_path: Path, spec: object, level: GraphOptimization
@@ -53,18 +53,18 @@ def test_every_node_of_a_demo_cnn_is_covered_by_the_per_op_rows(
 
 
 def test_fused_conv_bn_relu_is_one_kernel_at_full_optimisation(tmp_path: Path) -> None:
-    timing = OrtRunner().time(save(make_cnn(QUICKSTART_CNNS[0]), tmp_path), FAST, never)
+    timing = OrtRunner().time(save(make_cnn(DEMO_CNNS[0]), tmp_path), FAST, never)
     assert any(op.source_nodes == ["b0.conv", "b0.bn", "b0.relu"] for op in timing.ops)
 
 
 def test_without_optimisation_each_kernel_is_its_own_node(tmp_path: Path) -> None:
     config = FAST.model_copy(update={"graph_optimization": GraphOptimization.disabled})
-    timing = OrtRunner().time(save(make_cnn(QUICKSTART_CNNS[0]), tmp_path), config, never)
+    timing = OrtRunner().time(save(make_cnn(DEMO_CNNS[0]), tmp_path), config, never)
     assert all(op.source_nodes == [op.node_name] for op in timing.ops)
 
 
 def test_the_timing_carries_its_samples_and_provenance(tmp_path: Path) -> None:
-    timing = OrtRunner().time(save(make_cnn(QUICKSTART_CNNS[0]), tmp_path), FAST, never)
+    timing = OrtRunner().time(save(make_cnn(DEMO_CNNS[0]), tmp_path), FAST, never)
     assert len(timing.samples_ms) == 5 and all(s > 0 for s in timing.samples_ms)
     assert timing.warmup.n == 2
     assert timing.runtime == "onnxruntime" and timing.runtime_version == ort.__version__
@@ -112,7 +112,7 @@ def test_an_unavailable_provider_is_refused(tmp_path: Path) -> None:
         pytest.skip("TensorRT is available on this machine")
     config = FAST.model_copy(update={"execution_provider": ExecutionProvider.tensorrt})
     with pytest.raises(RunnerUnavailable, match="TensorrtExecutionProvider"):
-        OrtRunner().time(save(make_cnn(QUICKSTART_CNNS[0]), tmp_path), config, never)
+        OrtRunner().time(save(make_cnn(DEMO_CNNS[0]), tmp_path), config, never)
 
 
 def test_a_stop_request_interrupts_the_measurement(tmp_path: Path) -> None:
@@ -124,7 +124,7 @@ def test_a_stop_request_interrupts_the_measurement(tmp_path: Path) -> None:
         return len(calls) > 20
 
     with pytest.raises(Interrupted):
-        OrtRunner().time(save(make_cnn(QUICKSTART_CNNS[0]), tmp_path), config, stop_after_a_few)
+        OrtRunner().time(save(make_cnn(DEMO_CNNS[0]), tmp_path), config, stop_after_a_few)
 
 
 def test_the_registry_loads_the_onnxruntime_runner() -> None:
@@ -137,7 +137,7 @@ def test_the_registry_loads_the_onnxruntime_runner() -> None:
 def test_cpu_affinity_pins_and_restores(tmp_path: Path) -> None:
     before = os.sched_getaffinity(0)
     config = FAST.model_copy(update={"cpu_affinity": [min(before)]})
-    OrtRunner().time(save(make_cnn(QUICKSTART_CNNS[0]), tmp_path), config, never)
+    OrtRunner().time(save(make_cnn(DEMO_CNNS[0]), tmp_path), config, never)
     assert os.sched_getaffinity(0) == before
 
 

@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import io
+import pickle
+import zipfile
 from pathlib import Path
 
-from latlab.demo_models import QUICKSTART_CNNS
+import pytest
+
 from latlab.quickstart import run_quickstart
-from latlab.schemas import RuntimeConfig
+from latlab.schemas import DatasetFormat, RuntimeConfig
+from latlab.spaces.nb201 import Nb201
 
 
-def test_quickstart_measures_every_demo_cnn_and_prints_the_table(tmp_path: Path) -> None:
+def test_quickstart_measures_a_nb201_sample_and_exports_it(tmp_path: Path) -> None:
     out = io.StringIO()
     config = RuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=2)
-    measurements = run_quickstart(tmp_path / "qs", out, config)
+    result = run_quickstart(tmp_path / "qs", out, config, n_archs=6, seed=3)
     text = out.getvalue()
-    assert len(measurements) == len(QUICKSTART_CNNS)
-    assert all(m.stats.n >= 5 and m.stats.median_ms > 0 and m.ops for m in measurements)
-    for spec in QUICKSTART_CNNS:
-        assert spec.name in text
-    assert "median_ms" in text and "models measured" in text
+
+    assert result.dataset.progress.done == 6 and result.dataset.state == "done"
+    assert {r.arch for r in result.archs} == {a.string for a in Nb201().sample(6, seed=3)}
+    assert all(r.n >= 5 and r.median_ms > 0 and r.ops_sum_ms > 0 for r in result.archs)
+    assert [r.median_ms for r in result.archs] == sorted(r.median_ms for r in result.archs)
+    for r in result.archs:
+        assert r.arch in text
+    assert "median_ms" in text and "Spearman rho(MACs, latency)" in text
+
+    with zipfile.ZipFile(result.exports[DatasetFormat.latbench]) as archive:
+        table = pickle.loads(archive.read("local-cpu.pickle"))
+    assert sorted(s * 1000 for s in table.values()) == pytest.approx(
+        [r.median_ms for r in result.archs]
+    )
+    assert result.exports[DatasetFormat.csv].read_text().count("\n") == 7
     assert (tmp_path / "qs" / "latlab.db").is_file()

@@ -1,0 +1,50 @@
+"""The ``latlab`` command. Verbs are thin: parse, call one function, render.
+
+Exit codes: 0 success, 1 an operational error (the server refused, a job failed), 2 usage.
+One module per group of verbs; the role packages (server, agent) are imported inside the verb
+that needs them, so ``latlab models upload`` works on a machine with only the core installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from latlab.cli import datasets, measure, roles, spaces
+from latlab.cli.common import UsageError
+from latlab.errors import LatlabError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="latlab", description=__doc__.splitlines()[0] if __doc__ else ""
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = p.add_subparsers(dest="command", required=True)
+    for group in (roles, measure, spaces, datasets):
+        group.add_parsers(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except UsageError as exc:
+        parser.error(str(exc))  # exits 2
+    except (LatlabError, TimeoutError, OSError) as exc:
+        print(f"latlab: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0

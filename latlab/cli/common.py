@@ -1,0 +1,88 @@
+"""What every verb shares: the client from flags or env, KEY=VALUE parsing, tables, the
+runtime-config flags, and the usage error (exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from latlab.client import Client
+from latlab.config import ClientSettings
+from latlab.schemas import RuntimeConfig
+
+__all__ = [
+    "UsageError",
+    "add_runtime_flags",
+    "add_user_flags",
+    "client_from",
+    "kv",
+    "ms",
+    "runtime_config",
+    "table",
+]
+
+
+class UsageError(Exception):
+    """Bad flags: the command exits 2 with the message."""
+
+
+def add_user_flags(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    sp.add_argument("--server", help="server URL (env LATLAB_SERVER_URL)")
+    sp.add_argument("--api-key", help="user API key (env LATLAB_API_KEY)")
+    return sp
+
+
+def client_from(args: argparse.Namespace, timeout_s: float | None = None) -> Client:
+    settings = ClientSettings()
+    url = args.server or settings.server_url
+    key = args.api_key or settings.api_key.get_secret_value()
+    if not key:
+        raise UsageError("no API key: pass --api-key or set LATLAB_API_KEY")
+    return Client(url, key) if timeout_s is None else Client(url, key, timeout_s=timeout_s)
+
+
+def kv(items: Sequence[str] | None, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{what} must look like KEY=VALUE, got {item!r}")
+        out[key] = value
+    return out
+
+
+def table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def add_runtime_flags(sp: argparse.ArgumentParser) -> None:
+    """The runtime config of a job or a campaign (unset flags keep the protocol defaults)."""
+    sp.add_argument("--threads", type=int)
+    sp.add_argument("--provider", help="execution provider (default CPUExecutionProvider)")
+    sp.add_argument("--warmup-runs", type=int)
+    sp.add_argument("--warmup-s", type=float)
+    sp.add_argument("--runs", type=int, help="at least this many timed runs")
+    sp.add_argument("--min-s", type=float, help="at least this many seconds of timed runs")
+    sp.add_argument("--no-profile", action="store_true", help="skip the per-op profiled pass")
+
+
+def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
+    fields = {
+        "threads": args.threads,
+        "execution_provider": args.provider,
+        "warmup_runs": args.warmup_runs,
+        "warmup_s": args.warmup_s,
+        "timed_runs": args.runs,
+        "timed_s": args.min_s,
+        "profile_ops": not args.no_profile,
+    }
+    return RuntimeConfig(**{k: v for k, v in fields.items() if v is not None})

@@ -1,0 +1,174 @@
+"""``latlab dataset``: build a campaign (and follow it with a progress bar), list, export and
+import datasets."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from latlab.cli.common import (
+    UsageError,
+    add_runtime_flags,
+    add_user_flags,
+    client_from,
+    kv,
+    runtime_config,
+    table,
+)
+from latlab.progress import follow_dataset
+from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut, DatasetState
+
+__all__ = ["add_parsers"]
+
+#: Exports and imports move whole datasets: give them longer than a plain call.
+TRANSFER_TIMEOUT_S = 600.0
+
+
+def _summary(d: DatasetOut) -> str:
+    p = d.progress
+    return (
+        f"{d.id}  {d.name}  {d.source.value} {d.state.value}  space={d.space}  "
+        f"archs={p.archs} devices={p.devices} done={p.done} failed={p.failed} pending={p.pending}"
+    )
+
+
+def _archs(args: argparse.Namespace) -> list[str | int] | None:
+    archs: list[str | int] = list(args.archs or [])
+    if args.archs_file is not None:
+        lines = Path(args.archs_file).read_text().splitlines()
+        archs += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return archs or None
+
+
+def _space_params(args: argparse.Namespace) -> dict[str, int]:
+    params = kv(args.param, "--param")
+    try:
+        return {k: int(v) for k, v in params.items()}
+    except ValueError:
+        raise UsageError(f"--param values are integers, got {params}") from None
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    archs = _archs(args)
+    if (archs is None) == (args.n is None):
+        raise UsageError("give --n N (a sample) or --archs/--archs-file (a list)")
+    selector: dict[str, str | int] | None = None
+    if args.selector is not None:
+        selector = dict(kv(args.selector, "--selector"))
+    if (args.device is None) == (selector is None):
+        raise UsageError("give --device ID [ID ...] or --selector KEY=VALUE [...]")
+    body = DatasetCreate(
+        name=args.name or f"{args.space}-{args.n or len(archs or [])}",
+        space=args.space,
+        space_params=_space_params(args),
+        archs=archs,
+        n=args.n,
+        seed=args.seed,
+        device_ids=args.device,
+        selector=selector,
+        config=runtime_config(args),
+    )
+    with client_from(args) as client:
+        dataset = client.create_dataset(body)
+        print(_summary(dataset), flush=True)
+        if not args.wait:
+            return 0
+        done = follow_dataset(client, dataset.id, timeout_s=args.timeout)
+        print(_summary(done))
+        return 1 if done.progress.failed else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with client_from(args) as client:
+        if args.id is None:
+            rows = [
+                {
+                    "id": d.id,
+                    "name": d.name[:30],
+                    "source": d.source.value,
+                    "state": d.state.value,
+                    "space": d.space,
+                    "archs": d.progress.archs,
+                    "devices": d.progress.devices,
+                    "done": d.progress.done,
+                    "failed": d.progress.failed,
+                    "pending": d.progress.pending,
+                }
+                for d in client.datasets()
+            ]
+            columns = list(rows[0]) if rows else ["id", "name", "state"]
+            print(table(rows, columns))
+            return 0
+        dataset = client.dataset(args.id)
+        if args.wait and dataset.state in (DatasetState.preparing, DatasetState.measuring):
+            dataset = follow_dataset(client, args.id, timeout_s=args.timeout)
+        print(_summary(dataset))
+        if dataset.error:
+            print(f"error: {dataset.error}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    fmt = DatasetFormat(args.format)
+    suffix = ".csv" if fmt == DatasetFormat.csv else ".zip"
+    output = Path(args.output or f"{args.id}-{fmt.value}{suffix}")
+    with client_from(args, timeout_s=TRANSFER_TIMEOUT_S) as client:
+        data = client.export_dataset(args.id, fmt)
+    output.write_bytes(data)
+    print(f"{output}  {fmt.value}  {len(data):,} bytes")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    params = _space_params(args)
+    with client_from(args) as client:
+        dataset = client.import_dataset(
+            args.files,
+            args.name or Path(args.files[0]).stem,
+            space=args.space,
+            space_params=params or None,
+            note=args.note,
+            timeout_s=TRANSFER_TIMEOUT_S,
+        )
+    print(_summary(dataset))
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    d = sub.add_parser("dataset", help="latency datasets: build, status, export, import")
+    ds = d.add_subparsers(dest="dataset_cmd", required=True)
+
+    b = add_user_flags(ds.add_parser("build", help="measure archs of a space on devices"))
+    b.add_argument("--space", required=True, help="nb201, proxyless")
+    b.add_argument("--param", action="append", metavar="KEY=INT", help="space parameter")
+    b.add_argument("--n", type=int, help="sample this many archs (with --seed)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--archs", nargs="+", help="archs: indices, strings or vectors")
+    b.add_argument("--archs-file", help="a file with one arch per line")
+    b.add_argument("--device", nargs="+", help="device ids")
+    b.add_argument("--selector", nargs="*", metavar="KEY=VALUE", help="every matching device")
+    b.add_argument("--name", help="dataset name (default SPACE-N)")
+    add_runtime_flags(b)
+    b.add_argument("--wait", action="store_true", help="follow it with a progress bar")
+    b.add_argument("--timeout", type=float, default=7 * 24 * 3600)
+    b.set_defaults(func=cmd_build)
+
+    s = add_user_flags(ds.add_parser("status", help="list datasets, or show one"))
+    s.add_argument("id", nargs="?", help="dataset id (none: list them all)")
+    s.add_argument("--wait", action="store_true", help="follow a running campaign")
+    s.add_argument("--timeout", type=float, default=7 * 24 * 3600)
+    s.set_defaults(func=cmd_status)
+
+    e = add_user_flags(ds.add_parser("export", help="download a dataset"))
+    e.add_argument("id")
+    e.add_argument("--format", choices=[f.value for f in DatasetFormat], default="latbench")
+    e.add_argument("-o", "--output", help="file (default ID-FORMAT.zip, or .csv)")
+    e.set_defaults(func=cmd_export)
+
+    i = add_user_flags(ds.add_parser("import", help="import published or exported files"))
+    i.add_argument("files", nargs="+", type=Path, help=".pickle/.json (LatBench), .csv, .zip")
+    i.add_argument("--name", help="dataset name (default: the first file's name)")
+    i.add_argument("--space", help="search space (LatBench files: nb201)")
+    i.add_argument("--param", action="append", metavar="KEY=INT", help="space parameter")
+    i.add_argument("--note", help="where the data comes from: citation, licence")
+    i.set_defaults(func=cmd_import)

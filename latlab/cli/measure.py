@@ -1,0 +1,145 @@
+"""Verbs for the measurement service: upload models, create and follow jobs, read results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from latlab.cli.common import (
+    UsageError,
+    add_runtime_flags,
+    add_user_flags,
+    client_from,
+    kv,
+    ms,
+    runtime_config,
+    table,
+)
+from latlab.client import Client
+from latlab.schemas import JobState
+
+__all__ = ["add_parsers"]
+
+
+def cmd_models_upload(args: argparse.Namespace) -> int:
+    with client_from(args) as client:
+        for path in args.files:
+            model = client.upload_model(path)
+            s = model.summary
+            macs = "?" if s.macs is None else f"{s.macs / 1e6:.1f}M"
+            print(f"{model.id}  {path}  nodes={s.n_nodes} params={s.params} macs={macs}")
+    return 0
+
+
+def cmd_jobs_create(args: argparse.Namespace) -> int:
+    selector: dict[str, str | int] | None = None
+    if args.selector is not None:
+        selector = dict(kv(args.selector, "--selector"))
+    if (args.device is None) == (selector is None):
+        raise UsageError("give --device ID or --selector KEY=VALUE (--selector alone: any device)")
+    with client_from(args) as client:
+        job = client.create_job(
+            args.model, device_id=args.device, selector=selector, config=runtime_config(args)
+        )
+        print(f"{job.id}  {job.state.value}{'  (deduplicated)' if job.deduplicated else ''}")
+        if args.wait:
+            return _wait(client, [job.id], args.timeout)
+    return 0
+
+
+def _wait(client: Client, job_ids: list[str], timeout_s: float) -> int:
+    failed = 0
+    for i, job in enumerate(client.iter_finished(job_ids, timeout_s=timeout_s), start=1):
+        detail = f"  {job.error}" if job.error and job.state != JobState.done else ""
+        print(f"[{i}/{len(job_ids)}] {job.id}  {job.state.value}{detail}", flush=True)
+        failed += job.state != JobState.done
+    return 1 if failed else 0
+
+
+def cmd_jobs_wait(args: argparse.Namespace) -> int:
+    with client_from(args) as client:
+        return _wait(client, args.ids, args.timeout)
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    with client_from(args) as client:
+        jobs = client.jobs(state=args.state, limit=args.limit)
+    rows = [
+        {
+            "id": j.id,
+            "state": j.state.value,
+            "model": j.model_id[:12],
+            "device": (j.claimed_by or j.device_id or "")[:12],
+            "attempts": j.attempts,
+            "error": (j.error or "")[:60],
+        }
+        for j in jobs
+    ]
+    print(table(rows, ["id", "state", "model", "device", "attempts", "error"]))
+    return 0
+
+
+def cmd_measurements(args: argparse.Namespace) -> int:
+    with client_from(args) as client:
+        rows = client.measurements(
+            model_id=args.model,
+            device_id=args.device,
+            job_id=args.job,
+            ops=args.json,
+            samples=args.json,
+            limit=args.limit,
+        )
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+        return 0
+    cells = [
+        {
+            "id": r.id,
+            "model": (r.model_id or r.source.value)[:12],
+            "device": r.device_id[:12],
+            "median_ms": f"{r.stats.median_ms:.3f}",
+            "p10_ms": ms(r.stats.p10_ms),
+            "p90_ms": ms(r.stats.p90_ms),
+            "n": r.stats.n,
+            "runtime": f"{r.runtime} {r.runtime_version}",
+            "threads": r.threads,
+        }
+        for r in rows
+    ]
+    columns = ["id", "model", "device", "median_ms", "p10_ms", "p90_ms", "n", "runtime", "threads"]
+    print(table(cells, columns))
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    m = sub.add_parser("models", help="models").add_subparsers(dest="models_cmd", required=True)
+    mu = add_user_flags(m.add_parser("upload", help="upload ONNX files"))
+    mu.add_argument("files", nargs="+", type=Path)
+    mu.set_defaults(func=cmd_models_upload)
+
+    j = sub.add_parser("jobs", help="timing jobs").add_subparsers(dest="jobs_cmd", required=True)
+    jc = add_user_flags(j.add_parser("create", help="time a model on a device"))
+    jc.add_argument("--model", required=True, help="model id (sha256)")
+    jc.add_argument("--device", help="device id")
+    jc.add_argument("--selector", nargs="*", metavar="KEY=VALUE", help="any matching device")
+    add_runtime_flags(jc)
+    jc.add_argument("--wait", action="store_true", help="wait for the result")
+    jc.add_argument("--timeout", type=float, default=3600)
+    jc.set_defaults(func=cmd_jobs_create)
+    jw = add_user_flags(j.add_parser("wait", help="wait for jobs to finish"))
+    jw.add_argument("ids", nargs="+")
+    jw.add_argument("--timeout", type=float, default=3600)
+    jw.set_defaults(func=cmd_jobs_wait)
+    jl = add_user_flags(j.add_parser("list", help="list jobs"))
+    jl.add_argument("--state", choices=[s.value for s in JobState])
+    jl.add_argument("--limit", type=int, default=50)
+    jl.set_defaults(func=cmd_jobs_list)
+
+    me = add_user_flags(sub.add_parser("measurements", help="query measurements"))
+    me.add_argument("--model")
+    me.add_argument("--device")
+    me.add_argument("--job")
+    me.add_argument("--limit", type=int, default=100)
+    me.add_argument("--json", action="store_true", help="full rows: samples and per-op times")
+    me.set_defaults(func=cmd_measurements)

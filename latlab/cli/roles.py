@@ -1,0 +1,87 @@
+"""Verbs that run a role in this process: the server, an agent, the quickstart. The role
+packages are imported inside the verb, so the core installs without them."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from latlab.cli.common import kv
+
+__all__ = ["add_parsers"]
+
+log = logging.getLogger("latlab")
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.app import create_app
+    from server.config import Settings
+    from server.credentials import ensure_credentials
+
+    settings = ensure_credentials(Settings())
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from agent.config import AgentSettings
+    from agent.main import run_agent
+
+    overrides: dict[str, Any] = {"labels": kv(args.label, "--label")}
+    for field in ("server_url", "enroll_key", "name", "state_file", "cache_dir", "cooldown_s"):
+        value = getattr(args, field)
+        if value is not None:
+            overrides[field] = value
+    settings = AgentSettings(**overrides)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _: object) -> None:
+        log.info("stopping on signal %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stats = run_agent(settings, stop)
+    print(
+        f"agent stopped: {len(stats.done)} done, {len(stats.failed)} failed, "
+        f"{len(stats.released)} released"
+    )
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from latlab.quickstart import run_quickstart
+
+    extra = {} if args.archs is None else {"n_archs": args.archs}
+    run_quickstart(Path(args.dir), out=sys.stdout, **extra)
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    s = sub.add_parser("server", help="run the API server (settings from LATLAB_* env vars)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--log-level", default="info")
+    s.set_defaults(func=cmd_server)
+
+    a = sub.add_parser("agent", help="run a device agent: register once, then time jobs")
+    a.add_argument("--server", dest="server_url", help="server URL")
+    a.add_argument("--enroll-key", help="enrollment key (first run only)")
+    a.add_argument("--name", help="device name (default: host name)")
+    a.add_argument("--state-file", type=Path, help="where the device token is kept")
+    a.add_argument("--cache-dir", type=Path, help="downloaded models")
+    a.add_argument("--cooldown-s", type=float, help="pause between jobs")
+    a.add_argument("--label", action="append", metavar="KEY=VALUE", help="device label")
+    a.set_defaults(func=cmd_agent)
+
+    q = sub.add_parser("quickstart", help="the whole loop on this machine, end to end")
+    q.add_argument("--dir", default="latlab-quickstart", help="where its data goes (wiped)")
+    q.add_argument("--archs", type=int, help="NAS-Bench-201 archs to measure (default 40)")
+    q.set_defaults(func=cmd_quickstart)

@@ -1,0 +1,62 @@
+"""``latlab space``: a search space's size and encodings, one architecture as a model file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["add_parsers"]
+
+
+def cmd_space_info(args: argparse.Namespace) -> int:
+    from latlab.opkey import graph_cost
+    from latlab.spaces import get_space
+
+    space = get_space(args.space)
+    example = space.example()
+    cost = graph_cost(space.graph(example))
+    print(f"{space.name}: {space.description}")
+    print(f"size      {space.size:,} architectures (index 0..{space.size - 1})")
+    print(f"example   index {example.index}")
+    print(f"          string {space.encode(example)}")
+    if hasattr(example, "vector"):
+        print(f"          vector {','.join(str(v) for v in example.vector)}")
+    print(f"          {cost.macs / 1e6:.2f} M MACs, {cost.params / 1e6:.3f} M params")
+    return 0
+
+
+def cmd_space_export(args: argparse.Namespace) -> int:
+    from latlab.spaces import get_space
+
+    space = get_space(args.space)
+    arch = space.parse(args.arch)
+    graph = space.graph(arch)
+    if args.format == "onnx":
+        from latlab.export.onnx import to_onnx
+
+        data = to_onnx(graph, seed=args.seed).SerializeToString()
+    else:
+        from latlab.export.tflite import to_tflite
+
+        data = to_tflite(graph, seed=args.seed)
+    Path(args.output).write_bytes(data)
+    print(
+        f"{args.output}  {space.name} index {arch.index}  {len(graph.nodes)} nodes  {len(data):,} bytes"
+    )
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sp = sub.add_parser("space", help="search spaces").add_subparsers(
+        dest="space_cmd", required=True
+    )
+    si = sp.add_parser("info", help="size, encodings and an example")
+    si.add_argument("space", help="search space name (nb201, proxyless)")
+    si.set_defaults(func=cmd_space_info)
+    se = sp.add_parser("export", help="one architecture as a model file")
+    se.add_argument("space")
+    se.add_argument("arch", help="index, arch string or vector")
+    se.add_argument("--format", choices=["onnx", "tflite"], default="onnx")
+    se.add_argument("-o", "--output", required=True)
+    se.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    se.set_defaults(func=cmd_space_export)
