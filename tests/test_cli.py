@@ -113,3 +113,48 @@ def test_space_export_of_a_bad_arch_or_space_is_a_clear_error(tmp_path: Path) ->
         )
         assert result.returncode == 1 and result.stderr.startswith("latlab: error:")
         assert not (tmp_path / "x.onnx").exists()
+
+
+def test_dataset_build_follow_export_and_import_back(
+    live_server: EmbeddedServer, client: Client, tmp_path: Path
+) -> None:
+    from tests.test_e2e import start_agent
+
+    agent = start_agent(live_server.url, tmp_path, name="cli-cpu")
+    try:
+        device = client.devices()[0]
+        fast = ["--warmup-runs", "1", "--warmup-s", "0", "--runs", "3", "--min-s", "0"]
+        built = latlab(
+            "dataset", "build", "--space", "nb201", "--n", "3", "--seed", "4",
+            "--device", device.id, *fast, "--no-profile", "--name", "cli", "--wait",
+            url=live_server.url,
+        )  # fmt: skip
+        assert built.returncode == 0, built.stderr
+        assert "done=3 failed=0 pending=0" in built.stdout
+        assert "3/3" in built.stderr  # the progress bar
+        dataset_id = built.stdout.split()[0]
+
+        listed = latlab("dataset", "status", url=live_server.url)
+        assert listed.returncode == 0 and dataset_id in listed.stdout and "done" in listed.stdout
+
+        out = tmp_path / "cli.csv"
+        exported = latlab(
+            "dataset", "export", dataset_id, "--format", "csv", "-o", str(out), url=live_server.url
+        )
+        assert exported.returncode == 0, exported.stderr
+        assert len(out.read_text().splitlines()) == 4
+
+        back = latlab("dataset", "import", str(out), "--name", "back", url=live_server.url)
+        assert back.returncode == 0, back.stderr
+        assert "imported ready" in back.stdout and "archs=3" in back.stdout
+    finally:
+        agent.close()
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("space,arch,device\nnb201,1,d\n")
+    refused = latlab("dataset", "import", str(bad), url=live_server.url)
+    assert refused.returncode == 1 and "lacks latency_ms" in refused.stderr
+    missing = latlab("dataset", "import", str(tmp_path / "nope.pickle"), url=live_server.url)
+    assert missing.returncode == 1 and "nope.pickle" in missing.stderr
+    no_archs = latlab("dataset", "build", "--space", "nb201", "--device", "x", url=live_server.url)
+    assert no_archs.returncode == 2 and "--n" in no_archs.stderr
