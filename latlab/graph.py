@@ -22,7 +22,7 @@ from onnx import helper, numpy_helper
 
 from latlab.errors import ModelInvalid
 
-__all__ = ["AttrValue", "GraphBuilder", "OpGraph", "OpNode", "TensorSpec"]
+__all__ = ["AttrValue", "GraphBuilder", "OpGraph", "OpNode", "TensorSpec", "unique_node_names"]
 
 AttrValue = int | float | str | tuple[int, ...] | tuple[float, ...]
 
@@ -123,7 +123,7 @@ class OpGraph:
                 continue
             tensors[vi.name] = _spec_of(vi)
         nodes = []
-        for i, node in enumerate(graph.node):
+        for node, name in zip(graph.node, unique_node_names(graph), strict=True):
             if node.op_type == "Constant":
                 raise ModelInvalid(
                     "Constant nodes are not supported in an OpGraph; fold them into initializers"
@@ -131,7 +131,7 @@ class OpGraph:
             attrs = {a.name: _attr_value(a) for a in node.attribute}
             nodes.append(
                 OpNode(
-                    node.name or f"{node.op_type}_{i}",
+                    name,
                     node.op_type,
                     tuple(node.input),
                     tuple(node.output),
@@ -150,6 +150,28 @@ class OpGraph:
             tensors,
             frozenset(weights),
         )
+
+
+def unique_node_names(graph: onnx.GraphProto) -> list[str]:
+    """A unique name per node, the same wherever a model is read (the agent's profiler rows
+    name these; the server's OpGraph must agree): a node keeps its name when it has one not
+    seen before; otherwise ``{name or op_type}_{index}``, avoiding every name in the graph."""
+    taken = {node.name for node in graph.node if node.name}
+    seen: set[str] = set()
+    names = []
+    for i, node in enumerate(graph.node):
+        if node.name and node.name not in seen:
+            name = node.name
+        else:
+            base = name = f"{node.name or node.op_type}_{i}"
+            suffix = 0
+            while name in taken:
+                suffix += 1
+                name = f"{base}_{suffix}"
+            taken.add(name)
+        seen.add(name)
+        names.append(name)
+    return names
 
 
 def _dtype(elem_type: int) -> str:

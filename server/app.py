@@ -15,10 +15,11 @@ from starlette.concurrency import run_in_threadpool
 
 import latlab
 from latlab.schemas import ErrorBody
+from server.background import BackgroundWork
 from server.blobstore import LocalBlobStore
 from server.config import Settings
+from server.datasets import service as datasets_service
 from server.datasets.endpoints import router as datasets_router
-from server.datasets.preparer import DatasetPreparer
 from server.db import (
     create_db_engine,
     current_revision,
@@ -65,7 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
         sessions=sessionmaker(engine, expire_on_commit=False),
         blobs=LocalBlobStore(settings.resolved_blob_dir),
         notifier=JobNotifier(),
-        preparer=DatasetPreparer(),
+        background=BackgroundWork([datasets_service.prepare_next]),
     )
 
     @contextlib.asynccontextmanager
@@ -74,13 +75,13 @@ def create_app(settings: Settings) -> FastAPI:
         stopping = asyncio.Event()
         tasks = [
             asyncio.create_task(_reap_until(stopping, state)),
-            asyncio.create_task(state.preparer.run(stopping, state)),
+            asyncio.create_task(state.background.run(stopping, state)),
         ]
         try:
             yield
         finally:
             stopping.set()
-            state.preparer.wake()
+            state.background.wake()
             await asyncio.gather(*tasks)  # work in flight finishes: no connection left checked out
             engine.dispose()
 

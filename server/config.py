@@ -57,3 +57,8 @@ class Settings(BaseSettings):
     @property
     def resolved_blob_dir(self) -> Path:
         return self.blob_dir or self.data_dir / "blobs"
+
+    @property
+    def upload_dir(self) -> Path:
+        """Scratch space for files on their way into the blob store (same filesystem)."""
+        return self.resolved_blob_dir / ".uploads"

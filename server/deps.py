@@ -18,7 +18,7 @@ from server.errors import Forbidden, Unauthorized
 from server.notify import JobNotifier
 
 if TYPE_CHECKING:
-    from server.datasets.preparer import DatasetPreparer
+    from server.background import BackgroundWork
 from server.tables import Device
 
 __all__ = [
@@ -39,7 +39,7 @@ class AppState:
     sessions: sessionmaker[Session]
     blobs: BlobStore
     notifier: JobNotifier
-    preparer: DatasetPreparer
+    background: BackgroundWork
 
 
 def _state(request: Request) -> AppState:

@@ -64,7 +64,7 @@ def test_preparing_resumes_where_it_stopped(tmp_path: Path, db_url: str) -> None
     engine = create_db_engine(db_url)
     upgrade_to_head(engine)
     blobs = LocalBlobStore(tmp_path / "blobs")
-    work = tmp_path / "work"
+    settings = make_settings(tmp_path, db_url)
     sessions = sessionmaker(engine, expire_on_commit=False)
     with session_scope(sessions) as session:
         reg = register_device(
@@ -78,14 +78,14 @@ def test_preparing_resumes_where_it_stopped(tmp_path: Path, db_url: str) -> None
     try:
         for _ in range(3):
             with session_scope(sessions) as session:
-                assert prepare_next(session, blobs, work, max_attempts=3)
+                assert prepare_next(session, blobs, settings)
         engine.dispose()
         engine = create_db_engine(db_url)
         sessions = sessionmaker(engine, expire_on_commit=False)
         steps = 0
         while True:
             with session_scope(sessions) as session:
-                if not prepare_next(session, blobs, work, max_attempts=3):
+                if not prepare_next(session, blobs, settings):
                     break
             steps += 1
         assert steps == 3 + 1  # the 3 archs left, then the step that marks it measuring

@@ -21,6 +21,7 @@ from agent.inputs import make_inputs
 from agent.ort_profile import kernel_times, map_to_source, unmapped
 from agent.protocol import run_protocol
 from agent.runners.base import Timing
+from latlab.graph import unique_node_names
 from latlab.onnx_summary import external_data_tensors
 from latlab.schemas import (
     ExecutionProvider,
@@ -118,27 +119,9 @@ def _load_named(path: Path) -> onnx.ModelProto:
         raise RunnerError(f"not a loadable ONNX model: {exc}") from exc
     if external_data_tensors(model):
         raise RunnerError("the model references external data files")
-    _name_nodes(model.graph)
-    return model
-
-
-def _name_nodes(graph: onnx.GraphProto) -> None:
-    """Name unnamed nodes ``{op_type}_{index}`` and rename repeated names ``{name}_{index}``,
-    avoiding every name already in the graph (names do not change what is computed)."""
-    taken = {node.name for node in graph.node if node.name}
-    seen: set[str] = set()
-    for i, node in enumerate(graph.node):
-        if node.name and node.name not in seen:
-            seen.add(node.name)
-            continue
-        base = name = f"{node.name or node.op_type}_{i}"
-        suffix = 0
-        while name in taken:
-            suffix += 1
-            name = f"{base}_{suffix}"
+    for node, name in zip(model.graph.node, unique_node_names(model.graph), strict=True):
         node.name = name
-        taken.add(name)
-        seen.add(name)
+    return model
 
 
 def _providers(requested: ExecutionProvider) -> list[str]:

@@ -29,7 +29,7 @@ def create_dataset(body: DatasetCreate, session: SessionDep, state: StateDep) ->
     """Start a campaign: the archs are exported, uploaded and queued in the background."""
     dataset = service.create_campaign(session, body)
     session.commit()
-    state.preparer.wake()
+    state.background.wake()
     return dataset
 
 

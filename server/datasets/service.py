@@ -33,6 +33,7 @@ from latlab.schemas import (
 )
 from latlab.spaces import get_space
 from server.blobstore import BlobStore
+from server.config import Settings
 from server.db import utcnow
 from server.devices.service import agent_devices, job_device
 from server.errors import InvalidInput, NotFound
@@ -135,7 +136,7 @@ def _devices(session: Session, body: DatasetCreate) -> list[Device]:
     return devices
 
 
-def prepare_next(session: Session, blobs: BlobStore, work_dir: Path, max_attempts: int) -> bool:
+def prepare_next(session: Session, blobs: BlobStore, settings: Settings) -> bool:
     """Prepare one arch of the oldest preparing campaign; False when there is nothing to do."""
     dataset = session.scalar(
         select(Dataset)
@@ -158,6 +159,7 @@ def prepare_next(session: Session, blobs: BlobStore, work_dir: Path, max_attempt
         return True
     space = get_space(dataset.space, **dataset.space_params)
     graph = space.graph(space.parse(arch_row.arch))
+    work_dir = settings.upload_dir
     work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=work_dir, suffix=".onnx", delete=False) as tmp:
         tmp.write(to_onnx(graph, seed=EXPORT_SEED).SerializeToString())
@@ -168,7 +170,9 @@ def prepare_next(session: Session, blobs: BlobStore, work_dir: Path, max_attempt
     config = RuntimeConfig.model_validate(dataset.config)
     for device_id in (dataset.provenance or {})["devices"]:
         job = create_job(
-            session, JobCreate(model_id=model.id, device_id=device_id, config=config), max_attempts
+            session,
+            JobCreate(model_id=model.id, device_id=device_id, config=config),
+            settings.max_attempts,
         )
         session.add(DatasetEntry(dataset_arch_id=arch_row.id, device_id=device_id, job_id=job.id))
     session.flush()

@@ -33,7 +33,7 @@ def upload_model(
     """Upload an ONNX model; its id is the sha256 of its bytes. 201 new, 200 already stored."""
     limit = state.settings.max_model_bytes
     check_declared_length(request, limit)
-    tmp_dir = state.settings.resolved_blob_dir / ".uploads"
+    tmp_dir = state.settings.upload_dir
     tmp_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=tmp_dir, delete=False) as tmp:
         tmp_path = Path(tmp.name)

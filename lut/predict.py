@@ -1,0 +1,78 @@
+"""Predicting a model's latency from a LUT: the sum of its kernels' entries, calibrated.
+
+Works from an OpGraph, so it serves search-space archs and uploaded ONNX models alike. A kernel
+whose key is missing is estimated by its op type's fallback regression and listed in the answer;
+a kernel with neither is a ``MissingEntry`` error, never a silent zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from latlab.graph import OpGraph
+from lut.errors import MissingEntry
+from lut.fusion import Kernel, fuse, rules_for
+from lut.table import LookupTable
+
+__all__ = ["EstimatedKernel", "LutPrediction", "kernel_latencies_us", "predict"]
+
+
+@dataclass(frozen=True)
+class EstimatedKernel:
+    """A kernel the table has no entry for, estimated from its FLOPs and bytes moved."""
+
+    nodes: tuple[str, ...]
+    op_type: str
+    key: str
+    latency_us: float
+
+
+@dataclass(frozen=True)
+class LutPrediction:
+    latency_ms: float
+    #: Kernels that cost time (duplicates the runtime merges and free ops are not counted).
+    kernels: int
+    #: The plain sum of their entries and estimates, before calibration.
+    table_sum_ms: float
+    estimated: tuple[EstimatedKernel, ...]
+
+
+def kernel_latencies_us(
+    table: LookupTable, kernels: Sequence[Kernel]
+) -> tuple[list[float], list[EstimatedKernel]]:
+    """The latency of every kernel that costs time, and which of them were estimated."""
+    times: list[float] = []
+    estimated: list[EstimatedKernel] = []
+    for kernel in kernels:
+        if not kernel.costs_time:
+            continue
+        entry = table.entries.get(kernel.key)
+        if entry is not None:
+            times.append(entry.median_us)
+            continue
+        fit = table.fallback.get(kernel.op_type)
+        if fit is None:
+            known = ", ".join(sorted(table.fallback)) or "none"
+            raise MissingEntry(
+                f"kernel {kernel.op_type} at nodes {', '.join(kernel.nodes)} has no LUT entry "
+                f"(key {kernel.key}) and no fallback for its op type (fallbacks: {known})"
+            )
+        us = fit.estimate_us(kernel.cost.flops, kernel.cost.bytes_moved)
+        times.append(us)
+        estimated.append(EstimatedKernel(kernel.nodes, kernel.op_type, kernel.key, us))
+    return times, estimated
+
+
+def predict(table: LookupTable, graph: OpGraph) -> LutPrediction:
+    kernels = fuse(graph, rules_for(table.rules))
+    times, estimated = kernel_latencies_us(table, kernels)
+    total_ms = sum(times) / 1e3
+    cal = table.calibration
+    latency_ms = total_ms - cal.per_kernel_us * len(times) / 1e3 + cal.constant_ms
+    return LutPrediction(
+        latency_ms=max(latency_ms, 0.0),
+        kernels=len(times),
+        table_sum_ms=total_ms,
+        estimated=tuple(estimated),
+    )
