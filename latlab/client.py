@@ -33,9 +33,16 @@ from latlab.schemas import (
     HeartbeatOut,
     JobOut,
     JobState,
+    LutCreate,
+    LutFormat,
+    LutOut,
+    LutState,
     MeasurementIn,
     MeasurementOut,
     ModelOut,
+    PredictorKind,
+    PredictOut,
+    PredictRequest,
     RuntimeConfig,
 )
 
@@ -262,6 +269,68 @@ class Client(_Http):
                     f"dataset {dataset_id}: {p.pending} entries pending after {timeout_s} s"
                 )
             time.sleep(poll_s)
+
+    # lookup tables and predictions
+    def create_lut(self, body: LutCreate) -> LutOut:
+        data = self._json("POST", "/v1/luts", json=body.model_dump(mode="json", exclude_none=True))
+        return LutOut.model_validate(data)
+
+    def lut(self, lut_id: str) -> LutOut:
+        return LutOut.model_validate(self._json("GET", f"/v1/luts/{lut_id}"))
+
+    def luts(self, device_id: str | None = None) -> list[LutOut]:
+        data = self._json("GET", "/v1/luts", params=_params(device_id=device_id))
+        return [LutOut.model_validate(d) for d in data]
+
+    def wait_lut(
+        self,
+        lut_id: str,
+        *,
+        timeout_s: float = 3600.0,
+        poll_s: float = 0.5,
+        on_progress: Callable[[LutOut], None] | None = None,
+    ) -> LutOut:
+        """Wait until the LUT is ready or failed."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            lut = self.lut(lut_id)
+            if on_progress is not None:
+                on_progress(lut)
+            if lut.state in (LutState.ready, LutState.failed):
+                return lut
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"LUT {lut_id} is {lut.state.value} after {timeout_s} s")
+            time.sleep(poll_s)
+
+    def export_lut(self, lut_id: str, fmt: LutFormat = LutFormat.json) -> str:
+        """The LUT as JSON (latlab's format) or YAML (OFA/ProxylessNAS style) text."""
+        return self._send("GET", f"/v1/luts/{lut_id}/export", params={"format": fmt.value}).text
+
+    def predict(
+        self,
+        device_id: str,
+        *,
+        space: str | None = None,
+        archs: Iterable[str | int] | None = None,
+        model_ids: Iterable[str] | None = None,
+        predictor: PredictorKind = PredictorKind.auto,
+        lut_id: str | None = None,
+        space_params: dict[str, int] | None = None,
+    ) -> PredictOut:
+        """Predicted latency (ms) of archs of a space, or of stored models, on a device."""
+        body = PredictRequest(
+            device_id=device_id,
+            predictor=predictor,
+            lut_id=lut_id,
+            space=space,
+            space_params=space_params or {},
+            archs=list(archs) if archs is not None else None,
+            model_ids=list(model_ids) if model_ids is not None else None,
+        )
+        data = self._json(
+            "POST", "/v1/predict", json=body.model_dump(mode="json", exclude_none=True)
+        )
+        return PredictOut.model_validate(data)
 
     # measurements
     def measurements(

@@ -27,6 +27,7 @@ __all__ = [
     "DeviceRegistered",
     "DeviceSource",
     "ErrorBody",
+    "EstimatedOp",
     "ExecutionProvider",
     "GraphOptimization",
     "HeartbeatIn",
@@ -37,6 +38,13 @@ __all__ = [
     "JobState",
     "LatencyStats",
     "LeaseIn",
+    "LutCalibration",
+    "LutCreate",
+    "LutFormat",
+    "LutOut",
+    "LutProgress",
+    "LutSource",
+    "LutState",
     "MeasurementIn",
     "MeasurementOut",
     "MeasurementSource",
@@ -44,6 +52,10 @@ __all__ = [
     "ModelOut",
     "ModelSummary",
     "OpTiming",
+    "PredictOut",
+    "PredictRequest",
+    "Prediction",
+    "PredictorKind",
     "RegisterIn",
     "RuntimeConfig",
     "RuntimeInfo",
@@ -444,3 +456,128 @@ class DatasetOut(_Out):
     device_ids: list[str]
     progress: DatasetProgress
     created_at: datetime
+
+
+# --------------------------------------------------------------------------- lookup tables
+
+
+class LutSource(StrEnum):
+    #: Per-op rows of whole models measured on the device (the runtime's profiler).
+    measured_ops = "measured-ops"
+    #: One micro-model per kernel of a space sample or of given models, timed on the device.
+    micro_models = "micro-models"
+
+
+class LutState(StrEnum):
+    #: Waiting for the background worker (building, or exporting and queueing micro-models).
+    preparing = "preparing"
+    #: Micro-models queued on the device; built when every one has finished.
+    measuring = "measuring"
+    ready = "ready"
+    failed = "failed"
+
+
+class LutCreate(_In):
+    """Build a LUT for one device and runtime config.
+
+    ``measured-ops``: from the per-op rows of models already measured on the device with this
+    runtime config (all of them, or those of ``dataset_id`` / ``model_ids``). ``micro-models``:
+    from one micro-model per kernel of ``n`` archs sampled from ``space`` (or of ``archs``, or
+    of ``model_ids``), timed on the device; calibrated on whole models measured there.
+    """
+
+    name: Name | None = None
+    device_id: str = Field(max_length=64)
+    source: LutSource
+    config: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    space: str | None = Field(default=None, max_length=50)
+    space_params: dict[str, int] = Field(default_factory=dict, max_length=8)
+    archs: list[str | int] | None = Field(default=None, min_length=1, max_length=10_000)
+    n: int | None = Field(default=None, ge=1, le=10_000)
+    seed: int = Field(default=0, ge=0)
+    model_ids: list[str] | None = Field(default=None, min_length=1, max_length=10_000)
+    dataset_id: str | None = Field(default=None, max_length=64)
+
+
+class LutProgress(BaseModel):
+    kernels: int
+    done: int
+    failed: int
+    pending: int
+
+
+class LutCalibration(BaseModel):
+    per_kernel_us: float
+    constant_ms: float
+    n_models: int
+    rmse_ms: float | None
+    within_10pct: float | None
+
+
+class LutOut(_Out):
+    id: str
+    name: str
+    device_id: str
+    source: LutSource
+    state: LutState
+    config: RuntimeConfig
+    rules: str
+    space: str | None
+    progress: LutProgress
+    entries: int
+    calibration: LutCalibration | None
+    error: str | None
+    created_at: datetime
+    built_at: datetime | None
+
+
+class LutFormat(StrEnum):
+    json = "json"
+    yaml = "yaml"
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+class PredictorKind(StrEnum):
+    #: The device's newest ready LUT for the runtime (or ``lut_id``).
+    lut = "lut"
+    #: The best predictor the device has (today: its LUT).
+    auto = "auto"
+
+
+class PredictRequest(_In):
+    """Latency of architectures (``space`` + ``archs``) or uploaded models (``model_ids``)."""
+
+    device_id: str = Field(max_length=64)
+    predictor: PredictorKind = PredictorKind.auto
+    lut_id: str | None = Field(default=None, max_length=64)
+    space: str | None = Field(default=None, max_length=50)
+    space_params: dict[str, int] = Field(default_factory=dict, max_length=8)
+    archs: list[str | int] | None = Field(default=None, min_length=1)
+    model_ids: list[str] | None = Field(default=None, min_length=1)
+
+
+class EstimatedOp(BaseModel):
+    """A kernel the LUT has no entry for, estimated by its op type's regression."""
+
+    nodes: list[str]
+    op_type: str
+    key: str
+    latency_us: float
+
+
+class Prediction(BaseModel):
+    #: The arch as given (or the model id).
+    item: str
+    latency_ms: float
+    kernels: int
+    estimated: list[EstimatedOp] = Field(default_factory=list)
+
+
+class PredictOut(BaseModel):
+    device_id: str
+    predictor: PredictorKind
+    #: The LUT's id: which table answered.
+    version: str
+    predictions: list[Prediction]

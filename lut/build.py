@@ -48,9 +48,11 @@ class ProfiledModel:
 
 @dataclass(frozen=True)
 class MicroTiming:
-    """A micro-model's end-to-end timing and the kernel it was cut from."""
+    """A micro-model's end-to-end timing, and what the kernel it was cut from costs."""
 
-    kernel: Kernel
+    op_type: str
+    flops: int
+    bytes_moved: int
     median_ms: float
     iqr_ms: float
     n: int
@@ -130,12 +132,12 @@ def build_from_micro(
     entries = {
         key: LutEntry(
             key=key,
-            op_type=t.kernel.op_type,
+            op_type=t.op_type,
             median_us=t.median_ms * 1e3,
             iqr_us=t.iqr_ms * 1e3,
             n=t.n,
-            flops=t.kernel.cost.flops,
-            bytes_moved=t.kernel.cost.bytes_moved,
+            flops=t.flops,
+            bytes_moved=t.bytes_moved,
         )
         for key, t in timings.items()
     }

@@ -34,11 +34,14 @@ def kernel_graph(graph: OpGraph, kernel: Kernel) -> OpGraph:
     )
 
 
-def unique_kernels(graphs: Iterable[OpGraph], rules: FusionRules) -> dict[str, OpGraph]:
-    """LUT key -> micro-model, for every kernel that costs time, first occurrence kept."""
-    out: dict[str, OpGraph] = {}
+def unique_kernels(
+    graphs: Iterable[OpGraph], rules: FusionRules
+) -> dict[str, tuple[Kernel, OpGraph]]:
+    """LUT key -> (kernel, its micro-model) for every kernel that costs time, first occurrence
+    kept."""
+    out: dict[str, tuple[Kernel, OpGraph]] = {}
     for graph in graphs:
         for kernel in fuse(graph, rules):
             if kernel.costs_time and kernel.key not in out:
-                out[kernel.key] = kernel_graph(graph, kernel)
+                out[kernel.key] = (kernel, kernel_graph(graph, kernel))
     return out

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from typing import Any
 
+from latlab.schemas import LutSource
 from lut.errors import LutError
 
 __all__ = [
@@ -21,13 +21,6 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-
-
-class LutSource(StrEnum):
-    #: Per-op rows of whole models (the runtime's profiler), aggregated per kernel key.
-    measured_ops = "measured-ops"
-    #: One micro-model per kernel key, timed end to end on the device.
-    micro_models = "micro-models"
 
 
 @dataclass(frozen=True)

@@ -33,10 +33,13 @@ from server.errors import install_error_handlers
 from server.jobs import service as jobs_service
 from server.jobs.endpoints import agent_router as jobs_agent_router
 from server.jobs.endpoints import router as jobs_router
+from server.luts import service as luts_service
+from server.luts.endpoints import router as luts_router
 from server.measurements.endpoints import agent_router as measurements_agent_router
 from server.measurements.endpoints import router as measurements_router
 from server.models.endpoints import router as models_router
 from server.notify import JobNotifier
+from server.predict.endpoints import router as predict_router
 
 __all__ = ["create_app"]
 
@@ -66,7 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
         sessions=sessionmaker(engine, expire_on_commit=False),
         blobs=LocalBlobStore(settings.resolved_blob_dir),
         notifier=JobNotifier(),
-        background=BackgroundWork([datasets_service.prepare_next]),
+        background=BackgroundWork([datasets_service.prepare_next, luts_service.advance_next]),
     )
 
     @contextlib.asynccontextmanager
@@ -102,6 +105,8 @@ def create_app(settings: Settings) -> FastAPI:
         measurements_router,
         measurements_agent_router,
         datasets_router,
+        luts_router,
+        predict_router,
     ):
         v1.include_router(router)
     app.include_router(v1)

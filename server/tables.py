@@ -30,6 +30,8 @@ __all__ = [
     "DatasetEntry",
     "Device",
     "Job",
+    "Lut",
+    "LutKernel",
     "Measurement",
     "Model",
     "OpMeasurement",
@@ -241,3 +243,42 @@ class DatasetEntry(Base):
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
     job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), nullable=True, index=True)
     measurement_id: Mapped[int | None] = mapped_column(ForeignKey("measurements.id"), nullable=True)
+
+
+class Lut(Base):
+    """A lookup table for one device and runtime config; the built table is a JSON document
+    (lut.table.LookupTable, its config embedded), written once when it is ready."""
+
+    __tablename__ = "luts"
+    __table_args__ = (Index("ix_luts_device_state", "device_id", "state"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    #: "measured-ops" or "micro-models".
+    source: Mapped[str] = mapped_column(String(16))
+    rules: Mapped[str] = mapped_column(String(50))
+    config: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    #: What to build from: space, archs/n/seed, model_ids, dataset_id (the request).
+    spec: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    space: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    #: preparing -> (measuring ->) ready | failed.
+    state: Mapped[str] = mapped_column(String(16))
+    table: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    built_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class LutKernel(Base):
+    """One micro-model of a LUT: the kernel key it times, its model and its job."""
+
+    __tablename__ = "lut_kernels"
+
+    lut_id: Mapped[str] = mapped_column(ForeignKey("luts.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    op_type: Mapped[str] = mapped_column(String(200))
+    flops: Mapped[int] = mapped_column(BigInteger)
+    bytes_moved: Mapped[int] = mapped_column(BigInteger)
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), index=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from latlab.errors import ModelInvalid
+from latlab.graph import OpGraph
 from latlab.onnx_summary import load_onnx, summarize_onnx
 from latlab.schemas import ModelFormat, ModelOut, ModelSummary
 from server.blobstore import BlobStore
@@ -16,7 +19,12 @@ from server.db import utcnow
 from server.errors import InvalidInput, NotFound
 from server.tables import Model
 
-__all__ = ["get_model", "list_models", "model_out", "store_model"]
+__all__ = ["get_model", "list_models", "model_graph", "model_out", "store_model"]
+
+#: Parsed graphs of stored models, by sha256 (the bytes behind an id never change).
+GRAPH_CACHE_SIZE = 1024
+_graphs: OrderedDict[str, OpGraph] = OrderedDict()
+_graphs_lock = threading.Lock()
 
 
 def store_model(
@@ -70,3 +78,23 @@ def get_model(session: Session, model_id: str) -> Model:
 def list_models(session: Session, limit: int, offset: int) -> list[Model]:
     query = select(Model).order_by(Model.created_at, Model.id).limit(limit).offset(offset)
     return list(session.scalars(query))
+
+
+def model_graph(session: Session, blobs: BlobStore, model_id: str) -> OpGraph:
+    """The stored model as an OpGraph (its node names as the agent's profiler names them)."""
+    with _graphs_lock:
+        if model_id in _graphs:
+            _graphs.move_to_end(model_id)
+            return _graphs[model_id]
+    model = get_model(session, model_id)
+    with blobs.open(model.id) as f:
+        data = f.read()
+    try:
+        graph = OpGraph.from_onnx(load_onnx(data))
+    except ModelInvalid as exc:
+        raise InvalidInput(f"model {model_id}: {exc}") from exc
+    with _graphs_lock:
+        _graphs[model_id] = graph
+        while len(_graphs) > GRAPH_CACHE_SIZE:
+            _graphs.popitem(last=False)
+    return graph
