@@ -1,4 +1,4 @@
-"""Progress bars for long work the server does (campaigns), drawn with tqdm."""
+"""Progress bars for long work the server does (campaigns, LUTs), drawn with tqdm."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import TextIO
 from tqdm import tqdm
 
 from latlab.client import Client
-from latlab.schemas import DatasetOut
+from latlab.schemas import DatasetOut, LutOut
 
-__all__ = ["follow_dataset"]
+__all__ = ["follow_dataset", "follow_lut"]
 
 
 def follow_dataset(
@@ -38,3 +38,27 @@ def follow_dataset(
             bar.update(p.done + p.failed - bar.n)
 
         return client.wait_dataset(dataset_id, timeout_s=timeout_s, poll_s=poll_s, on_progress=show)
+
+
+def follow_lut(
+    client: Client,
+    lut_id: str,
+    *,
+    timeout_s: float,
+    poll_s: float = 1.0,
+    file: TextIO | None = None,
+) -> LutOut:
+    """Wait until a LUT is ready or failed, showing its micro-models measured (a LUT built
+    from stored per-op rows has none to wait for)."""
+    with tqdm(
+        desc=f"lut {lut_id[:8]}", unit="kernel", file=file or sys.stderr, dynamic_ncols=True
+    ) as bar:
+
+        def show(lut: LutOut) -> None:
+            p = lut.progress
+            if bar.total != p.kernels:
+                bar.reset(total=p.kernels)
+            bar.set_postfix(state=lut.state.value, failed=p.failed, refresh=False)
+            bar.update(p.done + p.failed - bar.n)
+
+        return client.wait_lut(lut_id, timeout_s=timeout_s, poll_s=poll_s, on_progress=show)

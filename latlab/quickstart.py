@@ -2,7 +2,9 @@
 
 An embedded server on SQLite and a local CPU agent; a campaign of NAS-Bench-201 archs
 exported to ONNX, timed with the measurement protocol and profiled per op; the dataset
-exported as LatBench pickles, Parquet tables and CSV; a summary table at the end.
+exported as LatBench pickles, Parquet tables and CSV; LUTs built from half of the archs (from
+their per-op rows, and from micro-models timed on the agent) and checked on the other half
+next to a FLOPs-only baseline.
 """
 
 from __future__ import annotations
@@ -17,16 +19,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
 from pydantic import SecretStr
 
 from agent.config import AgentSettings
 from agent.main import connect_agent
 from latlab.client import Client
+from latlab.metrics import RegressionMetrics, regression_metrics, spearman
 from latlab.opkey import graph_cost
-from latlab.progress import follow_dataset
-from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut, RuntimeConfig
+from latlab.progress import follow_dataset, follow_lut
+from latlab.schemas import (
+    DatasetCreate,
+    DatasetFormat,
+    DatasetOut,
+    LutCreate,
+    LutSource,
+    LutState,
+    RuntimeConfig,
+)
 from latlab.spaces import get_space
-from latlab.stats import spearman
 from server.config import Settings
 from server.embedded import EmbeddedServer
 
@@ -38,12 +49,15 @@ DEFAULT_ARCHS = 40
 SPACE = "nb201"
 #: Rows of the summary table: the fastest and the slowest archs.
 SHOWN = 5
+#: Micro-models are single kernels of microseconds: a shorter protocol is plenty (seconds).
+MICRO_WARMUP_S, MICRO_TIMED_S = 0.2, 0.5
 
 
 @dataclass(frozen=True)
 class ArchResult:
     index: int
     arch: str
+    model_id: str
     macs: int
     median_ms: float
     p10_ms: float
@@ -53,10 +67,18 @@ class ArchResult:
 
 
 @dataclass(frozen=True)
+class Accuracy:
+    predictor: str
+    built_from: str
+    metrics: RegressionMetrics
+
+
+@dataclass(frozen=True)
 class QuickstartResult:
     dataset: DatasetOut
     archs: list[ArchResult]
     exports: dict[DatasetFormat, Path]
+    accuracy: list[Accuracy]
 
 
 def run_quickstart(
@@ -105,12 +127,14 @@ def run_quickstart(
                 print(f"agent    {device.name} ({d.cpu_model}, {d.cpu_cores} cores)", file=out)
                 dataset = _measure(client, device.id, config, n_archs, seed, out)
                 exports = _export(client, dataset, root / "exports", out)
+                archs = _results(exports[DatasetFormat.parquet])
+                accuracy = _lut_accuracy(client, device.id, config, archs, out)
         finally:
             stop.set()
             worker.join(timeout=60)
             agent.client.close()
-    archs = _results(exports[DatasetFormat.parquet])
     print(_render(archs), file=out)
+    print(_render_accuracy(accuracy, len(archs)), file=out)
     print(
         f"\n{len(archs)} {SPACE} archs measured in {time.monotonic() - t0:.1f} s; data in {root}/",
         file=out,
@@ -120,7 +144,7 @@ def run_quickstart(
         f"LATLAB_API_KEY=<api_key in {root}/credentials.json> latlab dataset status",
         file=out,
     )
-    return QuickstartResult(dataset=dataset, archs=archs, exports=exports)
+    return QuickstartResult(dataset=dataset, archs=archs, exports=exports, accuracy=accuracy)
 
 
 def _measure(
@@ -174,10 +198,12 @@ def _results(parquet_zip: Path) -> list[ArchResult]:
 
     with zipfile.ZipFile(parquet_zip) as archive:
         measurements = pq.read_table(io.BytesIO(archive.read("measurements.parquet"))).to_pylist()
+        models = pq.read_table(io.BytesIO(archive.read("archs.parquet"))).to_pylist()
         ops = pq.read_table(io.BytesIO(archive.read("op_measurements.parquet"))).to_pylist()
     ops_us: dict[int, float] = {}
     for op in ops:
         ops_us[op["measurement_id"]] = ops_us.get(op["measurement_id"], 0.0) + op["dur_us"]
+    model_of = {a["arch"]: a["model_id"] for a in models}
     space = get_space(SPACE)
     results = []
     for m in measurements:
@@ -186,6 +212,7 @@ def _results(parquet_zip: Path) -> list[ArchResult]:
             ArchResult(
                 index=arch.index,
                 arch=m["arch"],
+                model_id=model_of[m["arch"]],
                 macs=graph_cost(space.graph(arch)).macs,
                 median_ms=m["median_ms"],
                 p10_ms=m["p10_ms"],
@@ -216,4 +243,68 @@ def _render(archs: list[ArchResult]) -> str:
         f"\nlatency {archs[0].median_ms:.3f}..{archs[-1].median_ms:.3f} ms; "
         f"Spearman rho(MACs, latency) = {rho:.3f}"
     )
+    return "\n".join(lines)
+
+
+def _lut_accuracy(
+    client: Client, device_id: str, config: RuntimeConfig, archs: list[ArchResult], out: TextIO
+) -> list[Accuracy]:
+    """LUTs from every other arch (by index), checked on the rest, with a FLOPs-only line."""
+    by_index = sorted(archs, key=lambda r: r.index)
+    train, test = by_index[0::2], by_index[1::2]
+    train_ids = [r.model_id for r in train]
+    true_ms = [r.median_ms for r in test]
+    micro_config = config.model_copy(
+        update={
+            "warmup_s": min(config.warmup_s, MICRO_WARMUP_S),
+            "timed_s": min(config.timed_s, MICRO_TIMED_S),
+            "profile_ops": False,
+        }
+    )
+    print(
+        f"luts     from {len(train)} archs: their per-op rows, and one micro-model per kernel "
+        f"timed on the agent (warm-up {micro_config.warmup_s} s, timed {micro_config.timed_s} s)",
+        file=out,
+        flush=True,
+    )
+    results = []
+    for source, lut_config in (
+        (LutSource.measured_ops, config),
+        (LutSource.micro_models, micro_config),
+    ):
+        lut = client.create_lut(
+            LutCreate(device_id=device_id, source=source, config=lut_config, model_ids=train_ids)
+        )
+        lut = follow_lut(client, lut.id, timeout_s=3600, file=out)
+        if lut.state != LutState.ready:
+            raise RuntimeError(f"LUT {lut.id} {lut.state.value}: {lut.error}")
+        predicted = client.predict(device_id, model_ids=[r.model_id for r in test], lut_id=lut.id)
+        results.append(
+            Accuracy(
+                f"LUT {source.value}",
+                f"{lut.entries} kernels of {len(train)} archs",
+                regression_metrics([p.latency_ms for p in predicted.predictions], true_ms),
+            )
+        )
+    slope, intercept = np.polyfit([r.macs for r in train], [r.median_ms for r in train], 1)
+    baseline = [slope * r.macs + intercept for r in test]
+    results.append(
+        Accuracy("FLOPs-linear", f"{len(train)} archs", regression_metrics(baseline, true_ms))
+    )
+    return results
+
+
+def _render_accuracy(results: list[Accuracy], n_archs: int) -> str:
+    n_test = results[0].metrics.n if results else 0
+    lines = [
+        f"\nlatency predictors on the {n_test} held-out archs of {n_archs} "
+        "(within 10%: |pred - true| / true <= 0.10, nn-Meter's convention)",
+        f"{'predictor':<22}{'built from':<28}{'within 10%':>11}{'MAPE':>8}{'RMSE ms':>9}{'Spearman':>10}",
+    ]
+    for r in results:
+        m = r.metrics
+        lines.append(
+            f"{r.predictor:<22}{r.built_from:<28}{100 * m.within_10pct:>10.0f}%"
+            f"{100 * m.mape:>7.1f}%{m.rmse_ms:>9.3f}{m.spearman:>10.3f}"
+        )
     return "\n".join(lines)

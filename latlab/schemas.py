@@ -482,8 +482,9 @@ class LutCreate(_In):
 
     ``measured-ops``: from the per-op rows of models already measured on the device with this
     runtime config (all of them, or those of ``dataset_id`` / ``model_ids``). ``micro-models``:
-    from one micro-model per kernel of ``n`` archs sampled from ``space`` (or of ``archs``, or
-    of ``model_ids``), timed on the device; calibrated on whole models measured there.
+    from one micro-model per kernel of ``n`` archs sampled from ``space`` (or of ``archs``)
+    and of ``model_ids``, timed on the device. Both are calibrated on whole models measured on
+    the device with this runtime config: ``model_ids`` / ``dataset_id`` when given, else all.
     """
 
     name: Name | None = None

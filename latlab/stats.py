@@ -8,7 +8,7 @@ import numpy as np
 
 from latlab.schemas import LatencyStats
 
-__all__ = ["latency_stats", "spearman"]
+__all__ = ["latency_stats"]
 
 
 def latency_stats(samples_ms: Sequence[float]) -> LatencyStats:
@@ -34,28 +34,3 @@ def latency_stats(samples_ms: Sequence[float]) -> LatencyStats:
         p99_ms=float(p99),
         iqr_ms=float(p75 - p25),
     )
-
-
-def _ranks(values: Sequence[float]) -> np.ndarray:
-    """Ranks 0..n-1, ties sharing their mean rank."""
-    a = np.asarray(values, dtype=np.float64)
-    order = np.argsort(a, kind="stable")
-    ranks = np.empty(a.size, dtype=np.float64)
-    ranks[order] = np.arange(a.size, dtype=np.float64)
-    _, inverse, counts = np.unique(a, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=ranks)
-    return np.asarray(sums[inverse] / counts[inverse])
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's rank correlation (Pearson's r of the tie-averaged ranks); nan if either
-    side is constant or there are fewer than two pairs."""
-    if len(x) != len(y):
-        raise ValueError("spearman needs two sequences of the same length")
-    if len(x) < 2:
-        return float("nan")
-    rx, ry = _ranks(x), _ranks(y)
-    rx -= rx.mean()
-    ry -= ry.mean()
-    denominator = float(np.sqrt((rx * rx).sum() * (ry * ry).sum()))
-    return float((rx * ry).sum() / denominator) if denominator else float("nan")

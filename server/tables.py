@@ -278,6 +278,8 @@ class LutKernel(Base):
     lut_id: Mapped[str] = mapped_column(ForeignKey("luts.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(1000), primary_key=True)
     op_type: Mapped[str] = mapped_column(String(200))
+    #: The micro-model's first node: the profiler row that computes it times the kernel.
+    anchor: Mapped[str] = mapped_column(String(1000))
     flops: Mapped[int] = mapped_column(BigInteger)
     bytes_moved: Mapped[int] = mapped_column(BigInteger)
     model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), index=True)

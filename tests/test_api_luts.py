@@ -100,9 +100,9 @@ def test_a_lut_from_micro_models_measures_each_kernel_once_on_the_device(
     p = lut.progress
     assert p.kernels == p.done == lut.entries > 10 and p.failed == p.pending == 0
     assert lut.calibration is not None and lut.calibration.n_models == 6  # the whole models only
-    jobs = client.jobs(limit=1000)
-    micro_jobs = [j for j in jobs if not j.config.profile_ops]
-    assert len(micro_jobs) == p.kernels
+    assert len(client.jobs(limit=1000)) == 6 + p.kernels  # the campaign's, then one per kernel
+    meta = json.loads(client.export_lut(lut.id, LutFormat.json))["meta"]
+    assert meta["micro_timing"] == {"profiled-kernel": p.kernels}
 
     out = client.predict(device_id, space="nb201", archs=ARCHS, lut_id=lut.id)
     assert out.version == lut.id and all(x.latency_ms > 0 for x in out.predictions)

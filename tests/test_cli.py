@@ -158,3 +158,45 @@ def test_dataset_build_follow_export_and_import_back(
     assert missing.returncode == 1 and "nope.pickle" in missing.stderr
     no_archs = latlab("dataset", "build", "--space", "nb201", "--device", "x", url=live_server.url)
     assert no_archs.returncode == 2 and "--n" in no_archs.stderr
+
+
+def test_lut_build_show_export_and_predict(
+    live_server: EmbeddedServer, client: Client, tmp_path: Path
+) -> None:
+    from latlab.schemas import DatasetCreate, RuntimeConfig
+    from tests.test_e2e import start_agent
+
+    agent = start_agent(live_server.url, tmp_path, name="cli-lut")
+    try:
+        device = client.devices()[0]
+        fast = RuntimeConfig(warmup_runs=1, warmup_s=0, timed_runs=3, timed_s=0, profile_runs=2)
+        body = DatasetCreate(name="d", space="nb201", n=3, device_ids=[device.id], config=fast)
+        client.wait_dataset(client.create_dataset(body).id, timeout_s=120)
+    finally:
+        agent.close()
+
+    built = latlab(
+        "lut", "build", "--device", device.id, "--source", "measured-ops", "--wait",
+        url=live_server.url,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert "measured-ops ready" in built.stdout and "3 models" in built.stdout
+    lut_id = built.stdout.split()[0]
+
+    shown = latlab("lut", "show", url=live_server.url)
+    assert shown.returncode == 0 and lut_id in shown.stdout
+
+    exported = latlab("lut", "export", lut_id, "--format", "yaml", url=live_server.url)
+    assert exported.returncode == 0 and "count:" in exported.stdout and "mean:" in exported.stdout
+
+    predicted = latlab(
+        "lut", "predict", "--device", device.id, "11791", "3,3,4,1,3,1", url=live_server.url
+    )
+    assert predicted.returncode == 0, predicted.stderr
+    lines = [line for line in predicted.stdout.splitlines() if not line.startswith("#")]
+    assert len(lines) == 2 and all(float(line.split()[0]) > 0 for line in lines)
+
+    bad = latlab("lut", "predict", "--device", device.id, "|bad~0|", url=live_server.url)
+    assert bad.returncode == 1 and "NAS-Bench-201" in bad.stderr
+    usage = latlab("lut", "build", "--device", device.id, url=live_server.url)
+    assert usage.returncode == 2 and "--space" in usage.stderr

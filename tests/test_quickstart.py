@@ -34,4 +34,12 @@ def test_quickstart_measures_a_nb201_sample_and_exports_it(tmp_path: Path) -> No
         [r.median_ms for r in result.archs]
     )
     assert result.exports[DatasetFormat.csv].read_text().count("\n") == 7
+    # LUTs from 3 archs, checked on the other 3, beside the FLOPs line
+    assert [a.predictor for a in result.accuracy] == [
+        "LUT measured-ops",
+        "LUT micro-models",
+        "FLOPs-linear",
+    ]
+    assert all(a.metrics.n == 3 and a.metrics.rmse_ms >= 0 for a in result.accuracy)
+    assert "held-out archs" in text and "within 10%" in text
     assert (tmp_path / "qs" / "latlab.db").is_file()

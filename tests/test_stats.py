@@ -6,9 +6,8 @@ import math
 
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
-from latlab.stats import latency_stats, spearman
+from latlab.stats import latency_stats
 from tests.strategies import latency_samples_ms
 
 
@@ -43,22 +42,3 @@ def test_constant_samples_have_no_spread(samples: list[float]) -> None:
 def test_empty_or_non_finite_samples_are_an_error(bad: list[float]) -> None:
     with pytest.raises(ValueError):
         latency_stats(bad)
-
-
-def test_spearman_of_written_out_rankings() -> None:
-    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
-    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
-    # ties share their mean rank: ranks (0, 1.5, 1.5, 3) vs (0, 1, 2, 3)
-    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(0.9486832980505138)
-    assert math.isnan(spearman([1, 1, 1], [1, 2, 3])) and math.isnan(spearman([1], [2]))
-
-
-@given(st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=50))
-def test_spearman_sees_only_the_order(values: list[float]) -> None:
-    same = spearman(values, values)
-    if math.isnan(same):  # all values equal
-        assert len(set(values)) == 1
-        return
-    assert same == pytest.approx(1.0)
-    assert spearman(values, [2 * v for v in values]) == pytest.approx(1.0)  # exact in floats
-    assert spearman(values, [-v for v in values]) == pytest.approx(-1.0)

@@ -16,6 +16,7 @@ __all__ = [
     "add_runtime_flags",
     "add_user_flags",
     "client_from",
+    "int_params",
     "kv",
     "ms",
     "runtime_config",
@@ -50,6 +51,15 @@ def kv(items: Sequence[str] | None, what: str) -> dict[str, str]:
             raise UsageError(f"{what} must look like KEY=VALUE, got {item!r}")
         out[key] = value
     return out
+
+
+def int_params(items: Sequence[str] | None, what: str = "--param") -> dict[str, int]:
+    """``KEY=INT`` flags (a search space's parameters)."""
+    params = kv(items, what)
+    try:
+        return {k: int(v) for k, v in params.items()}
+    except ValueError:
+        raise UsageError(f"{what} values are integers, got {params}") from None
 
 
 def table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:

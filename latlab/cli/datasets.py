@@ -11,6 +11,7 @@ from latlab.cli.common import (
     add_runtime_flags,
     add_user_flags,
     client_from,
+    int_params,
     kv,
     runtime_config,
     table,
@@ -40,14 +41,6 @@ def _archs(args: argparse.Namespace) -> list[str | int] | None:
     return archs or None
 
 
-def _space_params(args: argparse.Namespace) -> dict[str, int]:
-    params = kv(args.param, "--param")
-    try:
-        return {k: int(v) for k, v in params.items()}
-    except ValueError:
-        raise UsageError(f"--param values are integers, got {params}") from None
-
-
 def cmd_build(args: argparse.Namespace) -> int:
     archs = _archs(args)
     if (archs is None) == (args.n is None):
@@ -60,7 +53,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     body = DatasetCreate(
         name=args.name or f"{args.space}-{args.n or len(archs or [])}",
         space=args.space,
-        space_params=_space_params(args),
+        space_params=int_params(args.param),
         archs=archs,
         n=args.n,
         seed=args.seed,
@@ -120,7 +113,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    params = _space_params(args)
+    params = int_params(args.param)
     with client_from(args) as client:
         dataset = client.import_dataset(
             args.files,

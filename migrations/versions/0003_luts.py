@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("lut_id", sa.String(length=32), nullable=False),
         sa.Column("key", sa.String(length=1000), nullable=False),
         sa.Column("op_type", sa.String(length=200), nullable=False),
+        sa.Column("anchor", sa.String(length=1000), nullable=False),
         sa.Column("flops", sa.BigInteger(), nullable=False),
         sa.Column("bytes_moved", sa.BigInteger(), nullable=False),
         sa.Column("model_id", sa.String(length=64), nullable=False),

@@ -363,7 +363,7 @@ def _queue_micro_models(session: Session, blobs: BlobStore, settings: Settings, 
     micro = unique_kernels(_kernel_source_graphs(session, blobs, lut), rules_for(lut.rules))
     if not micro:
         raise LutError("the given archs or models have no kernel that costs time")
-    config = RuntimeConfig.model_validate(lut.config).model_copy(update={"profile_ops": False})
+    config = RuntimeConfig.model_validate(lut.config)
     work_dir = settings.upload_dir
     work_dir.mkdir(parents=True, exist_ok=True)
     for key, (kernel, graph) in micro.items():
@@ -380,6 +380,7 @@ def _queue_micro_models(session: Session, blobs: BlobStore, settings: Settings, 
                 lut_id=lut.id,
                 key=key,
                 op_type=kernel.op_type,
+                anchor=kernel.nodes[0],
                 flops=kernel.cost.flops,
                 bytes_moved=kernel.cost.bytes_moved,
                 model_id=model.id,
@@ -404,27 +405,45 @@ def _pending_micro_jobs(session: Session, lut_id: str) -> int:
     )
 
 
+def _micro_timing(session: Session, kernel: LutKernel, m: Measurement) -> tuple[MicroTiming, str]:
+    """The kernel's time in its micro-model: the profiler's row(s) computing its first node
+    when the runtime profiled it (a micro-model also runs layout conversions, and the runtime
+    may leave apart what it fuses inside a network: an Add whose other input is a graph
+    input), else the end-to-end median (the calibration takes out the per-call cost)."""
+    anchored = [
+        (dur_us, n)
+        for dur_us, n, sources in session.execute(
+            select(OpMeasurement.dur_us, OpMeasurement.n, OpMeasurement.source_nodes).where(
+                OpMeasurement.measurement_id == m.id
+            )
+        )
+        if kernel.anchor in sources
+    ]
+    if anchored:
+        median_ms, iqr_ms = sum(d for d, _ in anchored) / 1e3, 0.0
+        n, kind = min(n for _, n in anchored), "profiled-kernel"
+    else:
+        median_ms, iqr_ms, n, kind = m.median_ms, m.iqr_ms or 0.0, m.n, "end-to-end"
+    timing = MicroTiming(kernel.op_type, kernel.flops, kernel.bytes_moved, median_ms, iqr_ms, n)
+    return timing, kind
+
+
 def _assemble_micro(session: Session, blobs: BlobStore, lut: Lut) -> LookupTable:
     timings: dict[str, MicroTiming] = {}
+    how: dict[str, int] = {}
     rows = session.execute(
         select(LutKernel, Measurement)
         .join(Measurement, Measurement.job_id == LutKernel.job_id)
         .where(LutKernel.lut_id == lut.id)
     )
     for kernel, m in rows:
-        timings[kernel.key] = MicroTiming(
-            op_type=kernel.op_type,
-            flops=kernel.flops,
-            bytes_moved=kernel.bytes_moved,
-            median_ms=m.median_ms,
-            iqr_ms=m.iqr_ms or 0.0,
-            n=m.n,
-        )
+        timings[kernel.key], kind = _micro_timing(session, kernel, m)
+        how[kind] = how.get(kind, 0) + 1
     if not timings:
         raise LutError("every micro-model failed on the device; see its jobs")
     config = RuntimeConfig.model_validate(lut.config)
     spec = lut.spec
-    whole = _profiled(session, lut.device_id, config, None, spec.get("dataset_id"))
+    whole = _profiled(session, lut.device_id, config, spec.get("model_ids"), spec.get("dataset_id"))
     calibration = [
         (model_graph(session, blobs, m.model_id), m.median_ms)
         for m in whole
@@ -437,5 +456,5 @@ def _assemble_micro(session: Session, blobs: BlobStore, lut: Lut) -> LookupTable
         timings,
         rules_for(lut.rules),
         calibration,
-        _meta(lut, micro_models=len(timings), failed_micro_models=failed),
+        _meta(lut, micro_models=len(timings), failed_micro_models=failed, micro_timing=how),
     )
