@@ -27,7 +27,7 @@ class AgentSettings(BaseSettings):
     cooldown_s: float = Field(default=0.0, ge=0)
     #: Longest pause between retries when the server fails or cannot be reached.
     max_backoff_s: float = Field(default=30.0, gt=0)
-    #: How long a finished result is retried when the server cannot take it.
+    #: How long a finished result (or a model download) is retried when the server is away.
     deliver_timeout_s: float = Field(default=600.0, gt=0)
     #: Labels the device advertises (``{"lab": "rack-2"}``); selectors match ``labels.KEY``.
     labels: dict[str, str] = Field(default_factory=dict)

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 import latlab
@@ -121,7 +122,7 @@ class Agent:
             lease.finish()
             self._report_failure(job, str(exc))
             return
-        except ApiError as exc:  # the model could not be downloaded
+        except ApiError as exc:  # the server refused the model (not there, or corrupt)
             lease.finish()
             self._report_failure(job, f"model download failed: {exc}")
             return
@@ -137,12 +138,26 @@ class Agent:
         runner = self.runners.get(job.config.runtime.value)
         if runner is None:
             raise RunnerUnavailable(f"this agent has no {job.config.runtime.value} runner")
-        path = self.cache.fetch(self.client, job.model_id, job.model_format)
 
         def should_stop() -> bool:
             return self.stop.is_set() or lease.lost.is_set()
 
+        path = self._fetch(job, should_stop)
         return runner.time(path, job.config, should_stop)
+
+    def _fetch(self, job: ClaimedJob, should_stop: Callable[[], bool]) -> Path:
+        """The model file; a server that is away (restarting) is waited for with backoff while
+        the lease holds, for up to ``deliver_timeout_s``, not reported as a failed job."""
+        deadline = time.monotonic() + self.settings.deliver_timeout_s
+        while True:
+            try:
+                return self.cache.fetch(self.client, job.model_id, job.model_format)
+            except ApiError as exc:
+                if not _retryable(exc) or time.monotonic() > deadline:
+                    raise
+                if should_stop():
+                    raise Interrupted("stopped while waiting to download the model") from exc
+                self.stop.wait(self._next_backoff_s("model download", exc))
 
     def _upload(self, job: ClaimedJob, timing: Timing) -> None:
         body = MeasurementIn(

@@ -17,37 +17,17 @@ of its own (``latlab agent``, as deployed). Prints:
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from pydantic import SecretStr
+from _lab import local_lab
 
 from latlab.client import Client
 from latlab.progress import follow_dataset
 from latlab.schemas import DatasetCreate, MeasurementOut, RuntimeConfig
-from server.config import Settings
-from server.embedded import EmbeddedServer
-
-LATLAB = str(Path(sys.executable).with_name("latlab"))
-
-
-def start_agent(url: str, enroll_key: str, work: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "LATLAB_AGENT_SERVER_URL": url,
-        "LATLAB_AGENT_ENROLL_KEY": enroll_key,
-        "LATLAB_AGENT_NAME": "bench-cpu",
-        "LATLAB_AGENT_STATE_FILE": str(work / "agent.json"),
-        "LATLAB_AGENT_CACHE_DIR": str(work / "agent-cache"),
-        "LATLAB_AGENT_CLAIM_WAIT_S": "5",
-    }
-    return subprocess.Popen([LATLAB, "agent"], env=env, stdout=subprocess.DEVNULL)
 
 
 def all_measurements(client: Client, device_id: str) -> list[MeasurementOut]:
@@ -69,39 +49,22 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="latlab-bench-"))
     api_key, enroll_key = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-    settings = Settings(
-        data_dir=work,
-        database_url=args.database_url,
-        api_keys=[SecretStr(api_key)],
-        enroll_key=SecretStr(enroll_key),
-    )
     config = RuntimeConfig(profile_ops=not args.no_profile)
-    with EmbeddedServer(settings) as server, Client(server.url, api_key) as client:
-        agent = start_agent(server.url, enroll_key, work)
-        try:
-            deadline = time.monotonic() + 60
-            while not client.devices():
-                if agent.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the agent did not register")
-                time.sleep(0.2)
-            device = client.devices()[0]
-            t0 = time.monotonic()
-            dataset = client.create_dataset(
-                DatasetCreate(
-                    name=f"bench-nb201-{args.n}",
-                    space="nb201",
-                    n=args.n,
-                    seed=args.seed,
-                    device_ids=[device.id],
-                    config=config,
-                )
+    with local_lab(work, api_key, enroll_key, args.database_url) as (client, device, settings):
+        t0 = time.monotonic()
+        dataset = client.create_dataset(
+            DatasetCreate(
+                name=f"bench-nb201-{args.n}",
+                space="nb201",
+                n=args.n,
+                seed=args.seed,
+                device_ids=[device.id],
+                config=config,
             )
-            done = follow_dataset(client, dataset.id, timeout_s=24 * 3600, poll_s=0.5)
-            wall_s = time.monotonic() - t0
-            rows = all_measurements(client, device.id)
-        finally:
-            agent.terminate()
-            agent.wait(timeout=60)
+        )
+        done = follow_dataset(client, dataset.id, timeout_s=24 * 3600, poll_s=0.5)
+        wall_s = time.monotonic() - t0
+        rows = all_measurements(client, device.id)
 
     protocol_s = [(m.warmup.total_ms + sum(m.samples_ms or [])) / 1e3 for m in rows]
     runner_s = [m.timing_wall_s for m in rows]

@@ -20,17 +20,14 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import secrets
-import subprocess
-import sys
 import tempfile
 import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
-from pydantic import SecretStr
+from _lab import local_lab
 
 from latlab.client import Client
 from latlab.metrics import RegressionMetrics, regression_metrics
@@ -38,10 +35,7 @@ from latlab.opkey import graph_cost
 from latlab.progress import follow_dataset, follow_lut
 from latlab.schemas import DatasetCreate, DatasetFormat, LutCreate, LutSource, RuntimeConfig
 from latlab.spaces import get_space
-from server.config import Settings
-from server.embedded import EmbeddedServer
 
-LATLAB = str(Path(sys.executable).with_name("latlab"))
 CONFIG = RuntimeConfig()
 #: Micro-models are microsecond kernels: a shorter protocol (same runtime identity).
 MICRO_CONFIG = CONFIG.model_copy(update={"warmup_s": 0.2, "timed_s": 0.5})
@@ -55,18 +49,6 @@ def credentials(root: Path) -> tuple[str, str]:
     return api_key, enroll_key
 
 
-def start_agent(url: str, enroll_key: str, root: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "LATLAB_AGENT_SERVER_URL": url,
-        "LATLAB_AGENT_ENROLL_KEY": enroll_key,
-        "LATLAB_AGENT_NAME": "bench-cpu",
-        "LATLAB_AGENT_STATE_FILE": str(root / "agent.json"),
-        "LATLAB_AGENT_CACHE_DIR": str(root / "agent-cache"),
-    }
-    return subprocess.Popen([LATLAB, "agent"], env=env, stdout=subprocess.DEVNULL)
-
-
 def measured_archs(client: Client, dataset_id: str) -> list[tuple[str, str, float]]:
     """(arch, model_id, median_ms) in the campaign's sample order, from its Parquet export."""
     import pyarrow.parquet as pq
@@ -76,6 +58,39 @@ def measured_archs(client: Client, dataset_id: str) -> list[tuple[str, str, floa
         measured = pq.read_table(io.BytesIO(z.read("measurements.parquet"))).to_pylist()
     median = {m["arch"]: m["median_ms"] for m in measured}
     return [(a["arch"], a["model_id"], median[a["arch"]]) for a in archs if a["arch"] in median]
+
+
+def lut_result(
+    client: Client,
+    device_id: str,
+    source: LutSource,
+    config: RuntimeConfig,
+    train_ids: list[str],
+    test: list[tuple[str, str, float]],
+    true_ms: list[float],
+) -> tuple[str, str, RegressionMetrics, str]:
+    """Build a LUT from the training models, score it on the test models."""
+    t0 = time.monotonic()
+    lut = client.create_lut(
+        LutCreate(device_id=device_id, source=source, config=config, model_ids=train_ids)
+    )
+    lut = follow_lut(client, lut.id, timeout_s=24 * 3600)
+    build_s = time.monotonic() - t0
+    if lut.state != "ready" or lut.calibration is None:
+        raise SystemExit(f"LUT {lut.id} {lut.state}: {lut.error}")
+    t0 = time.monotonic()
+    out = client.predict(device_id, model_ids=[m for _, m, _ in test], lut_id=lut.id)
+    predict_s = time.monotonic() - t0
+    estimated = sum(1 for p in out.predictions if p.estimated)
+    cal = lut.calibration
+    return (
+        f"LUT {source.value}",
+        f"{lut.entries} kernels, {len(train_ids)} archs",
+        regression_metrics([p.latency_ms for p in out.predictions], true_ms),
+        f"calibration {cal.per_kernel_us:+.3f} us/kernel, {cal.constant_ms:+.4f} ms; "
+        f"built in {build_s:.1f} s; {len(test)} predictions in {predict_s:.2f} s; "
+        f"{estimated} archs with estimated kernels",
+    )
 
 
 def row(name: str, built_from: str, m: RegressionMetrics) -> str:
@@ -98,82 +113,41 @@ def main() -> None:
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="latlab-lut-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     api_key, enroll_key = credentials(root)
-    settings = Settings(
-        data_dir=root, api_keys=[SecretStr(api_key)], enroll_key=SecretStr(enroll_key)
-    )
     name = f"lut-bench-nb201-{args.n}-seed{args.seed}"
-    with EmbeddedServer(settings) as server, Client(server.url, api_key) as client:
-        agent = start_agent(server.url, enroll_key, root)
-        try:
-            deadline = time.monotonic() + 60
-            while not client.devices():
-                if agent.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the agent did not register")
-                time.sleep(0.2)
-            device = client.devices()[0]
-            existing = [d for d in client.datasets() if d.name == name]
-            if existing:
-                dataset = existing[0]
-                print(f"reusing dataset {dataset.id} ({dataset.progress.done} measured)")
-            else:
-                body = DatasetCreate(
-                    name=name,
-                    space="nb201",
-                    n=args.n,
-                    seed=args.seed,
-                    device_ids=[device.id],
-                    config=CONFIG,
-                )
-                dataset = client.create_dataset(body)
-            follow_dataset(client, dataset.id, timeout_s=24 * 3600)
-            archs = measured_archs(client, dataset.id)
-            train, test = archs[: args.train], archs[args.train :]
-            train_ids = [model_id for _, model_id, _ in train]
-            true_ms = [ms for _, _, ms in test]
-            space = get_space("nb201")
-            results = []
-            timings = {}
+    with local_lab(root, api_key, enroll_key) as (client, device, _):
+        existing = [d for d in client.datasets() if d.name == name]
+        if existing:
+            dataset = existing[0]
+            print(f"reusing dataset {dataset.id} ({dataset.progress.done} measured)")
+        else:
+            body = DatasetCreate(
+                name=name,
+                space="nb201",
+                n=args.n,
+                seed=args.seed,
+                device_ids=[device.id],
+                config=CONFIG,
+            )
+            dataset = client.create_dataset(body)
+        follow_dataset(client, dataset.id, timeout_s=24 * 3600)
+        archs = measured_archs(client, dataset.id)
+        train, test = archs[: args.train], archs[args.train :]
+        train_ids = [model_id for _, model_id, _ in train]
+        true_ms = [ms for _, _, ms in test]
+        results = [
+            lut_result(client, device.id, source, config, train_ids, test, true_ms)
             for source, config in (
                 (LutSource.measured_ops, CONFIG),
                 (LutSource.micro_models, MICRO_CONFIG),
-            ):
-                t0 = time.monotonic()
-                lut = client.create_lut(
-                    LutCreate(
-                        device_id=device.id, source=source, config=config, model_ids=train_ids
-                    )
-                )
-                lut = follow_lut(client, lut.id, timeout_s=24 * 3600)
-                timings[source] = time.monotonic() - t0
-                if lut.state != "ready":
-                    raise SystemExit(f"LUT {lut.id} {lut.state}: {lut.error}")
-                t0 = time.monotonic()
-                out = client.predict(device.id, model_ids=[m for _, m, _ in test], lut_id=lut.id)
-                predict_s = time.monotonic() - t0
-                estimated = sum(1 for p in out.predictions if p.estimated)
-                cal = lut.calibration
-                assert cal is not None
-                results.append(
-                    (
-                        f"LUT {source.value}",
-                        f"{lut.entries} kernels, {len(train)} archs",
-                        regression_metrics([p.latency_ms for p in out.predictions], true_ms),
-                        f"calibration {cal.per_kernel_us:+.3f} us/kernel, {cal.constant_ms:+.4f} ms; "
-                        f"built in {timings[source]:.1f} s; {len(test)} predictions in {predict_s:.2f} s; "
-                        f"{estimated} archs with estimated kernels",
-                    )
-                )
-            macs = {arch: graph_cost(space.graph(space.parse(arch))).macs for arch, _, _ in archs}
-            slope, intercept = np.polyfit(
-                [macs[a] for a, _, _ in train], [ms for _, _, ms in train], 1
             )
-            baseline = [slope * macs[a] + intercept for a, _, _ in test]
-            results.append(
-                ("FLOPs-linear", f"{len(train)} archs", regression_metrics(baseline, true_ms), "")
-            )
-        finally:
-            agent.terminate()
-            agent.wait(timeout=60)
+        ]
+    space = get_space("nb201")
+    macs = {arch: graph_cost(space.graph(space.parse(arch))).macs for arch, _, _ in archs}
+    slope, intercept = np.polyfit([macs[a] for a, _, _ in train], [ms for _, _, ms in train], 1)
+    baseline = [slope * macs[a] + intercept for a, _, _ in test]
+    results.append(
+        ("FLOPs-linear", f"{len(train)} archs", regression_metrics(baseline, true_ms), "")
+    )
 
     print(
         f"\nLUT accuracy: {len(archs)} NAS-Bench-201 archs measured on {device.descriptor.cpu_model} "

@@ -14,6 +14,7 @@ from agent.config import AgentSettings
 from agent.errors import RegistrationError
 from agent.main import connect_agent
 from latlab.client import Client
+from latlab.errors import ServerUnreachable
 from latlab.schemas import JobState, RuntimeConfig
 from server.embedded import EmbeddedServer
 from tests.factories import API_KEY, ENROLL_KEY, cnn_bytes, make_settings, wait_for
@@ -122,3 +123,34 @@ def test_a_new_agent_without_the_enrollment_key_cannot_start(
             {"onnxruntime": FakeRunner()},
         )
     assert not (tmp_path / "agent.json").exists()
+
+
+def test_a_model_download_cut_by_a_server_outage_is_retried_not_failed(
+    tmp_path: Path, live_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = FakeRunner()
+    stop = threading.Event()
+    agent = connect_agent(settings_for(live_server.url, tmp_path), {"onnxruntime": runner}, stop)
+    download = agent.client.download_model
+    attempts: list[str] = []
+
+    def flaky(model_id: str, path: Path) -> None:
+        attempts.append(model_id)
+        if len(attempts) <= 2:
+            raise ServerUnreachable("GET /v1/models/.../content: [Errno 111] Connection refused")
+        download(model_id, path)
+
+    monkeypatch.setattr(agent.client, "download_model", flaky)
+    worker = threading.Thread(target=agent.run)
+    worker.start()
+    try:
+        with Client(live_server.url, API_KEY) as client:
+            model = client.upload_model("m.onnx", data=cnn_bytes())
+            job = client.create_job(model.id, selector={})
+            [done] = client.wait_jobs([job.id], timeout_s=30)
+        assert done.state == JobState.done and done.attempts == 1
+        assert len(attempts) == 3 and len(runner.timed) == 1
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+        agent.client.close()

@@ -1,5 +1,5 @@
-"""A campaign resumes after a server restart (while preparing or while measuring) and
-measures nothing twice."""
+"""A campaign or a LUT resumes after a server restart (while preparing or while measuring)
+and measures nothing twice."""
 
 from __future__ import annotations
 
@@ -10,7 +10,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
 from latlab.client import Client
-from latlab.schemas import DatasetCreate, JobState, RegisterIn, RuntimeConfig
+from latlab.schemas import (
+    DatasetCreate,
+    JobState,
+    LutCreate,
+    LutSource,
+    RegisterIn,
+    RuntimeConfig,
+)
+from latlab.spaces.nb201 import Nb201
 from server.blobstore import LocalBlobStore
 from server.datasets.service import create_campaign, prepare_next
 from server.db import create_db_engine, session_scope, upgrade_to_head
@@ -98,3 +106,41 @@ def test_preparing_resumes_where_it_stopped(tmp_path: Path, db_url: str) -> None
             assert session.scalar(select(func.count()).select_from(DatasetEntry)) == 6
     finally:
         engine.dispose()
+
+
+def test_a_micro_model_lut_measured_across_a_server_restart_times_each_kernel_once(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    first = EmbeddedServer(settings).start()
+    agent = start_agent(first.url, tmp_path, name="cpu-lut")
+    second: EmbeddedServer | None = None
+    try:
+        with Client(first.url, API_KEY) as client:
+            device = client.devices()[0]
+            archs = [a.string for a in Nb201().sample(2, seed=3)]
+            body = LutCreate(
+                device_id=device.id,
+                source=LutSource.micro_models,
+                config=FAST,
+                space="nb201",
+                archs=archs,
+            )
+            lut = client.create_lut(body)
+            wait_for(lambda: client.lut(lut.id).progress.done >= 3, timeout_s=120)
+        first.stop()
+
+        second = EmbeddedServer(
+            make_settings(tmp_path, settings.database_url), port=first.port
+        ).start()
+        with Client(second.url, API_KEY) as client:
+            done = client.wait_lut(lut.id, timeout_s=240, poll_s=0.2)
+            assert done.state == "ready", done.error
+            jobs = client.jobs(limit=1000)
+            assert len(jobs) == done.progress.kernels == done.entries
+            assert all(j.state == JobState.done for j in jobs)
+            assert done.calibration is not None and done.calibration.n_models == 0  # none measured
+    finally:
+        agent.close()
+        if second is not None:
+            second.stop()
