@@ -14,6 +14,7 @@ import logging
 import tempfile
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,8 @@ DEFAULT_SAMPLE = 100
 #: Whole models a LUT is calibrated (and a measured-ops LUT built) on, newest first.
 MAX_MODELS = 500
 MICRO_SEED = 0
+#: Ids per ``IN (...)`` query.
+IN_CHUNK = 500
 
 
 def runtime_identity(config: RuntimeConfig) -> tuple[str, str, int, str]:
@@ -125,7 +128,9 @@ def create_lut(session: Session, body: LutCreate) -> LutOut:
     if body.source == LutSource.micro_models:
         if body.space is None and body.model_ids is None:
             raise InvalidInput("a micro-model LUT needs a space (with archs or n) or model_ids")
-    elif not _profiled(session, device.id, config, body.model_ids, body.dataset_id, limit=1):
+    elif not _measured(
+        session, device.id, config, body.model_ids, body.dataset_id, with_ops=True, limit=1
+    ):
         raise InvalidInput(
             f"device {device.id} has no measurement with per-op rows for "
             f"{' / '.join(str(v) for v in runtime_identity(config))}: measure models first "
@@ -286,21 +291,34 @@ def _meta(lut: Lut, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _profiled(
+@dataclass(frozen=True)
+class _Whole:
+    """A whole model measured on the device: enough to calibrate on or to build from."""
+
+    measurement_id: int
+    model_id: str
+    median_ms: float
+
+
+def _measured(
     session: Session,
     device_id: str,
     config: RuntimeConfig,
     model_ids: Sequence[str] | None,
     dataset_id: str | None,
+    *,
+    with_ops: bool = False,
     limit: int = MAX_MODELS,
-    exclude_micro: bool = True,
-) -> list[Measurement]:
-    """Measurements of whole models on the device with the same runtime identity, newest
-    first (micro-models of any LUT left out)."""
-    query = select(Measurement).where(
+) -> list[_Whole]:
+    """Whole models measured on the device with the same runtime identity, newest first
+    (micro-models of any LUT left out); ``with_ops``: only those with per-op rows."""
+    query = select(
+        Measurement.id, Measurement.model_id, Measurement.median_ms, Measurement.config
+    ).where(
         Measurement.device_id == device_id,
         Measurement.source == MeasurementSource.measured.value,
         Measurement.model_id.is_not(None),
+        Measurement.model_id.not_in(select(LutKernel.model_id)),
     )
     if model_ids is not None:
         query = query.where(Measurement.model_id.in_(model_ids))
@@ -310,13 +328,17 @@ def _profiled(
                 select(DatasetArch.model_id).where(DatasetArch.dataset_id == dataset_id)
             )
         )
-    if exclude_micro:
-        query = query.where(Measurement.model_id.not_in(select(LutKernel.model_id)))
+    if with_ops:
+        query = query.where(
+            select(OpMeasurement.id).where(OpMeasurement.measurement_id == Measurement.id).exists()
+        )
     identity = runtime_identity(config)
     out = []
-    for m in session.scalars(query.order_by(Measurement.id.desc())):
-        if runtime_identity(RuntimeConfig.model_validate(m.config)) == identity:
-            out.append(m)
+    for m_id, model_id, median_ms, m_config in session.execute(
+        query.order_by(Measurement.id.desc())
+    ):
+        if runtime_identity(RuntimeConfig.model_validate(m_config)) == identity:
+            out.append(_Whole(m_id, model_id, median_ms))
             if len(out) >= limit:
                 break
     return out
@@ -325,20 +347,21 @@ def _profiled(
 def _build_measured_ops(session: Session, blobs: BlobStore, lut: Lut) -> LookupTable:
     config = RuntimeConfig.model_validate(lut.config)
     spec = lut.spec
-    measurements = _profiled(
-        session, lut.device_id, config, spec.get("model_ids"), spec.get("dataset_id")
+    measured = _measured(
+        session, lut.device_id, config, spec.get("model_ids"), spec.get("dataset_id"), with_ops=True
     )
-    ops: dict[int, list[tuple[float, list[str]]]] = {m.id: [] for m in measurements}
-    for row in session.execute(
-        select(OpMeasurement.measurement_id, OpMeasurement.dur_us, OpMeasurement.source_nodes)
-        .where(OpMeasurement.measurement_id.in_(list(ops)))
-        .order_by(OpMeasurement.measurement_id, OpMeasurement.seq)
-    ):
-        ops[row[0]].append((row[1], list(row[2])))
+    ops: dict[int, list[tuple[float, list[str]]]] = {m.measurement_id: [] for m in measured}
+    for start in range(0, len(measured), IN_CHUNK):
+        chunk = [m.measurement_id for m in measured[start : start + IN_CHUNK]]
+        for m_id, dur_us, sources in session.execute(
+            select(OpMeasurement.measurement_id, OpMeasurement.dur_us, OpMeasurement.source_nodes)
+            .where(OpMeasurement.measurement_id.in_(chunk))
+            .order_by(OpMeasurement.measurement_id, OpMeasurement.seq)
+        ):
+            ops[m_id].append((dur_us, list(sources)))
     models = [
-        ProfiledModel(model_graph(session, blobs, m.model_id), m.median_ms, ops[m.id])
-        for m in measurements
-        if ops[m.id] and m.model_id is not None
+        ProfiledModel(model_graph(session, blobs, m.model_id), m.median_ms, ops[m.measurement_id])
+        for m in measured
     ]
     if not models:
         raise LutError("no measurement with per-op rows for this device and runtime config")
@@ -443,12 +466,8 @@ def _assemble_micro(session: Session, blobs: BlobStore, lut: Lut) -> LookupTable
         raise LutError("every micro-model failed on the device; see its jobs")
     config = RuntimeConfig.model_validate(lut.config)
     spec = lut.spec
-    whole = _profiled(session, lut.device_id, config, spec.get("model_ids"), spec.get("dataset_id"))
-    calibration = [
-        (model_graph(session, blobs, m.model_id), m.median_ms)
-        for m in whole
-        if m.model_id is not None
-    ]
+    whole = _measured(session, lut.device_id, config, spec.get("model_ids"), spec.get("dataset_id"))
+    calibration = [(model_graph(session, blobs, m.model_id), m.median_ms) for m in whole]
     failed = (session.scalar(select(func.count()).where(LutKernel.lut_id == lut.id)) or 0) - len(
         timings
     )
