@@ -79,7 +79,7 @@ def lut_result(
     if lut.state != "ready" or lut.calibration is None:
         raise SystemExit(f"LUT {lut.id} {lut.state}: {lut.error}")
     t0 = time.monotonic()
-    out = client.predict(device_id, model_ids=[m for _, m, _ in test], lut_id=lut.id)
+    out = client.predict(device_id, model_ids=[m for _, m, _ in test], version=lut.id)
     predict_s = time.monotonic() - t0
     estimated = sum(1 for p in out.predictions if p.estimated)
     cal = lut.calibration

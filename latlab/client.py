@@ -12,7 +12,9 @@ answer at all is ``ServerUnreachable``.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -41,6 +43,7 @@ from latlab.schemas import (
     MeasurementOut,
     ModelOut,
     PredictorKind,
+    PredictorOut,
     PredictOut,
     PredictRequest,
     RuntimeConfig,
@@ -314,14 +317,15 @@ class Client(_Http):
         archs: Iterable[str | int] | None = None,
         model_ids: Iterable[str] | None = None,
         predictor: PredictorKind = PredictorKind.auto,
-        lut_id: str | None = None,
+        version: str | None = None,
         space_params: dict[str, int] | None = None,
     ) -> PredictOut:
-        """Predicted latency (ms) of archs of a space, or of stored models, on a device."""
+        """Predicted latency (ms) of archs of a space, or of stored models, on a device: by the
+        device's current GCN for the space, its newest LUT (``auto`` picks), or ``version``."""
         body = PredictRequest(
             device_id=device_id,
             predictor=predictor,
-            lut_id=lut_id,
+            version=version,
             space=space,
             space_params=space_params or {},
             archs=list(archs) if archs is not None else None,
@@ -331,6 +335,55 @@ class Client(_Http):
             "POST", "/v1/predict", json=body.model_dump(mode="json", exclude_none=True)
         )
         return PredictOut.model_validate(data)
+
+    # predictor registry
+    def upload_predictor(
+        self,
+        artifact: bytes,
+        *,
+        device_id: str,
+        runtime: str,
+        space: str | None,
+        space_params: dict[str, int] | None = None,
+        training: dict[str, Any] | None = None,
+        plot_png: bytes | None = None,
+        current: bool = True,
+    ) -> PredictorOut:
+        """Register a trained predictor (``latlab train`` makes the artifact): a new version
+        for the device + runtime, made current unless ``current`` is False."""
+        files = [("artifact", ("predictor.npz", artifact, "application/octet-stream"))]
+        if plot_png is not None:
+            files.append(("plot", ("scatter.png", plot_png, "image/png")))
+        form = _params(
+            device_id=device_id,
+            runtime=runtime,
+            space=space,
+            space_params=json.dumps(space_params or {}),
+            training=json.dumps(training or {}),
+            current=str(current).lower(),
+        )
+        data = self._json("POST", "/v1/predictors", files=files, data=form, timeout=120.0)
+        return PredictorOut.model_validate(data)
+
+    def predictors(self, device_id: str | None = None) -> list[PredictorOut]:
+        data = self._json("GET", "/v1/predictors", params=_params(device_id=device_id))
+        return [PredictorOut.model_validate(p) for p in data]
+
+    def predictor(self, predictor_id: str) -> PredictorOut:
+        return PredictorOut.model_validate(self._json("GET", f"/v1/predictors/{predictor_id}"))
+
+    def make_current(self, predictor_id: str) -> PredictorOut:
+        data = self._json("POST", f"/v1/predictors/{predictor_id}/current")
+        return PredictorOut.model_validate(data)
+
+    def predictor_plot(self, predictor_id: str) -> bytes:
+        return self._send("GET", f"/v1/predictors/{predictor_id}/plot").content
+
+    def dataset_rows(self, dataset_id: str, device_id: str | None = None) -> list[dict[str, str]]:
+        """The dataset's CSV export as rows (space, arch, device_id, latency_ms, ...)."""
+        text = self.export_dataset(dataset_id, DatasetFormat.csv).decode()
+        rows = list(csv.DictReader(io.StringIO(text)))
+        return [r for r in rows if device_id is None or r["device_id"] == device_id]
 
     # measurements
     def measurements(

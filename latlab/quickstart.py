@@ -3,8 +3,8 @@
 An embedded server on SQLite and a local CPU agent; a campaign of NAS-Bench-201 archs
 exported to ONNX, timed with the measurement protocol and profiled per op; the dataset
 exported as LatBench pickles, Parquet tables and CSV; LUTs built from half of the archs (from
-their per-op rows, and from micro-models timed on the agent) and checked on the other half
-next to a FLOPs-only baseline.
+their per-op rows, and from micro-models timed on the agent) and a GCN trained on the same
+half, all checked on the other half next to a FLOPs-only baseline.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def run_quickstart(
                 dataset = _measure(client, device.id, config, n_archs, seed, out)
                 exports = _export(client, dataset, root / "exports", out)
                 archs = _results(exports[DatasetFormat.parquet])
-                accuracy = _lut_accuracy(client, device.id, config, archs, out)
+                accuracy = _predictor_accuracy(client, device.id, config, archs, out)
         finally:
             stop.set()
             worker.join(timeout=60)
@@ -246,10 +246,11 @@ def _render(archs: list[ArchResult]) -> str:
     return "\n".join(lines)
 
 
-def _lut_accuracy(
+def _predictor_accuracy(
     client: Client, device_id: str, config: RuntimeConfig, archs: list[ArchResult], out: TextIO
 ) -> list[Accuracy]:
-    """LUTs from every other arch (by index), checked on the rest, with a FLOPs-only line."""
+    """LUTs and a GCN from every other arch (by index), checked on the rest, beside a
+    FLOPs-only line."""
     by_index = sorted(archs, key=lambda r: r.index)
     train, test = by_index[0::2], by_index[1::2]
     train_ids = [r.model_id for r in train]
@@ -258,7 +259,6 @@ def _lut_accuracy(
         update={
             "warmup_s": min(config.warmup_s, MICRO_WARMUP_S),
             "timed_s": min(config.timed_s, MICRO_TIMED_S),
-            "profile_ops": False,
         }
     )
     print(
@@ -278,7 +278,7 @@ def _lut_accuracy(
         lut = follow_lut(client, lut.id, timeout_s=3600, file=out)
         if lut.state != LutState.ready:
             raise RuntimeError(f"LUT {lut.id} {lut.state.value}: {lut.error}")
-        predicted = client.predict(device_id, model_ids=[r.model_id for r in test], lut_id=lut.id)
+        predicted = client.predict(device_id, model_ids=[r.model_id for r in test], version=lut.id)
         results.append(
             Accuracy(
                 f"LUT {source.value}",
@@ -286,12 +286,59 @@ def _lut_accuracy(
                 regression_metrics([p.latency_ms for p in predicted.predictions], true_ms),
             )
         )
+    results.append(_gcn_accuracy(client, device_id, by_index, train, test, out))
     slope, intercept = np.polyfit([r.macs for r in train], [r.median_ms for r in train], 1)
     baseline = [slope * r.macs + intercept for r in test]
     results.append(
         Accuracy("FLOPs-linear", f"{len(train)} archs", regression_metrics(baseline, true_ms))
     )
     return results
+
+
+def _gcn_accuracy(
+    client: Client,
+    device_id: str,
+    archs: list[ArchResult],
+    train: list[ArchResult],
+    test: list[ArchResult],
+    out: TextIO,
+) -> Accuracy:
+    """A GCN (the ``latlab`` preset) trained on the LUTs' training archs (a fifth of them
+    for early stopping), registered, and asked through /v1/predict about the held-out ones."""
+    from predictors.pipeline import features_of
+    from predictors.presets import PRESETS
+    from predictors.train import Split, train_gcn
+
+    position = {r.arch: i for i, r in enumerate(archs)}
+    n_val = max(1, len(train) // 5)
+    split = Split(
+        train=tuple(position[r.arch] for r in train[n_val:]),
+        val=tuple(position[r.arch] for r in train[:n_val]),
+        test=tuple(position[r.arch] for r in test),
+    )
+    config = PRESETS["latlab"]
+    print(
+        f"gcn      training on {len(split.train)} archs ({n_val} for early stopping)",
+        file=out,
+        flush=True,
+    )
+    features = features_of(SPACE, {}, [r.arch for r in archs])
+    predictor, _ = train_gcn(features, [r.median_ms for r in archs], config, split)
+    registered = client.upload_predictor(
+        predictor.to_bytes(),
+        device_id=device_id,
+        runtime="onnxruntime",
+        space=SPACE,
+        training={"quickstart": True},
+    )
+    answer = client.predict(
+        device_id, space=SPACE, archs=[r.arch for r in test], version=registered.id
+    )
+    return Accuracy(
+        "GCN (latlab preset)",
+        f"{len(split.train)} archs, {config.ensemble} members",
+        regression_metrics([p.latency_ms for p in answer.predictions], [r.median_ms for r in test]),
+    )
 
 
 def _render_accuracy(results: list[Accuracy], n_archs: int) -> str:

@@ -56,6 +56,7 @@ __all__ = [
     "PredictRequest",
     "Prediction",
     "PredictorKind",
+    "PredictorOut",
     "RegisterIn",
     "RuntimeConfig",
     "RuntimeInfo",
@@ -541,9 +542,11 @@ class LutFormat(StrEnum):
 
 
 class PredictorKind(StrEnum):
-    #: The device's newest ready LUT for the runtime (or ``lut_id``).
+    #: The device's current GCN for the space (or the predictor ``version``).
+    gcn = "gcn"
+    #: The device's newest ready LUT (or the LUT ``version``).
     lut = "lut"
-    #: The best predictor the device has (today: its LUT).
+    #: The GCN where the device has one for the space, else its LUT.
     auto = "auto"
 
 
@@ -552,7 +555,8 @@ class PredictRequest(_In):
 
     device_id: str = Field(max_length=64)
     predictor: PredictorKind = PredictorKind.auto
-    lut_id: str | None = Field(default=None, max_length=64)
+    #: A specific LUT or predictor id (default: the device's current one).
+    version: str | None = Field(default=None, max_length=64)
     space: str | None = Field(default=None, max_length=50)
     space_params: dict[str, int] = Field(default_factory=dict, max_length=8)
     archs: list[str | int] | None = Field(default=None, min_length=1)
@@ -572,13 +576,35 @@ class Prediction(BaseModel):
     #: The arch as given (or the model id).
     item: str
     latency_ms: float
-    kernels: int
+    #: The ensemble's standard deviation (GCN with several members), else None.
+    uncertainty_ms: float | None = None
+    #: LUT only: kernels summed, and those estimated by the fallback.
+    kernels: int | None = None
     estimated: list[EstimatedOp] = Field(default_factory=list)
 
 
 class PredictOut(BaseModel):
     device_id: str
+    #: The kind that answered (``auto`` resolved).
     predictor: PredictorKind
-    #: The LUT's id: which table answered.
+    #: The id of the LUT or predictor that answered.
     version: str
     predictions: list[Prediction]
+
+
+class PredictorOut(_Out):
+    id: str
+    device_id: str
+    kind: PredictorKind
+    runtime: str
+    space: str | None
+    space_params: dict[str, int]
+    version: int
+    current: bool
+    #: What it was trained on: datasets, archs, split, config.
+    training: dict[str, Any]
+    #: Held-out (``test``) and validation metrics: rmse_ms, mape, within_*pct, spearman, kendall.
+    metrics: dict[str, Any]
+    artifact_bytes: int
+    has_plot: bool
+    created_at: datetime

@@ -39,7 +39,9 @@ from server.measurements.endpoints import agent_router as measurements_agent_rou
 from server.measurements.endpoints import router as measurements_router
 from server.models.endpoints import router as models_router
 from server.notify import JobNotifier
+from server.predict.cache import PredictorCache
 from server.predict.endpoints import router as predict_router
+from server.registry.endpoints import router as registry_router
 
 __all__ = ["create_app"]
 
@@ -70,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
         blobs=LocalBlobStore(settings.resolved_blob_dir),
         notifier=JobNotifier(),
         background=BackgroundWork([datasets_service.prepare_next, luts_service.advance_next]),
+        predictors=PredictorCache(),
     )
 
     @contextlib.asynccontextmanager
@@ -106,6 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
         measurements_agent_router,
         datasets_router,
         luts_router,
+        registry_router,
         predict_router,
     ):
         v1.include_router(router)

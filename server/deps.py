@@ -19,6 +19,7 @@ from server.notify import JobNotifier
 
 if TYPE_CHECKING:
     from server.background import BackgroundWork
+    from server.predict.cache import PredictorCache
 from server.tables import Device
 
 __all__ = [
@@ -40,6 +41,7 @@ class AppState:
     blobs: BlobStore
     notifier: JobNotifier
     background: BackgroundWork
+    predictors: PredictorCache
 
 
 def _state(request: Request) -> AppState:

@@ -35,6 +35,7 @@ __all__ = [
     "Measurement",
     "Model",
     "OpMeasurement",
+    "Predictor",
 ]
 
 NAMING = {
@@ -284,3 +285,32 @@ class LutKernel(Base):
     bytes_moved: Mapped[int] = mapped_column(BigInteger)
     model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), index=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+
+
+class Predictor(Base):
+    """A trained latency predictor: a version per device + runtime, its artifact in the blob
+    store (predictors/model.py format), what it was trained on and how it scored."""
+
+    __tablename__ = "predictors"
+    __table_args__ = (
+        Index(
+            "uq_predictors_device_runtime_version", "device_id", "runtime", "version", unique=True
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    #: The runtime its training data was measured with ("imported" for published data).
+    runtime: Mapped[str] = mapped_column(String(100))
+    #: The search space whose predictor graphs it reads; None: whole OpGraphs of models.
+    space: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    space_params: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    version: Mapped[int] = mapped_column(Integer)
+    current: Mapped[bool] = mapped_column(default=False)
+    training: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    artifact_sha256: Mapped[str] = mapped_column(String(64))
+    artifact_bytes: Mapped[int] = mapped_column(BigInteger)
+    plot_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -104,12 +104,12 @@ def test_a_lut_from_micro_models_measures_each_kernel_once_on_the_device(
     meta = json.loads(client.export_lut(lut.id, LutFormat.json))["meta"]
     assert meta["micro_timing"] == {"profiled-kernel": p.kernels}
 
-    out = client.predict(device_id, space="nb201", archs=ARCHS, lut_id=lut.id)
+    out = client.predict(device_id, space="nb201", archs=ARCHS, version=lut.id)
     assert out.version == lut.id and all(x.latency_ms > 0 for x in out.predictions)
 
     # a wider network: its convs are new keys, estimated and listed
     wide = client.predict(
-        device_id, space="nb201", archs=ARCHS[:1], lut_id=lut.id, space_params={"resolution": 64}
+        device_id, space="nb201", archs=ARCHS[:1], version=lut.id, space_params={"resolution": 64}
     )
     assert wide.predictions[0].estimated
 

@@ -42,3 +42,10 @@ def test_import_linter_contracts_hold() -> None:
     lint = Path(sys.executable).with_name("lint-imports")
     result = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_server_serves_predictions_without_torch() -> None:
+    loaded = modules_loaded_by(
+        "import server.app, server.predict.service, server.registry.service, predictors.model"
+    )
+    assert "torch" not in loaded and "matplotlib" not in loaded

@@ -38,6 +38,7 @@ def test_quickstart_measures_a_nb201_sample_and_exports_it(tmp_path: Path) -> No
     assert [a.predictor for a in result.accuracy] == [
         "LUT measured-ops",
         "LUT micro-models",
+        "GCN (latlab preset)",
         "FLOPs-linear",
     ]
     assert all(a.metrics.n == 3 and a.metrics.rmse_ms >= 0 for a in result.accuracy)

@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from latlab.cli import datasets, luts, measure, roles, spaces
+from latlab.cli import datasets, luts, measure, predict, roles, spaces
 from latlab.cli.common import UsageError
 from latlab.errors import LatlabError
 
@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (roles, measure, spaces, datasets, luts):
+    for group in (roles, measure, spaces, datasets, luts, predict):
         group.add_parsers(sub)
     return p
 

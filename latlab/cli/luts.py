@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from latlab.cli.common import (
     runtime_config,
     table,
 )
+from latlab.cli.predict import add_predict_flags
 from latlab.progress import follow_lut
 from latlab.schemas import LutCreate, LutFormat, LutOut, LutSource, LutState
 
@@ -99,27 +99,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    if (not args.archs) == (not args.model):
-        raise UsageError("give archs (with --space) or --model IDs")
-    with client_from(args) as client:
-        out = client.predict(
-            args.device,
-            space=args.space if args.archs else None,
-            archs=args.archs or None,
-            model_ids=args.model,
-            lut_id=args.lut,
-        )
-    if args.json:
-        print(json.dumps(out.model_dump(mode="json"), indent=2))
-        return 0
-    print(f"# device {out.device_id}, predictor {out.predictor.value}, LUT {out.version}")
-    for p in out.predictions:
-        note = f"  ({len(p.estimated)} kernels estimated)" if p.estimated else ""
-        print(f"{p.latency_ms:10.4f} ms  {p.item}{note}")
-    return 0
-
-
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lp = sub.add_parser("lut", help="per-op lookup tables: build, show, export, predict")
     ls = lp.add_subparsers(dest="lut_cmd", required=True)
@@ -151,11 +130,5 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     e.add_argument("-o", "--output", help="file (default: stdout)")
     e.set_defaults(func=cmd_export)
 
-    p = add_user_flags(ls.add_parser("predict", help="latency of archs or models on a device"))
-    p.add_argument("archs", nargs="*", help="archs of --space: indices, strings or vectors")
-    p.add_argument("--device", required=True)
-    p.add_argument("--space", default="nb201")
-    p.add_argument("--model", nargs="+", help="model ids instead of archs")
-    p.add_argument("--lut", help="this LUT (default: the device's newest ready one)")
-    p.add_argument("--json", action="store_true", help="full answer, estimated kernels listed")
-    p.set_defaults(func=cmd_predict)
+    p = add_user_flags(ls.add_parser("predict", help="latency of archs or models by a LUT"))
+    add_predict_flags(p, "lut")

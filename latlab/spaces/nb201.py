@@ -194,6 +194,14 @@ class Nb201:
         x = b.flatten("head.flatten", b.global_avg_pool("head.pool", x))
         return b.build(b.linear("head.fc", x, self.n_classes))
 
+    def predictor_graph(self, arch: Nb201Arch) -> OpGraph:
+        """One cell, at the first stage's shape: what a latency predictor reads (every cell of
+        the network is this cell; stem, reductions and head are the same for every arch), as
+        BRP-NAS does. Isomorphic cells give isomorphic graphs."""
+        c = self.channels[0]
+        b = GraphBuilder(f"nb201-cell-{arch.index}", (1, c, self.resolution, self.resolution))
+        return b.build(self._cell(b, "cell", b.input, arch))
+
     def _relu_conv_bn(
         self, b: GraphBuilder, name: str, x: str, c: int, k: int, stride: int = 1
     ) -> str:

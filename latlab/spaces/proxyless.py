@@ -71,6 +71,10 @@ class Proxyless:
         self.resolution = resolution
         self.n_classes = n_classes
 
+    def predictor_graph(self, arch: ProxylessArch) -> OpGraph:
+        """The whole network: its blocks differ in shape along the network."""
+        return self.graph(arch)
+
     def _check(self, choices: tuple[int, ...]) -> ProxylessArch:
         if len(choices) != len(RADIX):
             raise ArchError(f"a {self.name} arch has {len(RADIX)} blocks, got {len(choices)}")

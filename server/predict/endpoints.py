@@ -12,6 +12,7 @@ router = APIRouter(tags=["predict"])
 @router.post("/predict", response_model=PredictOut, dependencies=[UserAuth])
 def predict(body: PredictRequest, session: SessionDep, state: StateDep) -> PredictOut:
     """Latency per arch (``space`` + ``archs``: indices, strings or vectors) or per stored model
-    (``model_ids``), from the device's newest ready LUT (or ``lut_id``); kernels the LUT has no
-    entry for are estimated and listed. At most 10,000 items per call."""
-    return service.predict_latency(session, state.blobs, body)
+    (``model_ids``): by the device's current GCN for the space (with the ensemble's spread), or
+    its newest ready LUT (kernels it has no entry for are estimated and listed); ``auto``
+    prefers the GCN; ``version`` picks a LUT or predictor. At most 10,000 items per call."""
+    return service.predict_latency(session, state.blobs, state.predictors, body)

@@ -1,4 +1,5 @@
-"""Predictions for search jobs: a device's LUT applied to archs of a space or stored models."""
+"""Predictions for search jobs: a device's current GCN (per space) or its LUT, applied to archs
+of a space or to stored models; batches of up to 10,000 items."""
 
 from __future__ import annotations
 
@@ -6,15 +7,19 @@ from sqlalchemy.orm import Session
 
 from latlab.errors import LatlabError
 from latlab.graph import OpGraph
-from latlab.schemas import EstimatedOp, Prediction, PredictOut, PredictRequest
+from latlab.schemas import EstimatedOp, Prediction, PredictorKind, PredictOut, PredictRequest
 from lut.errors import MissingEntry
 from lut.predict import predict
+from predictors.features import graph_features
 from server.blobstore import BlobStore
 from server.datasets.service import space_or_invalid
 from server.devices.service import get_device
 from server.errors import InvalidInput, NotFound, PayloadTooLarge
-from server.luts.service import get_lut, lookup_table, newest_ready_lut
+from server.luts.service import lookup_table, newest_ready_lut
 from server.models.service import model_graph
+from server.predict.cache import PredictorCache
+from server.registry.service import current_predictor
+from server.tables import Lut, Predictor
 
 __all__ = ["MAX_BATCH", "predict_latency"]
 
@@ -22,21 +27,120 @@ __all__ = ["MAX_BATCH", "predict_latency"]
 MAX_BATCH = 10_000
 
 
-def predict_latency(session: Session, blobs: BlobStore, body: PredictRequest) -> PredictOut:
+def predict_latency(
+    session: Session, blobs: BlobStore, cache: PredictorCache, body: PredictRequest
+) -> PredictOut:
     device = get_device(session, body.device_id)
     items = _items(body)
-    if body.lut_id is not None:
-        lut = get_lut(session, body.lut_id)
-        if lut.device_id != device.id:
-            raise InvalidInput(f"LUT {lut.id} belongs to device {lut.device_id}, not {device.id}")
+    source = _source(session, device.id, body)
+    if isinstance(source, Lut):
+        predictions = _with_lut(session, blobs, source, body, items)
+        kind = PredictorKind.lut
     else:
-        found = newest_ready_lut(session, device.id)
+        predictions = _with_gcn(session, blobs, cache, source, body, items)
+        kind = PredictorKind.gcn
+    return PredictOut(
+        device_id=device.id, predictor=kind, version=source.id, predictions=predictions
+    )
+
+
+def _items(body: PredictRequest) -> list[str | int]:
+    if (body.archs is None) == (body.model_ids is None):
+        raise InvalidInput("give archs (with a space) or model_ids")
+    items: list[str | int] = list(body.archs if body.archs is not None else body.model_ids or [])
+    if len(items) > MAX_BATCH:
+        raise PayloadTooLarge(f"{len(items)} items in one call; at most {MAX_BATCH}")
+    if body.archs is not None and body.space is None:
+        raise InvalidInput("archs need a space")
+    return items
+
+
+def _source(session: Session, device_id: str, body: PredictRequest) -> Lut | Predictor:
+    """The LUT or predictor that answers: ``version`` if given, else the device's current GCN
+    for the space (gcn, auto), else its newest ready LUT (lut, auto)."""
+    if body.version is not None:
+        found: Lut | Predictor | None = session.get(Lut, body.version) or session.get(
+            Predictor, body.version
+        )
         if found is None:
-            raise NotFound(f"device {device.id} has no ready LUT: build one with POST /v1/luts")
-        lut = found
+            raise NotFound(f"no LUT or predictor {body.version!r}")
+        if found.device_id != device_id:
+            raise InvalidInput(
+                f"{body.version} belongs to device {found.device_id}, not {device_id}"
+            )
+        return found
+    space = body.space if body.archs is not None else None
+    if body.predictor in (PredictorKind.gcn, PredictorKind.auto):
+        row = current_predictor(session, device_id, space)
+        if row is not None:
+            return row
+        if body.predictor == PredictorKind.gcn:
+            what = f"archs of {space}" if space else "whole models"
+            raise NotFound(
+                f"device {device_id} has no current GCN for {what}: train one with latlab train"
+            )
+    lut = newest_ready_lut(session, device_id)
+    if lut is None:
+        raise NotFound(
+            f"device {device_id} has no ready LUT or GCN: build one with POST /v1/luts "
+            "or train one with latlab train"
+        )
+    return lut
+
+
+def _parse_archs(body: PredictRequest, items: list[str | int]) -> tuple[object, list[object]]:
+    assert body.space is not None
+    space = space_or_invalid(body.space, body.space_params)
+    try:
+        return space, [space.parse(item) for item in items]
+    except LatlabError as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
+def _with_gcn(
+    session: Session,
+    blobs: BlobStore,
+    cache: PredictorCache,
+    row: Predictor,
+    body: PredictRequest,
+    items: list[str | int],
+) -> list[Prediction]:
+    loaded = cache.get(row, blobs)
+    if body.archs is not None:
+        if row.space != body.space or row.space_params != body.space_params:
+            raise InvalidInput(
+                f"predictor {row.id} reads archs of {row.space} {row.space_params}, "
+                f"not {body.space} {body.space_params}"
+            )
+        _, archs = _parse_archs(body, items)
+        mean, std = cache.predict_archs(loaded, [a.index for a in archs])  # type: ignore[attr-defined]
+    else:
+        if row.space is not None:
+            raise InvalidInput(f"predictor {row.id} reads archs of {row.space}, not whole models")
+        feats = [graph_features(model_graph(session, blobs, str(m))) for m in items]
+        mean, std = cache.predict_graphs(loaded, feats)
+    return [
+        Prediction(
+            item=str(item),
+            latency_ms=float(mean[i]),
+            uncertainty_ms=float(std[i]) if std is not None else None,
+        )
+        for i, item in enumerate(items)
+    ]
+
+
+def _with_lut(
+    session: Session, blobs: BlobStore, lut: Lut, body: PredictRequest, items: list[str | int]
+) -> list[Prediction]:
     table = lookup_table(lut)
+    graphs: list[tuple[str, OpGraph]]
+    if body.model_ids is not None:
+        graphs = [(m, model_graph(session, blobs, m)) for m in body.model_ids]
+    else:
+        space, archs = _parse_archs(body, items)
+        graphs = [(str(item), space.graph(a)) for item, a in zip(items, archs, strict=True)]  # type: ignore[attr-defined]
     predictions = []
-    for label, graph in _graphs(session, blobs, body, items):
+    for label, graph in graphs:
         try:
             p = predict(table, graph)
         except MissingEntry as exc:
@@ -54,34 +158,4 @@ def predict_latency(session: Session, blobs: BlobStore, body: PredictRequest) ->
                 ],
             )
         )
-    return PredictOut(
-        device_id=device.id, predictor=body.predictor, version=lut.id, predictions=predictions
-    )
-
-
-def _items(body: PredictRequest) -> list[str | int]:
-    if (body.archs is None) == (body.model_ids is None):
-        raise InvalidInput("give archs (with a space) or model_ids")
-    items: list[str | int] = list(body.archs if body.archs is not None else body.model_ids or [])
-    if len(items) > MAX_BATCH:
-        raise PayloadTooLarge(f"{len(items)} items in one call; at most {MAX_BATCH}")
-    if body.archs is not None and body.space is None:
-        raise InvalidInput("archs need a space")
-    return items
-
-
-def _graphs(
-    session: Session, blobs: BlobStore, body: PredictRequest, items: list[str | int]
-) -> list[tuple[str, OpGraph]]:
-    if body.model_ids is not None:
-        return [(m, model_graph(session, blobs, m)) for m in body.model_ids]
-    assert body.space is not None
-    space = space_or_invalid(body.space, body.space_params)
-    out = []
-    for item in items:
-        try:
-            arch = space.parse(item)
-        except LatlabError as exc:
-            raise InvalidInput(str(exc)) from exc
-        out.append((str(item), space.graph(arch)))
-    return out
+    return predictions

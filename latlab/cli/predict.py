@@ -1,0 +1,161 @@
+"""``latlab train``, ``latlab predict`` and ``latlab predictors``: learned predictors for a
+device, trained where torch is installed (``pip install 'latlab[train]'``) and served by the
+server without it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from latlab.cli.common import UsageError, add_user_flags, client_from, int_params, table
+from latlab.schemas import PredictorKind
+
+__all__ = ["add_parsers", "cmd_predict"]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from predictors.pipeline import train_for_device
+    from predictors.presets import PRESETS
+
+    config = PRESETS[args.preset]
+    overrides = {
+        k: getattr(args, k)
+        for k in ("epochs", "hidden", "ensemble")
+        if getattr(args, k) is not None
+    }
+    config = replace(config, **overrides, seed=args.seed)
+    with (
+        client_from(args) as client,
+        tqdm(
+            total=config.epochs * config.ensemble, unit="epoch", file=sys.stderr, dynamic_ncols=True
+        ) as bar,
+    ):
+        run = train_for_device(
+            client,
+            args.device,
+            config,
+            dataset_ids=args.dataset or (),
+            n_train=args.train,
+            n_val=args.val,
+            split_seed=args.seed,
+            register=not args.no_register,
+            on_epoch=lambda _: bar.update(1),
+        )
+    t = run.report.test
+    print(
+        f"trained on {len(run.report.true_ms) and run.predictor.meta['split']['train']} of "
+        f"{len(run.data.archs)} {run.data.space} archs ({args.preset}); held-out {t.n}: "
+        f"{100 * t.within_10pct:.1f}% within 10%, {100 * t.within_5pct:.1f}% within 5%, "
+        f"MAPE {100 * t.mape:.2f}%, RMSE {t.rmse_ms:.4f} ms, rho {t.spearman:.4f}, tau {t.kendall:.4f}"
+    )
+    if args.output is not None:
+        Path(args.output).write_bytes(run.predictor.to_bytes())
+        print(f"artifact {args.output}")
+    if args.plot is not None:
+        Path(args.plot).write_bytes(run.plot_png)
+        print(f"plot {args.plot}")
+    if run.registered is not None:
+        print(
+            f"{run.registered.id}  version {run.registered.version} of {args.device} ({run.registered.runtime}), current"
+        )
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    if (not args.archs) == (not args.model):
+        raise UsageError("give archs (with --space) or --model IDs")
+    with client_from(args) as client:
+        out = client.predict(
+            args.device,
+            space=args.space if args.archs else None,
+            archs=args.archs or None,
+            model_ids=args.model,
+            predictor=PredictorKind(args.predictor),
+            version=args.version,
+            space_params=int_params(args.param),
+        )
+    if args.json:
+        print(json.dumps(out.model_dump(mode="json"), indent=2))
+        return 0
+    print(f"# device {out.device_id}, predictor {out.predictor.value} {out.version}")
+    for p in out.predictions:
+        spread = f" ± {p.uncertainty_ms:.4f}" if p.uncertainty_ms is not None else ""
+        note = f"  ({len(p.estimated)} kernels estimated)" if p.estimated else ""
+        print(f"{p.latency_ms:10.4f} ms{spread}  {p.item}{note}")
+    return 0
+
+
+def cmd_predictors(args: argparse.Namespace) -> int:
+    with client_from(args) as client:
+        if args.current is not None:
+            p = client.make_current(args.current)
+            print(f"{p.id}  version {p.version} of {p.device_id} is current")
+            return 0
+        rows = [
+            {
+                "id": p.id,
+                "device": p.device_id[:12],
+                "runtime": p.runtime,
+                "space": p.space or "-",
+                "version": p.version,
+                "current": "*" if p.current else "",
+                "within_10pct": f"{100 * p.metrics['test']['within_10pct']:.1f}%"
+                if "test" in p.metrics
+                else "-",
+                "rho": f"{p.metrics['test']['spearman']:.4f}" if "test" in p.metrics else "-",
+            }
+            for p in client.predictors(args.device)
+        ]
+    print(
+        table(
+            rows, ["id", "device", "runtime", "space", "version", "current", "within_10pct", "rho"]
+        )
+    )
+    return 0
+
+
+def add_predict_flags(p: argparse.ArgumentParser, default_predictor: str) -> None:
+    p.add_argument("archs", nargs="*", help="archs of --space: indices, strings or vectors")
+    p.add_argument("--device", required=True)
+    p.add_argument("--space", default="nb201")
+    p.add_argument("--param", action="append", metavar="KEY=INT", help="space parameter")
+    p.add_argument("--model", nargs="+", help="model ids instead of archs")
+    p.add_argument(
+        "--predictor", choices=[k.value for k in PredictorKind], default=default_predictor
+    )
+    p.add_argument("--version", help="a specific LUT or predictor id")
+    p.add_argument("--json", action="store_true", help="the full answer")
+    p.set_defaults(func=cmd_predict)
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    t = add_user_flags(sub.add_parser("train", help="train a GCN latency predictor for a device"))
+    t.add_argument("--device", required=True)
+    t.add_argument(
+        "--dataset", nargs="+", help="datasets to train on (default: all of the device's)"
+    )
+    t.add_argument("--preset", choices=["latlab", "brp-nas"], default="latlab")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--hidden", type=int)
+    t.add_argument("--ensemble", type=int)
+    t.add_argument("--train", type=int, help="training archs (default 80 %%)")
+    t.add_argument("--val", type=int, help="validation archs (default 10 %%); the rest is held out")
+    t.add_argument("--seed", type=int, default=0, help="split and initialisation seed")
+    t.add_argument("--no-register", action="store_true", help="do not upload it to the server")
+    t.add_argument("-o", "--output", help="also write the artifact (.npz) here")
+    t.add_argument("--plot", help="also write the held-out scatter (PNG) here")
+    t.set_defaults(func=cmd_train)
+
+    add_predict_flags(
+        add_user_flags(sub.add_parser("predict", help="predicted latency on a device")), "auto"
+    )
+
+    r = add_user_flags(sub.add_parser("predictors", help="the predictor registry"))
+    r.add_argument("--device", help="only this device's")
+    r.add_argument("--current", metavar="ID", help="make this version current")
+    r.set_defaults(func=cmd_predictors)

@@ -1,0 +1,156 @@
+"""The predictor registry: every trained predictor is a version of its device + runtime, with
+its artifact (and scatter plot) in the blob store, what it was trained on and its held-out
+metrics; one version per device + runtime is current."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from latlab.schemas import PredictorKind, PredictorOut
+from predictors.errors import PredictorError
+from predictors.model import GcnPredictor
+from server.blobstore import BlobStore
+from server.config import Settings
+from server.datasets.service import space_or_invalid
+from server.db import utcnow
+from server.devices.service import get_device
+from server.errors import InvalidInput, NotFound
+from server.tables import Predictor
+
+__all__ = [
+    "current_predictor",
+    "get_predictor",
+    "list_predictors",
+    "make_current",
+    "predictor_out",
+    "register_predictor",
+]
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _store(blobs: BlobStore, settings: Settings, data: bytes) -> str:
+    work = settings.upload_dir
+    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=work, delete=False) as tmp:
+        tmp.write(data)
+    try:
+        return blobs.put_file(Path(tmp.name))
+    finally:
+        Path(tmp.name).unlink(missing_ok=True)
+
+
+def register_predictor(
+    session: Session,
+    blobs: BlobStore,
+    settings: Settings,
+    *,
+    artifact: bytes,
+    plot_png: bytes | None,
+    device_id: str,
+    runtime: str,
+    space: str | None,
+    space_params: dict[str, int],
+    training: dict[str, Any],
+    current: bool,
+) -> PredictorOut:
+    device = get_device(session, device_id)
+    try:
+        model = GcnPredictor.from_bytes(artifact)
+    except PredictorError as exc:
+        raise InvalidInput(str(exc)) from exc
+    if space is not None:
+        space_or_invalid(space, space_params)
+    if plot_png is not None and not plot_png.startswith(PNG_SIGNATURE):
+        raise InvalidInput("the plot is not a PNG image")
+    latest = session.scalar(
+        select(func.max(Predictor.version)).where(
+            Predictor.device_id == device.id, Predictor.runtime == runtime
+        )
+    )
+    if current:
+        session.execute(
+            update(Predictor)
+            .where(Predictor.device_id == device.id, Predictor.runtime == runtime)
+            .values(current=False)
+        )
+    row = Predictor(
+        id=uuid.uuid4().hex,
+        device_id=device.id,
+        kind=PredictorKind.gcn.value,
+        runtime=runtime,
+        space=space,
+        space_params=space_params,
+        version=(latest or 0) + 1,
+        current=current,
+        training={**training, "config": model.meta.get("config", training.get("config"))},
+        metrics={k: model.meta[k] for k in ("test", "val", "epochs") if k in model.meta},
+        artifact_sha256=_store(blobs, settings, artifact),
+        artifact_bytes=len(artifact),
+        plot_sha256=_store(blobs, settings, plot_png) if plot_png is not None else None,
+        created_at=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    return predictor_out(row)
+
+
+def predictor_out(row: Predictor) -> PredictorOut:
+    return PredictorOut(
+        id=row.id,
+        device_id=row.device_id,
+        kind=PredictorKind(row.kind),
+        runtime=row.runtime,
+        space=row.space,
+        space_params=row.space_params,
+        version=row.version,
+        current=row.current,
+        training=row.training,
+        metrics=row.metrics,
+        artifact_bytes=row.artifact_bytes,
+        has_plot=row.plot_sha256 is not None,
+        created_at=row.created_at,
+    )
+
+
+def get_predictor(session: Session, predictor_id: str) -> Predictor:
+    row = session.get(Predictor, predictor_id)
+    if row is None:
+        raise NotFound(f"no predictor {predictor_id!r}")
+    return row
+
+
+def list_predictors(session: Session, device_id: str | None) -> list[PredictorOut]:
+    query = select(Predictor).order_by(Predictor.created_at)
+    if device_id is not None:
+        query = query.where(Predictor.device_id == device_id)
+    return [predictor_out(p) for p in session.scalars(query)]
+
+
+def make_current(session: Session, predictor_id: str) -> PredictorOut:
+    row = get_predictor(session, predictor_id)
+    session.execute(
+        update(Predictor)
+        .where(Predictor.device_id == row.device_id, Predictor.runtime == row.runtime)
+        .values(current=False)
+    )
+    row.current = True
+    session.flush()
+    return predictor_out(row)
+
+
+def current_predictor(session: Session, device_id: str, space: str | None) -> Predictor | None:
+    """The device's newest current GCN that reads graphs of ``space`` (None: whole models)."""
+    query = select(Predictor).where(
+        Predictor.device_id == device_id,
+        Predictor.current.is_(True),
+        Predictor.kind == PredictorKind.gcn.value,
+    )
+    query = query.where(Predictor.space.is_(None) if space is None else Predictor.space == space)
+    return session.scalar(query.order_by(Predictor.created_at.desc()).limit(1))
