@@ -200,3 +200,41 @@ def test_lut_build_show_export_and_predict(
     assert bad.returncode == 1 and "NAS-Bench-201" in bad.stderr
     usage = latlab("lut", "build", "--device", device.id, url=live_server.url)
     assert usage.returncode == 2 and "--space" in usage.stderr
+
+
+def test_train_registers_a_predictor_that_predict_then_uses(
+    live_server: EmbeddedServer, client: Client, tmp_path: Path
+) -> None:
+    import pickle
+
+    latbench = Path(__file__).resolve().parents[2] / "shared" / "data" / "latbench"
+    table = pickle.loads((latbench / "embedded-tpu-edgetpu-int8.pickle").read_bytes())
+    rows = "".join(
+        f'nb201,"{",".join(map(str, v))}",tpu,{float(s) * 1e3!r}\n'
+        for v, s in list(table.items())[:120]
+    )
+    dataset = client.import_dataset(
+        [("tpu.csv", ("space,arch,device,latency_ms\n" + rows).encode())], "tpu"
+    )
+    [device_id] = dataset.device_ids
+
+    trained = latlab(
+        "train", "--device", device_id, "--epochs", "5", "--hidden", "16", "--ensemble", "2",
+        "-o", str(tmp_path / "p.npz"), "--plot", str(tmp_path / "p.png"), url=live_server.url,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    assert "held-out 12:" in trained.stdout and "version 1" in trained.stdout
+    assert (tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "p.npz").stat().st_size > 0
+
+    predicted = latlab(
+        "predict", "--device", device_id, "11791", "0,1,2,3,4,1", url=live_server.url
+    )
+    assert predicted.returncode == 0, predicted.stderr
+    assert "predictor gcn" in predicted.stdout and predicted.stdout.count(" ± ") == 2
+
+    listed = latlab("predictors", "--device", device_id, url=live_server.url)
+    assert listed.returncode == 0 and "nb201" in listed.stdout and "*" in listed.stdout
+
+    missing = latlab("train", "--device", "nope", url=live_server.url)
+    assert missing.returncode == 1 and "no dataset" in missing.stderr

@@ -216,3 +216,28 @@ def test_the_endpoint_serves_the_current_gcn_with_its_uncertainty(client: Client
         client.upload_predictor(b"garbage", device_id=device_id, runtime="unknown", space="nb201")
     assert err.value.status == 422 and "artifact" in err.value.message
     assert len(client.predictors(device_id)) == 2
+
+
+def test_the_example_search_keeps_only_archs_under_the_limit(client: Client) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "latency_constrained_search.py"
+    spec = importlib.util.spec_from_file_location("latency_constrained_search", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+
+    archs, _ = published(10)
+    csv = "space,arch,device,latency_ms\n" + "".join(f"nb201,{a},d,1.0\n" for a in archs)
+    [device_id] = client.import_dataset([("d.csv", csv.encode())], "d").device_ids
+    client.upload_predictor(
+        random_predictor().to_bytes(), device_id=device_id, runtime="unknown", space="nb201"
+    )
+    predict = example.Predictions(client, device_id)
+    all_ms, _ = random_predictor().predict(
+        features([SPACE.from_index(i).string for i in range(0, SPACE.size, 50)])
+    )
+    limit = float(np.median(all_ms))
+    feasible = example.search(predict, limit, population=20, sample=5, steps=5, batch=30, seed=0)
+    assert feasible and all(ms <= limit and arch.connected for arch, ms in feasible)
+    assert predict.queries >= 20 + 5 * 30 and predict.version.startswith("gcn ")
