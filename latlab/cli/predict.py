@@ -48,7 +48,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     t = run.report.test
     print(
-        f"trained on {len(run.report.true_ms) and run.predictor.meta['split']['train']} of "
+        f"trained on {run.predictor.meta['split']['train']} of "
         f"{len(run.data.archs)} {run.data.space} archs ({args.preset}); held-out {t.n}: "
         f"{100 * t.within_10pct:.1f}% within 10%, {100 * t.within_5pct:.1f}% within 5%, "
         f"MAPE {100 * t.mape:.2f}%, RMSE {t.rmse_ms:.4f} ms, rho {t.spearman:.4f}, tau {t.kendall:.4f}"
