@@ -42,6 +42,8 @@ from latlab.schemas import (
     MeasurementIn,
     MeasurementOut,
     ModelOut,
+    PredictDevicesOut,
+    PredictDevicesRequest,
     PredictorKind,
     PredictorOut,
     PredictOut,
@@ -324,17 +326,34 @@ class Client(_Http):
         device's current GCN for the space, its newest LUT (``auto`` picks), or ``version``."""
         body = PredictRequest(
             device_id=device_id,
-            predictor=predictor,
             version=version,
-            space=space,
-            space_params=space_params or {},
-            archs=list(archs) if archs is not None else None,
-            model_ids=list(model_ids) if model_ids is not None else None,
+            **_query(space, archs, model_ids, predictor, space_params),
         )
         data = self._json(
             "POST", "/v1/predict", json=body.model_dump(mode="json", exclude_none=True)
         )
         return PredictOut.model_validate(data)
+
+    def predict_devices(
+        self,
+        device_ids: Iterable[str],
+        *,
+        space: str | None = None,
+        archs: Iterable[str | int] | None = None,
+        model_ids: Iterable[str] | None = None,
+        predictor: PredictorKind = PredictorKind.auto,
+        space_params: dict[str, int] | None = None,
+    ) -> list[PredictOut]:
+        """The same archs or models on several devices (each by its own current predictor),
+        one answer per device in the order given."""
+        body = PredictDevicesRequest(
+            device_ids=list(device_ids),
+            **_query(space, archs, model_ids, predictor, space_params),
+        )
+        data = self._json(
+            "POST", "/v1/predict/devices", json=body.model_dump(mode="json", exclude_none=True)
+        )
+        return PredictDevicesOut.model_validate(data).results
 
     # predictor registry
     def upload_predictor(
@@ -493,3 +512,20 @@ class AgentClient(_Http):
         return JobOut.model_validate(
             self._json("POST", f"/v1/agent/jobs/{job_id}/release", json=body)
         )
+
+
+def _query(
+    space: str | None,
+    archs: Iterable[str | int] | None,
+    model_ids: Iterable[str] | None,
+    predictor: PredictorKind,
+    space_params: dict[str, int] | None,
+) -> dict[str, Any]:
+    """The fields of a prediction request shared by one device and several."""
+    return {
+        "predictor": predictor,
+        "space": space,
+        "space_params": space_params or {},
+        "archs": list(archs) if archs is not None else None,
+        "model_ids": list(model_ids) if model_ids is not None else None,
+    }

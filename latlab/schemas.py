@@ -52,7 +52,10 @@ __all__ = [
     "ModelOut",
     "ModelSummary",
     "OpTiming",
+    "PredictDevicesOut",
+    "PredictDevicesRequest",
     "PredictOut",
+    "PredictQuery",
     "PredictRequest",
     "Prediction",
     "PredictorKind",
@@ -550,17 +553,29 @@ class PredictorKind(StrEnum):
     auto = "auto"
 
 
-class PredictRequest(_In):
-    """Latency of architectures (``space`` + ``archs``) or uploaded models (``model_ids``)."""
+class PredictQuery(_In):
+    """What to predict: architectures (``space`` + ``archs``) or uploaded models (``model_ids``),
+    by which kind of predictor."""
 
-    device_id: str = Field(max_length=64)
     predictor: PredictorKind = PredictorKind.auto
-    #: A specific LUT or predictor id (default: the device's current one).
-    version: str | None = Field(default=None, max_length=64)
     space: str | None = Field(default=None, max_length=50)
     space_params: dict[str, int] = Field(default_factory=dict, max_length=8)
     archs: list[str | int] | None = Field(default=None, min_length=1)
     model_ids: list[str] | None = Field(default=None, min_length=1)
+
+
+class PredictRequest(PredictQuery):
+    """Latency on one device."""
+
+    device_id: str = Field(max_length=64)
+    #: A specific LUT or predictor id (default: the device's current one).
+    version: str | None = Field(default=None, max_length=64)
+
+
+class PredictDevicesRequest(PredictQuery):
+    """Latency of the same items on several devices (each by its own current predictor)."""
+
+    device_ids: list[str] = Field(min_length=1)
 
 
 class EstimatedOp(BaseModel):
@@ -590,6 +605,11 @@ class PredictOut(BaseModel):
     #: The id of the LUT or predictor that answered.
     version: str
     predictions: list[Prediction]
+
+
+class PredictDevicesOut(BaseModel):
+    #: One answer per device, in the order asked.
+    results: list[PredictOut]
 
 
 class PredictorOut(_Out):

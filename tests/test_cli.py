@@ -233,6 +233,27 @@ def test_train_registers_a_predictor_that_predict_then_uses(
     assert predicted.returncode == 0, predicted.stderr
     assert "predictor gcn" in predicted.stdout and predicted.stdout.count(" ± ") == 2
 
+    other = client.import_dataset(
+        [
+            (
+                "tpu2.csv",
+                ("space,arch,device,latency_ms\n" + rows.replace(",tpu,", ",tpu2,")).encode(),
+            )
+        ],
+        "tpu2",
+    ).device_ids[0]
+    client.upload_predictor(
+        (tmp_path / "p.npz").read_bytes(), device_id=other, runtime="unknown", space="nb201"
+    )
+    both = latlab("predict", "--device", device_id, "--device", other, "11791", url=live_server.url)
+    assert both.returncode == 0, both.stderr
+    assert [line.split()[2] for line in both.stdout.splitlines() if line.startswith("#")] == [
+        f"{device_id},",
+        f"{other},",
+    ]
+    twice = latlab("predict", "--device", other, "--device", other, "1", url=live_server.url)
+    assert twice.returncode == 1 and "more than once" in twice.stderr
+
     listed = latlab("predictors", "--device", device_id, url=live_server.url)
     assert listed.returncode == 0 and "nb201" in listed.stdout and "*" in listed.stdout
 

@@ -218,6 +218,45 @@ def test_the_endpoint_serves_the_current_gcn_with_its_uncertainty(client: Client
     assert len(client.predictors(device_id)) == 2
 
 
+def test_one_call_predicts_on_several_devices_each_by_its_own_predictor(
+    client: Client,
+) -> None:
+    archs, _ = published(10)
+    device_ids = []
+    for name in ("phone", "board", "bare"):
+        csv = "space,arch,device,latency_ms\n" + "".join(f"nb201,{a},{name},1.0\n" for a in archs)
+        device_ids += client.import_dataset([(f"{name}.csv", csv.encode())], name).device_ids
+    phone, board, bare = device_ids
+    for device_id, members in ((phone, 1), (board, 2)):
+        client.upload_predictor(
+            random_predictor(members=members).to_bytes(),
+            device_id=device_id,
+            runtime="unknown",
+            space="nb201",
+        )
+
+    answers = client.predict_devices([board, phone], space="nb201", archs=archs[:4])
+    assert [a.device_id for a in answers] == [board, phone]
+    for answer in answers:
+        alone = client.predict(answer.device_id, space="nb201", archs=archs[:4])
+        assert answer.version == alone.version
+        assert [p.latency_ms for p in answer.predictions] == [
+            p.latency_ms for p in alone.predictions
+        ]
+    assert answers[0].predictions[0].uncertainty_ms is not None  # the 2-member ensemble
+    assert answers[1].predictions[0].uncertainty_ms is None
+
+    for ids, status, message in [
+        ([phone, bare], 404, bare),
+        ([phone, "nope"], 404, "nope"),
+        ([phone, phone], 422, "more than once"),
+        ([phone] * 17, 413, "at most 16"),
+    ]:
+        with pytest.raises(ApiError) as err:
+            client.predict_devices(ids, space="nb201", archs=[1])
+        assert err.value.status == status and message in err.value.message, ids
+
+
 def test_the_example_search_keeps_only_archs_under_the_limit(client: Client) -> None:
     import importlib.util
 

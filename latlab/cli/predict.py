@@ -9,6 +9,7 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from latlab.cli.common import UsageError, add_user_flags, client_from, int_params, table
 from latlab.schemas import PredictorKind
@@ -69,24 +70,30 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     if (not args.archs) == (not args.model):
         raise UsageError("give archs (with --space) or --model IDs")
+    if len(args.device) > 1 and args.version is not None:
+        raise UsageError("--version names one device's predictor: give one --device")
+    query: dict[str, Any] = {
+        "space": args.space if args.archs else None,
+        "archs": args.archs or None,
+        "model_ids": args.model,
+        "predictor": PredictorKind(args.predictor),
+        "space_params": int_params(args.param),
+    }
     with client_from(args) as client:
-        out = client.predict(
-            args.device,
-            space=args.space if args.archs else None,
-            archs=args.archs or None,
-            model_ids=args.model,
-            predictor=PredictorKind(args.predictor),
-            version=args.version,
-            space_params=int_params(args.param),
-        )
+        if len(args.device) == 1:
+            answers = [client.predict(args.device[0], version=args.version, **query)]
+        else:
+            answers = client.predict_devices(args.device, **query)
     if args.json:
-        print(json.dumps(out.model_dump(mode="json"), indent=2))
+        dumped = [out.model_dump(mode="json") for out in answers]
+        print(json.dumps(dumped[0] if len(dumped) == 1 else dumped, indent=2))
         return 0
-    print(f"# device {out.device_id}, predictor {out.predictor.value} {out.version}")
-    for p in out.predictions:
-        spread = f" ± {p.uncertainty_ms:.4f}" if p.uncertainty_ms is not None else ""
-        note = f"  ({len(p.estimated)} kernels estimated)" if p.estimated else ""
-        print(f"{p.latency_ms:10.4f} ms{spread}  {p.item}{note}")
+    for out in answers:
+        print(f"# device {out.device_id}, predictor {out.predictor.value} {out.version}")
+        for p in out.predictions:
+            spread = f" ± {p.uncertainty_ms:.4f}" if p.uncertainty_ms is not None else ""
+            note = f"  ({len(p.estimated)} kernels estimated)" if p.estimated else ""
+            print(f"{p.latency_ms:10.4f} ms{spread}  {p.item}{note}")
     return 0
 
 
@@ -121,7 +128,9 @@ def cmd_predictors(args: argparse.Namespace) -> int:
 
 def add_predict_flags(p: argparse.ArgumentParser, default_predictor: str) -> None:
     p.add_argument("archs", nargs="*", help="archs of --space: indices, strings or vectors")
-    p.add_argument("--device", required=True)
+    p.add_argument(
+        "--device", required=True, action="append", help="a device id (repeat for several)"
+    )
     p.add_argument("--space", default="nb201")
     p.add_argument("--param", action="append", metavar="KEY=INT", help="space parameter")
     p.add_argument("--model", nargs="+", help="model ids instead of archs")

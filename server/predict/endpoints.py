@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from latlab.schemas import PredictOut, PredictRequest
+from latlab.schemas import PredictDevicesOut, PredictDevicesRequest, PredictOut, PredictRequest
 from server.deps import SessionDep, StateDep, UserAuth
 from server.predict import service
 
@@ -16,3 +16,12 @@ def predict(body: PredictRequest, session: SessionDep, state: StateDep) -> Predi
     its newest ready LUT (kernels it has no entry for are estimated and listed); ``auto``
     prefers the GCN; ``version`` picks a LUT or predictor. At most 10,000 items per call."""
     return service.predict_latency(session, state.blobs, state.predictors, body)
+
+
+@router.post("/predict/devices", response_model=PredictDevicesOut, dependencies=[UserAuth])
+def predict_on_devices(
+    body: PredictDevicesRequest, session: SessionDep, state: StateDep
+) -> PredictDevicesOut:
+    """The same archs or models on several devices (at most 16), each by its own current
+    predictor as in ``/v1/predict``; one result per device, in the order asked."""
+    return service.predict_latency_on_devices(session, state.blobs, state.predictors, body)

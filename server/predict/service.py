@@ -7,7 +7,15 @@ from sqlalchemy.orm import Session
 
 from latlab.errors import LatlabError
 from latlab.graph import OpGraph
-from latlab.schemas import EstimatedOp, Prediction, PredictorKind, PredictOut, PredictRequest
+from latlab.schemas import (
+    EstimatedOp,
+    PredictDevicesOut,
+    PredictDevicesRequest,
+    Prediction,
+    PredictorKind,
+    PredictOut,
+    PredictRequest,
+)
 from lut.errors import MissingEntry
 from lut.predict import predict
 from predictors.features import graph_features
@@ -21,10 +29,12 @@ from server.predict.cache import PredictorCache
 from server.registry.service import current_predictor
 from server.tables import Lut, Predictor
 
-__all__ = ["MAX_BATCH", "predict_latency"]
+__all__ = ["MAX_BATCH", "MAX_DEVICES", "predict_latency", "predict_latency_on_devices"]
 
 #: Architectures or models in one call.
 MAX_BATCH = 10_000
+#: Devices in one multi-device call.
+MAX_DEVICES = 16
 
 
 def predict_latency(
@@ -41,6 +51,25 @@ def predict_latency(
         kind = PredictorKind.gcn
     return PredictOut(
         device_id=device.id, predictor=kind, version=source.id, predictions=predictions
+    )
+
+
+def predict_latency_on_devices(
+    session: Session, blobs: BlobStore, cache: PredictorCache, body: PredictDevicesRequest
+) -> PredictDevicesOut:
+    """The same items on each device, each answered by that device's own predictor; one
+    device that cannot answer fails the whole call (its id in the message)."""
+    if len(body.device_ids) > MAX_DEVICES:
+        raise PayloadTooLarge(f"{len(body.device_ids)} devices in one call; at most {MAX_DEVICES}")
+    repeated = sorted({d for d in body.device_ids if body.device_ids.count(d) > 1})
+    if repeated:
+        raise InvalidInput(f"devices listed more than once: {', '.join(repeated)}")
+    query = body.model_dump(exclude={"device_ids"})
+    return PredictDevicesOut(
+        results=[
+            predict_latency(session, blobs, cache, PredictRequest(device_id=d, **query))
+            for d in body.device_ids
+        ]
     )
 
 
