@@ -18,7 +18,7 @@ from math import log1p
 import numpy as np
 
 from latlab.graph import OpGraph, OpNode
-from latlab.opkey import op_cost
+from latlab.opkey import OpCost, op_cost
 
 __all__ = ["FEATURES", "OP_TYPES", "Batch", "GraphFeatures", "batch", "graph_features"]
 
@@ -65,13 +65,15 @@ FEATURES = len(OP_TYPES) + len(_NUMERIC)
 class GraphFeatures:
     x: np.ndarray  # [nodes, FEATURES] float32; row 0 is the global node
     adj: np.ndarray  # [nodes, nodes] float32, normalised, self-loops included
+    #: The graph's total cost, (MFLOPs, MB moved): what a cost baseline is fitted on.
+    cost: tuple[float, float] = (0.0, 0.0)
 
     @property
     def nodes(self) -> int:
         return int(self.x.shape[0])
 
 
-def _numeric(graph: OpGraph, node: OpNode) -> list[float]:
+def _numeric(graph: OpGraph, node: OpNode) -> tuple[list[float], OpCost]:
     ins = graph.activation_inputs(node)
     out = graph.spec(node.outputs[0]).shape if node.outputs else ()
     c_in = ins[0].shape[1] if ins and len(ins[0].shape) >= 2 else 0
@@ -91,7 +93,7 @@ def _numeric(graph: OpGraph, node: OpNode) -> list[float]:
         "params": cost.params,
         "bytes": cost.bytes_moved,
     }
-    return [log1p(values[name]) / scale for name, scale in _NUMERIC]
+    return [log1p(values[name]) / scale for name, scale in _NUMERIC], cost
 
 
 def graph_features(graph: OpGraph) -> GraphFeatures:
@@ -101,15 +103,23 @@ def graph_features(graph: OpGraph) -> GraphFeatures:
     producer = {t: i + 1 for i, node in enumerate(graph.nodes) for t in node.outputs}
     a = np.eye(n, dtype=np.float32)
     a[0, :] = a[:, 0] = 1.0
+    flops = bytes_moved = 0
     for i, node in enumerate(graph.nodes, start=1):
         x[i, _TYPE_INDEX.get(node.op_type, _TYPE_INDEX["other"])] = 1.0
-        x[i, len(OP_TYPES) :] = _numeric(graph, node)
+        numeric, cost = _numeric(graph, node)
+        x[i, len(OP_TYPES) :] = numeric
+        flops += cost.flops
+        bytes_moved += cost.bytes_moved
         for t in node.inputs:
             j = producer.get(t)
             if j is not None:
                 a[i, j] = a[j, i] = 1.0
     inv_sqrt = 1.0 / np.sqrt(a.sum(axis=1))
-    return GraphFeatures(x=x, adj=(a * inv_sqrt[:, None] * inv_sqrt[None, :]).astype(np.float32))
+    return GraphFeatures(
+        x=x,
+        adj=(a * inv_sqrt[:, None] * inv_sqrt[None, :]).astype(np.float32),
+        cost=(flops / 1e6, bytes_moved / 1e6),
+    )
 
 
 @dataclass(frozen=True)

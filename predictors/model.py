@@ -17,9 +17,9 @@ from predictors.errors import PredictorError
 from predictors.features import FEATURES, GraphFeatures, batch
 from predictors.forward import gcn_forward
 
-__all__ = ["FORMAT_VERSION", "GcnConfig", "GcnPredictor", "TargetScale"]
+__all__ = ["FORMAT_VERSION", "CostBaseline", "GcnConfig", "GcnPredictor", "TargetScale"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 META = "meta.json"
 
 
@@ -42,7 +42,39 @@ class GcnConfig:
     ensemble: int = 1
     #: Stop a member after this many epochs without a better validation loss (None: never).
     patience: int | None = None
+    #: "cost": the network learns the ratio of latency to a linear fit on the graph's FLOPs and
+    #: bytes (CostBaseline); "none": the latency itself.
+    baseline: Literal["none", "cost"] = "none"
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class CostBaseline:
+    """``latency_ms ≈ mflops_coef · MFLOPs + mb_coef · MB moved + constant_ms`` of the
+    predictor's graph, least squares on the training archs; never below ``floor_ms``. The GCN
+    then only learns how far each arch sits from its cost (a ratio), which needs far fewer
+    samples than the latency itself."""
+
+    mflops_coef: float
+    mb_coef: float
+    constant_ms: float
+    floor_ms: float
+
+    @classmethod
+    def fit(cls, features: Sequence[GraphFeatures], latency_ms: np.ndarray) -> CostBaseline:
+        design = _design(features)
+        coef, *_ = np.linalg.lstsq(design, latency_ms, rcond=None)
+        floor = 0.05 * float(np.median(latency_ms))
+        return cls(float(coef[0]), float(coef[1]), float(coef[2]), floor)
+
+    def __call__(self, features: Sequence[GraphFeatures]) -> np.ndarray:
+        coef = np.array([self.mflops_coef, self.mb_coef, self.constant_ms])
+        fitted: np.ndarray = np.maximum(_design(features) @ coef, self.floor_ms)
+        return fitted
+
+
+def _design(features: Sequence[GraphFeatures]) -> np.ndarray:
+    return np.array([(*f.cost, 1.0) for f in features], dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -72,6 +104,8 @@ class GcnPredictor:
     config: GcnConfig
     target: TargetScale
     members: tuple[dict[str, np.ndarray], ...]
+    #: Present when ``config.baseline == "cost"``: the network's output times this is latency.
+    baseline: CostBaseline | None = None
     #: What it was trained on and how it scored (device, runtime, data, metrics): embedded.
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -91,6 +125,8 @@ class GcnPredictor:
                 )
             )
         runs = np.concatenate(outputs, axis=1)  # [members, graphs]
+        if self.baseline is not None:
+            runs *= self.baseline(features)
         mean = runs.mean(axis=0)
         return mean, (runs.std(axis=0) if len(self.members) > 1 else None)
 
@@ -100,6 +136,7 @@ class GcnPredictor:
             "features": FEATURES,
             "config": asdict(self.config),
             "target": asdict(self.target),
+            "baseline": asdict(self.baseline) if self.baseline is not None else None,
             "members": len(self.members),
             "meta": self.meta,
         }
@@ -133,5 +170,6 @@ class GcnPredictor:
             config=GcnConfig(**header["config"]),
             target=TargetScale(**header["target"]),
             members=tuple(members),
+            baseline=CostBaseline(**header["baseline"]) if header["baseline"] else None,
             meta=header["meta"],
         )

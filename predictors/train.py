@@ -15,7 +15,7 @@ from latlab.metrics import RegressionMetrics, regression_metrics
 from predictors.errors import PredictorError
 from predictors.features import FEATURES, GraphFeatures, batch
 from predictors.gcn import Gcn
-from predictors.model import GcnConfig, GcnPredictor, TargetScale
+from predictors.model import CostBaseline, GcnConfig, GcnPredictor, TargetScale
 
 __all__ = ["Split", "TrainReport", "split_indices", "train_gcn"]
 
@@ -113,11 +113,18 @@ def train_gcn(
     y_all = np.asarray(latency_ms, dtype=np.float64)
     if len(features) != len(y_all) or np.any(y_all <= 0) or not np.all(np.isfinite(y_all)):
         raise PredictorError("need one positive, finite latency per graph")
-    target = TargetScale.fit(config.target, y_all[list(split.train)])
+    baseline = (
+        CostBaseline.fit([features[i] for i in split.train], y_all[list(split.train)])
+        if config.baseline == "cost"
+        else None
+    )
+    # what the network learns: the latency, or its ratio to the cost fit
+    y_net = y_all / baseline(features) if baseline is not None else y_all
+    target = TargetScale.fit(config.target, y_net[list(split.train)])
 
     def part(indices: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, adj = _tensors([features[i] for i in indices])
-        return x, adj, torch.from_numpy(target.encode(y_all[list(indices)]))
+        return x, adj, torch.from_numpy(target.encode(y_net[list(indices)]))
 
     train, val = part(split.train), part(split.val)
     members, epochs = [], []
@@ -127,7 +134,11 @@ def train_gcn(
         epochs.append(ran)
         log.info("member trained", extra={"member": k, "epochs": ran})
     predictor = GcnPredictor(
-        config=config, target=target, members=tuple(members), meta=dict(meta or {})
+        config=config,
+        target=target,
+        members=tuple(members),
+        baseline=baseline,
+        meta=dict(meta or {}),
     )
 
     def score(indices: tuple[int, ...]) -> tuple[RegressionMetrics, np.ndarray]:
@@ -147,6 +158,7 @@ def train_gcn(
         config=config,
         target=target,
         members=predictor.members,
+        baseline=baseline,
         meta={
             **predictor.meta,
             "test": asdict(test_metrics),

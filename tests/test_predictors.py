@@ -133,6 +133,36 @@ def test_training_on_real_published_latencies_lowers_the_held_out_error() -> Non
     assert len(report.predicted_ms) == len(report.true_ms) == 100
 
 
+def test_a_cost_baseline_takes_the_linear_part_so_little_data_goes_further() -> None:
+    archs, latency = published(600)
+    feats = features(archs)
+    split = split_indices(len(archs), 45, 5, seed=0)  # 50 archs to learn from
+    test = list(split.test)
+    without, plain = train_gcn(feats, latency, SMALL, split)
+    with_cost, based = train_gcn(feats, latency, replace(SMALL, baseline="cost"), split)
+    assert without.baseline is None and with_cost.baseline is not None
+    assert based.test.mape < plain.test.mape and based.test.n == plain.test.n == 550
+    # the network's output times the baseline is the prediction, reloaded or not
+    fit = with_cost.baseline([feats[i] for i in test])
+    assert np.all(fit > 0)
+    again = GcnPredictor.from_bytes(with_cost.to_bytes())
+    assert again.baseline == with_cost.baseline
+    assert np.array_equal(again.predict(feats[:7])[0], with_cost.predict(feats[:7])[0])
+
+
+def test_graph_features_carry_the_graph_cost() -> None:
+    arch = SPACE.parse(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    )
+    graph = SPACE.predictor_graph(arch)
+    from latlab.opkey import op_cost
+
+    costs = [op_cost(graph, n) for n in graph.nodes]
+    mflops, mb = graph_features(graph).cost
+    assert mflops == pytest.approx(sum(c.flops for c in costs) / 1e6)
+    assert mb == pytest.approx(sum(c.bytes_moved for c in costs) / 1e6) and mflops > 0
+
+
 def test_a_saved_predictor_reloads_and_predicts_the_same_numbers() -> None:
     predictor = replace(
         random_predictor(members=3), meta={"device_id": "d", "test": {"rmse_ms": 0.1}}
