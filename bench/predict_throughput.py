@@ -15,16 +15,21 @@ arch's prediction, computed in one batched pass on first use; that first call is
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import pickle
 import secrets
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import numpy as np
-from pydantic import SecretStr
 
 from latlab.client import Client
 from latlab.spaces.nb201 import Nb201
@@ -33,8 +38,7 @@ from predictors.model import GcnPredictor
 from predictors.pipeline import features_of
 from predictors.presets import PRESETS
 from predictors.train import split_indices, train_gcn
-from server.config import Settings
-from server.embedded import EmbeddedServer
+from server.embedded import free_port
 
 LATBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "latbench"
 DEVICE_FILE = "mobile-gpu-snapdragon-855-adreno-640-int8.pickle"
@@ -68,6 +72,34 @@ def torch_forward_seconds(
         runs.mean(axis=0)
         seconds.append(time.perf_counter() - t0)
     return seconds
+
+
+@contextlib.contextmanager
+def server_process(data_dir: Path) -> Iterator[tuple[str, str]]:
+    """``latlab server`` in a process of its own, as deployed (an embedded server would share
+    this process's interpreter, garbage collector and GIL with the benchmark)."""
+    api_key = secrets.token_urlsafe(16)
+    port = free_port()
+    env = {**os.environ, "LATLAB_DATA_DIR": str(data_dir), "LATLAB_API_KEYS": api_key}
+    latlab = str(Path(sys.executable).with_name("latlab"))
+    command = [latlab, "server", "--port", str(port), "--log-level", "warning"]
+    process = subprocess.Popen(command, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the server did not start")
+            time.sleep(0.2)
+        yield url, api_key
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def main() -> None:
@@ -104,35 +136,33 @@ def main() -> None:
 
     torch_s = torch_forward_seconds(predictor, [[features[i] for i in b] for b in batches])
 
-    with tempfile.TemporaryDirectory() as tmp:
-        api_key = secrets.token_urlsafe(16)
-        settings = Settings(data_dir=Path(tmp), api_keys=[SecretStr(api_key)])
-        with (
-            EmbeddedServer(settings) as server,
-            Client(server.url, api_key, timeout_s=600) as client,
-        ):
-            dataset = client.import_dataset([LATBENCH / DEVICE_FILE], "one device")
-            [device_id] = dataset.device_ids
-            client.upload_predictor(
-                predictor.to_bytes(), device_id=device_id, runtime="unknown", space="nb201"
-            )
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        server_process(Path(tmp)) as (url, api_key),
+        Client(url, api_key, timeout_s=600) as client,
+    ):
+        dataset = client.import_dataset([LATBENCH / DEVICE_FILE], "one device")
+        [device_id] = dataset.device_ids
+        client.upload_predictor(
+            predictor.to_bytes(), device_id=device_id, runtime="unknown", space="nb201"
+        )
+        t0 = time.perf_counter()
+        client.predict(device_id, space="nb201", archs=[0])
+        first_s = time.perf_counter() - t0
+        api_s, api_str_s = [], []
+        for b in batches:
             t0 = time.perf_counter()
-            client.predict(device_id, space="nb201", archs=[0])
-            first_s = time.perf_counter() - t0
-            api_s, api_str_s = [], []
-            for b in batches:
-                t0 = time.perf_counter()
-                out = client.predict(device_id, space="nb201", archs=b)
-                api_s.append(time.perf_counter() - t0)
-                assert len(out.predictions) == len(b)
-            strings = [[space.from_index(i).string for i in b] for b in batches]
-            for b in strings:
-                t0 = time.perf_counter()
-                client.predict(device_id, space="nb201", archs=b)
-                api_str_s.append(time.perf_counter() - t0)
-            check = client.predict(device_id, space="nb201", archs=batches[0][:100])
-            local, _ = predictor.predict([features[i] for i in batches[0][:100]])
-            assert np.allclose([p.latency_ms for p in check.predictions], local, rtol=1e-4)
+            out = client.predict(device_id, space="nb201", archs=b)
+            api_s.append(time.perf_counter() - t0)
+            assert len(out.predictions) == len(b)
+        strings = [[space.from_index(i).string for i in b] for b in batches]
+        for b in strings:
+            t0 = time.perf_counter()
+            client.predict(device_id, space="nb201", archs=b)
+            api_str_s.append(time.perf_counter() - t0)
+        check = client.predict(device_id, space="nb201", archs=batches[0][:100])
+        local, _ = predictor.predict([features[i] for i in batches[0][:100]])
+        assert np.allclose([p.latency_ms for p in check.predictions], local, rtol=1e-4)
 
     def rate(seconds: list[float]) -> float:
         return args.batch / statistics.median(seconds)
