@@ -9,7 +9,7 @@ import numpy as np
 
 from agent.errors import RunnerError
 
-__all__ = ["InputSpec", "make_inputs"]
+__all__ = ["InputSpec", "make_inputs", "random_array"]
 
 ORT_DTYPES: dict[str, Any] = {
     "tensor(float)": np.float32,
@@ -39,11 +39,8 @@ class InputSpec(Protocol):
 def make_inputs(
     specs: Sequence[InputSpec], seed: int
 ) -> tuple[dict[str, np.ndarray], dict[str, list[int]]]:
-    """Random feeds (symbolic or unknown dims -> 1) and the shapes used, by input name.
-
-    Floats are standard normal, integers in [0, 2) (valid as indices and token ids), booleans
-    random.
-    """
+    """Random feeds (symbolic or unknown dims -> 1; values by ``random_array``) and the
+    shapes used, by input name."""
     rng = np.random.default_rng(seed)
     feeds: dict[str, np.ndarray] = {}
     shapes: dict[str, list[int]] = {}
@@ -54,12 +51,17 @@ def make_inputs(
                 f"input {spec.name!r} has type {spec.type}, which latlab cannot generate"
             )
         shape = [d if isinstance(d, int) and d > 0 else 1 for d in spec.shape]
-        if np.issubdtype(dtype, np.floating):
-            value = rng.standard_normal(shape).astype(dtype)
-        elif dtype is np.bool_:
-            value = rng.integers(0, 2, shape).astype(np.bool_)
-        else:
-            value = rng.integers(0, 2, shape).astype(dtype)
+        value = random_array(rng, dtype, shape)
         feeds[spec.name] = value
         shapes[spec.name] = shape
     return feeds, shapes
+
+
+def random_array(rng: np.random.Generator, dtype: Any, shape: Sequence[int]) -> np.ndarray:
+    """Floats standard normal, integers in [0, 2) (valid as indices and token ids), booleans
+    random."""
+    if np.issubdtype(dtype, np.floating):
+        return rng.standard_normal(shape).astype(dtype)
+    if dtype is np.bool_:
+        return rng.integers(0, 2, shape).astype(np.bool_)
+    return rng.integers(0, 2, shape).astype(dtype)

@@ -167,6 +167,7 @@ class HeartbeatOut(BaseModel):
 
 class ModelFormat(StrEnum):
     onnx = "onnx"
+    tflite = "tflite"
 
 
 class TensorInfo(BaseModel):
@@ -204,6 +205,8 @@ class ModelOut(_Out):
 
 class RuntimeName(StrEnum):
     onnxruntime = "onnxruntime"
+    #: LiteRT (``ai-edge-litert``; ``tflite-runtime`` where that is what the device has).
+    litert = "litert"
 
 
 class ExecutionProvider(StrEnum):
@@ -227,6 +230,8 @@ class RuntimeConfig(_In):
     #: Intra-op threads. 1 is the stable default: 2+ threads jitter 2-5x on small hosts.
     threads: int = Field(default=1, ge=1, le=256)
     graph_optimization: GraphOptimization = GraphOptimization.all
+    #: LiteRT: the default XNNPACK delegate on (True) or the builtin kernels alone.
+    xnnpack: bool = True
     warmup_runs: int = Field(default=10, ge=0, le=100_000)
     warmup_s: float = Field(default=1.0, ge=0, le=600)
     timed_runs: int = Field(default=50, ge=1, le=100_000)

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 #: runtime name -> "module:class"
 RUNNERS: dict[str, str] = {
     "onnxruntime": "agent.runners.ort:OrtRunner",
+    "litert": "agent.runners.litert:LiteRtRunner",
 }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from latlab.client import Client
 from latlab.config import ClientSettings
-from latlab.schemas import RuntimeConfig
+from latlab.schemas import RuntimeConfig, RuntimeName
 
 __all__ = [
     "UsageError",
@@ -76,8 +76,12 @@ def ms(value: float | None) -> str:
 
 def add_runtime_flags(sp: argparse.ArgumentParser) -> None:
     """The runtime config of a job or a campaign (unset flags keep the protocol defaults)."""
+    sp.add_argument("--runtime", choices=[r.value for r in RuntimeName], help="default onnxruntime")
     sp.add_argument("--threads", type=int)
     sp.add_argument("--provider", help="execution provider (default CPUExecutionProvider)")
+    sp.add_argument(
+        "--no-xnnpack", action="store_true", help="litert: the builtin kernels, not XNNPACK"
+    )
     sp.add_argument("--warmup-runs", type=int)
     sp.add_argument("--warmup-s", type=float)
     sp.add_argument("--runs", type=int, help="at least this many timed runs")
@@ -87,6 +91,8 @@ def add_runtime_flags(sp: argparse.ArgumentParser) -> None:
 
 def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
     fields = {
+        "runtime": args.runtime,
+        "xnnpack": False if args.no_xnnpack else None,
         "threads": args.threads,
         "execution_provider": args.provider,
         "warmup_runs": args.warmup_runs,

@@ -34,6 +34,7 @@ from latlab.schemas import (
     JobState,
     ModelFormat,
     RuntimeConfig,
+    RuntimeName,
 )
 from server.auth import new_lease_token
 from server.db import utcnow
@@ -95,10 +96,25 @@ def selector_matches(selector: dict[str, Any], name: str, descriptor: dict[str, 
     return True
 
 
+#: The model format each runtime reads.
+RUNTIME_FORMATS = {
+    RuntimeName.onnxruntime: ModelFormat.onnx,
+    RuntimeName.litert: ModelFormat.tflite,
+}
+
+
+def required_provider(config: RuntimeConfig) -> str:
+    """The provider (onnxruntime) or delegate (LiteRT) a device must advertise for ``config``."""
+    if config.runtime is RuntimeName.litert:
+        return "XNNPACK" if config.xnnpack else "builtin"
+    return config.execution_provider.value
+
+
 def device_can_run(descriptor: dict[str, Any], config: RuntimeConfig) -> bool:
+    provider = required_provider(config)
     for runtime in DeviceDescriptor.model_validate(descriptor).runtimes:
         if runtime.name == config.runtime.value and (
-            not runtime.providers or config.execution_provider.value in runtime.providers
+            not runtime.providers or provider in runtime.providers
         ):
             return True
     return False
@@ -120,14 +136,21 @@ def _dedup_key(body: JobCreate) -> str:
 def create_job(session: Session, body: JobCreate, default_max_attempts: int) -> JobOut:
     if (body.device_id is None) == (body.selector is None):
         raise InvalidInput("give exactly one of device_id or selector ({} matches any device)")
-    if session.get(Model, body.model_id) is None:
+    model = session.get(Model, body.model_id)
+    if model is None:
         raise NotFound(f"no model {body.model_id!r}; upload it first")
+    wanted = RUNTIME_FORMATS[body.config.runtime]
+    if model.format != wanted.value:
+        raise InvalidInput(
+            f"{body.config.runtime.value} runs {wanted.value} models; model {model.id} is "
+            f"{model.format}"
+        )
     if body.device_id is not None:
         device = job_device(session, body.device_id)
         if not device_can_run(device.descriptor, body.config):
             raise InvalidInput(
                 f"device {device.id} cannot run {body.config.runtime.value} with "
-                f"{body.config.execution_provider.value}"
+                f"{required_provider(body.config)}"
             )
     if body.selector is not None:
         _check_selector(body.selector)

@@ -1,4 +1,5 @@
-"""Models: validated on upload, stored once by sha256, summarised."""
+"""Models (ONNX or TFLite, told apart by the TFLite file identifier): validated on upload,
+stored once by sha256, summarised."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from latlab.errors import ModelInvalid
 from latlab.graph import OpGraph
 from latlab.onnx_summary import load_onnx, summarize_onnx
 from latlab.schemas import ModelFormat, ModelOut, ModelSummary
+from latlab.tflite_summary import is_tflite, summarize_tflite
 from server.blobstore import BlobStore
 from server.db import utcnow
 from server.errors import InvalidInput, NotFound
@@ -37,14 +39,19 @@ def store_model(
     if existing is not None:
         path.unlink(missing_ok=True)
         return model_out(existing), False
+    model_format = ModelFormat.tflite if is_tflite(data) else ModelFormat.onnx
     try:
-        summary = summarize_onnx(load_onnx(data))
+        summary = (
+            summarize_tflite(data)
+            if model_format is ModelFormat.tflite
+            else summarize_onnx(load_onnx(data))
+        )
     except ModelInvalid as exc:
         raise InvalidInput(str(exc)) from exc
     del data
     model = Model(
         id=sha256,
-        format=ModelFormat.onnx.value,
+        format=model_format.value,
         filename=filename[:255],
         size_bytes=path.stat().st_size,
         summary=summary.model_dump(mode="json"),
@@ -87,6 +94,11 @@ def model_graph(session: Session, blobs: BlobStore, model_id: str) -> OpGraph:
             _graphs.move_to_end(model_id)
             return _graphs[model_id]
     model = get_model(session, model_id)
+    if model.format != ModelFormat.onnx.value:
+        raise InvalidInput(
+            f"model {model_id} is {model.format}: graphs (LUT keys, GCN features) are read from "
+            "ONNX models; upload the ONNX export of the same network"
+        )
     with blobs.open(model.id) as f:
         data = f.read()
     try:

@@ -1,0 +1,122 @@
+"""The LiteRT runner: TFLite models timed with the LiteRT interpreter (``ai-edge-litert``, or
+``tflite-runtime`` where that is what the device has), XNNPACK on or off, the same
+measurement protocol and statistics as the onnxruntime runner.
+
+The Python interpreter has no op profiler: per-op TFLite times come from ``benchmark_model``
+(the adb runner) or from one-kernel micro-models (the LUT builder).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.errors import RunnerError, RunnerUnavailable
+from agent.inputs import random_array
+from agent.protocol import run_protocol
+from agent.runners.base import Timing
+from latlab.schemas import ExecutionProvider, RuntimeConfig, RuntimeInfo
+
+try:
+    from ai_edge_litert import interpreter as _litert
+
+    _PACKAGE = "ai-edge-litert"
+except ImportError:  # the older wheel, for devices that only have it (needs numpy < 2)
+    from tflite_runtime import interpreter as _litert
+
+    _PACKAGE = "tflite-runtime"
+
+__all__ = ["LiteRtRunner"]
+
+#: The flatbuffer's file identifier, bytes 4..8 of a .tflite file.
+TFLITE_IDENTIFIER = b"TFL3"
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return f"{_PACKAGE} {version(_PACKAGE)}"
+
+
+class LiteRtRunner:
+    name = "litert"
+
+    def info(self) -> RuntimeInfo:
+        return RuntimeInfo(name=self.name, version=_version(), providers=["XNNPACK", "builtin"])
+
+    def time(
+        self, model_path: Path, config: RuntimeConfig, should_stop: Callable[[], bool]
+    ) -> Timing:
+        started = time.perf_counter()
+        if config.execution_provider is not ExecutionProvider.cpu:
+            raise RunnerUnavailable(
+                f"LiteRT runs on the CPU here (XNNPACK or builtin kernels), not "
+                f"{config.execution_provider.value}"
+            )
+        data = model_path.read_bytes()
+        if data[4:8] != TFLITE_IDENTIFIER:
+            raise RunnerError("not a TFLite model (no TFL3 flatbuffer identifier)")
+        interpreter = _interpreter(data, config)
+        shapes = _set_inputs(interpreter, config.seed)
+        # invoke() runs on the CPU and returns when the outputs are written
+        result = run_protocol(
+            partial(_invoke, interpreter),
+            warmup_runs=config.warmup_runs,
+            warmup_s=config.warmup_s,
+            timed_runs=config.timed_runs,
+            timed_s=config.timed_s,
+            should_stop=should_stop,
+        )
+        return Timing(
+            runtime=self.name,
+            runtime_version=_version(),
+            provider="XNNPACK" if config.xnnpack else "builtin",
+            threads=config.threads,
+            input_shapes=shapes,
+            warmup=result.warmup,
+            samples_ms=result.samples_ms,
+            timing_wall_s=time.perf_counter() - started,
+            op_profile=None,
+            ops=(),
+        )
+
+
+def _interpreter(data: bytes, config: RuntimeConfig) -> Any:
+    resolver = (
+        _litert.OpResolverType.AUTO
+        if config.xnnpack
+        else _litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
+    try:
+        interpreter = _litert.Interpreter(
+            model_content=data,
+            num_threads=config.threads,
+            experimental_op_resolver_type=resolver,
+        )
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:  # LiteRT's own errors, translated here
+        raise RunnerError(f"LiteRT cannot load the model: {exc}") from exc
+    return interpreter
+
+
+def _set_inputs(interpreter: Any, seed: int) -> dict[str, list[int]]:
+    rng = np.random.default_rng(seed)
+    shapes: dict[str, list[int]] = {}
+    for detail in interpreter.get_input_details():
+        shape = [int(d) if d > 0 else 1 for d in detail["shape"]]
+        interpreter.set_tensor(detail["index"], random_array(rng, detail["dtype"], shape))
+        shapes[detail["name"]] = shape
+    return shapes
+
+
+def _invoke(interpreter: Any) -> object:
+    try:
+        interpreter.invoke()
+    except RuntimeError as exc:
+        raise RunnerError(f"LiteRT failed to run the model: {exc}") from exc
+    return None
