@@ -3,7 +3,8 @@
 1. Timing fidelity: the same ONNX models (each >= 1 ms) timed through the agent's runner and
    through a plain ``InferenceSession.run`` loop with the same threads and the same protocol
    (warm-up then timed runs), interleaved over several rounds in one process. Prints the
-   ratio of medians per model. Goal: <= 1.02.
+   ratio of medians per model. Goal: <= 1.02. The same for the LiteRT runner against a plain
+   ``Interpreter.invoke()`` loop, on NAS-Bench-201 archs written as TFLite (XNNPACK on).
 2. Job overhead: through the whole queue (embedded server on SQLite + an agent thread, real
    HTTP), time from job submission to the result stored, minus the time spent in the timed
    and warm-up runs themselves. Goal: <= 100 ms.
@@ -18,6 +19,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,13 +30,20 @@ from pydantic import SecretStr
 
 from agent.config import AgentSettings
 from agent.main import connect_agent
+from agent.runners.base import Runner
+from agent.runners.litert import LiteRtRunner
 from agent.runners.ort import OrtRunner
 from latlab.client import Client
 from latlab.demo_models import DEMO_CNNS, make_cnn
-from latlab.schemas import JobState, RuntimeConfig
+from latlab.export.tflite import to_tflite
+from latlab.schemas import JobState, RuntimeConfig, RuntimeName
+from latlab.spaces.nb201 import Nb201
 from server.config import Settings
 from server.embedded import EmbeddedServer
 
+#: NAS-Bench-201 archs for the LiteRT comparison: about 1.9, 2.6 and 4.8 ms with XNNPACK here.
+LITERT_ARCHS = (6722, 11791, 11718)
+NB201 = Nb201()
 CONFIG = RuntimeConfig(warmup_runs=10, warmup_s=0.5, timed_runs=100, timed_s=1.0, profile_ops=False)
 
 
@@ -64,25 +73,54 @@ def plain_median_ms(path: Path, config: RuntimeConfig) -> float:
     return statistics.median(samples_ms)
 
 
-def fidelity(paths: dict[str, Path], rounds: int) -> None:
-    runner = OrtRunner()
+def plain_litert_median_ms(path: Path, config: RuntimeConfig) -> float:
+    """The same by hand for LiteRT: one interpreter, a warm-up, a timed ``invoke()`` loop."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=config.threads)
+    interpreter.allocate_tensors()
+    for detail in interpreter.get_input_details():
+        value = np.random.default_rng(0).standard_normal(detail["shape"]).astype(np.float32)
+        interpreter.set_tensor(detail["index"], value)
+    deadline = time.perf_counter() + config.warmup_s
+    n = 0
+    while n < config.warmup_runs or time.perf_counter() < deadline:
+        interpreter.invoke()
+        n += 1
+    samples_ms = []
+    deadline = time.perf_counter() + config.timed_s
+    while len(samples_ms) < config.timed_runs or time.perf_counter() < deadline:
+        t0 = time.perf_counter_ns()
+        interpreter.invoke()
+        samples_ms.append((time.perf_counter_ns() - t0) / 1e6)
+    return statistics.median(samples_ms)
+
+
+def fidelity(
+    paths: dict[str, Path],
+    rounds: int,
+    runner: Runner,
+    plain: Callable[[Path, RuntimeConfig], float],
+    config: RuntimeConfig,
+) -> None:
     print(
-        f"\n1. timing fidelity (threads=1, {rounds} interleaved rounds, warm-up "
-        f"{CONFIG.warmup_runs} runs/{CONFIG.warmup_s} s, timed {CONFIG.timed_runs} runs/{CONFIG.timed_s} s)"
+        f"\n1. timing fidelity, {runner.name} (threads=1, {rounds} interleaved rounds, warm-up "
+        f"{config.warmup_runs} runs/{config.warmup_s} s, timed {config.timed_runs} runs/{config.timed_s} s)"
     )
     print(f"{'model':<10}{'plain_ms':>10}{'agent_ms':>10}{'ratio':>8}")
     ratios = []
     for name, path in paths.items():
-        plain, agent = [], []
+        plain_ms: list[float] = []
+        agent_ms: list[float] = []
         for r in range(rounds):
             order = ("plain", "agent") if r % 2 == 0 else ("agent", "plain")
             for which in order:
                 if which == "plain":
-                    plain.append(plain_median_ms(path, CONFIG))
+                    plain_ms.append(plain(path, config))
                 else:
-                    timing = runner.time(path, CONFIG, lambda: False)
-                    agent.append(statistics.median(timing.samples_ms))
-        p, a = statistics.median(plain), statistics.median(agent)
+                    timing = runner.time(path, config, lambda: False)
+                    agent_ms.append(statistics.median(timing.samples_ms))
+        p, a = statistics.median(plain_ms), statistics.median(agent_ms)
         ratios.append(a / p)
         print(f"{name:<10}{p:>10.3f}{a:>10.3f}{a / p:>8.3f}")
     print(f"worst ratio {max(ratios):.3f} (goal <= 1.02)")
@@ -157,7 +195,14 @@ def main() -> None:
             paths[spec.name] = path
         print(f"onnxruntime {ort.__version__}; models: {', '.join(paths)}")
         started = time.monotonic()
-        fidelity(paths, args.rounds)
+        fidelity(paths, args.rounds, OrtRunner(), plain_median_ms, CONFIG)
+        tflite = {}
+        for index in LITERT_ARCHS:
+            path = Path(tmp) / f"nb201-{index}.tflite"
+            path.write_bytes(to_tflite(NB201.graph(NB201.from_index(index))))
+            tflite[f"nb201-{index}"] = path
+        litert = RuntimeConfig(**{**CONFIG.model_dump(), "runtime": RuntimeName.litert})
+        fidelity(tflite, args.rounds, LiteRtRunner(), plain_litert_median_ms, litert)
         job_overhead(paths, args.jobs)
         print(f"\n(total {time.monotonic() - started:.0f} s)")
 
