@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
+from collections.abc import Iterator
 
 from agent.cache import ModelCache
 from agent.config import AgentSettings
@@ -17,7 +19,7 @@ from agent.state import AgentState, load_state, save_state
 from latlab.client import AgentClient
 from latlab.errors import ApiError
 
-__all__ = ["connect_agent", "run_agent"]
+__all__ = ["background_agent", "connect_agent", "run_agent"]
 
 log = logging.getLogger(__name__)
 
@@ -69,4 +71,22 @@ def run_agent(settings: AgentSettings, stop: threading.Event) -> AgentStats:
     try:
         return agent.run()
     finally:
+        agent.client.close()
+
+
+@contextlib.contextmanager
+def background_agent(
+    settings: AgentSettings, runners: dict[str, Runner] | None = None
+) -> Iterator[Agent]:
+    """An agent working in a thread of this process (the quickstart, examples, benches,
+    tests); on exit it is asked to stop, joined, and its client closed."""
+    stop = threading.Event()
+    agent = connect_agent(settings, runners, stop)
+    worker = threading.Thread(target=agent.run, name="latlab-agent", daemon=True)
+    worker.start()
+    try:
+        yield agent
+    finally:
+        stop.set()
+        worker.join(timeout=60)
         agent.client.close()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -29,7 +28,7 @@ import onnxruntime as ort
 from pydantic import SecretStr
 
 from agent.config import AgentSettings
-from agent.main import connect_agent
+from agent.main import background_agent
 from agent.runners.base import Runner
 from agent.runners.litert import LiteRtRunner
 from agent.runners.ort import OrtRunner
@@ -132,9 +131,10 @@ def job_overhead(paths: dict[str, Path], n_jobs: int) -> None:
         settings = Settings(
             data_dir=root, api_keys=[SecretStr("bench")], enroll_key=SecretStr("enroll")
         )
-        with EmbeddedServer(settings) as server, Client(server.url, "bench") as client:
-            stop = threading.Event()
-            agent = connect_agent(
+        with (
+            EmbeddedServer(settings) as server,
+            Client(server.url, "bench") as client,
+            background_agent(
                 AgentSettings(
                     server_url=server.url,
                     enroll_key=SecretStr("enroll"),
@@ -142,44 +142,37 @@ def job_overhead(paths: dict[str, Path], n_jobs: int) -> None:
                     state_file=root / "agent.json",
                     cache_dir=root / "cache",
                     claim_wait_s=5,
-                ),
-                stop=stop,
-            )
-            worker = threading.Thread(target=agent.run, daemon=True)
-            worker.start()
-            try:
-                print(
-                    f"\n2. job overhead through the queue ({n_jobs} jobs per model, SQLite, "
-                    "loopback HTTP, model cached after the first job)"
                 )
-                print(f"{'model':<10}{'e2e_ms':>9}{'runs_ms':>9}{'overhead_ms':>13}")
-                worst = 0.0
-                for name, path in paths.items():
-                    model = client.upload_model(path)
-                    overheads, e2es, runs = [], [], []
-                    for i in range(n_jobs + 1):  # the first one downloads the model: not counted
-                        config = CONFIG.model_copy(update={"seed": i})
-                        submitted = datetime.now(UTC)
-                        job = client.create_job(model.id, selector={}, config=config)
-                        [done] = client.wait_jobs([job.id], timeout_s=300, poll_s=0.05)
-                        assert done.state == JobState.done, done.error
-                        [m] = client.measurements(job_id=job.id, samples=True)
-                        e2e_ms = (m.created_at - submitted).total_seconds() * 1e3
-                        runs_ms = m.warmup.total_ms + sum(m.samples_ms or [])
-                        if i:
-                            e2es.append(e2e_ms)
-                            runs.append(runs_ms)
-                            overheads.append(e2e_ms - runs_ms)
-                    o = statistics.median(overheads)
-                    worst = max(worst, o)
-                    print(
-                        f"{name:<10}{statistics.median(e2es):>9.1f}{statistics.median(runs):>9.1f}{o:>13.1f}"
-                    )
-                print(f"worst median overhead {worst:.1f} ms (goal <= 100 ms)")
-            finally:
-                stop.set()
-                worker.join(timeout=60)
-                agent.client.close()
+            ),
+        ):
+            print(
+                f"\n2. job overhead through the queue ({n_jobs} jobs per model, SQLite, "
+                "loopback HTTP, model cached after the first job)"
+            )
+            print(f"{'model':<10}{'e2e_ms':>9}{'runs_ms':>9}{'overhead_ms':>13}")
+            worst = 0.0
+            for name, path in paths.items():
+                model = client.upload_model(path)
+                overheads, e2es, runs = [], [], []
+                for i in range(n_jobs + 1):  # the first one downloads the model: not counted
+                    config = CONFIG.model_copy(update={"seed": i})
+                    submitted = datetime.now(UTC)
+                    job = client.create_job(model.id, selector={}, config=config)
+                    [done] = client.wait_jobs([job.id], timeout_s=300, poll_s=0.05)
+                    assert done.state == JobState.done, done.error
+                    [m] = client.measurements(job_id=job.id, samples=True)
+                    e2e_ms = (m.created_at - submitted).total_seconds() * 1e3
+                    runs_ms = m.warmup.total_ms + sum(m.samples_ms or [])
+                    if i:
+                        e2es.append(e2e_ms)
+                        runs.append(runs_ms)
+                        overheads.append(e2e_ms - runs_ms)
+                o = statistics.median(overheads)
+                worst = max(worst, o)
+                print(
+                    f"{name:<10}{statistics.median(e2es):>9.1f}{statistics.median(runs):>9.1f}{o:>13.1f}"
+                )
+            print(f"worst median overhead {worst:.1f} ms (goal <= 100 ms)")
 
 
 def main() -> None:

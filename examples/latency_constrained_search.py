@@ -26,7 +26,6 @@ import functools
 import secrets
 import sys
 import tempfile
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -132,7 +131,7 @@ def own_lab(n_measure: int) -> Iterator[tuple[Client, str]]:
     """Embedded server + this machine's CPU agent; ``n_measure`` archs measured and a GCN
     trained on them (the ``latlab`` preset)."""
     from agent.config import AgentSettings
-    from agent.main import connect_agent
+    from agent.main import background_agent
     from predictors.pipeline import train_for_device
     from predictors.presets import PRESETS
     from server.config import Settings
@@ -143,9 +142,10 @@ def own_lab(n_measure: int) -> Iterator[tuple[Client, str]]:
     settings = Settings(
         data_dir=root, api_keys=[SecretStr(api_key)], enroll_key=SecretStr(enroll_key)
     )
-    with EmbeddedServer(settings) as server, Client(server.url, api_key) as client:
-        stop = threading.Event()
-        agent = connect_agent(
+    with (
+        EmbeddedServer(settings) as server,
+        Client(server.url, api_key) as client,
+        background_agent(
             AgentSettings(
                 server_url=server.url,
                 enroll_key=SecretStr(enroll_key),
@@ -153,40 +153,33 @@ def own_lab(n_measure: int) -> Iterator[tuple[Client, str]]:
                 state_file=root / "agent.json",
                 cache_dir=root / "agent-cache",
                 claim_wait_s=1.0,
-            ),
-            stop=stop,
+            )
+        ),
+    ):
+        device_id = client.devices()[0].id
+        print(
+            f"lab      {server.url}: measuring {n_measure} random NAS-Bench-201 archs on this CPU",
+            flush=True,
         )
-        worker = threading.Thread(target=agent.run, daemon=True)
-        worker.start()
-        try:
-            device_id = client.devices()[0].id
-            print(
-                f"lab      {server.url}: measuring {n_measure} random NAS-Bench-201 archs on this CPU",
-                flush=True,
+        dataset = client.create_dataset(
+            DatasetCreate(
+                name="search-training",
+                space="nb201",
+                n=n_measure,
+                seed=1,
+                device_ids=[device_id],
+                config=PROTOCOL,
             )
-            dataset = client.create_dataset(
-                DatasetCreate(
-                    name="search-training",
-                    space="nb201",
-                    n=n_measure,
-                    seed=1,
-                    device_ids=[device_id],
-                    config=PROTOCOL,
-                )
-            )
-            client.wait_dataset(dataset.id, timeout_s=7200)
-            run = train_for_device(client, device_id, PRESETS["latlab"])
-            t = run.report.test
-            print(
-                f"gcn      trained on {len(run.data.archs)} archs; held-out {t.n}: "
-                f"{100 * t.within_10pct:.0f}% within 10%, rho {t.spearman:.3f}",
-                flush=True,
-            )
-            yield client, device_id
-        finally:
-            stop.set()
-            worker.join(timeout=60)
-            agent.client.close()
+        )
+        client.wait_dataset(dataset.id, timeout_s=7200)
+        run = train_for_device(client, device_id, PRESETS["latlab"])
+        t = run.report.test
+        print(
+            f"gcn      trained on {len(run.data.archs)} archs; held-out {t.n}: "
+            f"{100 * t.within_10pct:.0f}% within 10%, rho {t.spearman:.3f}",
+            flush=True,
+        )
+        yield client, device_id
 
 
 def main() -> int:

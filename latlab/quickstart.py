@@ -13,7 +13,6 @@ import io
 import json
 import secrets
 import shutil
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 from pydantic import SecretStr
 
 from agent.config import AgentSettings
-from agent.main import connect_agent
+from agent.main import background_agent
 from latlab.client import Client
 from latlab.metrics import RegressionMetrics, regression_metrics, spearman
 from latlab.opkey import graph_cost
@@ -116,23 +115,14 @@ def run_quickstart(
             cache_dir=root / "agent-cache",
             claim_wait_s=1.0,
         )
-        stop = threading.Event()
-        agent = connect_agent(agent_settings, stop=stop)
-        worker = threading.Thread(target=agent.run, name="latlab-agent", daemon=True)
-        worker.start()
-        try:
-            with Client(server.url, api_key) as client:
-                device = client.devices()[0]
-                d = device.descriptor
-                print(f"agent    {device.name} ({d.cpu_model}, {d.cpu_cores} cores)", file=out)
-                dataset = _measure(client, device.id, config, n_archs, seed, out)
-                exports = _export(client, dataset, root / "exports", out)
-                archs = _results(exports[DatasetFormat.parquet])
-                accuracy = _predictor_accuracy(client, device.id, config, archs, out)
-        finally:
-            stop.set()
-            worker.join(timeout=60)
-            agent.client.close()
+        with background_agent(agent_settings), Client(server.url, api_key) as client:
+            device = client.devices()[0]
+            d = device.descriptor
+            print(f"agent    {device.name} ({d.cpu_model}, {d.cpu_cores} cores)", file=out)
+            dataset = _measure(client, device.id, config, n_archs, seed, out)
+            exports = _export(client, dataset, root / "exports", out)
+            archs = _results(exports[DatasetFormat.parquet])
+            accuracy = _predictor_accuracy(client, device.id, config, archs, out)
     print(_render(archs), file=out)
     print(_render_accuracy(accuracy, len(archs)), file=out)
     print(

@@ -3,11 +3,11 @@ onnxruntime, results read back through the API; on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from agent.config import AgentSettings
-from agent.loop import Agent
-from agent.main import connect_agent
+from agent.main import background_agent
 from agent.runners.base import Runner
 from latlab.client import Client
 from latlab.demo_models import CnnSpec, make_cnn
@@ -42,22 +41,20 @@ def agent_settings(url: str, tmp_path: Path, name: str = "e2e") -> AgentSettings
 
 
 class RunningAgent:
-    def __init__(self, agent: Agent, stop: threading.Event) -> None:
-        self.agent, self.stop = agent, stop
-        self.thread = threading.Thread(target=agent.run, daemon=True)
-        self.thread.start()
+    """An agent working in a thread until ``close()`` (for tests that stop it mid-way)."""
+
+    def __init__(self, settings: AgentSettings, runners: dict[str, Runner] | None) -> None:
+        self._stack = contextlib.ExitStack()
+        self.agent = self._stack.enter_context(background_agent(settings, runners))
 
     def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=60)
-        self.agent.client.close()
+        self._stack.close()
 
 
 def start_agent(
     url: str, tmp_path: Path, runners: dict[str, Runner] | None = None, name: str = "e2e"
 ) -> RunningAgent:
-    stop = threading.Event()
-    return RunningAgent(connect_agent(agent_settings(url, tmp_path, name), runners, stop), stop)
+    return RunningAgent(agent_settings(url, tmp_path, name), runners)
 
 
 @pytest.fixture
