@@ -4,7 +4,9 @@ process (as deployed: the agent does not share the server's interpreter)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -15,7 +17,8 @@ from pydantic import SecretStr
 
 from agent.state import load_state
 from latlab.client import Client
-from latlab.schemas import DeviceOut
+from latlab.progress import follow_dataset
+from latlab.schemas import DatasetCreate, DatasetOut, DeviceOut
 from server.config import Settings
 from server.embedded import EmbeddedServer, free_port
 
@@ -63,3 +66,22 @@ def local_lab(
         finally:
             agent.terminate()
             agent.wait(timeout=60)
+
+
+def credentials(root: Path) -> tuple[str, str]:
+    """The lab's API key and enrollment key, made once per data dir and kept there."""
+    path = root / "bench-credentials.json"
+    if not path.exists():
+        path.write_text(json.dumps([secrets.token_urlsafe(16), secrets.token_urlsafe(16)]))
+    api_key, enroll_key = json.loads(path.read_text())
+    return api_key, enroll_key
+
+
+def measured_campaign(client: Client, body: DatasetCreate, timeout_s: float) -> DatasetOut:
+    """The campaign named ``body.name`` if the lab has it (a rerun reuses its measurements),
+    else a new one; followed with a progress bar until it is done."""
+    found = [d for d in client.datasets() if d.name == body.name]
+    if found:
+        print(f"reusing dataset {found[0].id} ({found[0].progress.done} measured)")
+    dataset = found[0] if found else client.create_dataset(body)
+    return follow_dataset(client, dataset.id, timeout_s=timeout_s)

@@ -19,34 +19,24 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import secrets
 import tempfile
 import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
-from _lab import local_lab
+from _lab import credentials, local_lab, measured_campaign
 
 from latlab.client import Client
 from latlab.metrics import RegressionMetrics, regression_metrics
 from latlab.opkey import graph_cost
-from latlab.progress import follow_dataset, follow_lut
+from latlab.progress import follow_lut
 from latlab.schemas import DatasetCreate, DatasetFormat, LutCreate, LutSource, RuntimeConfig
 from latlab.spaces import get_space
 
 CONFIG = RuntimeConfig()
 #: Micro-models are microsecond kernels: a shorter protocol (same runtime identity).
 MICRO_CONFIG = CONFIG.model_copy(update={"warmup_s": 0.2, "timed_s": 0.5})
-
-
-def credentials(root: Path) -> tuple[str, str]:
-    path = root / "bench-credentials.json"
-    if not path.exists():
-        path.write_text(json.dumps([secrets.token_urlsafe(16), secrets.token_urlsafe(16)]))
-    api_key, enroll_key = json.loads(path.read_text())
-    return api_key, enroll_key
 
 
 def measured_archs(client: Client, dataset_id: str) -> list[tuple[str, str, float]]:
@@ -115,21 +105,15 @@ def main() -> None:
     api_key, enroll_key = credentials(root)
     name = f"lut-bench-nb201-{args.n}-seed{args.seed}"
     with local_lab(root, api_key, enroll_key) as (client, device, _):
-        existing = [d for d in client.datasets() if d.name == name]
-        if existing:
-            dataset = existing[0]
-            print(f"reusing dataset {dataset.id} ({dataset.progress.done} measured)")
-        else:
-            body = DatasetCreate(
-                name=name,
-                space="nb201",
-                n=args.n,
-                seed=args.seed,
-                device_ids=[device.id],
-                config=CONFIG,
-            )
-            dataset = client.create_dataset(body)
-        follow_dataset(client, dataset.id, timeout_s=24 * 3600)
+        body = DatasetCreate(
+            name=name,
+            space="nb201",
+            n=args.n,
+            seed=args.seed,
+            device_ids=[device.id],
+            config=CONFIG,
+        )
+        dataset = measured_campaign(client, body, timeout_s=24 * 3600)
         archs = measured_archs(client, dataset.id)
         train, test = archs[: args.train], archs[args.train :]
         train_ids = [model_id for _, model_id, _ in train]

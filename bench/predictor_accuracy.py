@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import secrets
 import tempfile
 import time
@@ -31,12 +30,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from _lab import local_lab
+from _lab import credentials, local_lab, measured_campaign
 from pydantic import SecretStr
 
 from latlab.client import Client
 from latlab.metrics import RegressionMetrics, regression_metrics
-from latlab.progress import follow_dataset
 from latlab.schemas import DatasetCreate, DatasetFormat, LutCreate, LutSource, RuntimeConfig
 from predictors.floors import flops_linear, onehot_linear
 from predictors.pipeline import features_of
@@ -110,28 +108,18 @@ def print_rows(rows: list[Row]) -> None:
 def own_data(args: argparse.Namespace, presets: list[str]) -> list[Row]:
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="latlab-pred-bench-"))
     root.mkdir(parents=True, exist_ok=True)
-    credentials = root / "bench-credentials.json"
-    if not credentials.exists():
-        credentials.write_text(json.dumps([secrets.token_urlsafe(16), secrets.token_urlsafe(16)]))
-    api_key, enroll_key = json.loads(credentials.read_text())
+    api_key, enroll_key = credentials(root)
     name = f"predictor-bench-nb201-{args.n}-seed{args.seed}"
     with local_lab(root, api_key, enroll_key) as (client, device, _):
-        found = [d for d in client.datasets() if d.name == name]
-        dataset = (
-            found[0]
-            if found
-            else client.create_dataset(
-                DatasetCreate(
-                    name=name,
-                    space="nb201",
-                    n=args.n,
-                    seed=args.seed,
-                    device_ids=[device.id],
-                    config=CONFIG,
-                )
-            )
+        body = DatasetCreate(
+            name=name,
+            space="nb201",
+            n=args.n,
+            seed=args.seed,
+            device_ids=[device.id],
+            config=CONFIG,
         )
-        follow_dataset(client, dataset.id, timeout_s=7 * 24 * 3600)
+        dataset = measured_campaign(client, body, timeout_s=7 * 24 * 3600)
         with zipfile.ZipFile(
             io.BytesIO(client.export_dataset(dataset.id, DatasetFormat.parquet))
         ) as z:
