@@ -117,14 +117,16 @@ class GcnPredictor:
         for start in range(0, len(features), batch_size):
             data = batch(features[start : start + batch_size])
             outputs.append(
-                np.stack(
-                    [
-                        self.target.decode(gcn_forward(m, self.config.layers, data))
-                        for m in self.members
-                    ]
-                )
+                np.stack([gcn_forward(m, self.config.layers, data) for m in self.members])
             )
-        runs = np.concatenate(outputs, axis=1)  # [members, graphs]
+        return self.latency_ms(np.concatenate(outputs, axis=1), features)
+
+    def latency_ms(
+        self, outputs: np.ndarray, features: Sequence[GraphFeatures]
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The members' raw outputs ``[members, graphs]`` as latency (ms): the ensemble's mean
+        and standard deviation (None for one member)."""
+        runs = self.target.decode(outputs)
         if self.baseline is not None:
             runs *= self.baseline(features)
         mean = runs.mean(axis=0)
