@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 
 from latlab.client import AgentClient
@@ -64,3 +66,18 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.05)
+
+
+#: ../shared beside the checkout: the design, fixtures and published data CI provides.
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def shared_path(relative: str) -> Path:
+    """A file or folder of ../shared; missing, the test skips with the reason, or fails
+    under CI (CI=true), where ../shared is part of the checkout it sees."""
+    path = SHARED / relative
+    if not path.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs {path} (../shared beside the checkout)")
+        pytest.skip(f"no {path}: ../shared is not beside this checkout")
+    return path

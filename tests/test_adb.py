@@ -16,8 +16,8 @@ import pytest
 from agent.adb import Adb, PhoneFacts
 from agent.errors import RunnerError, RunnerUnavailable
 from agent.runners.benchmark_output import parse_benchmark_output
+from tests.factories import shared_path
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "benchmark_model"
 SERIAL = "R5CT1234ABC"
 BINARY = "/data/local/tmp/benchmark_model"
 PROPS = {
@@ -48,9 +48,7 @@ class Phone:
 
 @pytest.fixture
 def phone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Phone]:
-    fixture = FIXTURES / "xnnpack_op_profiling.txt"
-    if not fixture.exists():
-        pytest.skip(f"no benchmark_model fixture at {fixture}")
+    fixture = shared_path("fixtures/benchmark_model/xnnpack_op_profiling.txt")
     fs, log = tmp_path / "phone-fs", tmp_path / "adb-log.jsonl"
     (fs / BINARY.lstrip("/")).parent.mkdir(parents=True)
     (fs / BINARY.lstrip("/")).write_bytes(b"\x7fELF")

@@ -3,8 +3,6 @@ values written out; truncated output refused; node types and names with spaces a
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,15 +13,11 @@ from agent.runners.benchmark_output import (
     RunStats,
     parse_benchmark_output,
 )
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "benchmark_model"
+from tests.factories import shared_path
 
 
 def fixture(name: str) -> str:
-    path = FIXTURES / name
-    if not path.exists():
-        pytest.skip(f"no benchmark_model fixture at {path}")
-    return path.read_text()
+    return shared_path(f"fixtures/benchmark_model/{name}").read_text()
 
 
 def test_the_xnnpack_output_gives_warmup_regular_runs_and_the_regular_profile() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from latlab.client import Client
 from latlab.schemas import JobState
 from server.embedded import EmbeddedServer, free_port
-from tests.factories import API_KEY, cnn_bytes
+from tests.factories import API_KEY, cnn_bytes, shared_path
 
 LATLAB = str(Path(sys.executable).with_name("latlab"))
 
@@ -207,8 +207,7 @@ def test_train_registers_a_predictor_that_predict_then_uses(
 ) -> None:
     import pickle
 
-    latbench = Path(__file__).resolve().parents[2] / "shared" / "data" / "latbench"
-    table = pickle.loads((latbench / "embedded-tpu-edgetpu-int8.pickle").read_bytes())
+    table = pickle.loads(shared_path("data/latbench/embedded-tpu-edgetpu-int8.pickle").read_bytes())
     rows = "".join(
         f'nb201,"{",".join(map(str, v))}",tpu,{float(s) * 1e3!r}\n'
         for v, s in list(table.items())[:120]

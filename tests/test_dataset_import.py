@@ -4,7 +4,6 @@ bad files are refused whole."""
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -20,20 +19,16 @@ from latlab.datasets.tables import write_csv
 from latlab.errors import ApiError
 from latlab.schemas import DatasetFormat
 from server.embedded import EmbeddedServer
-from tests.factories import API_KEY, make_settings
+from tests.factories import API_KEY, SHARED, make_settings, shared_path
 from tests.strategies import csv_datasets
 
-LATBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "latbench"
+LATBENCH = SHARED / "data" / "latbench"
 I7 = LATBENCH / "desktop-cpu-core-i7-7820x-fp32.pickle"
 A53 = LATBENCH / "mobile-cpu-snapdragon-450-cortex-a53-int8.pickle"
 
 
 def latbench_files() -> list[Path]:
-    if not LATBENCH.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs the shared LatBench data at {LATBENCH}")
-        pytest.skip(f"no LatBench data at {LATBENCH}")
-    return sorted(LATBENCH.glob("*.pickle"))
+    return sorted(shared_path("data/latbench").glob("*.pickle"))
 
 
 def unzip(data: bytes) -> dict[str, bytes]:

@@ -21,15 +21,10 @@ from predictors.forward import gcn_forward
 from predictors.gcn import Gcn
 from predictors.model import GcnConfig, GcnPredictor, TargetScale
 from predictors.train import split_indices, train_gcn
+from tests.factories import shared_path
 
 SPACE = Nb201()
-A53 = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "data"
-    / "latbench"
-    / "mobile-cpu-snapdragon-450-cortex-a53-int8.pickle"
-)
+A53 = "data/latbench/mobile-cpu-snapdragon-450-cortex-a53-int8.pickle"
 SMALL = GcnConfig(hidden=32, layers=2, epochs=30, lr=1e-3, target="log", dropout=0.0)
 
 
@@ -47,9 +42,7 @@ def random_predictor(config: GcnConfig = SMALL, members: int = 1) -> GcnPredicto
 
 
 def published(n: int) -> tuple[list[str], np.ndarray]:
-    if not A53.exists():
-        pytest.skip(f"no LatBench data at {A53}")
-    table = pickle.loads(A53.read_bytes())
+    table = pickle.loads(shared_path(A53).read_bytes())
     items = list(table.items())[:n]
     return [SPACE.from_vector(v).string for v, _ in items], np.array([s * 1e3 for _, s in items])
 
