@@ -18,6 +18,8 @@ __all__ = ["Adb", "PhoneFacts"]
 
 _PROP = re.compile(r"^\[([^\]]+)\]:\s*\[(.*)\]$")
 _THERMAL = re.compile(r"Thermal Status:\s*(\d+)")
+_MEMTOTAL = re.compile(r"^MemTotal:\s*(\d+)\s*kB", re.MULTILINE)
+KIB = 1024
 
 
 @dataclass(frozen=True)
@@ -99,13 +101,27 @@ class Adb:
     def facts(self) -> PhoneFacts:
         return PhoneFacts.from_props(self.props())
 
-    def thermal_status(self) -> int | None:
-        """Android's thermal status (0 none … 6 shutdown), None where the phone does not say."""
+    def query(self, command: str) -> str | None:
+        """The output of a query not every phone answers; None where it fails (adb's own
+        failures, no phone or an unauthorised one, still raise)."""
         try:
-            text = self.shell("dumpsys thermalservice")
+            return self.shell(command)
         except RunnerUnavailable:
             raise
         except RunnerError:
             return None
-        match = _THERMAL.search(text)
+
+    def cpu_cores(self) -> int:
+        """The phone's CPU count (0 where it does not say)."""
+        text = (self.query("nproc") or "").strip()
+        return int(text) if text.isdigit() else 0
+
+    def ram_bytes(self) -> int:
+        """The phone's memory from /proc/meminfo (0 where it does not say)."""
+        match = _MEMTOTAL.search(self.query("cat /proc/meminfo") or "")
+        return int(match.group(1)) * KIB if match else 0
+
+    def thermal_status(self) -> int | None:
+        """Android's thermal status (0 none … 6 shutdown), None where the phone does not say."""
+        match = _THERMAL.search(self.query("dumpsys thermalservice") or "")
         return int(match.group(1)) if match else None

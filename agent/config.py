@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["AgentSettings"]
@@ -31,3 +31,20 @@ class AgentSettings(BaseSettings):
     deliver_timeout_s: float = Field(default=600.0, gt=0)
     #: Labels the device advertises (``{"lab": "rack-2"}``); selectors match ``labels.KEY``.
     labels: dict[str, str] = Field(default_factory=dict)
+    #: An Android phone on this host (its adb serial): the agent times TFLite models on it
+    #: with benchmark_model and is that phone's agent only (one agent per serial).
+    adb_serial: str | None = Field(default=None, min_length=1, max_length=200)
+    #: The adb executable.
+    adb_path: str = "adb"
+    #: TFLite's benchmark_model binary on the phone.
+    benchmark_model_path: str = "/data/local/tmp/benchmark_model"
+    #: Hold the phone in Android's fixed-performance mode (12+) while it measures.
+    fixed_performance: bool = False
+
+    @model_validator(mode="after")
+    def _state_file_per_phone(self) -> AgentSettings:
+        """Several phones on one host: each agent keeps its own registration."""
+        if self.adb_serial and "state_file" not in self.model_fields_set:
+            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.adb_serial)
+            self.state_file = self.state_file.with_name(f"agent-{safe}.json")
+        return self

@@ -171,6 +171,8 @@ class Agent:
             input_shapes=timing.input_shapes,
             warmup=timing.warmup,
             samples_ms=list(timing.samples_ms),
+            reported=timing.reported,
+            provenance=timing.provenance,
             timing_wall_s=timing.timing_wall_s,
             op_profile=timing.op_profile,
             ops=list(timing.ops),

@@ -8,18 +8,20 @@ import socket
 import threading
 from collections.abc import Iterator
 
+from agent.adb import Adb
 from agent.cache import ModelCache
 from agent.config import AgentSettings
 from agent.errors import RegistrationError
 from agent.loop import Agent, AgentStats
-from agent.probe import probe_descriptor
+from agent.probe import probe_descriptor, probe_phone_descriptor
 from agent.runners import available_runners
 from agent.runners.base import Runner
+from agent.runners.benchmark_model import BenchmarkModelRunner
 from agent.state import AgentState, load_state, save_state
 from latlab.client import AgentClient
 from latlab.errors import ApiError
 
-__all__ = ["background_agent", "connect_agent", "run_agent"]
+__all__ = ["background_agent", "connect_agent", "phone_runners", "run_agent"]
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +31,22 @@ def connect_agent(
     runners: dict[str, Runner] | None = None,
     stop: threading.Event | None = None,
 ) -> Agent:
-    """Register (or reuse the saved registration), report the descriptor, build the Agent."""
-    runners = available_runners() if runners is None else runners
+    """Register (or reuse the saved registration), report the descriptor, build the Agent.
+
+    With ``adb_serial`` the agent is that phone's: its one runner is benchmark_model on the
+    phone and its descriptor is the phone's, not this host's."""
+    adb = Adb(settings.adb_serial, settings.adb_path) if settings.adb_serial else None
+    if runners is None:
+        runners = available_runners() if adb is None else phone_runners(settings, adb)
     if not runners:
         raise RegistrationError("no runtime is installed: pip install 'latlab[agent]'")
-    descriptor = probe_descriptor([r.info() for r in runners.values()], settings.labels)
+    infos = [r.info() for r in runners.values()]
+    if adb is None:
+        descriptor = probe_descriptor(infos, settings.labels)
+        default_name = socket.gethostname()
+    else:
+        descriptor = probe_phone_descriptor(adb, infos, settings.labels)
+        default_name = f"{descriptor.device_model or 'phone'} {adb.serial}"
     server_url = settings.server_url.rstrip("/")
     state = load_state(settings.state_file)
     client = AgentClient(
@@ -47,7 +60,7 @@ def connect_agent(
                     "this agent is not registered yet: give the enrollment key "
                     "(--enroll-key or LATLAB_AGENT_ENROLL_KEY)"
                 )
-            name = settings.name or socket.gethostname()
+            name = settings.name or default_name
             registered = client.register(key, name, descriptor)
             state = AgentState(server_url, registered.device_id, registered.token)
             save_state(settings.state_file, state)
@@ -64,6 +77,13 @@ def connect_agent(
             ) from exc
         raise
     return Agent(client, runners, ModelCache(settings.cache_dir), settings, stop)
+
+
+def phone_runners(settings: AgentSettings, adb: Adb) -> dict[str, Runner]:
+    runner = BenchmarkModelRunner(
+        adb, settings.benchmark_model_path, fixed_performance=settings.fixed_performance
+    )
+    return {runner.name: runner}
 
 
 def run_agent(settings: AgentSettings, stop: threading.Event) -> AgentStats:

@@ -11,9 +11,10 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
+from agent.adb import Adb
 from latlab.schemas import DeviceDescriptor, RuntimeInfo
 
-__all__ = ["probe_descriptor"]
+__all__ = ["probe_descriptor", "probe_phone_descriptor"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,27 @@ def probe_descriptor(runtimes: Iterable[RuntimeInfo], labels: dict[str, str]) ->
         ram_bytes=_ram_bytes(),
         os=platform.platform()[:200],
         gpu=_nvidia_gpu(),
+        runtimes=list(runtimes),
+        labels=labels,
+    )
+
+
+def probe_phone_descriptor(
+    adb: Adb, runtimes: Iterable[RuntimeInfo], labels: dict[str, str]
+) -> DeviceDescriptor:
+    """A phone's descriptor from getprop, its CPU count and memory (the host it hangs off is
+    the hostname)."""
+    facts = adb.facts()
+    return DeviceDescriptor(
+        hostname=socket.gethostname()[:200],
+        device_model=" ".join(x for x in (facts.manufacturer, facts.model) if x)[:200],
+        soc=facts.soc[:200],
+        serial=adb.serial[:200],
+        cpu_model=facts.soc[:200],
+        cpu_arch=facts.abi[:50],
+        cpu_cores=adb.cpu_cores(),
+        ram_bytes=adb.ram_bytes(),
+        os=f"Android {facts.android}" if facts.android else "Android",
         runtimes=list(runtimes),
         labels=labels,
     )

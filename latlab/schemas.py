@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -61,6 +61,7 @@ __all__ = [
     "PredictorKind",
     "PredictorOut",
     "RegisterIn",
+    "ReportedStats",
     "RuntimeConfig",
     "RuntimeInfo",
     "RuntimeName",
@@ -117,6 +118,10 @@ class DeviceDescriptor(BaseModel):
     ram_bytes: int = Field(default=0, ge=0)
     os: str = Field(default="", max_length=200)
     gpu: str | None = Field(default=None, max_length=200)
+    #: Phones and boards: maker and model (``samsung SM-G991B``), SoC, adb serial.
+    device_model: str = Field(default="", max_length=200)
+    soc: str = Field(default="", max_length=200)
+    serial: str = Field(default="", max_length=200)
     runtimes: list[RuntimeInfo] = Field(default_factory=list, max_length=32)
     labels: dict[str, str] = Field(default_factory=dict, max_length=64)
 
@@ -207,6 +212,12 @@ class RuntimeName(StrEnum):
     onnxruntime = "onnxruntime"
     #: LiteRT (``ai-edge-litert``; ``tflite-runtime`` where that is what the device has).
     litert = "litert"
+    #: TFLite's ``benchmark_model`` binary on an Android phone, driven over adb.
+    benchmark_model = "benchmark_model"
+
+    @property
+    def reads_tflite(self) -> bool:
+        return self is not RuntimeName.onnxruntime
 
 
 class ExecutionProvider(StrEnum):
@@ -230,8 +241,10 @@ class RuntimeConfig(_In):
     #: Intra-op threads. 1 is the stable default: 2+ threads jitter 2-5x on small hosts.
     threads: int = Field(default=1, ge=1, le=256)
     graph_optimization: GraphOptimization = GraphOptimization.all
-    #: LiteRT: the default XNNPACK delegate on (True) or the builtin kernels alone.
+    #: TFLite runtimes: the default XNNPACK delegate on (True) or the builtin kernels alone.
     xnnpack: bool = True
+    #: TFLite runtimes: the GPU delegate (``benchmark_model --use_gpu``).
+    use_gpu: bool = False
     warmup_runs: int = Field(default=10, ge=0, le=100_000)
     warmup_s: float = Field(default=1.0, ge=0, le=600)
     timed_runs: int = Field(default=50, ge=1, le=100_000)
@@ -243,6 +256,20 @@ class RuntimeConfig(_In):
     cpu_affinity: list[int] | None = Field(default=None, max_length=4096)
     #: Seed of the generated inputs.
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
+
+    @model_validator(mode="after")
+    def _settings_of_the_runtime(self) -> RuntimeConfig:
+        if self.runtime.reads_tflite and self.execution_provider is not ExecutionProvider.cpu:
+            raise ValueError(
+                f"execution_provider is onnxruntime's; {self.runtime.value} picks its delegate "
+                "with xnnpack / use_gpu"
+            )
+        if not self.runtime.reads_tflite and self.use_gpu:
+            raise ValueError(
+                "use_gpu is a TFLite delegate; onnxruntime runs on a GPU with "
+                "execution_provider CUDAExecutionProvider or TensorrtExecutionProvider"
+            )
+        return self
 
 
 class JobState(StrEnum):
@@ -323,7 +350,8 @@ class OpTiming(BaseModel):
     node_name: str = Field(max_length=1000)
     op_type: str = Field(max_length=200)
     provider: str | None = Field(default=None, max_length=200)
-    #: Median kernel time over the profiled runs.
+    #: Kernel time over the profiled runs: the median where the profiler gives every run
+    #: (onnxruntime), the mean where it reports only that (benchmark_model; see op_profile).
     dur_us: float = Field(ge=0, allow_inf_nan=False)
     n: int = Field(ge=1)
     #: Nodes of the uploaded graph this kernel computes (a fused kernel lists several; a
@@ -331,8 +359,26 @@ class OpTiming(BaseModel):
     source_nodes: list[str] = Field(default_factory=list)
 
 
+class ReportedStats(BaseModel):
+    """Statistics a runtime reports instead of per-run samples (TFLite's ``benchmark_model``
+    prints count, first, min, max, mean and std of its runs, never the runs themselves)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The tool that computed them.
+    reported_by: str = Field(max_length=100)
+    count: int = Field(ge=1)
+    mean_ms: SampleMs
+    std_ms: SampleMs | None = None
+    min_ms: SampleMs | None = None
+    max_ms: SampleMs | None = None
+    #: The first timed run.
+    first_ms: SampleMs | None = None
+
+
 class MeasurementIn(_In):
-    """What the agent uploads; the server computes the statistics from ``samples_ms``."""
+    """What the agent uploads; the server computes the statistics from ``samples_ms``, or
+    takes ``reported`` where the runtime gives no per-run samples (exactly one of the two)."""
 
     lease_token: str = Field(min_length=1, max_length=200)
     runtime: str = Field(max_length=100)
@@ -343,17 +389,29 @@ class MeasurementIn(_In):
     agent_version: str = Field(max_length=50)
     input_shapes: dict[str, list[int]]
     warmup: WarmupInfo
-    samples_ms: list[SampleMs] = Field(min_length=1, max_length=1_000_000)
+    samples_ms: list[SampleMs] = Field(default_factory=list, max_length=1_000_000)
+    reported: ReportedStats | None = None
     #: Wall time the runner spent timing (warm-up + timed runs + profiled pass).
     timing_wall_s: float = Field(ge=0)
     #: How per-op rows were taken: graph optimisation level of the profiled session.
     op_profile: dict[str, Any] | None = None
     ops: list[OpTiming] = Field(default_factory=list, max_length=100_000)
+    #: Facts of the device at measuring time that change the number (a phone's delegate,
+    #: thermal status before and after, fixed-performance mode).
+    provenance: dict[str, Any] | None = Field(default=None, max_length=64)
+
+    @model_validator(mode="after")
+    def _samples_or_reported(self) -> MeasurementIn:
+        if bool(self.samples_ms) == (self.reported is not None):
+            raise ValueError("give either samples_ms (per-run samples) or reported, not both")
+        return self
 
 
 class LatencyStats(BaseModel):
     """Statistics of the raw samples. An imported number (a published dataset) has only
-    ``median_ms`` (the dataset's headline figure, named in the provenance) and ``n = 0``."""
+    ``median_ms`` (the dataset's headline figure, named in the provenance) and ``n = 0``. A
+    runtime that reports statistics instead of samples (benchmark_model) gives no median:
+    ``median_ms`` holds its mean, no percentiles, and the provenance says so."""
 
     n: int
     median_ms: float

@@ -6,9 +6,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from latlab.schemas import LatencyStats
+from latlab.schemas import LatencyStats, ReportedStats
 
-__all__ = ["latency_stats"]
+__all__ = ["REPORTED_HEADLINE", "latency_stats", "reported_latency_stats"]
+
+#: The provenance entry of a measurement whose headline is a runtime's reported mean.
+REPORTED_HEADLINE = "mean"
 
 
 def latency_stats(samples_ms: Sequence[float]) -> LatencyStats:
@@ -33,4 +36,17 @@ def latency_stats(samples_ms: Sequence[float]) -> LatencyStats:
         p90_ms=float(p90),
         p99_ms=float(p99),
         iqr_ms=float(p75 - p25),
+    )
+
+
+def reported_latency_stats(reported: ReportedStats) -> LatencyStats:
+    """The statistics a runtime reported (no samples): the mean is the headline (``median_ms``,
+    named ``REPORTED_HEADLINE`` in the measurement's provenance), no percentiles."""
+    return LatencyStats(
+        n=reported.count,
+        median_ms=reported.mean_ms,
+        mean_ms=reported.mean_ms,
+        std_ms=reported.std_ms,
+        min_ms=reported.min_ms,
+        max_ms=reported.max_ms,
     )

@@ -17,6 +17,7 @@ from latlab.schemas import DeviceRegistered, ModelOut
 from server.config import Settings
 from server.embedded import EmbeddedServer
 from tests.factories import API_KEY, cnn_bytes, make_settings, register
+from tests.phone import Phone, install_phone
 
 PG_ADMIN_URL = os.environ.get("LATLAB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -103,3 +104,9 @@ def model(client: Client, tmp_path: Path) -> ModelOut:
     path = tmp_path / "tiny.onnx"
     path.write_bytes(cnn_bytes(seed=secrets.randbelow(10**6)))
     return client.upload_model(path)
+
+
+@pytest.fixture
+def phone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Phone:
+    """A stand-in adb replaying one Android phone (tests/stand_in_adb.py)."""
+    return install_phone(tmp_path, monkeypatch)

@@ -1,10 +1,13 @@
 """A stand-in for ``adb`` in the adb tests (and nothing else): one phone's answers from a JSON
 state file named by ``STAND_IN_ADB_STATE`` — its serial and authorisation, getprop, thermal
-status, a directory that plays its filesystem, and the benchmark_model output to replay.
-Every invocation is appended to the state's log as a JSON line."""
+status, CPU count and memory, fixed-performance mode, a directory that plays its filesystem,
+and the benchmark_model output to replay (the op profile only with
+``--enable_op_profiling=true``, as the real binary prints it). Every invocation is appended to
+the state's log as a JSON line."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -53,6 +56,29 @@ def main(argv: list[str]) -> int:
         for remote in words[2:]:
             (fs / remote.lstrip("/")).unlink(missing_ok=True)
         return 0
+    if words[:2] == ["mkdir", "-p"]:
+        (fs / words[2].lstrip("/")).mkdir(parents=True, exist_ok=True)
+        return 0
+    if words == ["nproc"]:
+        print(state.get("cores", 8))
+        return 0
+    if words == ["cat", "/proc/meminfo"]:
+        print(f"MemTotal:        {state.get('mem_kb', 7_812_345)} kB\nMemFree:  1000 kB")
+        return 0
+    if words[:2] == ["cmd", "power"]:
+        if not state.get("fixed_performance_supported", True):
+            print("Unknown command: set-fixed-performance-mode-enabled")
+            return 0  # cmd power prints its complaint and exits 0 on old Android
+        state["fixed_performance"] = words[-1] == "true"
+        Path(os.environ["STAND_IN_ADB_STATE"]).write_text(json.dumps(state))
+        return 0
+    if words[0] == "sha256sum":
+        target = fs / words[1].lstrip("/")
+        if not target.exists():
+            print(f"sha256sum: {words[1]}: No such file or directory", file=sys.stderr)
+            return 1
+        print(f"{hashlib.sha256(target.read_bytes()).hexdigest()}  {words[1]}")
+        return 0
     binary = fs / words[0].lstrip("/")
     if not binary.exists():
         print(f"/system/bin/sh: {words[0]}: not found", file=sys.stderr)
@@ -61,7 +87,18 @@ def main(argv: list[str]) -> int:
     if not (fs / graph.lstrip("/")).exists():
         print(f"ERROR: Could not open '{graph}'.\nERROR: Failed to load model {graph}")
         return 1
-    print(Path(state["benchmark_output"]).read_text(), end="")
+    if state.get("load_error"):
+        print(f"ERROR: {state['load_error']}\nERROR: Failed to initialize the interpreter")
+        return 1
+    if state.get("heats_by"):  # the phone warms up under load
+        state["thermal"] += state["heats_by"]
+        Path(os.environ["STAND_IN_ADB_STATE"]).write_text(json.dumps(state))
+    output = Path(state["benchmark_output"]).read_text()
+    if "--enable_op_profiling=true" not in words:
+        # without the profiler, benchmark_model stops after its memory footprint lines
+        output = output.split("Profiling Info for Benchmark Initialization")[0]
+        output = output.rsplit("\n", 1)[0] + "\n"
+    print(output, end="")
     return 0
 
 

@@ -109,6 +109,15 @@ def test_a_finished_job_is_not_reused_by_a_new_identical_request(
         ({"model_id": "MODEL", "selector": {}, "config": {"threads": 0}}, 422),
         ({"model_id": "MODEL", "selector": {}, "config": {"thread": 2}}, 422),
         ({"model_id": "not-a-sha", "selector": {}}, 422),
+        ({"model_id": "MODEL", "selector": {}, "config": {"use_gpu": True}}, 422),
+        (
+            {
+                "model_id": "MODEL",
+                "selector": {},
+                "config": {"runtime": "litert", "execution_provider": "CUDAExecutionProvider"},
+            },
+            422,
+        ),
     ],
     ids=[
         "unknown-model",
@@ -119,6 +128,8 @@ def test_a_finished_job_is_not_reused_by_a_new_identical_request(
         "zero-threads",
         "misspelt-option",
         "bad-model-id",
+        "tflite-delegate-for-onnxruntime",
+        "onnxruntime-provider-for-litert",
     ],
 )
 def test_a_bad_job_request_is_refused_and_nothing_is_queued(
@@ -282,6 +293,30 @@ def test_a_result_with_non_finite_samples_is_refused(
     with httpx.Client(base_url=live_server.url, headers={"Authorization": token}) as h:
         answer = h.post(f"/v1/agent/jobs/{claimed.job_id}/result", json=body)
     assert answer.status_code == 422
+    assert client.measurements() == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"samples_ms": []},
+        {"reported": {"reported_by": "benchmark_model", "count": 4, "mean_ms": 2.5}},
+        {"samples_ms": [], "reported": {"reported_by": "x", "count": 0, "mean_ms": 2.5}},
+    ],
+    ids=["neither-samples-nor-reported", "both", "reported-zero-runs"],
+)
+def test_a_result_has_samples_or_reported_statistics_never_both_or_neither(
+    live_server: EmbeddedServer,
+    client: Client,
+    device: Device,
+    claimed: ClaimedJob,
+    change: dict[str, object],
+) -> None:
+    body = result_for(claimed).model_dump(mode="json") | change
+    token = device[0]._http.headers["Authorization"]
+    with httpx.Client(base_url=live_server.url, headers={"Authorization": token}) as h:
+        answer = h.post(f"/v1/agent/jobs/{claimed.job_id}/result", json=body)
+    assert answer.status_code == 422 and answer.json()["error"]["message"]
     assert client.measurements() == []
 
 

@@ -76,6 +76,11 @@ def test_usage_errors_exit_2(live_server: EmbeddedServer) -> None:
     assert no_target.returncode == 2 and "--device" in no_target.stderr
     no_key = latlab("jobs", "list", url=live_server.url, key=None)
     assert no_key.returncode == 2 and "API key" in no_key.stderr
+    gpu_delegate_on_ort = latlab(
+        "jobs", "create", "--model", "0" * 64, "--selector", "--gpu-delegate", url=live_server.url
+    )
+    assert gpu_delegate_on_ort.returncode == 2
+    assert "use_gpu is a TFLite delegate" in gpu_delegate_on_ort.stderr
 
 
 def test_an_unreachable_server_exits_1() -> None:

@@ -16,7 +16,6 @@ from latlab.errors import ApiError
 from latlab.export.tflite import to_tflite
 from latlab.schemas import (
     DeviceRegistered,
-    ExecutionProvider,
     JobState,
     ModelOut,
     RuntimeConfig,
@@ -70,8 +69,8 @@ def test_what_litert_cannot_load_is_a_runner_error(tmp_path: Path, tflite_model:
     broken.write_bytes(tflite_model.read_bytes()[:200])
     with pytest.raises(RunnerError, match="LiteRT cannot load"):
         runner.time(broken, QUICK, lambda: False)
-    gpu = QUICK.model_copy(update={"execution_provider": ExecutionProvider.cuda})
-    with pytest.raises(RunnerUnavailable):
+    gpu = QUICK.model_copy(update={"use_gpu": True})
+    with pytest.raises(RunnerUnavailable, match="no GPU delegate"):
         runner.time(tflite_model, gpu, lambda: False)
     with pytest.raises(Interrupted):
         runner.time(tflite_model, QUICK, lambda: True)

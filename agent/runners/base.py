@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from latlab.schemas import OpTiming, RuntimeConfig, RuntimeInfo, WarmupInfo
+from latlab.schemas import OpTiming, ReportedStats, RuntimeConfig, RuntimeInfo, WarmupInfo
 
 __all__ = ["Runner", "Timing"]
 
@@ -23,11 +23,16 @@ class Timing:
     threads: int
     input_shapes: dict[str, list[int]]
     warmup: WarmupInfo
+    #: Every timed run; empty where the runtime reports only statistics (``reported``).
     samples_ms: tuple[float, ...]
     #: Wall time of the whole ``time()`` call: sessions, warm-up, timed runs, profiled pass.
     timing_wall_s: float
     op_profile: dict[str, Any] | None
     ops: tuple[OpTiming, ...]
+    #: The runtime's own statistics where it gives no per-run samples (benchmark_model).
+    reported: ReportedStats | None = None
+    #: Device facts at measuring time that change the number (a phone's thermal status).
+    provenance: dict[str, Any] | None = None
 
 
 class Runner(Protocol):

@@ -20,7 +20,8 @@ from agent.errors import RunnerError, RunnerUnavailable
 from agent.inputs import random_array
 from agent.protocol import run_protocol
 from agent.runners.base import Timing
-from latlab.schemas import ExecutionProvider, RuntimeConfig, RuntimeInfo
+from latlab.schemas import RuntimeConfig, RuntimeInfo
+from latlab.tflite_summary import is_tflite
 
 try:
     from ai_edge_litert import interpreter as _litert
@@ -32,9 +33,6 @@ except ImportError:  # the older wheel, for devices that only have it (needs num
     _PACKAGE = "tflite-runtime"
 
 __all__ = ["LiteRtRunner"]
-
-#: The flatbuffer's file identifier, bytes 4..8 of a .tflite file.
-TFLITE_IDENTIFIER = b"TFL3"
 
 
 def _version() -> str:
@@ -53,13 +51,13 @@ class LiteRtRunner:
         self, model_path: Path, config: RuntimeConfig, should_stop: Callable[[], bool]
     ) -> Timing:
         started = time.perf_counter()
-        if config.execution_provider is not ExecutionProvider.cpu:
+        if config.use_gpu:
             raise RunnerUnavailable(
-                f"LiteRT runs on the CPU here (XNNPACK or builtin kernels), not "
-                f"{config.execution_provider.value}"
+                "LiteRT runs on the CPU here (XNNPACK or builtin kernels): the Python wheel has "
+                "no GPU delegate; time on a phone's GPU with the benchmark_model runtime"
             )
         data = model_path.read_bytes()
-        if data[4:8] != TFLITE_IDENTIFIER:
+        if not is_tflite(data):
             raise RunnerError("not a TFLite model (no TFL3 flatbuffer identifier)")
         interpreter = _interpreter(data, config)
         shapes = _set_inputs(interpreter, config.seed)

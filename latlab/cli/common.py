@@ -7,6 +7,8 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from latlab.client import Client
 from latlab.config import ClientSettings
 from latlab.schemas import RuntimeConfig, RuntimeName
@@ -80,7 +82,14 @@ def add_runtime_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--threads", type=int)
     sp.add_argument("--provider", help="execution provider (default CPUExecutionProvider)")
     sp.add_argument(
-        "--no-xnnpack", action="store_true", help="litert: the builtin kernels, not XNNPACK"
+        "--no-xnnpack",
+        action="store_true",
+        help="litert, benchmark_model: the builtin kernels, not XNNPACK",
+    )
+    sp.add_argument(
+        "--gpu-delegate",
+        action="store_true",
+        help="litert, benchmark_model: the TFLite GPU delegate",
     )
     sp.add_argument("--warmup-runs", type=int)
     sp.add_argument("--warmup-s", type=float)
@@ -93,6 +102,7 @@ def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
     fields = {
         "runtime": args.runtime,
         "xnnpack": False if args.no_xnnpack else None,
+        "use_gpu": True if args.gpu_delegate else None,
         "threads": args.threads,
         "execution_provider": args.provider,
         "warmup_runs": args.warmup_runs,
@@ -101,4 +111,9 @@ def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
         "timed_s": args.min_s,
         "profile_ops": not args.no_profile,
     }
-    return RuntimeConfig(**{k: v for k, v in fields.items() if v is not None})
+    try:
+        return RuntimeConfig(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        raise UsageError(
+            "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        ) from None

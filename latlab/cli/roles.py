@@ -35,10 +35,22 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from agent.main import run_agent
 
     overrides: dict[str, Any] = {"labels": kv(args.label, "--label")}
-    for field in ("server_url", "enroll_key", "name", "state_file", "cache_dir", "cooldown_s"):
+    for field in (
+        "server_url",
+        "enroll_key",
+        "name",
+        "state_file",
+        "cache_dir",
+        "cooldown_s",
+        "adb_serial",
+        "adb_path",
+        "benchmark_model_path",
+    ):
         value = getattr(args, field)
         if value is not None:
             overrides[field] = value
+    if args.fixed_performance:
+        overrides["fixed_performance"] = True
     settings = AgentSettings(**overrides)
     stop = threading.Event()
 
@@ -79,6 +91,19 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     a.add_argument("--cache-dir", type=Path, help="downloaded models")
     a.add_argument("--cooldown-s", type=float, help="pause between jobs")
     a.add_argument("--label", action="append", metavar="KEY=VALUE", help="device label")
+    phone = a.add_argument_group("an Android phone over adb (one agent per phone)")
+    phone.add_argument("--adb-serial", help="time on this phone with benchmark_model")
+    phone.add_argument("--adb", dest="adb_path", help="the adb executable (default: adb)")
+    phone.add_argument(
+        "--benchmark-model",
+        dest="benchmark_model_path",
+        help="benchmark_model on the phone (default /data/local/tmp/benchmark_model)",
+    )
+    phone.add_argument(
+        "--fixed-performance",
+        action="store_true",
+        help="hold the phone in fixed-performance mode while it measures (Android 12+)",
+    )
     a.set_defaults(func=cmd_agent)
 
     q = sub.add_parser("quickstart", help="the whole loop on this machine, end to end")

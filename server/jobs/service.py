@@ -100,12 +100,15 @@ def selector_matches(selector: dict[str, Any], name: str, descriptor: dict[str, 
 RUNTIME_FORMATS = {
     RuntimeName.onnxruntime: ModelFormat.onnx,
     RuntimeName.litert: ModelFormat.tflite,
+    RuntimeName.benchmark_model: ModelFormat.tflite,
 }
 
 
 def required_provider(config: RuntimeConfig) -> str:
-    """The provider (onnxruntime) or delegate (LiteRT) a device must advertise for ``config``."""
-    if config.runtime is RuntimeName.litert:
+    """The provider (onnxruntime) or delegate (TFLite runtimes) a device must advertise."""
+    if config.runtime.reads_tflite:
+        if config.use_gpu:
+            return "GPU"
         return "XNNPACK" if config.xnnpack else "builtin"
     return config.execution_provider.value
 

@@ -17,7 +17,7 @@ from latlab.schemas import (
     RuntimeConfig,
     WarmupInfo,
 )
-from latlab.stats import latency_stats
+from latlab.stats import REPORTED_HEADLINE, latency_stats, reported_latency_stats
 from server.db import utcnow
 from server.errors import InvalidInput, NotFound
 from server.jobs.service import check_lease, locked_job
@@ -40,10 +40,16 @@ def store_result(
     ):
         return _by_job(session, job_id), False
     job = check_lease(session, device_id, job_id, body.lease_token)
-    try:
-        stats = latency_stats(body.samples_ms)
-    except ValueError as exc:
-        raise InvalidInput(str(exc)) from exc
+    provenance = dict(body.provenance or {})
+    if body.reported is not None:
+        stats = reported_latency_stats(body.reported)
+        provenance["headline"] = REPORTED_HEADLINE
+        provenance["reported"] = body.reported.model_dump()
+    else:
+        try:
+            stats = latency_stats(body.samples_ms)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from exc
     now = utcnow()
     row = Measurement(
         job_id=job.id,
@@ -56,6 +62,7 @@ def store_result(
         protocol_version=body.protocol_version,
         agent_version=body.agent_version,
         input_shapes=body.input_shapes,
+        provenance=provenance or None,
         config=job.config,
         warmup_n=body.warmup.n,
         warmup_total_ms=body.warmup.total_ms,
