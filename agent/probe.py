@@ -14,7 +14,7 @@ from pathlib import Path
 from agent.adb import Adb
 from latlab.schemas import DeviceDescriptor, RuntimeInfo
 
-__all__ = ["probe_descriptor", "probe_phone_descriptor"]
+__all__ = ["jetson_model", "probe_descriptor", "probe_phone_descriptor"]
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def probe_descriptor(runtimes: Iterable[RuntimeInfo], labels: dict[str, str]) ->
         cpu_cores=os.cpu_count() or 0,
         ram_bytes=_ram_bytes(),
         os=platform.platform()[:200],
-        gpu=_nvidia_gpu(),
+        gpu=_nvidia_gpu() or jetson_model(),
         runtimes=list(runtimes),
         labels=labels,
     )
@@ -70,6 +70,15 @@ def _ram_bytes() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 0
+
+
+def jetson_model(device_tree_model: Path = Path("/proc/device-tree/model")) -> str | None:
+    """A Jetson has no nvidia-smi; its device tree names the board (and so its GPU)."""
+    try:
+        model = device_tree_model.read_bytes().rstrip(b"\x00").decode(errors="replace").strip()
+    except OSError:
+        return None
+    return model[:200] if "jetson" in model.lower() else None
 
 
 def _nvidia_gpu() -> str | None:

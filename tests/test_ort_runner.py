@@ -16,7 +16,7 @@ from onnx import TensorProto, helper
 from agent.errors import Interrupted, RunnerError, RunnerUnavailable
 from agent.inputs import make_inputs
 from agent.runners import available_runners, load_runner
-from agent.runners.ort import OrtRunner
+from agent.runners.ort import OrtRunner, device_binding, provider_chain, usable_providers
 from latlab.demo_models import DEMO_CNNS, make_cnn
 from latlab.schemas import ExecutionProvider, GraphOptimization, RuntimeConfig
 
@@ -113,6 +113,67 @@ def test_an_unavailable_provider_is_refused(tmp_path: Path) -> None:
     config = FAST.model_copy(update={"execution_provider": ExecutionProvider.tensorrt})
     with pytest.raises(RunnerUnavailable, match="TensorrtExecutionProvider"):
         OrtRunner().time(save(make_cnn(DEMO_CNNS[0]), tmp_path), config, never)
+
+
+def test_a_gpu_provider_falls_back_along_the_usual_chain() -> None:
+    cpu, cuda, trt = (p.value for p in ExecutionProvider)
+    assert provider_chain(ExecutionProvider.cpu, [cpu]) == [cpu]
+    assert provider_chain(ExecutionProvider.cuda, [trt, cuda, cpu]) == [cuda, cpu]
+    assert provider_chain(ExecutionProvider.tensorrt, [trt, cuda, cpu]) == [trt, cuda, cpu]
+    assert provider_chain(ExecutionProvider.tensorrt, [trt, cpu]) == [trt, cpu]
+    with pytest.raises(RunnerUnavailable, match="CUDAExecutionProvider is not available"):
+        provider_chain(ExecutionProvider.cuda, [cpu])
+
+
+def test_a_gpu_provider_that_cannot_start_here_is_not_advertised() -> None:
+    """onnxruntime starts the CPU instead of a GPU provider it cannot start; an agent that
+    advertised it would take GPU jobs and time them on the CPU."""
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA is available on this machine")
+    listed = ["CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecutionProvider"]
+    assert usable_providers(listed) == ["CPUExecutionProvider"]
+    assert OrtRunner().info().providers == usable_providers(ort.get_available_providers())
+
+
+def test_inputs_bound_on_a_device_give_the_same_outputs_as_the_host_call(
+    tmp_path: Path,
+) -> None:
+    """The GPU path's IO binding (inputs placed once, outputs left on the device), exercised
+    here with the CPU as the device."""
+    sess = ort.InferenceSession(
+        make_cnn(DEMO_CNNS[0]).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    feeds, _ = make_inputs(sess.get_inputs(), seed=0)
+    binding = device_binding(sess, feeds, "cpu")
+    sess.run_with_iobinding(binding)
+    bound = binding.copy_outputs_to_cpu()
+    host = sess.run(None, feeds)
+    assert len(bound) == len(host) == 1
+    np.testing.assert_allclose(bound[0], host[0], rtol=1e-6)
+
+
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" not in ort.get_available_providers(),
+    reason="no CUDA here: the GPU path needs an NVIDIA GPU and pip install 'latlab[gpu]'",
+)
+@pytest.mark.parametrize(
+    "provider", [ExecutionProvider.cuda, ExecutionProvider.tensorrt], ids=["cuda", "tensorrt"]
+)
+def test_a_model_is_timed_on_the_gpu_with_synchronised_device_resident_runs(
+    tmp_path: Path, provider: ExecutionProvider
+) -> None:
+    if provider.value not in ort.get_available_providers():
+        pytest.skip(f"{provider.value} is not available here")
+    config = FAST.model_copy(update={"execution_provider": provider})
+    timing = OrtRunner().time(save(make_cnn(DEMO_CNNS[0]), tmp_path), config, never)
+    assert timing.provider == provider.value
+    assert timing.provenance == {"timing": "io_binding", "device": "cuda:0", "synchronised": True}
+    assert len(timing.samples_ms) == 5 and all(s > 0 for s in timing.samples_ms)
+    # each kernel says which provider ran it; the convolutions run on the GPU
+    gpu_ops = [op for op in timing.ops if op.provider != "CPUExecutionProvider"]
+    assert gpu_ops and all(
+        op.provider in (provider.value, "CUDAExecutionProvider") for op in gpu_ops
+    )
 
 
 def test_a_stop_request_interrupts_the_measurement(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from latlab.schemas import (
     RuntimeInfo,
 )
 
-__all__ = ["OrtRunner"]
+__all__ = ["OrtRunner", "device_binding", "provider_chain", "usable_providers"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,12 @@ OPT_LEVELS = {
 #: Warm-up runs of the profiled session; their events are dropped from the profile.
 PROFILE_WARMUP_RUNS = 3
 ORT_LOG_ERROR = 3
+ORT_LOG_FATAL = 4
+GPU_PROVIDERS = frozenset({ExecutionProvider.cuda.value, ExecutionProvider.tensorrt.value})
+#: Where a GPU provider's inputs and outputs live during the timed runs (one agent per GPU:
+#: pick it with CUDA_VISIBLE_DEVICES).
+GPU_DEVICE = "cuda"
+GPU_DEVICE_ID = 0
 #: How onnxruntime refuses to save a graph that a provider compiled (TensorRT).
 COMPILED_NODES = "contains compiled nodes"
 
@@ -53,7 +60,9 @@ class OrtRunner:
 
     def info(self) -> RuntimeInfo:
         return RuntimeInfo(
-            name=self.name, version=ort.__version__, providers=ort.get_available_providers()
+            name=self.name,
+            version=ort.__version__,
+            providers=usable_providers(ort.get_available_providers()),
         )
 
     def time(
@@ -62,14 +71,18 @@ class OrtRunner:
         started = time.perf_counter()
         model = _load_named(model_path)
         data = model.SerializeToString()
-        providers = _providers(config.execution_provider)
+        providers = provider_chain(config.execution_provider, ort.get_available_providers())
         with _cpu_affinity(config.cpu_affinity):
             sess = _session(data, _options(config), providers)
+            if config.execution_provider.value not in sess.get_providers():
+                raise RunnerUnavailable(
+                    f"{config.execution_provider.value} did not start (onnxruntime fell back "
+                    f"to {', '.join(sess.get_providers())}): check the GPU driver and CUDA"
+                )
             feeds, shapes = make_inputs(sess.get_inputs(), config.seed)
-            # run() returns host numpy arrays: on CUDA/TensorRT it waits for the device, so
-            # the clock is read after the GPU work is done.
+            run_once, provenance = _timed_run(sess, feeds, config.execution_provider)
             result = run_protocol(
-                partial(_run, sess, feeds),
+                run_once,
                 warmup_runs=config.warmup_runs,
                 warmup_s=config.warmup_s,
                 timed_runs=config.timed_runs,
@@ -101,7 +114,58 @@ class OrtRunner:
             timing_wall_s=time.perf_counter() - started,
             op_profile=op_profile,
             ops=ops,
+            provenance=provenance,
         )
+
+
+def _timed_run(
+    sess: ort.InferenceSession, feeds: dict[str, Any], provider: ExecutionProvider
+) -> tuple[Callable[[], object], dict[str, Any] | None]:
+    """One run for the protocol, and how it was timed where that is not the plain host call.
+
+    On the CPU a run is ``sess.run`` with numpy inputs. On a GPU provider the inputs are copied
+    to the device once, outside the timed region, and the outputs stay there (IO binding), so a
+    sample is the model's work, not PCIe copies; ``run_with_iobinding`` returns only after the
+    execution providers are synchronised (onnxruntime's default, set explicitly here), so the
+    clock stops after the GPU work is done.
+    """
+    if provider is ExecutionProvider.cpu:
+        return partial(_run, sess, feeds), None
+    binding = device_binding(sess, feeds, GPU_DEVICE)
+    options = ort.RunOptions()
+    options.add_run_config_entry("disable_synchronize_execution_providers", "0")
+    provenance = {
+        "timing": "io_binding",
+        "device": f"{GPU_DEVICE}:{GPU_DEVICE_ID}",
+        "synchronised": True,
+    }
+    return partial(_run_bound, sess, binding, options), provenance
+
+
+def device_binding(
+    sess: ort.InferenceSession, feeds: dict[str, Any], device: str, device_id: int = 0
+) -> ort.IOBinding:
+    """The inputs copied to ``device`` once and every output bound there."""
+    binding = sess.io_binding()
+    try:
+        for name, array in feeds.items():
+            value = ort.OrtValue.ortvalue_from_numpy(array, device, device_id)
+            binding.bind_ortvalue_input(name, value)
+        for output in sess.get_outputs():
+            binding.bind_output(output.name, device, device_id)
+    except Exception as exc:  # onnxruntime's own exception types, translated here
+        raise RunnerError(f"cannot place the inputs on {device}:{device_id}: {exc}") from exc
+    return binding
+
+
+def _run_bound(
+    sess: ort.InferenceSession, binding: ort.IOBinding, options: ort.RunOptions
+) -> object:
+    try:
+        sess.run_with_iobinding(binding, options)
+    except Exception as exc:  # onnxruntime's own exception types, translated here
+        raise RunnerError(f"onnxruntime failed to run the model: {exc}") from exc
+    return None
 
 
 def _run(sess: ort.InferenceSession, feeds: dict[str, Any]) -> object:
@@ -124,16 +188,56 @@ def _load_named(path: Path) -> onnx.ModelProto:
     return model
 
 
-def _providers(requested: ExecutionProvider) -> list[str]:
-    available = ort.get_available_providers()
+def usable_providers(available: Sequence[str]) -> list[str]:
+    """The providers this device can really run. onnxruntime lists what it was built with, and
+    a GPU provider that cannot start (no GPU, no driver) falls back to the CPU with a warning;
+    such a provider is not advertised, so the server never sends this device a GPU job."""
+    return [p for p in available if p not in GPU_PROVIDERS or _starts(p)]
+
+
+def _starts(provider: str) -> bool:
+    identity = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            [onnx.helper.make_node("Identity", ["x"], ["y"])],
+            "probe",
+            [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+            [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+        ),
+        opset_imports=[onnx.helper.make_opsetid("", 13)],
+    )
+    opts = ort.SessionOptions()
+    opts.log_severity_level = ORT_LOG_FATAL
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sess = ort.InferenceSession(
+                identity.SerializeToString(),
+                opts,
+                providers=[provider, ExecutionProvider.cpu.value],
+            )
+    except Exception as exc:  # onnxruntime's own exception types: the provider cannot start
+        log.info("%s does not start here: %s", provider, exc)
+        return False
+    started = provider in sess.get_providers()
+    if not started:
+        log.info("%s is built in but does not start here (no GPU or driver)", provider)
+    return started
+
+
+def provider_chain(requested: ExecutionProvider, available: Sequence[str]) -> list[str]:
+    """The session's provider chain: the requested one first, then what takes the nodes it
+    cannot run (TensorRT falls back to CUDA where present, everything to the CPU)."""
     if requested.value not in available:
         raise RunnerUnavailable(
             f"{requested.value} is not available here (onnxruntime {ort.__version__} has "
             f"{', '.join(available)})"
         )
-    if requested is ExecutionProvider.cpu:
-        return [requested.value]
-    return [requested.value, ExecutionProvider.cpu.value]
+    chain: list[str] = [requested.value]
+    if requested is ExecutionProvider.tensorrt and ExecutionProvider.cuda.value in available:
+        chain.append(ExecutionProvider.cuda.value)
+    if requested is not ExecutionProvider.cpu:
+        chain.append(ExecutionProvider.cpu.value)
+    return chain
 
 
 def _options(config: RuntimeConfig) -> ort.SessionOptions:
