@@ -216,8 +216,13 @@ class RuntimeName(StrEnum):
     benchmark_model = "benchmark_model"
 
     @property
+    def model_format(self) -> ModelFormat:
+        """The model files this runtime reads."""
+        return ModelFormat.onnx if self is RuntimeName.onnxruntime else ModelFormat.tflite
+
+    @property
     def reads_tflite(self) -> bool:
-        return self is not RuntimeName.onnxruntime
+        return self.model_format is ModelFormat.tflite
 
 
 class ExecutionProvider(StrEnum):

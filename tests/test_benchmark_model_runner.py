@@ -5,6 +5,8 @@ failures, and a phone agent taking a job through the whole queue on SQLite and P
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shlex
 from pathlib import Path
@@ -18,8 +20,17 @@ from agent.errors import Interrupted, RunnerError, RunnerUnavailable
 from agent.main import background_agent
 from agent.runners.benchmark_model import REMOTE_DIR, BenchmarkModelRunner
 from latlab.client import Client
+from latlab.errors import ApiError
 from latlab.export.tflite import to_tflite
-from latlab.schemas import JobState, ReportedStats, RuntimeConfig, RuntimeName
+from latlab.schemas import (
+    DatasetCreate,
+    DatasetFormat,
+    JobState,
+    LutCreate,
+    ReportedStats,
+    RuntimeConfig,
+    RuntimeName,
+)
 from latlab.spaces.nb201 import Nb201
 from server.embedded import EmbeddedServer
 from tests.factories import API_KEY, ENROLL_KEY
@@ -264,3 +275,38 @@ def test_each_phone_on_a_host_keeps_its_own_registration() -> None:
     assert AgentSettings(adb_serial="x", state_file=Path("/tmp/mine.json")).state_file.name == (
         "mine.json"
     )
+
+
+def test_a_campaign_on_a_phone_exports_tflite_models_and_its_dataset_reads_back(
+    live_server: EmbeddedServer, phone: Phone, tmp_path: Path
+) -> None:
+    archs = ["0,0,0,0,0,1", "11791", "7"]
+    fast = CONFIG.model_copy(update={"profile_ops": False})
+    with (
+        background_agent(phone_settings(live_server.url, phone, tmp_path)),
+        Client(live_server.url, API_KEY) as client,
+    ):
+        [device] = client.devices()
+        created = client.create_dataset(
+            DatasetCreate(
+                name="phone", space="nb201", archs=archs, device_ids=[device.id], config=fast
+            )
+        )
+        done = client.wait_dataset(created.id, timeout_s=120)
+        models = client.models()
+        rows = list(
+            csv.DictReader(io.StringIO(client.export_dataset(done.id, DatasetFormat.csv).decode()))
+        )
+        with pytest.raises(ApiError) as lut:
+            client.create_lut(
+                LutCreate(
+                    device_id=device.id, source="micro-models", space="nb201", n=2, config=fast
+                )
+            )
+    assert done.state == "done" and done.progress.done == 3
+    assert len(models) == 3 and {m.format for m in models} == {"tflite"}
+    assert all(m.filename.endswith(".tflite") for m in models)
+    # each arch's model was pushed to the phone and timed there (the stand-in replays one output)
+    assert len(benchmark_calls(phone)) == 3
+    assert [float(r["latency_ms"]) for r in rows] == pytest.approx([15.5176] * 3)
+    assert lut.value.status == 422 and "LUTs are built from onnxruntime" in lut.value.message

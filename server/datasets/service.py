@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from latlab.datasets.dump import STAT_FIELDS, ArchRow, DatasetDump, DeviceRow, MeasurementRow, OpRow
 from latlab.errors import LatlabError
-from latlab.export.onnx import to_onnx
+from latlab.export.files import model_file
 from latlab.schemas import (
     DatasetCreate,
     DatasetOut,
@@ -37,7 +37,7 @@ from server.config import Settings
 from server.db import utcnow
 from server.devices.service import agent_devices, job_device
 from server.errors import InvalidInput, NotFound
-from server.jobs.service import create_job, device_can_run, selector_matches
+from server.jobs.service import create_job, device_can_run, required_provider, selector_matches
 from server.models.service import store_model
 from server.tables import (
     Dataset,
@@ -131,7 +131,7 @@ def _devices(session: Session, body: DatasetCreate) -> list[Device]:
     unable = [d.id for d in devices if not device_can_run(d.descriptor, config)]
     if unable:
         raise InvalidInput(
-            f"devices {unable} cannot run {config.runtime.value} with {config.execution_provider.value}"
+            f"devices {unable} cannot run {config.runtime.value} with {required_provider(config)}"
         )
     return devices
 
@@ -161,13 +161,14 @@ def prepare_next(session: Session, blobs: BlobStore, settings: Settings) -> bool
     graph = space.graph(space.parse(arch_row.arch))
     work_dir = settings.upload_dir
     work_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=work_dir, suffix=".onnx", delete=False) as tmp:
-        tmp.write(to_onnx(graph, seed=EXPORT_SEED).SerializeToString())
+    config = RuntimeConfig.model_validate(dataset.config)
+    fmt = config.runtime.model_format  # ONNX, or TFLite for phones and LiteRT
+    with tempfile.NamedTemporaryFile(dir=work_dir, suffix=f".{fmt.value}", delete=False) as tmp:
+        tmp.write(model_file(graph, fmt, seed=EXPORT_SEED))
     model, _ = store_model(
-        session, blobs, Path(tmp.name), f"{dataset.space}-{arch_row.arch_index}.onnx"
+        session, blobs, Path(tmp.name), f"{dataset.space}-{arch_row.arch_index}.{fmt.value}"
     )
     arch_row.model_id = model.id
-    config = RuntimeConfig.model_validate(dataset.config)
     for device_id in (dataset.provenance or {})["devices"]:
         job = create_job(
             session,

@@ -34,7 +34,6 @@ from latlab.schemas import (
     JobState,
     ModelFormat,
     RuntimeConfig,
-    RuntimeName,
 )
 from server.auth import new_lease_token
 from server.db import utcnow
@@ -97,13 +96,6 @@ def selector_matches(selector: dict[str, Any], name: str, descriptor: dict[str, 
 
 
 #: The model format each runtime reads.
-RUNTIME_FORMATS = {
-    RuntimeName.onnxruntime: ModelFormat.onnx,
-    RuntimeName.litert: ModelFormat.tflite,
-    RuntimeName.benchmark_model: ModelFormat.tflite,
-}
-
-
 def required_provider(config: RuntimeConfig) -> str:
     """The provider (onnxruntime) or delegate (TFLite runtimes) a device must advertise."""
     if config.runtime.reads_tflite:
@@ -142,7 +134,7 @@ def create_job(session: Session, body: JobCreate, default_max_attempts: int) -> 
     model = session.get(Model, body.model_id)
     if model is None:
         raise NotFound(f"no model {body.model_id!r}; upload it first")
-    wanted = RUNTIME_FORMATS[body.config.runtime]
+    wanted = body.config.runtime.model_format
     if model.format != wanted.value:
         raise InvalidInput(
             f"{body.config.runtime.value} runs {wanted.value} models; model {model.id} is "

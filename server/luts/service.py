@@ -48,7 +48,7 @@ from server.datasets.service import get_dataset, space_or_invalid
 from server.db import utcnow
 from server.devices.service import get_device, job_device
 from server.errors import Conflict, InvalidInput, NotFound
-from server.jobs.service import create_job, device_can_run
+from server.jobs.service import create_job, device_can_run, required_provider
 from server.models.service import model_graph, store_model
 from server.tables import (
     DatasetArch,
@@ -98,6 +98,11 @@ def runtime_identity(config: RuntimeConfig) -> tuple[str, str, int, str]:
 
 def create_lut(session: Session, body: LutCreate) -> LutOut:
     config = body.config
+    if config.runtime.reads_tflite:
+        raise InvalidInput(
+            f"LUTs are built from onnxruntime measurements; {config.runtime.value} (TFLite) "
+            "devices get latency predictions from a GCN trained on a campaign measured there"
+        )
     try:
         rules = rules_for(config.runtime.value)
     except KeyError as exc:
@@ -107,7 +112,7 @@ def create_lut(session: Session, body: LutCreate) -> LutOut:
         if not device_can_run(device.descriptor, config):
             raise InvalidInput(
                 f"device {device.id} cannot run {config.runtime.value} with "
-                f"{config.execution_provider.value}"
+                f"{required_provider(config)}"
             )
     else:
         device = _device(session, body.device_id)
