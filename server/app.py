@@ -6,15 +6,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
-from sqlalchemy import text
+from fastapi import APIRouter, FastAPI, Response
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 import latlab
-from latlab.schemas import ErrorBody
+from latlab.schemas import DeviceSource, ErrorBody, JobState
 from server.background import BackgroundWork
 from server.blobstore import LocalBlobStore
 from server.config import Settings
@@ -26,10 +28,11 @@ from server.db import (
     head_revision,
     session_scope,
     upgrade_to_head,
+    utcnow,
 )
 from server.deps import AppState, StateDep
 from server.devices.endpoints import router as devices_router
-from server.errors import install_error_handlers
+from server.errors import Unavailable, install_error_handlers
 from server.jobs import service as jobs_service
 from server.jobs.endpoints import agent_router as jobs_agent_router
 from server.jobs.endpoints import router as jobs_router
@@ -41,7 +44,9 @@ from server.models.endpoints import router as models_router
 from server.notify import JobNotifier
 from server.predict.cache import PredictorCache
 from server.predict.endpoints import router as predict_router
+from server.prometheus import CONTENT_TYPE, Labels, Metrics, http_metrics_middleware
 from server.registry.endpoints import router as registry_router
+from server.tables import Device, Job
 
 __all__ = ["create_app"]
 
@@ -73,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
         notifier=JobNotifier(),
         background=BackgroundWork([datasets_service.prepare_next, luts_service.advance_next]),
         predictors=PredictorCache(),
+        metrics=Metrics(),
     )
 
     @contextlib.asynccontextmanager
@@ -114,21 +120,87 @@ def create_app(settings: Settings) -> FastAPI:
     ):
         v1.include_router(router)
     app.include_router(v1)
-    app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["health"])
+    app.add_api_route(
+        "/healthz",
+        _healthz,
+        methods=["GET"],
+        tags=["health"],
+        responses={503: {"model": ErrorBody, "description": "Database down or not at head"}},
+    )
+    app.add_api_route(
+        "/metrics",
+        _metrics,
+        methods=["GET"],
+        tags=["health"],
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text"}},
+    )
+    app.add_middleware(_HttpMetrics, metrics=state.metrics)
     return app
 
 
+class _HttpMetrics:
+    """``http_metrics_middleware`` as Starlette's middleware class."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self._app = http_metrics_middleware(app, metrics)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._app(scope, receive, send)
+
+
 async def _healthz(state: StateDep) -> dict[str, str]:
-    """Open: the database answers and its schema is at the migrations' head."""
+    """Open: 200 when the database answers and its schema is at the migrations' head, else 503
+    with the reason (what a load balancer or compose healthcheck asks)."""
 
     def check() -> dict[str, str]:
-        with session_scope(state.sessions) as session:
-            session.execute(text("SELECT 1"))
-            engine = session.get_bind()
-        revision = current_revision(engine)  # type: ignore[arg-type]
-        return {"status": "ok", "db_revision": revision or "", "head": head_revision() or ""}
+        try:
+            with session_scope(state.sessions) as session:
+                session.execute(text("SELECT 1"))
+                engine = session.get_bind()
+            revision = current_revision(engine)  # type: ignore[arg-type]
+        except SQLAlchemyError as exc:
+            raise Unavailable(f"the database does not answer: {type(exc).__name__}") from exc
+        head = head_revision() or ""
+        if revision != head:
+            raise Unavailable(f"the database schema is at {revision!r}, not at head {head!r}")
+        return {"status": "ok", "db_revision": revision or "", "head": head}
 
     return await run_in_threadpool(check)
+
+
+async def _metrics(state: StateDep) -> Response:
+    """Open: Prometheus text format — jobs by state and queue depth, devices online (from the
+    database), and this process's claims, results, measurement and predict timings, HTTP
+    requests."""
+
+    def gauges() -> dict[str, tuple[str, list[tuple[Labels, float]]]]:
+        with session_scope(state.sessions) as session:
+            by_state = dict(
+                session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
+            )
+            online_since = utcnow() - timedelta(seconds=state.settings.offline_after_s)
+            online = session.scalar(
+                select(func.count()).where(
+                    Device.revoked_at.is_(None),
+                    Device.source == DeviceSource.agent.value,
+                    Device.last_seen_at >= online_since,
+                )
+            )
+        return {
+            "latlab_jobs": (
+                "Jobs by state.",
+                [((("state", s.value),), float(by_state.get(s.value, 0))) for s in JobState],
+            ),
+            "latlab_queue_depth": (
+                "Jobs waiting for a device.",
+                [((), float(by_state.get(JobState.queued.value, 0)))],
+            ),
+            "latlab_devices_online": ("Agent devices seen recently.", [((), float(online or 0))]),
+        }
+
+    text_ = state.metrics.render(await run_in_threadpool(gauges))
+    return Response(text_, media_type=CONTENT_TYPE)
 
 
 async def _reap_until(stopping: asyncio.Event, state: AppState) -> None:

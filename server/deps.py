@@ -16,6 +16,7 @@ from server.config import Settings
 from server.db import session_scope, utcnow
 from server.errors import Forbidden, Unauthorized
 from server.notify import JobNotifier
+from server.prometheus import Metrics
 
 if TYPE_CHECKING:
     from server.background import BackgroundWork
@@ -42,6 +43,7 @@ class AppState:
     notifier: JobNotifier
     background: BackgroundWork
     predictors: PredictorCache
+    metrics: Metrics
 
 
 def _state(request: Request) -> AppState:

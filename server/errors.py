@@ -9,7 +9,8 @@
     ├── NotFound                404 not_found
     ├── Conflict                409 conflict       (stale lease, job already finished, ...)
     ├── PayloadTooLarge         413 too_large
-    └── InvalidInput            422 invalid        (a model that fails validation, ...)
+    ├── InvalidInput            422 invalid        (a model that fails validation, ...)
+    └── Unavailable             503 unavailable    (the database is down or not migrated)
 
 Every error answer has the body ``{"error": {"code": ..., "message": ...}}``.
 """
@@ -32,6 +33,7 @@ __all__ = [
     "PayloadTooLarge",
     "ServerError",
     "Unauthorized",
+    "Unavailable",
     "install_error_handlers",
 ]
 
@@ -73,6 +75,10 @@ class PayloadTooLarge(ServerError):
 
 class InvalidInput(ServerError):
     status, code = 422, "invalid"
+
+
+class Unavailable(ServerError):
+    status, code = 503, "unavailable"
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:

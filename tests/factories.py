@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -81,3 +83,32 @@ def shared_path(relative: str) -> Path:
             pytest.fail(f"CI needs {path} (../shared beside the checkout)")
         pytest.skip(f"no {path}: ../shared is not beside this checkout")
     return path
+
+
+_SAMPLE = re.compile(
+    r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_]+="(?:[^"\\]|\\.)*",?)*\})? (\S+)$'
+)
+
+
+def scrape(url: str) -> dict[str, float]:
+    """GET /metrics and read it as Prometheus text: ``'name{labels}'`` -> value. Every line is
+    a HELP or TYPE comment or a well-formed sample, and every sample's metric has both."""
+    answer = httpx.get(f"{url}/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples: dict[str, float] = {}
+    described: dict[str, set[str]] = {}
+    for line in answer.text.splitlines():
+        if line.startswith("# "):
+            kind, name = line.split()[1:3]
+            described.setdefault(name, set()).add(kind)
+            continue
+        match = _SAMPLE.match(line)
+        assert match is not None, f"not a Prometheus sample: {line!r}"
+        samples[match.group(1) + (match.group(2) or "")] = float(match.group(3))
+        family = re.sub(r"_(bucket|sum|count)$", "", match.group(1))
+        assert described.get(family) == {"HELP", "TYPE"} or described.get(match.group(1)) == {
+            "HELP",
+            "TYPE",
+        }, line
+    return samples

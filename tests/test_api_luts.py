@@ -22,7 +22,7 @@ from latlab.schemas import (
 )
 from latlab.spaces.nb201 import Nb201
 from server.embedded import EmbeddedServer
-from tests.factories import API_KEY, make_settings, register
+from tests.factories import API_KEY, make_settings, register, scrape
 from tests.test_e2e import start_agent
 
 FAST = RuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=10, timed_s=0, profile_runs=5)
@@ -58,11 +58,12 @@ def built(client: Client, body: LutCreate) -> LutOut:
 def test_a_lut_from_measured_ops_predicts_the_measured_archs(
     lab: tuple[Client, str, str],
 ) -> None:
-    client, _, device_id = lab
+    client, url, device_id = lab
     lut = built(client, LutCreate(device_id=device_id, source=LutSource.measured_ops, config=FAST))
     assert lut.entries > 10 and lut.calibration is not None and lut.calibration.n_models == 6
     assert lut.rules == "onnxruntime"
 
+    before = scrape(url)
     out = client.predict(device_id, space="nb201", archs=ARCHS)
     assert out.version == lut.id and [p.item for p in out.predictions] == ARCHS
     measured = {m.model_id: m.stats.median_ms for m in client.measurements(device_id=device_id)}
@@ -74,6 +75,11 @@ def test_a_lut_from_measured_ops_predicts_the_measured_archs(
 
     by_model = client.predict(device_id, model_ids=list(measured))
     assert len(by_model.predictions) == 6
+    after = scrape(url)
+    calls = 'latlab_predict_seconds_count{predictor="lut"}'
+    assert after[calls] - before.get(calls, 0) == 3
+    archs = "latlab_predict_archs_total"
+    assert after[archs] - before.get(archs, 0) == 6 + 1 + 6
 
     exported = json.loads(client.export_lut(lut.id, LutFormat.json))
     assert exported["source"] == "measured-ops" and exported["meta"]["device_id"] == device_id

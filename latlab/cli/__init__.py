@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from latlab.cli import datasets, luts, measure, predict, roles, spaces
 from latlab.cli.common import UsageError
 from latlab.errors import LatlabError
+from latlab.logs import configure_logging
 
 __all__ = ["main"]
 
@@ -24,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="latlab", description=__doc__.splitlines()[0] if __doc__ else ""
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    p.add_argument(
+        "--log-json", action="store_true", help="log one JSON object per line (for collectors)"
+    )
     sub = p.add_subparsers(dest="command", required=True)
     for group in (roles, measure, spaces, datasets, luts, predict):
         group.add_parsers(sub)
@@ -33,10 +37,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(logging.INFO if args.verbose else logging.WARNING, json_lines=args.log_json)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

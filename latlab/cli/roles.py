@@ -26,7 +26,14 @@ def cmd_server(args: argparse.Namespace) -> int:
     from server.credentials import ensure_credentials
 
     settings = ensure_credentials(Settings())
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    # log_config=None: uvicorn's loggers go through latlab's handler (text or --log-json)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        log_config=None,
+    )
     return 0
 
 

@@ -94,9 +94,11 @@ async def claim(
     while True:
         claimed = await run_in_threadpool(attempt)
         if claimed is not None:
+            state.metrics.claims.inc(outcome="job")
             return claimed
         remaining = deadline - time.monotonic()
         if remaining <= 0:
+            state.metrics.claims.inc(outcome="empty")
             return Response(status_code=status.HTTP_204_NO_CONTENT)
         await state.notifier.wait(min(CLAIM_POLL_S, remaining))
 

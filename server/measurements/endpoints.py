@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from latlab.schemas import MeasurementIn, MeasurementOut
-from server.deps import CurrentDevice, SessionDep, UserAuth
+from server.deps import CurrentDevice, SessionDep, StateDep, UserAuth
 from server.measurements import service
 
 router = APIRouter(tags=["measurements"])
@@ -51,10 +51,18 @@ def get_measurement(measurement_id: int, session: SessionDep) -> MeasurementOut:
     responses={200: {"model": MeasurementOut, "description": "Already stored (a repeat)"}},
 )
 def upload_result(
-    job_id: str, body: MeasurementIn, response: Response, device: CurrentDevice, session: SessionDep
+    job_id: str,
+    body: MeasurementIn,
+    response: Response,
+    device: CurrentDevice,
+    session: SessionDep,
+    state: StateDep,
 ) -> MeasurementOut:
     """Store the result of a leased job; 409 for a stale or unknown lease, 200 for a repeat."""
     row, created = service.store_result(session, device.id, job_id, body)
-    if not created:
+    if created:
+        state.metrics.results.inc()
+        state.metrics.measurement_seconds.observe(body.timing_wall_s, runtime=body.runtime)
+    else:
         response.status_code = status.HTTP_200_OK
     return service.measurement_out(row, samples=False, ops=False)

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter
 from fastapi.responses import Response
 
 from latlab.schemas import PredictDevicesOut, PredictDevicesRequest, PredictOut, PredictRequest
-from server.deps import SessionDep, StateDep, UserAuth
+from server.deps import AppState, SessionDep, StateDep, UserAuth
 from server.predict import service
 
 router = APIRouter(tags=["predict"])
@@ -16,7 +18,9 @@ def predict(body: PredictRequest, session: SessionDep, state: StateDep) -> Respo
     (``model_ids``): by the device's current GCN for the space (with the ensemble's spread), or
     its newest ready LUT (kernels it has no entry for are estimated and listed); ``auto``
     prefers the GCN; ``version`` picks a LUT or predictor. At most 10,000 items per call."""
+    started = time.perf_counter()
     out = service.predict_latency(session, state.blobs, state.predictors, body)
+    _count(state, [out], time.perf_counter() - started)
     return _json(out)
 
 
@@ -26,8 +30,18 @@ def predict_on_devices(
 ) -> Response:
     """The same archs or models on several devices (at most 16), each by its own current
     predictor as in ``/v1/predict``; one result per device, in the order asked."""
+    started = time.perf_counter()
     out = service.predict_latency_on_devices(session, state.blobs, state.predictors, body)
+    _count(state, out.results, time.perf_counter() - started)
     return _json(out)
+
+
+def _count(state: AppState, answers: list[PredictOut], seconds: float) -> None:
+    kinds = {a.predictor.value for a in answers}
+    state.metrics.predict_seconds.observe(
+        seconds, predictor=kinds.pop() if len(kinds) == 1 else "mixed"
+    )
+    state.metrics.predict_archs.inc(sum(len(a.predictions) for a in answers))
 
 
 def _json(out: PredictOut | PredictDevicesOut) -> Response:
