@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -9,7 +10,10 @@ import numpy as np
 
 from agent.errors import RunnerError
 
-__all__ = ["InputSpec", "make_inputs", "random_array"]
+__all__ = ["MAX_INPUT_BYTES", "InputSpec", "make_inputs", "random_array"]
+
+#: The most one generated input may take.
+MAX_INPUT_BYTES = 2 * 1024**3
 
 ORT_DTYPES: dict[str, Any] = {
     "tensor(float)": np.float32,
@@ -59,7 +63,14 @@ def make_inputs(
 
 def random_array(rng: np.random.Generator, dtype: Any, shape: Sequence[int]) -> np.ndarray:
     """Floats standard normal, integers in [0, 2) (valid as indices and token ids), booleans
-    random."""
+    random. An input over ``MAX_INPUT_BYTES`` is a ``RunnerError`` before anything is
+    allocated (the server refuses such models at upload; this guards the agent anyway)."""
+    size = math.prod(shape) * np.dtype(dtype).itemsize
+    if size > MAX_INPUT_BYTES:
+        raise RunnerError(
+            f"an input of shape {list(shape)} would take {size:,} bytes; the agent's limit is "
+            f"{MAX_INPUT_BYTES:,}"
+        )
     if np.issubdtype(dtype, np.floating):
         return rng.standard_normal(shape).astype(dtype)
     if dtype is np.bool_:

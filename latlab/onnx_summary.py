@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterable
 from math import prod
 
+import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 from onnx import shape_inference
@@ -17,11 +18,16 @@ from onnx import shape_inference
 from latlab.errors import ModelInvalid
 from latlab.schemas import ModelSummary, TensorInfo
 
-__all__ = ["external_data_tensors", "load_onnx", "summarize_onnx"]
+__all__ = ["MAX_NODES", "external_data_tensors", "load_onnx", "summarize_onnx"]
+
+#: Nodes of one model, subgraphs included (the largest NAS networks have a few thousand).
+MAX_NODES = 200_000
 
 
-def load_onnx(data: bytes) -> onnx.ModelProto:
-    """Parse and check ONNX bytes; refuse external data; return the shape-inferred model."""
+def load_onnx(data: bytes, max_nodes: int = MAX_NODES) -> onnx.ModelProto:
+    """Parse and check ONNX bytes; refuse external data and graphs of more than ``max_nodes``
+    nodes (subgraphs included) before the checker and shape inference run; return the
+    shape-inferred model."""
     try:
         model = onnx.load_model_from_string(data)
     except (DecodeError, RuntimeWarning, ValueError) as exc:
@@ -30,6 +36,9 @@ def load_onnx(data: bytes) -> onnx.ModelProto:
         raise ModelInvalid("not an ONNX model: no ir_version, graph or opset_import")
     if len(model.graph.node) == 0:
         raise ModelInvalid("the ONNX graph has no nodes")
+    n_nodes = sum(len(g.node) for g in _all_graphs(model.graph))
+    if n_nodes > max_nodes:
+        raise ModelInvalid(f"the ONNX model has {n_nodes} nodes; the limit is {max_nodes}")
     external = external_data_tensors(model)
     if external:
         raise ModelInvalid(
@@ -113,6 +122,19 @@ def summarize_onnx(model: onnx.ModelProto) -> ModelSummary:
         node_macs = _node_macs(node, shapes)
         macs = None if macs is None or node_macs is None else macs + node_macs
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    largest = max(
+        (
+            (tensor_bytes(_dims(vi), _itemsize(vi.type.tensor_type.elem_type)), vi.name)
+            for vi in [*graph.input, *graph.value_info, *graph.output]
+            if vi.type.HasField("tensor_type")
+        ),
+        default=None,
+    )
+    largest_init = max(
+        ((tensor_bytes(list(t.dims), _itemsize(t.data_type)), t.name) for t in graph.initializer),
+        default=None,
+    )
+    largest = max((x for x in (largest, largest_init) if x is not None), default=None)
     return ModelSummary(
         n_nodes=len(graph.node),
         op_counts=dict(sorted(Counter(n.op_type for n in graph.node).items())),
@@ -122,7 +144,21 @@ def summarize_onnx(model: onnx.ModelProto) -> ModelSummary:
         params=sum(prod(t.dims) for t in graph.initializer),
         macs=macs,
         flops=None if macs is None else 2 * macs,
+        largest_tensor=None if largest is None else largest[1],
+        largest_tensor_bytes=None if largest is None else largest[0],
     )
+
+
+def _itemsize(elem_type: int) -> int:
+    try:
+        return int(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).itemsize)
+    except (KeyError, TypeError, ValueError):  # undefined or exotic types: count a byte
+        return 1
+
+
+def tensor_bytes(shape: list[int | str | None], itemsize: int) -> int:
+    """Bytes of a tensor of ``shape`` (unknown, symbolic or negative dims counted as 1)."""
+    return prod(d if isinstance(d, int) and d > 0 else 1 for d in shape) * itemsize
 
 
 def _known(shape: list[int | str | None] | None) -> list[int] | None:

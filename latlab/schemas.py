@@ -77,10 +77,30 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 SampleMs = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
+def _without_nul(value: Any, where: str = "body") -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{where}: text may not contain NUL characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _without_nul(key, where)
+            _without_nul(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _without_nul(item, where)
+
+
 class _In(BaseModel):
-    """A body the server accepts: unknown fields are an error."""
+    """A body the server accepts: unknown fields are an error, and so is a NUL character in
+    any text (no database stores it; PostgreSQL refuses it in text and JSON)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        _without_nul(data)
+        return data
 
 
 class _Out(BaseModel):
@@ -194,6 +214,10 @@ class ModelSummary(BaseModel):
     macs: int | None
     #: 2 x macs (the usual "FLOPs" convention counts multiply and add apart).
     flops: int | None
+    #: The largest tensor the model declares (unknown and symbolic dims counted as 1) and its
+    #: bytes: the least an agent would allocate for it.
+    largest_tensor: str | None = None
+    largest_tensor_bytes: int | None = None
 
 
 class ModelOut(_Out):

@@ -11,7 +11,10 @@ from collections import Counter
 from math import prod
 from typing import Any
 
+import numpy as np
+
 from latlab.errors import ModelInvalid
+from latlab.onnx_summary import tensor_bytes
 from latlab.schemas import ModelSummary, TensorInfo
 
 __all__ = ["TFLITE_IDENTIFIER", "is_tflite", "summarize_tflite"]
@@ -80,8 +83,15 @@ def _summary(schema: Any, model: Any) -> ModelSummary:
         )
 
     params = 0
+    largest: tuple[int, str] | None = None
     for i in range(graph.TensorsLength()):
         t = graph.Tensors(i)
+        shape: list[int | str | None] = (
+            [int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else []
+        )
+        size = tensor_bytes(shape, _itemsize(types.get(t.Type(), "?")))
+        if largest is None or size > largest[0]:
+            largest = (size, (t.Name() or b"").decode(errors="replace"))
         buffer = t.Buffer()
         if 0 < buffer < model.BuffersLength() and model.Buffers(buffer).DataLength() > 0:
             params += prod(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else 1
@@ -94,4 +104,13 @@ def _summary(schema: Any, model: Any) -> ModelSummary:
         params=params,
         macs=None,
         flops=None,
+        largest_tensor=None if largest is None else largest[1],
+        largest_tensor_bytes=None if largest is None else largest[0],
     )
+
+
+def _itemsize(type_name: str) -> int:
+    try:
+        return int(np.dtype(type_name).itemsize)
+    except TypeError:  # string, resource, variant, int4: count a byte
+        return 1

@@ -47,6 +47,7 @@ from server.predict.endpoints import router as predict_router
 from server.prometheus import CONTENT_TYPE, Labels, Metrics, http_metrics_middleware
 from server.registry.endpoints import router as registry_router
 from server.tables import Device, Job
+from server.uploads import BodyLimit
 
 __all__ = ["create_app"]
 
@@ -134,6 +135,11 @@ def create_app(settings: Settings) -> FastAPI:
         tags=["health"],
         response_class=Response,
         responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text"}},
+    )
+    app.add_middleware(
+        BodyLimit,
+        json_bytes=settings.max_json_bytes,
+        upload_bytes=max(settings.max_model_bytes, settings.max_import_bytes),
     )
     app.add_middleware(_HttpMetrics, metrics=state.metrics)
     return app

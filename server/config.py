@@ -12,6 +12,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from latlab.onnx_summary import MAX_NODES
+
 __all__ = ["Settings"]
 
 DEFAULT_DATA_DIR = Path("~/.latlab").expanduser()
@@ -33,6 +35,13 @@ class Settings(BaseSettings):
     max_model_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     #: All files of one dataset import together (13 LatBench pickles are about 8 MB).
     max_import_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    #: Any other request body (JSON); counted while it streams in, like the uploads.
+    max_json_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    #: Nodes of one uploaded model, subgraphs included.
+    max_model_nodes: int = Field(default=MAX_NODES, gt=0)
+    #: The largest tensor an uploaded model may declare (symbolic dims counted as 1): a model
+    #: that would make an agent allocate more is refused at upload, before any agent runs it.
+    max_tensor_bytes: int = Field(default=4 * 1024**3, gt=0)
     #: A claimed job's lease; agents extend it with heartbeats while they time.
     lease_s: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)

@@ -14,7 +14,10 @@ from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut
 from server.datasets import imports, service
 from server.deps import SessionDep, StateDep, UserAuth
 from server.errors import BadRequest, InvalidInput
-from server.uploads import check_declared_length, copy_limited
+from server.uploads import check_declared_length, copy_limited, safe_filename
+
+#: Form text without NUL characters (JSON bodies are checked by the schemas).
+NO_NUL = r"^[^\x00]*$"
 
 router = APIRouter(tags=["datasets"])
 
@@ -47,10 +50,14 @@ def import_dataset(
         list[UploadFile],
         File(description="LatBench .pickle/.json per device, .csv, or a latlab export .zip"),
     ],
-    name: Annotated[str, Form(min_length=1, max_length=200)],
-    space: Annotated[str | None, Form(max_length=50)] = None,
-    space_params: Annotated[str | None, Form(max_length=1000, description="JSON object")] = None,
-    note: Annotated[str | None, Form(max_length=2000, description="citation, licence")] = None,
+    name: Annotated[str, Form(min_length=1, max_length=200, pattern=NO_NUL)],
+    space: Annotated[str | None, Form(max_length=50, pattern=NO_NUL)] = None,
+    space_params: Annotated[
+        str | None, Form(max_length=1000, pattern=NO_NUL, description="JSON object")
+    ] = None,
+    note: Annotated[
+        str | None, Form(max_length=2000, pattern=NO_NUL, description="citation, licence")
+    ] = None,
 ) -> DatasetOut:
     """Import published or exported latencies as a dataset; rows are marked ``imported``.
 
@@ -67,7 +74,7 @@ def import_dataset(
         total += copy_limited(upload, buffer, limit - total)
         if not buffer.getbuffer().nbytes:
             raise BadRequest(f"{upload.filename or 'a file'} is empty")
-        contents.append((upload.filename or "upload", buffer.getvalue()))
+        contents.append((safe_filename(upload.filename, "upload"), buffer.getvalue()))
     params = _space_params(space_params)
     try:
         table = read_import(contents)

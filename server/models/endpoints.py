@@ -11,7 +11,7 @@ from latlab.schemas import ModelOut
 from server.deps import SessionDep, StateDep, UserAuth, UserOrDevice
 from server.errors import BadRequest
 from server.models import service
-from server.uploads import check_declared_length, copy_limited
+from server.uploads import check_declared_length, copy_limited, safe_filename
 
 router = APIRouter(tags=["models"])
 
@@ -46,7 +46,14 @@ def upload_model(
         if copied == 0:
             raise BadRequest("the uploaded file is empty")
         model, created = service.store_model(
-            session, state.blobs, tmp_path, file.filename or "model.onnx"
+            session,
+            state.blobs,
+            tmp_path,
+            safe_filename(file.filename, "model.onnx"),
+            service.ModelLimits(
+                max_nodes=state.settings.max_model_nodes,
+                max_tensor_bytes=state.settings.max_tensor_bytes,
+            ),
         )
     finally:
         tmp_path.unlink(missing_ok=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from latlab.errors import ModelInvalid
 from latlab.graph import OpGraph
-from latlab.onnx_summary import load_onnx, summarize_onnx
+from latlab.onnx_summary import MAX_NODES, load_onnx, summarize_onnx
 from latlab.schemas import ModelFormat, ModelOut, ModelSummary
 from latlab.tflite_summary import is_tflite, summarize_tflite
 from server.blobstore import BlobStore
@@ -21,7 +22,7 @@ from server.db import utcnow
 from server.errors import InvalidInput, NotFound
 from server.tables import Model
 
-__all__ = ["get_model", "list_models", "model_graph", "model_out", "store_model"]
+__all__ = ["ModelLimits", "get_model", "list_models", "model_graph", "model_out", "store_model"]
 
 #: Parsed graphs of stored models, by sha256 (the bytes behind an id never change).
 GRAPH_CACHE_SIZE = 1024
@@ -29,10 +30,23 @@ _graphs: OrderedDict[str, OpGraph] = OrderedDict()
 _graphs_lock = threading.Lock()
 
 
+@dataclass(frozen=True)
+class ModelLimits:
+    """What an uploaded model may be (``Settings``: max_model_nodes, max_tensor_bytes)."""
+
+    max_nodes: int = MAX_NODES
+    max_tensor_bytes: int = 4 * 1024**3
+
+
 def store_model(
-    session: Session, blobs: BlobStore, path: Path, filename: str
+    session: Session,
+    blobs: BlobStore,
+    path: Path,
+    filename: str,
+    limits: ModelLimits = ModelLimits(),
 ) -> tuple[ModelOut, bool]:
-    """Validate the uploaded file and store it; returns (model, created). The file is consumed."""
+    """Validate the uploaded file and store it; returns (model, created). The file is consumed.
+    Nothing is stored for a file that fails validation or exceeds ``limits``."""
     data = path.read_bytes()
     sha256 = hashlib.sha256(data).hexdigest()
     existing = session.get(Model, sha256)
@@ -44,10 +58,19 @@ def store_model(
         summary = (
             summarize_tflite(data)
             if model_format is ModelFormat.tflite
-            else summarize_onnx(load_onnx(data))
+            else summarize_onnx(load_onnx(data, max_nodes=limits.max_nodes))
         )
     except ModelInvalid as exc:
         raise InvalidInput(str(exc)) from exc
+    if summary.n_nodes > limits.max_nodes:
+        raise InvalidInput(
+            f"the model has {summary.n_nodes} nodes; the limit is {limits.max_nodes}"
+        )
+    if (summary.largest_tensor_bytes or 0) > limits.max_tensor_bytes:
+        raise InvalidInput(
+            f"tensor {summary.largest_tensor!r} would take {summary.largest_tensor_bytes:,} bytes; "
+            f"the limit is {limits.max_tensor_bytes:,} (LATLAB_MAX_TENSOR_BYTES)"
+        )
     del data
     model = Model(
         id=sha256,
