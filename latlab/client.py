@@ -121,6 +121,10 @@ class Client(_Http):
     def device(self, device_id: str) -> DeviceOut:
         return DeviceOut.model_validate(self._json("GET", f"/v1/devices/{device_id}"))
 
+    def revoke_device(self, device_id: str) -> DeviceOut:
+        """Revoke the device's token (a read-write key); its jobs are requeued or cancelled."""
+        return DeviceOut.model_validate(self._json("POST", f"/v1/devices/{device_id}/revoke"))
+
     # models
     def upload_model(self, path: str | Path, data: bytes | None = None) -> ModelOut:
         path = Path(path)

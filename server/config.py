@@ -30,8 +30,11 @@ class Settings(BaseSettings):
     blob_dir: Path | None = None
     #: Shared secret an agent presents once to register its device.
     enroll_key: SecretStr = SecretStr("")
-    #: User API keys, comma-separated (``LATLAB_API_KEYS=key1,key2``).
+    #: User API keys with read-write scope, comma-separated (``LATLAB_API_KEYS=key1,key2``).
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    #: Read-only API keys (``LATLAB_READ_API_KEYS``): every GET and the predict queries, no
+    #: uploads, jobs, campaigns, LUTs, predictors or revocations.
+    read_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     max_model_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     #: All files of one dataset import together (13 LatBench pickles are about 8 MB).
     max_import_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
@@ -52,7 +55,7 @@ class Settings(BaseSettings):
     #: How often the lease reaper runs in the background.
     reap_every_s: float = Field(default=5.0, gt=0)
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "read_api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):

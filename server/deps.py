@@ -10,7 +10,7 @@ from fastapi import Depends, Header, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.auth import bearer_token, hash_token, key_matches
+from server.auth import DEVICE_TOKEN_PREFIX, bearer_token, hash_token, key_matches
 from server.blobstore import BlobStore
 from server.config import Settings
 from server.db import session_scope, utcnow
@@ -32,6 +32,7 @@ __all__ = [
     "StateDep",
     "UserAuth",
     "UserOrDevice",
+    "UserWrite",
 ]
 
 
@@ -65,17 +66,33 @@ SessionDep = Annotated[Session, Depends(_session, scope="function")]
 AuthHeader = Annotated[str | None, Header(alias="Authorization", include_in_schema=False)]
 
 
-def _user(state: StateDep, authorization: AuthHeader = None) -> None:
+def _user_scope(state: AppState, authorization: str | None) -> str:
+    """``write`` or ``read``: the scope of the caller's API key."""
     token = bearer_token(authorization)
     if token is None:
         raise Unauthorized("missing 'Authorization: Bearer <api key>' header")
-    if not key_matches(token, state.settings.api_keys):
-        if token.startswith("ldt_"):
-            raise Forbidden("a device token cannot make user calls; use an API key")
-        raise Unauthorized("unknown API key")
+    if key_matches(token, state.settings.api_keys):
+        return "write"
+    if key_matches(token, state.settings.read_api_keys):
+        return "read"
+    if token.startswith(DEVICE_TOKEN_PREFIX):
+        raise Forbidden("a device token cannot make user calls; use an API key")
+    raise Unauthorized("unknown API key")
 
 
+def _user(state: StateDep, authorization: AuthHeader = None) -> None:
+    _user_scope(state, authorization)
+
+
+def _user_write(state: StateDep, authorization: AuthHeader = None) -> None:
+    if _user_scope(state, authorization) != "write":
+        raise Forbidden("this API key is read-only; the call needs a read-write key")
+
+
+#: Any user API key (read-only or read-write): reads and predict queries.
 UserAuth = Depends(_user)
+#: A read-write API key: everything that stores or changes something.
+UserWrite = Depends(_user_write)
 
 
 @dataclass(frozen=True)
@@ -95,7 +112,7 @@ def _device(state: StateDep, authorization: AuthHeader = None) -> DeviceRef:
     with session_scope(state.sessions) as session:
         device = session.scalar(select(Device).where(Device.token_hash == hash_token(token)))
         if device is None or device.revoked_at is not None:
-            if key_matches(token, state.settings.api_keys):
+            if key_matches(token, [*state.settings.api_keys, *state.settings.read_api_keys]):
                 raise Forbidden("an API key cannot make agent calls; use the device token")
             raise Unauthorized("unknown or revoked device token")
         device.last_seen_at = utcnow()
@@ -107,7 +124,8 @@ CurrentDevice = Annotated[DeviceRef, Depends(_device)]
 
 def _user_or_device(state: StateDep, authorization: AuthHeader = None) -> None:
     token = bearer_token(authorization)
-    if token is not None and key_matches(token, state.settings.api_keys):
+    keys = [*state.settings.api_keys, *state.settings.read_api_keys]
+    if token is not None and key_matches(token, keys):
         return
     _device(state, authorization)
 

@@ -18,6 +18,7 @@ from latlab.schemas import DeviceDescriptor, DeviceRegistered, RuntimeInfo
 from server.config import Settings
 
 API_KEY = "test-api-key"
+READ_API_KEY = "test-read-only-key"
 ENROLL_KEY = "test-enroll-key"
 
 
@@ -26,6 +27,7 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Set
         "data_dir": tmp_path / "data",
         "database_url": database_url,
         "api_keys": [SecretStr(API_KEY)],
+        "read_api_keys": [SecretStr(READ_API_KEY)],
         "enroll_key": SecretStr(ENROLL_KEY),
         "lease_s": 30.0,
         "reap_every_s": 0.2,

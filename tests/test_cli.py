@@ -10,7 +10,7 @@ from pathlib import Path
 from latlab.client import Client
 from latlab.schemas import JobState
 from server.embedded import EmbeddedServer, free_port
-from tests.factories import API_KEY, cnn_bytes, shared_path
+from tests.factories import API_KEY, READ_API_KEY, cnn_bytes, register, shared_path
 
 LATLAB = str(Path(sys.executable).with_name("latlab"))
 
@@ -263,3 +263,19 @@ def test_train_registers_a_predictor_that_predict_then_uses(
 
     missing = latlab("train", "--device", "nope", url=live_server.url)
     assert missing.returncode == 1 and "no dataset" in missing.stderr
+
+
+def test_devices_are_listed_and_revoked_only_with_a_read_write_key(
+    live_server: EmbeddedServer, client: Client
+) -> None:
+    agent, registered = register(live_server.url, name="bench-phone")
+    agent.close()
+    listed = latlab("devices", "list", url=live_server.url, key=READ_API_KEY)
+    assert listed.returncode == 0 and "bench-phone" in listed.stdout and "agent" in listed.stdout
+    denied = latlab(
+        "devices", "revoke", registered.device_id, url=live_server.url, key=READ_API_KEY
+    )
+    assert denied.returncode == 1 and "read-only" in denied.stderr
+    revoked = latlab("devices", "revoke", registered.device_id, url=live_server.url)
+    assert revoked.returncode == 0 and f"revoked {registered.device_id}" in revoked.stdout
+    assert client.device(registered.device_id).online is False

@@ -80,6 +80,32 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices_list(args: argparse.Namespace) -> int:
+    with client_from(args) as client:
+        devices = client.devices()
+    rows = [
+        {
+            "id": d.id,
+            "name": d.name[:40],
+            "source": d.source.value,
+            "online": "yes" if d.online else "no",
+            "runtimes": ",".join(r.name for r in d.descriptor.runtimes),
+            "last_seen": d.last_seen_at.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        for d in devices
+    ]
+    print(table(rows, ["id", "name", "source", "online", "runtimes", "last_seen"]))
+    return 0
+
+
+def cmd_devices_revoke(args: argparse.Namespace) -> int:
+    with client_from(args) as client:
+        for device_id in args.ids:
+            device = client.revoke_device(device_id)
+            print(f"revoked {device.id} ({device.name})")
+    return 0
+
+
 def cmd_measurements(args: argparse.Namespace) -> int:
     with client_from(args) as client:
         rows = client.measurements(
@@ -135,6 +161,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     jl.add_argument("--state", choices=[s.value for s in JobState])
     jl.add_argument("--limit", type=int, default=50)
     jl.set_defaults(func=cmd_jobs_list)
+
+    dv = sub.add_parser("devices", help="registered devices").add_subparsers(
+        dest="devices_cmd", required=True
+    )
+    add_user_flags(dv.add_parser("list", help="list devices")).set_defaults(func=cmd_devices_list)
+    dr = add_user_flags(dv.add_parser("revoke", help="revoke device tokens"))
+    dr.add_argument("ids", nargs="+")
+    dr.set_defaults(func=cmd_devices_revoke)
 
     me = add_user_flags(sub.add_parser("measurements", help="query measurements"))
     me.add_argument("--model")

@@ -12,7 +12,7 @@ from latlab.datasets.reader import METADATA, read_import
 from latlab.datasets.tables import datasheet, write_csv, write_parquet
 from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut
 from server.datasets import imports, service
-from server.deps import SessionDep, StateDep, UserAuth
+from server.deps import SessionDep, StateDep, UserAuth, UserWrite
 from server.errors import BadRequest, InvalidInput
 from server.uploads import check_declared_length, copy_limited, safe_filename
 
@@ -26,7 +26,7 @@ router = APIRouter(tags=["datasets"])
     "/datasets",
     response_model=DatasetOut,
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[UserAuth],
+    dependencies=[UserWrite],
 )
 def create_dataset(body: DatasetCreate, session: SessionDep, state: StateDep) -> DatasetOut:
     """Start a campaign: the archs are exported, uploaded and queued in the background."""
@@ -40,7 +40,7 @@ def create_dataset(body: DatasetCreate, session: SessionDep, state: StateDep) ->
     "/datasets/import",
     response_model=DatasetOut,
     status_code=status.HTTP_201_CREATED,
-    dependencies=[UserAuth],
+    dependencies=[UserWrite],
 )
 def import_dataset(
     request: Request,

@@ -5,9 +5,9 @@ from fastapi import APIRouter, status
 from latlab.schemas import DeviceOut, DeviceRegistered, HeartbeatIn, HeartbeatOut, RegisterIn
 from server.auth import bearer_token
 from server.db import utcnow
-from server.deps import AuthHeader, CurrentDevice, SessionDep, StateDep, UserAuth
+from server.deps import AuthHeader, CurrentDevice, SessionDep, StateDep, UserAuth, UserWrite
 from server.devices import service
-from server.jobs.service import extend_lease
+from server.jobs.service import extend_lease, release_device_jobs
 
 router = APIRouter(tags=["devices"])
 
@@ -35,6 +35,17 @@ def get_device(device_id: str, session: SessionDep, state: StateDep) -> DeviceOu
     return service.device_out(
         service.get_device(session, device_id), state.settings.offline_after_s
     )
+
+
+@router.post("/devices/{device_id}/revoke", response_model=DeviceOut, dependencies=[UserWrite])
+def revoke_device(device_id: str, session: SessionDep, state: StateDep) -> DeviceOut:
+    """Revoke a device's token: it can no longer claim, upload or heartbeat; its leased job
+    goes back to the queue and jobs pinned to it are cancelled. Its measurements stay."""
+    device, newly = service.revoke_device(session, device_id)
+    if newly:
+        release_device_jobs(session, device_id)
+        state.notifier.notify()
+    return service.device_out(device, state.settings.offline_after_s)
 
 
 @router.post("/agent/heartbeat", response_model=HeartbeatOut, tags=["agent"])

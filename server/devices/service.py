@@ -1,7 +1,8 @@
-"""Devices: registration with the enrollment key, heartbeats, online status."""
+"""Devices: registration with the enrollment key, heartbeats, online status, revocation."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import timedelta
 
@@ -22,8 +23,11 @@ __all__ = [
     "job_device",
     "list_devices",
     "register_device",
+    "revoke_device",
     "update_descriptor",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def register_device(
@@ -58,6 +62,18 @@ def device_out(device: Device, offline_after_s: float) -> DeviceOut:
         last_seen_at=device.last_seen_at,
         online=online and device.revoked_at is None and device.source == DeviceSource.agent,
     )
+
+
+def revoke_device(session: Session, device_id: str) -> tuple[Device, bool]:
+    """Revoke the device's token; (device, newly revoked). Revoking twice is a no-op."""
+    device = get_device(session, device_id)
+    if device.source != DeviceSource.agent.value:
+        raise InvalidInput(f"device {device_id} is an imported device: it has no token")
+    if device.revoked_at is not None:
+        return device, False
+    device.revoked_at = utcnow()
+    log.warning("device revoked", extra={"device_id": device_id})
+    return device, True
 
 
 def get_device(session: Session, device_id: str) -> Device:

@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from latlab.schemas import ClaimedJob, JobCreate, JobFailureIn, JobOut, JobState, LeaseIn
 from server.db import session_scope
-from server.deps import CurrentDevice, SessionDep, StateDep, UserAuth
+from server.deps import CurrentDevice, SessionDep, StateDep, UserAuth, UserWrite
 from server.jobs import service
 
 router = APIRouter(tags=["jobs"])
@@ -22,7 +22,7 @@ CLAIM_POLL_S = 0.5
     "/jobs",
     response_model=JobOut,
     status_code=status.HTTP_201_CREATED,
-    dependencies=[UserAuth],
+    dependencies=[UserWrite],
     responses={200: {"model": JobOut, "description": "An identical pending job (deduplicated)"}},
 )
 def create_job(body: JobCreate, response: Response, session: SessionDep, state: StateDep) -> JobOut:
@@ -65,7 +65,7 @@ def get_job(job_id: str, session: SessionDep) -> JobOut:
     return jobs[0]
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=JobOut, dependencies=[UserAuth])
+@router.post("/jobs/{job_id}/cancel", response_model=JobOut, dependencies=[UserWrite])
 def cancel_job(job_id: str, session: SessionDep) -> JobOut:
     return service.cancel_job(session, job_id)
 

@@ -405,6 +405,31 @@ def fail_job(session: Session, device_id: str, job_id: str, lease_token: str, er
     return job_out(job)
 
 
+def release_device_jobs(session: Session, device_id: str) -> tuple[int, int]:
+    """A revoked device's work: its leased jobs back to the queue (the attempt not counted),
+    queued jobs pinned to it cancelled. Returns (requeued, cancelled)."""
+    requeued = cancelled = 0
+    now = utcnow()
+    for job in session.scalars(
+        select(Job)
+        .where(
+            Job.state.in_([JobState.queued.value, JobState.leased.value]),
+            (Job.claimed_by == device_id) | (Job.device_id == device_id),
+        )
+        .with_for_update()
+    ):
+        if job.device_id == device_id:
+            job.state = JobState.cancelled.value
+            job.error = f"device {device_id} was revoked"
+            job.lease_token = job.lease_expires_at = None
+            job.finished_at = job.updated_at = now
+            cancelled += 1
+        elif job.state == JobState.leased.value:
+            _back_to_queue(job, f"device {device_id} was revoked", count=False)
+            requeued += 1
+    return requeued, cancelled
+
+
 def reap_expired_leases(session: Session) -> int:
     """Requeue jobs whose lease ran out (their agent vanished); fail them past max attempts."""
     now = utcnow()

@@ -6,14 +6,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from latlab.schemas import LutCreate, LutFormat, LutOut
-from server.deps import SessionDep, StateDep, UserAuth
+from server.deps import SessionDep, StateDep, UserAuth, UserWrite
 from server.luts import service
 
 router = APIRouter(tags=["luts"])
 
 
 @router.post(
-    "/luts", response_model=LutOut, status_code=status.HTTP_202_ACCEPTED, dependencies=[UserAuth]
+    "/luts", response_model=LutOut, status_code=status.HTTP_202_ACCEPTED, dependencies=[UserWrite]
 )
 def create_lut(body: LutCreate, session: SessionDep, state: StateDep) -> LutOut:
     """Request a LUT; it is built in the background (``measured-ops``: from stored per-op

@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Query, Request, Response, UploadFile, statu
 from fastapi.responses import StreamingResponse
 
 from latlab.schemas import ModelOut
-from server.deps import SessionDep, StateDep, UserAuth, UserOrDevice
+from server.deps import SessionDep, StateDep, UserAuth, UserOrDevice, UserWrite
 from server.errors import BadRequest
 from server.models import service
 from server.uploads import check_declared_length, copy_limited, safe_filename
@@ -20,7 +20,7 @@ router = APIRouter(tags=["models"])
     "/models",
     response_model=ModelOut,
     status_code=status.HTTP_201_CREATED,
-    dependencies=[UserAuth],
+    dependencies=[UserWrite],
     responses={200: {"model": ModelOut, "description": "Already stored (deduplicated)"}},
 )
 def upload_model(

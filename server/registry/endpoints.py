@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 
 from latlab.schemas import PredictorOut
-from server.deps import SessionDep, StateDep, UserAuth
+from server.deps import SessionDep, StateDep, UserAuth, UserWrite
 from server.errors import InvalidInput, NotFound
 from server.registry import service
 from server.uploads import check_declared_length, copy_limited
@@ -40,7 +40,7 @@ def _read(upload: UploadFile, limit: int) -> bytes:
     "/predictors",
     response_model=PredictorOut,
     status_code=status.HTTP_201_CREATED,
-    dependencies=[UserAuth],
+    dependencies=[UserWrite],
 )
 def upload_predictor(
     request: Request,
@@ -89,7 +89,7 @@ def get_predictor(predictor_id: str, session: SessionDep) -> PredictorOut:
 
 
 @router.post(
-    "/predictors/{predictor_id}/current", response_model=PredictorOut, dependencies=[UserAuth]
+    "/predictors/{predictor_id}/current", response_model=PredictorOut, dependencies=[UserWrite]
 )
 def make_current(predictor_id: str, session: SessionDep) -> PredictorOut:
     """Serve this version for its device + runtime from now on."""
