@@ -25,6 +25,13 @@ class AgentSettings(BaseSettings):
     claim_wait_s: float = Field(default=5.0, ge=0, le=300)
     #: Pause between two jobs (lets the device cool down).
     cooldown_s: float = Field(default=0.0, ge=0)
+    #: Thermal gate of a host: no job is claimed while its hottest thermal zone is above this.
+    max_temperature_c: float | None = Field(default=None, gt=0)
+    #: Thermal gate of a phone: no job is claimed while Android's thermal status (0 none,
+    #: 1 light, 2 moderate, 3 severe, ...) is above this.
+    max_thermal_status: int | None = Field(default=None, ge=0, le=6)
+    #: How often a gated agent reads the temperature again.
+    thermal_poll_s: float = Field(default=5.0, gt=0)
     #: Longest pause between retries when the server fails or cannot be reached.
     max_backoff_s: float = Field(default=30.0, gt=0)
     #: How long a finished result (or a model download) is retried when the server is away.

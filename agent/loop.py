@@ -22,6 +22,7 @@ from agent.cache import ModelCache
 from agent.config import AgentSettings
 from agent.errors import Interrupted, RunnerError, RunnerUnavailable
 from agent.runners.base import Runner, Timing
+from agent.thermal import ThermalGate
 from latlab.client import AgentClient
 from latlab.errors import ApiError, ServerUnreachable
 from latlab.schemas import PROTOCOL_VERSION, ClaimedJob, MeasurementIn
@@ -53,12 +54,14 @@ class Agent:
         cache: ModelCache,
         settings: AgentSettings,
         stop: threading.Event | None = None,
+        thermal: ThermalGate | None = None,
     ) -> None:
         self.client = client
         self.runners = dict(runners)
         self.cache = cache
         self.settings = settings
         self.stop = stop or threading.Event()
+        self.thermal = thermal
         self.stats = AgentStats()
         self._backoff_s = 0.0
 
@@ -71,6 +74,10 @@ class Agent:
         while not self.stop.is_set():
             if max_jobs is not None and handled >= max_jobs:
                 break
+            if self.thermal is not None:
+                self.thermal.wait_until_cool(self.stop)
+                if self.stop.is_set():
+                    break
             job = self._call(lambda: self.client.claim(self.settings.claim_wait_s))
             if job is None:
                 if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:

@@ -18,6 +18,7 @@ from agent.runners import available_runners
 from agent.runners.base import Runner
 from agent.runners.benchmark_model import BenchmarkModelRunner
 from agent.state import AgentState, load_state, save_state
+from agent.thermal import ThermalGate, host_temperature_c
 from latlab.client import AgentClient
 from latlab.errors import ApiError
 
@@ -76,7 +77,25 @@ def connect_agent(
                 f"enrollment key, or delete {settings.state_file} to register again"
             ) from exc
         raise
-    return Agent(client, runners, ModelCache(settings.cache_dir), settings, stop)
+    return Agent(
+        client, runners, ModelCache(settings.cache_dir), settings, stop, thermal_gate(settings, adb)
+    )
+
+
+def thermal_gate(settings: AgentSettings, adb: Adb | None) -> ThermalGate | None:
+    """The gate the settings ask for: a phone's thermal status, or this host's temperature."""
+    poll_s = settings.thermal_poll_s
+    if adb is not None and settings.max_thermal_status is not None:
+        status = adb.thermal_status
+        return ThermalGate(
+            lambda: None if (s := status()) is None else float(s),
+            settings.max_thermal_status,
+            "thermal status",
+            poll_s,
+        )
+    if adb is None and settings.max_temperature_c is not None:
+        return ThermalGate(host_temperature_c, settings.max_temperature_c, "°C", poll_s)
+    return None
 
 
 def phone_runners(settings: AgentSettings, adb: Adb) -> dict[str, Runner]:

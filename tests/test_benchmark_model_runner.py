@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import shlex
+import time
 from pathlib import Path
 
 import pytest
@@ -310,3 +311,24 @@ def test_a_campaign_on_a_phone_exports_tflite_models_and_its_dataset_reads_back(
     assert len(benchmark_calls(phone)) == 3
     assert [float(r["latency_ms"]) for r in rows] == pytest.approx([15.5176] * 3)
     assert lut.value.status == 422 and "LUTs are built from onnxruntime" in lut.value.message
+
+
+def test_a_hot_phone_takes_no_job_until_it_cools_down(
+    live_server: EmbeddedServer, phone: Phone, tflite_model: Path, tmp_path: Path
+) -> None:
+    phone.update(thermal=3)  # severe
+    settings = phone_settings(live_server.url, phone, tmp_path).model_copy(
+        update={"max_thermal_status": 1, "thermal_poll_s": 0.2}
+    )
+    fast = CONFIG.model_copy(update={"profile_ops": False})
+    with background_agent(settings), Client(live_server.url, API_KEY) as client:
+        [device] = client.devices()
+        job = client.create_job(
+            client.upload_model(tflite_model).id, device_id=device.id, config=fast
+        )
+        time.sleep(1.5)  # several readings of a hot phone
+        assert client.job(job.id).state == JobState.queued
+        assert not benchmark_calls(phone)
+        phone.update(thermal=1)  # light: under the gate
+        [done] = client.wait_jobs([job.id], timeout_s=60)
+    assert done.state == JobState.done, done.error

@@ -23,7 +23,7 @@ from latlab.client import Client
 from latlab.demo_models import CnnSpec, make_cnn
 from latlab.schemas import JobState, RuntimeConfig
 from server.embedded import EmbeddedServer
-from tests.factories import API_KEY, ENROLL_KEY, cnn_bytes
+from tests.factories import API_KEY, ENROLL_KEY, cnn_bytes, make_settings
 from tests.fake_runner import FakeRunner
 
 FAST = RuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=10, timed_s=0, profile_runs=3)
@@ -222,3 +222,38 @@ def test_the_agent_command_releases_its_job_on_sigterm_and_reuses_its_registrati
         assert done.state == JobState.done, done.error
         assert proc.returncode == 0, out
         assert len(client.devices()) == 1  # the second start reused the saved registration
+
+
+def test_a_job_whose_agent_is_killed_mid_run_is_rerun_by_another_and_measured_once(
+    tmp_path: Path, db_url: str
+) -> None:
+    """kill -9 leaves no release and no failure report: the lease runs out, the reaper puts
+    the job back, another agent times it, and exactly one measurement row exists."""
+    settings = make_settings(tmp_path, db_url, lease_s=2.0, reap_every_s=0.2)
+    with EmbeddedServer(settings) as server, Client(server.url, API_KEY) as client:
+        model = client.upload_model("m.onnx", data=cnn_bytes())
+        job = client.create_job(
+            model.id, selector={}, config=FAST.model_copy(update={"timed_s": 3.0})
+        )
+        proc = _agent_process(server.url, tmp_path)
+        try:
+            _wait_state(client, job.id, JobState.leased)
+            time.sleep(0.5)  # inside the timed runs
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+        assert proc.returncode == -signal.SIGKILL
+        killed_device = client.job(job.id).claimed_by
+        survivor = start_agent(server.url, tmp_path, name="survivor")
+        try:
+            [done] = client.wait_jobs([job.id], timeout_s=90)
+        finally:
+            survivor.close()
+        rows = client.measurements(model_id=model.id)
+        names = {d.id: d.name for d in client.devices()}
+    assert done.state == JobState.done, done.error
+    assert done.attempts == 2  # the killed agent's attempt, then the survivor's
+    assert names[killed_device or ""] == "cli-agent"
+    assert len(rows) == 1 and rows[0].job_id == job.id
+    assert names[rows[0].device_id] == "survivor"

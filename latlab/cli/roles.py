@@ -49,6 +49,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
         "state_file",
         "cache_dir",
         "cooldown_s",
+        "max_temperature_c",
+        "max_thermal_status",
         "adb_serial",
         "adb_path",
         "benchmark_model_path",
@@ -97,6 +99,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     a.add_argument("--state-file", type=Path, help="where the device token is kept")
     a.add_argument("--cache-dir", type=Path, help="downloaded models")
     a.add_argument("--cooldown-s", type=float, help="pause between jobs")
+    a.add_argument(
+        "--max-temperature-c",
+        type=float,
+        help="claim no job while the host's hottest thermal zone is above this",
+    )
+    a.add_argument(
+        "--max-thermal-status",
+        type=int,
+        help="a phone: claim no job while Android's thermal status is above this (0-6)",
+    )
     a.add_argument("--label", action="append", metavar="KEY=VALUE", help="device label")
     phone = a.add_argument_group("an Android phone over adb (one agent per phone)")
     phone.add_argument("--adb-serial", help="time on this phone with benchmark_model")
