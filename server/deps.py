@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,10 +24,12 @@ if TYPE_CHECKING:
 from server.tables import Device
 
 __all__ = [
+    "MAX_INT32",
     "AppState",
     "AuthHeader",
     "CurrentDevice",
     "DeviceRef",
+    "Offset",
     "SessionDep",
     "StateDep",
     "UserAuth",
@@ -64,6 +66,11 @@ def _session(state: StateDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(_session, scope="function")]
 
 AuthHeader = Annotated[str | None, Header(alias="Authorization", include_in_schema=False)]
+
+#: Integers the database stores as 32-bit (PostgreSQL ``integer``): ids and offsets beyond
+#: them are a 422, not a database error.
+MAX_INT32 = 2**31 - 1
+Offset = Annotated[int, Query(ge=0, le=MAX_INT32)]
 
 
 def _user_scope(state: AppState, authorization: str | None) -> str:

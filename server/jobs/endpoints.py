@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from latlab.schemas import ClaimedJob, JobCreate, JobFailureIn, JobOut, JobState, LeaseIn
 from server.db import session_scope
-from server.deps import CurrentDevice, SessionDep, StateDep, UserAuth, UserWrite
+from server.deps import CurrentDevice, Offset, SessionDep, StateDep, UserAuth, UserWrite
 from server.jobs import service
 
 router = APIRouter(tags=["jobs"])
@@ -44,7 +44,7 @@ def list_jobs(
     device_id: str | None = None,
     ids: Annotated[list[str] | None, Query(max_length=1000)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[JobOut]:
     return service.list_jobs(
         session,

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from latlab.schemas import MeasurementIn, MeasurementOut
-from server.deps import CurrentDevice, SessionDep, StateDep, UserAuth
+from server.deps import MAX_INT32, CurrentDevice, Offset, SessionDep, StateDep, UserAuth
 from server.measurements import service
 
 router = APIRouter(tags=["measurements"])
@@ -21,7 +21,7 @@ def list_measurements(
     samples: bool = False,
     ops: bool = False,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[MeasurementOut]:
     """Measurements by model, device or job; raw samples and per-op rows on request."""
     rows = service.list_measurements(
@@ -39,7 +39,9 @@ def list_measurements(
 @router.get(
     "/measurements/{measurement_id}", response_model=MeasurementOut, dependencies=[UserAuth]
 )
-def get_measurement(measurement_id: int, session: SessionDep) -> MeasurementOut:
+def get_measurement(
+    measurement_id: Annotated[int, Path(ge=1, le=MAX_INT32)], session: SessionDep
+) -> MeasurementOut:
     """One measurement with its raw samples and per-op rows."""
     return service.measurement_out(service.get_measurement(session, measurement_id))
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Query, Request, Response, UploadFile, statu
 from fastapi.responses import StreamingResponse
 
 from latlab.schemas import ModelOut
-from server.deps import SessionDep, StateDep, UserAuth, UserOrDevice, UserWrite
+from server.deps import Offset, SessionDep, StateDep, UserAuth, UserOrDevice, UserWrite
 from server.errors import BadRequest
 from server.models import service
 from server.uploads import check_declared_length, copy_limited, safe_filename
@@ -65,7 +65,7 @@ def upload_model(
 def list_models(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[ModelOut]:
     return [service.model_out(m) for m in service.list_models(session, limit, offset)]
 
