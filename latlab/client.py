@@ -185,25 +185,26 @@ class Client(_Http):
         self, job_ids: Iterable[str], *, timeout_s: float = 600.0, poll_s: float = 0.2
     ) -> list[JobOut]:
         """Wait until every job has finished (done, failed or cancelled); in the given order."""
-        for _ in self.iter_finished(job_ids, timeout_s=timeout_s, poll_s=poll_s):
-            pass
-        return self.jobs(ids=list(job_ids), limit=len(list(job_ids)) or 1)
+        ids = list(job_ids)
+        finished = {j.id: j for j in self.iter_finished(ids, timeout_s=timeout_s, poll_s=poll_s)}
+        return [finished[i] for i in ids]
 
     def iter_finished(
         self, job_ids: Iterable[str], *, timeout_s: float = 600.0, poll_s: float = 0.2
     ) -> Iterator[JobOut]:
         """Yield each job once as it finishes; ``TimeoutError`` if some have not in time."""
-        pending = list(dict.fromkeys(job_ids))
+        pending = dict.fromkeys(job_ids)
         deadline = time.monotonic() + timeout_s
         while pending:
             finished = []
-            for start in range(0, len(pending), 500):
-                chunk = pending[start : start + 500]
+            ids = list(pending)
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
                 finished += [
                     j for j in self.jobs(ids=chunk, limit=len(chunk)) if not j.state.pending
                 ]
             for job in finished:
-                pending.remove(job.id)
+                del pending[job.id]
                 yield job
             if pending:
                 if time.monotonic() > deadline:

@@ -223,6 +223,6 @@ async def _reap_until(stopping: asyncio.Event, state: AppState) -> None:
             return
         try:
             if await run_in_threadpool(reap):
-                state.notifier.notify()
+                state.notifier.notify_all()
         except Exception:
             log.exception("lease reaper failed; retrying")

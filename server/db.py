@@ -45,6 +45,13 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+#: Connections a server process holds open: one per thread-pool worker (anyio's default 40),
+#: so a request never waits for a connection while a worker is free.
+POOL_SIZE = 40
+#: How long a request waits for a connection before the server answers 503 (busy).
+POOL_TIMEOUT_S = 10.0
+
+
 def create_db_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -53,7 +60,9 @@ def create_db_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         _sqlite_serialised_writes(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=0, pool_timeout=POOL_TIMEOUT_S
+    )
 
 
 def _sqlite_serialised_writes(engine: Engine) -> None:

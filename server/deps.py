@@ -67,6 +67,10 @@ SessionDep = Annotated[Session, Depends(_session, scope="function")]
 
 AuthHeader = Annotated[str | None, Header(alias="Authorization", include_in_schema=False)]
 
+#: How stale a device's last_seen_at may get (seconds; at most a tenth of offline_after_s)
+#: before an agent call refreshes it: a write on every call serialises busy agents.
+LAST_SEEN_RESOLUTION_S = 5.0
+
 #: Integers the database stores as 32-bit (PostgreSQL ``integer``): ids and offsets beyond
 #: them are a 422, not a database error.
 MAX_INT32 = 2**31 - 1
@@ -122,7 +126,11 @@ def _device(state: StateDep, authorization: AuthHeader = None) -> DeviceRef:
             if key_matches(token, [*state.settings.api_keys, *state.settings.read_api_keys]):
                 raise Forbidden("an API key cannot make agent calls; use the device token")
             raise Unauthorized("unknown or revoked device token")
-        device.last_seen_at = utcnow()
+        now = utcnow()
+        # a write per agent call would serialise busy agents on their device rows
+        resolution = min(LAST_SEEN_RESOLUTION_S, state.settings.offline_after_s / 10)
+        if (now - device.last_seen_at).total_seconds() > resolution:
+            device.last_seen_at = now
         return DeviceRef(id=device.id, name=device.name, descriptor=dict(device.descriptor))
 
 

@@ -15,7 +15,7 @@ router = APIRouter(tags=["jobs"])
 agent_router = APIRouter(prefix="/agent", tags=["agent"])
 
 #: Claims re-check the database at least this often while they wait (other processes).
-CLAIM_POLL_S = 0.5
+CLAIM_POLL_S = 2.0
 
 
 @router.post(

@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 SELECTOR_FIELDS = frozenset(
     {"name", "hostname", "cpu_model", "cpu_arch", "cpu_cores", "ram_bytes", "os", "gpu", "runtime"}
 )
-CLAIM_PAGE = 200
+CLAIM_PAGE = 16
 
 
 # --------------------------------------------------------------------------- matching
