@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 from pydantic import SecretStr
 
 from agent.state import load_state
@@ -85,3 +86,24 @@ def measured_campaign(client: Client, body: DatasetCreate, timeout_s: float) -> 
         print(f"reusing dataset {found[0].id} ({found[0].progress.done} measured)")
     dataset = found[0] if found else client.create_dataset(body)
     return follow_dataset(client, dataset.id, timeout_s=timeout_s)
+
+
+def start_server(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """``latlab server`` in a process of its own (as deployed: an embedded server would share
+    the benchmark's interpreter, garbage collector and GIL), on a free port, once its /healthz
+    answers; (the process, its URL)."""
+    port = free_port()
+    command = [LATLAB, "server", "--port", str(port), "--log-level", "warning"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise SystemExit("the server did not start")
+        time.sleep(0.2)

@@ -23,7 +23,6 @@ import resource
 import secrets
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+from _lab import start_server
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
@@ -43,9 +43,7 @@ from agent.runners.base import Timing
 from latlab.client import AgentClient, Client
 from latlab.demo_models import DEMO_CNNS, make_cnn
 from latlab.schemas import ClaimedJob, JobState, RuntimeConfig, RuntimeInfo, WarmupInfo
-from server.embedded import free_port
 
-LATLAB = str(Path(sys.executable).with_name("latlab"))
 DATABASE = "latlab_load"
 #: The fake runner's "measurement": long enough to be a job, short enough to load the queue.
 RUN_S = 0.002
@@ -110,29 +108,9 @@ def fresh_database(admin_url: str) -> str:
 
 
 def start_servers(n: int, env: dict[str, str]) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
-    procs, urls = [], []
-    for _ in range(n):
-        port = free_port()
-        procs.append(
-            subprocess.Popen(
-                [LATLAB, "server", "--port", str(port), "--log-level", "warning"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-            )
-        )
-        urls.append(f"http://127.0.0.1:{port}")
-        # one at a time: the first runs the migrations, the next finds the schema at head
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{urls[-1]}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or procs[-1].poll() is not None:
-                raise SystemExit("a server did not start")
-            time.sleep(0.2)
-    return procs, urls
+    """One at a time: the first runs the migrations, the next finds the schema at head."""
+    started = [start_server(env) for _ in range(n)]
+    return [p for p, _ in started], [u for _, u in started]
 
 
 def cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> tuple[float, float]:

@@ -20,16 +20,14 @@ import os
 import pickle
 import secrets
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
 import numpy as np
+from _lab import start_server
 
 from latlab.client import Client
 from latlab.spaces.nb201 import Nb201
@@ -38,7 +36,6 @@ from predictors.model import GcnPredictor
 from predictors.pipeline import features_of
 from predictors.presets import PRESETS
 from predictors.train import split_indices, train_gcn
-from server.embedded import free_port
 
 LATBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "latbench"
 DEVICE_FILE = "mobile-gpu-snapdragon-855-adreno-640-int8.pickle"
@@ -73,26 +70,11 @@ def torch_forward_seconds(
 
 @contextlib.contextmanager
 def server_process(data_dir: Path) -> Iterator[tuple[str, str]]:
-    """``latlab server`` in a process of its own, as deployed (an embedded server would share
-    this process's interpreter, garbage collector and GIL with the benchmark)."""
+    """``latlab server`` in a process of its own, with a fresh API key."""
     api_key = secrets.token_urlsafe(16)
-    port = free_port()
     env = {**os.environ, "LATLAB_DATA_DIR": str(data_dir), "LATLAB_API_KEYS": api_key}
-    latlab = str(Path(sys.executable).with_name("latlab"))
-    command = [latlab, "server", "--port", str(port), "--log-level", "warning"]
-    process = subprocess.Popen(command, env=env)
-    url = f"http://127.0.0.1:{port}"
+    process, url = start_server(env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the server did not start")
-            time.sleep(0.2)
         yield url, api_key
     finally:
         process.terminate()
