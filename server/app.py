@@ -44,7 +44,7 @@ from server.models.endpoints import router as models_router
 from server.notify import JobNotifier
 from server.predict.cache import PredictorCache
 from server.predict.endpoints import router as predict_router
-from server.prometheus import CONTENT_TYPE, Labels, Metrics, http_metrics_middleware
+from server.prometheus import CONTENT_TYPE, HttpMetrics, Labels, Metrics
 from server.registry.endpoints import router as registry_router
 from server.tables import Device, Job
 from server.uploads import BodyLimit
@@ -141,18 +141,8 @@ def create_app(settings: Settings) -> FastAPI:
         json_bytes=settings.max_json_bytes,
         upload_bytes=max(settings.max_model_bytes, settings.max_import_bytes),
     )
-    app.add_middleware(_HttpMetrics, metrics=state.metrics)
+    app.add_middleware(HttpMetrics, metrics=state.metrics)
     return app
-
-
-class _HttpMetrics:
-    """``http_metrics_middleware`` as Starlette's middleware class."""
-
-    def __init__(self, app: Any, metrics: Metrics) -> None:
-        self._app = http_metrics_middleware(app, metrics)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self._app(scope, receive, send)
 
 
 async def _healthz(state: StateDep) -> dict[str, str]:

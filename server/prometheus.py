@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CONTENT_TYPE", "Counter", "Histogram", "Metrics", "http_metrics_middleware"]
+__all__ = ["CONTENT_TYPE", "Counter", "Histogram", "HttpMetrics", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Seconds: an HTTP request, a claim's long poll, a predict batch, a measurement's timing.
@@ -111,59 +111,35 @@ def _gauge(name: str, help_: str, values: Iterable[tuple[Labels, float]]) -> Ite
         yield f"{name}{_labels(labels)} {_number(value)}"
 
 
-@dataclass
 class Metrics:
     """What this process counts; ``render(db_gauges)`` adds the database's gauges."""
 
-    http_requests: Counter = field(
-        default_factory=lambda: Counter(
+    def __init__(self) -> None:
+        self.http_requests = Counter(
             "latlab_http_requests_total", "HTTP requests answered, by route and status."
         )
-    )
-    http_seconds: Histogram = field(
-        default_factory=lambda: Histogram(
+        self.http_seconds = Histogram(
             "latlab_http_request_seconds", "Time to answer an HTTP request, by route."
         )
-    )
-    claims: Counter = field(
-        default_factory=lambda: Counter(
-            "latlab_claims_total", "Agent claims, by outcome (job or empty)."
-        )
-    )
-    results: Counter = field(
-        default_factory=lambda: Counter(
+        self.claims = Counter("latlab_claims_total", "Agent claims, by outcome (job or empty).")
+        self.results = Counter(
             "latlab_results_total", "Results stored (a repeated upload is not counted)."
         )
-    )
-    measurement_seconds: Histogram = field(
-        default_factory=lambda: Histogram(
+        self.measurement_seconds = Histogram(
             "latlab_measurement_seconds",
             "Wall time an agent spent timing one model (warm-up, runs, profiled pass).",
             MEASUREMENT_BUCKETS_S,
         )
-    )
-    predict_seconds: Histogram = field(
-        default_factory=lambda: Histogram(
+        self.predict_seconds = Histogram(
             "latlab_predict_seconds", "Time to answer a /v1/predict request, by predictor kind."
         )
-    )
-    predict_archs: Counter = field(
-        default_factory=lambda: Counter("latlab_predict_archs_total", "Archs predicted.")
-    )
+        self.predict_archs = Counter("latlab_predict_archs_total", "Archs predicted.")
 
     def render(self, gauges: dict[str, tuple[str, list[tuple[Labels, float]]]]) -> str:
         lines: list[str] = []
         for name, (help_, values) in sorted(gauges.items()):
             lines += _gauge(name, help_, values)
-        for metric in (
-            self.http_requests,
-            self.http_seconds,
-            self.claims,
-            self.results,
-            self.measurement_seconds,
-            self.predict_seconds,
-            self.predict_archs,
-        ):
+        for metric in vars(self).values():  # every counter and histogram above, in order
             lines += metric.render()
         return "\n".join(lines) + "\n"
 
@@ -186,13 +162,16 @@ def _route_template(scope: Scope) -> str:
     return "unmatched"
 
 
-def http_metrics_middleware(app: App, metrics: Metrics) -> App:
-    """Counts every HTTP answer by its route template (``/v1/jobs/{job_id}``, never the id) and
-    status, and times it."""
+class HttpMetrics:
+    """ASGI middleware: counts every HTTP answer by its route template (``/v1/jobs/{job_id}``,
+    never the id) and status, and times it."""
 
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+    def __init__(self, app: App, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await app(scope, receive, send)
+            await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         status = 500
@@ -204,10 +183,8 @@ def http_metrics_middleware(app: App, metrics: Metrics) -> App:
             await send(message)
 
         try:
-            await app(scope, receive, record_status)
+            await self.app(scope, receive, record_status)
         finally:
             route = _route_template(scope)
-            metrics.http_requests.inc(method=scope["method"], route=route, status=str(status))
-            metrics.http_seconds.observe(time.perf_counter() - started, route=route)
-
-    return middleware
+            self.metrics.http_requests.inc(method=scope["method"], route=route, status=str(status))
+            self.metrics.http_seconds.observe(time.perf_counter() - started, route=route)
