@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Response
@@ -16,7 +15,7 @@ from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 import latlab
-from latlab.schemas import DeviceSource, ErrorBody, JobState
+from latlab.schemas import ErrorBody, JobState
 from server.background import BackgroundWork
 from server.blobstore import LocalBlobStore
 from server.config import Settings
@@ -28,9 +27,9 @@ from server.db import (
     head_revision,
     session_scope,
     upgrade_to_head,
-    utcnow,
 )
 from server.deps import AppState, StateDep
+from server.devices import service as devices_service
 from server.devices.endpoints import router as devices_router
 from server.errors import Unavailable, install_error_handlers
 from server.jobs import service as jobs_service
@@ -46,7 +45,7 @@ from server.predict.cache import PredictorCache
 from server.predict.endpoints import router as predict_router
 from server.prometheus import CONTENT_TYPE, HttpMetrics, Labels, Metrics
 from server.registry.endpoints import router as registry_router
-from server.tables import Device, Job
+from server.tables import Job
 from server.uploads import BodyLimit
 
 __all__ = ["create_app"]
@@ -175,14 +174,7 @@ async def _metrics(state: StateDep) -> Response:
             by_state = dict(
                 session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
             )
-            online_since = utcnow() - timedelta(seconds=state.settings.offline_after_s)
-            online = session.scalar(
-                select(func.count()).where(
-                    Device.revoked_at.is_(None),
-                    Device.source == DeviceSource.agent.value,
-                    Device.last_seen_at >= online_since,
-                )
-            )
+            online = devices_service.count_online(session, state.settings.offline_after_s)
         return {
             "latlab_jobs": (
                 "Jobs by state.",
@@ -192,7 +184,7 @@ async def _metrics(state: StateDep) -> Response:
                 "Jobs waiting for a device.",
                 [((), float(by_state.get(JobState.queued.value, 0)))],
             ),
-            "latlab_devices_online": ("Agent devices seen recently.", [((), float(online or 0))]),
+            "latlab_devices_online": ("Agent devices seen recently.", [((), float(online))]),
         }
 
     text_ = state.metrics.render(await run_in_threadpool(gauges))

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def user_keys(self) -> list[SecretStr]:
+        """Every user API key, read-only or read-write."""
+        return [*self.api_keys, *self.read_api_keys]
+
+    @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'latlab.db'}"
 

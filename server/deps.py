@@ -123,7 +123,7 @@ def _device(state: StateDep, authorization: AuthHeader = None) -> DeviceRef:
     with session_scope(state.sessions) as session:
         device = session.scalar(select(Device).where(Device.token_hash == hash_token(token)))
         if device is None or device.revoked_at is not None:
-            if key_matches(token, [*state.settings.api_keys, *state.settings.read_api_keys]):
+            if key_matches(token, state.settings.user_keys):
                 raise Forbidden("an API key cannot make agent calls; use the device token")
             raise Unauthorized("unknown or revoked device token")
         now = utcnow()
@@ -139,8 +139,7 @@ CurrentDevice = Annotated[DeviceRef, Depends(_device)]
 
 def _user_or_device(state: StateDep, authorization: AuthHeader = None) -> None:
     token = bearer_token(authorization)
-    keys = [*state.settings.api_keys, *state.settings.read_api_keys]
-    if token is not None and key_matches(token, keys):
+    if token is not None and key_matches(token, state.settings.user_keys):
         return
     _device(state, authorization)
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from latlab.schemas import DeviceDescriptor, DeviceOut, DeviceRegistered, DeviceSource, RegisterIn
@@ -18,6 +18,7 @@ from server.tables import Device
 
 __all__ = [
     "agent_devices",
+    "count_online",
     "device_out",
     "get_device",
     "job_device",
@@ -49,6 +50,22 @@ def register_device(
     session.add(device)
     session.flush()
     return DeviceRegistered(device_id=device.id, token=token)
+
+
+def count_online(session: Session, offline_after_s: float) -> int:
+    """Agent devices, not revoked, heard from within ``offline_after_s`` (``device_out``'s
+    ``online``, counted in SQL)."""
+    since = utcnow() - timedelta(seconds=offline_after_s)
+    return (
+        session.scalar(
+            select(func.count()).where(
+                Device.revoked_at.is_(None),
+                Device.source == DeviceSource.agent.value,
+                Device.last_seen_at >= since,
+            )
+        )
+        or 0
+    )
 
 
 def device_out(device: Device, offline_after_s: float) -> DeviceOut:
