@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from agent.state import load_state
 from latlab.client import Client
 from latlab.progress import follow_dataset
-from latlab.schemas import DatasetCreate, DatasetOut, DeviceOut
+from latlab.schemas import DatasetCreate, DatasetOut, DeviceOut, RuntimeConfig
 from server.config import Settings
 from server.embedded import EmbeddedServer, free_port
 
@@ -107,3 +107,19 @@ def start_server(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
             process.kill()
             raise SystemExit("the server did not start")
         time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def measured_sample(
+    root: Path, name: str, n: int, seed: int, config: RuntimeConfig, timeout_s: float
+) -> Iterator[tuple[Client, DeviceOut, DatasetOut]]:
+    """A local lab in ``root`` (kept: a rerun reuses its measurements) that has measured ``n``
+    NAS-Bench-201 archs sampled with ``seed`` as the campaign ``name``: the client, the
+    agent's device and the finished dataset."""
+    root.mkdir(parents=True, exist_ok=True)
+    api_key, enroll_key = credentials(root)
+    with local_lab(root, api_key, enroll_key) as (client, device, _):
+        body = DatasetCreate(
+            name=name, space="nb201", n=n, seed=seed, device_ids=[device.id], config=config
+        )
+        yield client, device, measured_campaign(client, body, timeout_s=timeout_s)

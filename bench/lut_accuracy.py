@@ -25,13 +25,13 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from _lab import credentials, local_lab, measured_campaign
+from _lab import measured_sample
 
 from latlab.client import Client
 from latlab.metrics import RegressionMetrics, regression_metrics
 from latlab.opkey import graph_cost
 from latlab.progress import follow_lut
-from latlab.schemas import DatasetCreate, DatasetFormat, LutCreate, LutSource, RuntimeConfig
+from latlab.schemas import DatasetFormat, LutCreate, LutSource, RuntimeConfig
 from latlab.spaces import get_space
 
 CONFIG = RuntimeConfig()
@@ -100,20 +100,13 @@ def main() -> None:
     if not 2 <= args.train < args.n:
         raise SystemExit("--train must be at least 2 and less than --n")
 
-    root = args.data_dir or Path(tempfile.mkdtemp(prefix="latlab-lut-bench-"))
-    root.mkdir(parents=True, exist_ok=True)
-    api_key, enroll_key = credentials(root)
     name = f"lut-bench-nb201-{args.n}-seed{args.seed}"
-    with local_lab(root, api_key, enroll_key) as (client, device, _):
-        body = DatasetCreate(
-            name=name,
-            space="nb201",
-            n=args.n,
-            seed=args.seed,
-            device_ids=[device.id],
-            config=CONFIG,
-        )
-        dataset = measured_campaign(client, body, timeout_s=24 * 3600)
+    root = args.data_dir or Path(tempfile.mkdtemp(prefix="latlab-lut-bench-"))
+    with measured_sample(root, name, args.n, args.seed, CONFIG, timeout_s=24 * 3600) as (
+        client,
+        device,
+        dataset,
+    ):
         archs = measured_archs(client, dataset.id)
         train, test = archs[: args.train], archs[args.train :]
         train_ids = [model_id for _, model_id, _ in train]

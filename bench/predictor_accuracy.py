@@ -30,12 +30,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from _lab import credentials, local_lab, measured_campaign
+from _lab import measured_sample
 from pydantic import SecretStr
 
 from latlab.client import Client
 from latlab.metrics import RegressionMetrics, regression_metrics
-from latlab.schemas import DatasetCreate, DatasetFormat, LutCreate, LutSource, RuntimeConfig
+from latlab.schemas import DatasetFormat, LutCreate, LutSource, RuntimeConfig
 from predictors.floors import flops_linear, onehot_linear
 from predictors.pipeline import features_of
 from predictors.presets import PRESETS
@@ -106,20 +106,13 @@ def print_rows(rows: list[Row]) -> None:
 
 
 def own_data(args: argparse.Namespace, presets: list[str]) -> list[Row]:
-    root = args.data_dir or Path(tempfile.mkdtemp(prefix="latlab-pred-bench-"))
-    root.mkdir(parents=True, exist_ok=True)
-    api_key, enroll_key = credentials(root)
     name = f"predictor-bench-nb201-{args.n}-seed{args.seed}"
-    with local_lab(root, api_key, enroll_key) as (client, device, _):
-        body = DatasetCreate(
-            name=name,
-            space="nb201",
-            n=args.n,
-            seed=args.seed,
-            device_ids=[device.id],
-            config=CONFIG,
-        )
-        dataset = measured_campaign(client, body, timeout_s=7 * 24 * 3600)
+    root = args.data_dir or Path(tempfile.mkdtemp(prefix="latlab-pred-bench-"))
+    with measured_sample(root, name, args.n, args.seed, CONFIG, timeout_s=7 * 24 * 3600) as (
+        client,
+        device,
+        dataset,
+    ):
         with zipfile.ZipFile(
             io.BytesIO(client.export_dataset(dataset.id, DatasetFormat.parquet))
         ) as z:
