@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from latlab.errors import ModelInvalid
-from latlab.onnx_summary import tensor_bytes
+from latlab.onnx_summary import MAX_NODES, tensor_bytes
 from latlab.schemas import ModelSummary, TensorInfo
 
 __all__ = ["TFLITE_IDENTIFIER", "is_tflite", "summarize_tflite"]
@@ -37,21 +37,26 @@ def _schema() -> Any:
     return schema_py_generated
 
 
-def summarize_tflite(data: bytes) -> ModelSummary:
+def summarize_tflite(data: bytes, max_nodes: int = MAX_NODES) -> ModelSummary:
+    """The summary of a TFLite file; ``ModelInvalid`` for a file that does not parse or whose
+    graph has more than ``max_nodes`` operators (counted before they are read)."""
     if not is_tflite(data):
         raise ModelInvalid("not a TFLite model: no TFL3 flatbuffer identifier")
     schema = _schema()
     try:  # a malformed flatbuffer fails anywhere while it is read: struct, index, unicode errors
-        return _summary(schema, schema.Model.GetRootAs(data, 0))
+        return _summary(schema, schema.Model.GetRootAs(data, 0), max_nodes)
     except ModelInvalid:
         raise
     except Exception as exc:
         raise ModelInvalid(f"the TFLite flatbuffer does not parse: {exc}") from exc
 
 
-def _summary(schema: Any, model: Any) -> ModelSummary:
+def _summary(schema: Any, model: Any, max_nodes: int) -> ModelSummary:
     if model.SubgraphsLength() < 1:
         raise ModelInvalid("the TFLite model has no subgraph")
+    n_nodes = model.Subgraphs(0).OperatorsLength()
+    if n_nodes > max_nodes:
+        raise ModelInvalid(f"the TFLite model has {n_nodes} nodes; the limit is {max_nodes}")
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     types = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     codes = []

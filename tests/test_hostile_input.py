@@ -18,9 +18,11 @@ from onnx import TensorProto, helper
 from agent.errors import RunnerError
 from agent.inputs import make_inputs
 from latlab.client import Client
+from latlab.errors import ModelInvalid
 from latlab.export.tflite import to_tflite
 from latlab.schemas import DatasetFormat
 from latlab.spaces.nb201 import Nb201
+from latlab.tflite_summary import summarize_tflite
 from server.embedded import EmbeddedServer
 from server.uploads import safe_filename
 from tests.factories import API_KEY, ENROLL_KEY, cnn_bytes, cpu_descriptor, make_settings
@@ -295,3 +297,11 @@ def test_the_agent_refuses_to_generate_an_input_it_cannot_hold() -> None:
     spec = SimpleNamespace(name="x", type="tensor(float)", shape=[1, 10**6, 10**6])
     with pytest.raises(RunnerError, match="would take 4,000,000,000,000 bytes"):
         make_inputs([spec], seed=0)
+
+
+def test_a_tflite_model_over_the_node_limit_is_refused_before_its_operators_are_read() -> None:
+    space = Nb201()
+    data = to_tflite(space.graph(space.parse(0)), seed=0)
+    n_ops = summarize_tflite(data).n_nodes
+    with pytest.raises(ModelInvalid, match=f"has {n_ops} nodes; the limit is {n_ops - 1}"):
+        summarize_tflite(data, max_nodes=n_ops - 1)

@@ -56,16 +56,12 @@ def store_model(
     model_format = ModelFormat.tflite if is_tflite(data) else ModelFormat.onnx
     try:
         summary = (
-            summarize_tflite(data)
+            summarize_tflite(data, max_nodes=limits.max_nodes)
             if model_format is ModelFormat.tflite
             else summarize_onnx(load_onnx(data, max_nodes=limits.max_nodes))
         )
     except ModelInvalid as exc:
         raise InvalidInput(str(exc)) from exc
-    if summary.n_nodes > limits.max_nodes:
-        raise InvalidInput(
-            f"the model has {summary.n_nodes} nodes; the limit is {limits.max_nodes}"
-        )
     if (summary.largest_tensor_bytes or 0) > limits.max_tensor_bytes:
         raise InvalidInput(
             f"tensor {summary.largest_tensor!r} would take {summary.largest_tensor_bytes:,} bytes; "
