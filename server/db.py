@@ -7,6 +7,7 @@ job claim is serialised there. PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -122,8 +123,40 @@ def alembic_config(engine: Engine | None = None) -> Config:
     return cfg
 
 
+#: The PostgreSQL advisory lock that serialises migrations ("latlab" in ASCII, as a bigint).
+MIGRATION_LOCK_KEY = 0x6C61746C6162
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """Held while migrating, so replicas started at once on one database migrate one after
+    another (the later ones find the schema at head): a PostgreSQL advisory lock, or an
+    exclusive lock on a file beside the SQLite database."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                conn.commit()
+        return
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def upgrade_to_head(engine: Engine) -> None:
-    command.upgrade(alembic_config(engine), "head")
+    with _migration_lock(engine):
+        command.upgrade(alembic_config(engine), "head")
 
 
 def head_revision() -> str | None:

@@ -3,9 +3,11 @@ the schema the ORM declares."""
 
 from __future__ import annotations
 
+import threading
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import Engine, inspect
 
 from server.db import create_db_engine, current_revision, head_revision, upgrade_to_head
 from server.tables import Base
@@ -59,3 +61,30 @@ def test_every_migration_downgrades_to_empty_and_upgrades_again(db_url: str) -> 
         assert current_revision(engine) == head_revision()
     finally:
         engine.dispose()
+
+
+def test_replicas_starting_at_once_migrate_once(db_url: str) -> None:
+    """Several server processes started together on an empty database (compose ``--scale``,
+    a rolling deploy): one migrates, the others wait for it and find the schema at head."""
+    engines = [create_db_engine(db_url) for _ in range(4)]
+    start = threading.Barrier(len(engines))
+    errors: list[BaseException] = []
+
+    def upgrade(engine: Engine) -> None:
+        start.wait()
+        try:
+            upgrade_to_head(engine)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upgrade, args=(e,)) for e in engines]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert errors == []
+        assert current_revision(engines[0]) == head_revision()
+    finally:
+        for e in engines:
+            e.dispose()
