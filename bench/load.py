@@ -168,13 +168,22 @@ def main() -> None:
             print(f"{args.servers} server(s), {args.agents} agents, {args.jobs} jobs")
             started = time.perf_counter()
 
+            local = threading.local()
+            opened: list[Client] = []
+
             def queue(i: int) -> str:
+                # one client per thread and server (connections kept alive)
+                if not hasattr(local, "clients"):
+                    local.clients = [Client(u, api_key, timeout_s=60) for u in urls]
+                    opened.extend(local.clients)
+                c = local.clients[i % len(urls)]
                 # a distinct seed per job: identical pending requests would be one job
-                with Client(urls[i % len(urls)], api_key, timeout_s=60) as c:
-                    return c.create_job(model.id, selector={}, config=RuntimeConfig(seed=i)).id
+                return c.create_job(model.id, selector={}, config=RuntimeConfig(seed=i)).id
 
             with ThreadPoolExecutor(8) as pool:
                 job_ids = list(pool.map(queue, range(args.jobs), chunksize=64))
+            for c in opened:
+                c.close()
             queued_s = time.perf_counter() - started
             print(
                 f"queued {len(job_ids)} jobs in {queued_s:.1f} s ({len(job_ids) / queued_s:,.0f}/s)"

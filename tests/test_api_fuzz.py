@@ -49,6 +49,7 @@ def fuzz(
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=tmp_path,  # its .schemathesis/ cache lands there, not in the checkout
     )
 
 
