@@ -7,6 +7,6 @@ COPY agent agent
 COPY lut lut
 COPY predictors predictors
 COPY migrations migrations
-RUN pip install --no-cache-dir '.[server,agent]'
+RUN pip install --no-cache-dir '.[server,agent,s3]'
 EXPOSE 8000
 CMD ["latlab", "server", "--host", "0.0.0.0", "--port", "8000"]

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 import latlab
 from latlab.schemas import ErrorBody, JobState
 from server.background import BackgroundWork
-from server.blobstore import LocalBlobStore
+from server.blobstore import open_blob_store
 from server.config import Settings
 from server.datasets import service as datasets_service
 from server.datasets.endpoints import router as datasets_router
@@ -40,7 +40,7 @@ from server.luts.endpoints import router as luts_router
 from server.measurements.endpoints import agent_router as measurements_agent_router
 from server.measurements.endpoints import router as measurements_router
 from server.models.endpoints import router as models_router
-from server.notify import JobNotifier
+from server.notify import JobNotifier, PgJobRelay
 from server.predict.cache import PredictorCache
 from server.predict.endpoints import router as predict_router
 from server.prometheus import CONTENT_TYPE, HttpMetrics, Labels, Metrics
@@ -74,7 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
     state = AppState(
         settings=settings,
         sessions=sessionmaker(engine, expire_on_commit=False),
-        blobs=LocalBlobStore(settings.resolved_blob_dir),
+        blobs=open_blob_store(settings),
         notifier=JobNotifier(),
         background=BackgroundWork([datasets_service.prepare_next, luts_service.advance_next]),
         predictors=PredictorCache(),
@@ -84,6 +84,14 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.notifier.bind(asyncio.get_running_loop())
+        # replicas on one PostgreSQL database wake each other's claims (LISTEN/NOTIFY)
+        relay = (
+            PgJobRelay.for_engine(engine, state.notifier)
+            if engine.dialect.name == "postgresql"
+            else None
+        )
+        if relay is not None:
+            await run_in_threadpool(relay.start)
         stopping = asyncio.Event()
         tasks = [
             asyncio.create_task(_reap_until(stopping, state)),
@@ -95,6 +103,8 @@ def create_app(settings: Settings) -> FastAPI:
             stopping.set()
             state.background.wake()
             await asyncio.gather(*tasks)  # work in flight finishes: no connection left checked out
+            if relay is not None:
+                await run_in_threadpool(relay.stop)
             engine.dispose()
 
     app = FastAPI(
@@ -145,8 +155,9 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 async def _healthz(state: StateDep) -> dict[str, str]:
-    """Open: 200 when the database answers and its schema is at the migrations' head, else 503
-    with the reason (what a load balancer or compose healthcheck asks)."""
+    """Open: 200 when the database answers with its schema at the migrations' head and the blob
+    store can be used, else 503 with the reason (what a load balancer or compose healthcheck
+    asks)."""
 
     def check() -> dict[str, str]:
         try:
@@ -159,6 +170,7 @@ async def _healthz(state: StateDep) -> dict[str, str]:
         head = head_revision() or ""
         if revision != head:
             raise Unavailable(f"the database schema is at {revision!r}, not at head {head!r}")
+        state.blobs.check()
         return {"status": "ok", "db_revision": revision or "", "head": head}
 
     return await run_in_threadpool(check)
@@ -185,6 +197,10 @@ async def _metrics(state: StateDep) -> Response:
                 [((), float(by_state.get(JobState.queued.value, 0)))],
             ),
             "latlab_devices_online": ("Agent devices seen recently.", [((), float(online))]),
+            "latlab_claims_waiting": (
+                "Claims of this process long-polling for a job.",
+                [((), float(state.notifier.waiting))],
+            ),
         }
 
     text_ = state.metrics.render(await run_in_threadpool(gauges))

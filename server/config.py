@@ -7,7 +7,7 @@ down; nothing reads the environment anywhere else.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -28,6 +28,19 @@ class Settings(BaseSettings):
     database_url: str | None = None
     #: Content-addressed model store; default ``<data_dir>/blobs``.
     blob_dir: Path | None = None
+    #: Keep blobs in this bucket of an S3-compatible store instead of ``blob_dir`` (what
+    #: several server replicas share); created when missing.
+    s3_bucket: str | None = None
+    #: Key prefix inside the bucket (``latlab/`` keeps blobs under ``latlab/ab/cdef...``).
+    s3_prefix: str = ""
+    #: The store's URL for anything but AWS itself (MinIO: ``http://minio:9000``).
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    #: Credentials; when unset, boto3's own chain (``AWS_*`` variables, profiles, IAM roles).
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    #: ``path`` (MinIO and most S3-compatible stores), ``virtual`` or ``auto``.
+    s3_addressing_style: Literal["path", "virtual", "auto"] = "path"
     #: Shared secret an agent presents once to register its device.
     enroll_key: SecretStr = SecretStr("")
     #: User API keys with read-write scope, comma-separated (``LATLAB_API_KEYS=key1,key2``).
@@ -50,10 +63,26 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1)
     #: Longest a claim long-poll may wait for a job.
     claim_wait_max_s: float = Field(default=30.0, ge=0)
+    #: A waiting claim re-checks the database at least this often (wake-ups come at once; the
+    #: poll finds what a lost or misdirected wake-up missed).
+    claim_poll_s: float = Field(default=2.0, gt=0)
     #: A device not heard from for this long is shown offline.
     offline_after_s: float = Field(default=90.0, gt=0)
     #: How often the lease reaper runs in the background.
     reap_every_s: float = Field(default=5.0, gt=0)
+
+    @field_validator(
+        "s3_bucket",
+        "s3_endpoint_url",
+        "s3_region",
+        "s3_access_key_id",
+        "s3_secret_access_key",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``LATLAB_S3_BUCKET=`` (as compose writes an unset ``${VAR:-}``) means no bucket."""
+        return None if value == "" else value
 
     @field_validator("api_keys", "read_api_keys", mode="before")
     @classmethod
@@ -77,5 +106,8 @@ class Settings(BaseSettings):
 
     @property
     def upload_dir(self) -> Path:
-        """Scratch space for files on their way into the blob store (same filesystem)."""
+        """Scratch space for files on their way into the blob store (on the blob directory's
+        filesystem, so a local store moves them in; a bucket's are uploaded from here)."""
+        if self.s3_bucket:
+            return self.data_dir / "uploads"
         return self.resolved_blob_dir / ".uploads"

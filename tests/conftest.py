@@ -19,6 +19,8 @@ from server.embedded import EmbeddedServer
 from tests.factories import API_KEY, cnn_bytes, make_settings, register
 from tests.phone import Phone, install_phone
 
+pytest_plugins = ["tests.s3"]
+
 PG_ADMIN_URL = os.environ.get("LATLAB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 

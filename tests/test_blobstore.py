@@ -1,25 +1,33 @@
-"""The blob store contract; every implementation runs the same tests."""
+"""The blob store contract; every implementation runs the same tests: a local directory and an
+S3 bucket on a real S3-compatible server over HTTP (tests/s3.py)."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.blobstore import BlobStore, LocalBlobStore
+from server.blobstore import BlobStore, LocalBlobStore, S3BlobStore, open_blob_store
+from server.config import Settings
+from server.errors import Unavailable
+from tests.s3 import new_bucket_name, s3_client, s3_settings
 
-STORES: dict[str, Callable[[Path], BlobStore]] = {
-    "local": lambda root: LocalBlobStore(root / "blobs")
-}
+
+def make_store(kind: str, root: Path, request: pytest.FixtureRequest) -> BlobStore:
+    if kind == "local":
+        return LocalBlobStore(root / "blobs")
+    endpoint: str = request.getfixturevalue("s3_endpoint")
+    return S3BlobStore.from_settings(
+        Settings(data_dir=root, **s3_settings(endpoint, new_bucket_name()))  # type: ignore[arg-type]
+    )
 
 
-@pytest.fixture(params=sorted(STORES))
+@pytest.fixture(params=["local", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
-    return STORES[request.param](tmp_path)
+    return make_store(request.param, tmp_path, request)
 
 
 def put(store: BlobStore, tmp_path: Path, data: bytes, name: str = "in") -> str:
@@ -50,6 +58,8 @@ def test_a_deleted_blob_is_gone(store: BlobStore, tmp_path: Path) -> None:
     assert not store.exists(sha)
     with pytest.raises(FileNotFoundError):
         store.open(sha)
+    with pytest.raises(FileNotFoundError):
+        store.iter_chunks(sha)  # at the call, not at the first chunk (before any HTTP header)
 
 
 @pytest.mark.parametrize("name", ["../../etc/passwd", "ABC", "0" * 63, ""])
@@ -58,12 +68,84 @@ def test_a_name_that_is_not_a_sha256_is_refused(store: BlobStore, name: str) -> 
         store.exists(name)
 
 
-@settings(max_examples=30, deadline=None)
+def test_a_usable_store_passes_its_check(store: BlobStore) -> None:
+    store.check()
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.binary(max_size=3 * (1 << 20) // 2))
-def test_any_bytes_round_trip(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+def test_any_bytes_round_trip(
+    kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, data: bytes
+) -> None:
     root = tmp_path_factory.mktemp("rt")
-    store = LocalBlobStore(root / "blobs")
+    store = make_store(kind, root, request)
     path = root / "in"
     path.write_bytes(data)
     sha = store.put_file(path)
     assert b"".join(store.iter_chunks(sha)) == data
+    with store.open(sha) as f:
+        assert f.read() == data
+
+
+# --- S3 specifics ------------------------------------------------------------------------
+
+
+def test_the_settings_choose_the_store(tmp_path: Path, s3_endpoint: str) -> None:
+    assert isinstance(open_blob_store(Settings(data_dir=tmp_path)), LocalBlobStore)
+    # compose writes an unset ${LATLAB_S3_BUCKET:-} as an empty value: still the local store
+    assert isinstance(open_blob_store(Settings(data_dir=tmp_path, s3_bucket="")), LocalBlobStore)
+    s3 = open_blob_store(
+        Settings(data_dir=tmp_path, **s3_settings(s3_endpoint, new_bucket_name()))  # type: ignore[arg-type]
+    )
+    assert isinstance(s3, S3BlobStore)
+
+
+def test_a_missing_bucket_is_created_and_objects_land_under_the_prefix(
+    tmp_path: Path, s3_endpoint: str
+) -> None:
+    bucket = new_bucket_name()
+    store = S3BlobStore.from_settings(
+        Settings(data_dir=tmp_path, **s3_settings(s3_endpoint, bucket))  # type: ignore[arg-type]
+    )
+    sha = put(store, tmp_path, b"where is it")
+    listed = s3_client(s3_endpoint).list_objects_v2(Bucket=bucket)["Contents"]
+    assert [o["Key"] for o in listed] == [f"blobs/{sha[:2]}/{sha[2:]}"]
+
+
+def test_a_blob_over_the_multipart_threshold_round_trips(tmp_path: Path, s3_endpoint: str) -> None:
+    """boto3 uploads files over 8 MiB in parts; the object must come back whole."""
+    store = S3BlobStore(s3_client(s3_endpoint), new_bucket_name())
+    store.ensure_bucket()
+    data = hashlib.sha256(b"seed").digest() * (20 * (1 << 20) // 32)  # 20 MiB
+    sha = put(store, tmp_path, data)
+    assert sha == hashlib.sha256(data).hexdigest()
+    with store.open(sha) as f:
+        assert f.read() == data
+
+
+def test_an_unreachable_store_is_unavailable_not_a_crash(tmp_path: Path) -> None:
+    from server.embedded import free_port
+
+    client = s3_client(
+        f"http://127.0.0.1:{free_port()}", retries={"max_attempts": 1}, connect_timeout=1
+    )
+    store = S3BlobStore(client, "nobody-home")
+    with pytest.raises(Unavailable, match="does not answer"):
+        store.check()
+    with pytest.raises(Unavailable):
+        put(store, tmp_path, b"x")
+    assert not (tmp_path / "in").exists(), "the scratch file is removed whatever happened"
+
+
+def test_a_deleted_bucket_fails_the_check(tmp_path: Path, s3_endpoint: str) -> None:
+    bucket = new_bucket_name()
+    client = s3_client(s3_endpoint)
+    store = S3BlobStore(client, bucket)
+    store.ensure_bucket()
+    store.check()
+    client.delete_bucket(Bucket=bucket)
+    with pytest.raises(Unavailable, match="does not exist"):
+        store.check()

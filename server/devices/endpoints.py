@@ -44,6 +44,7 @@ def revoke_device(device_id: str, session: SessionDep, state: StateDep) -> Devic
     device, newly = service.revoke_device(session, device_id)
     if newly:
         release_device_jobs(session, device_id)
+        session.commit()  # the requeued job is visible before the claims wake
         state.notifier.notify_all()
     return service.device_out(device, state.settings.offline_after_s)
 

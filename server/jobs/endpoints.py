@@ -14,9 +14,6 @@ from server.jobs import service
 router = APIRouter(tags=["jobs"])
 agent_router = APIRouter(prefix="/agent", tags=["agent"])
 
-#: Claims re-check the database at least this often while they wait (other processes).
-CLAIM_POLL_S = 2.0
-
 
 @router.post(
     "/jobs",
@@ -100,7 +97,7 @@ async def claim(
         if remaining <= 0:
             state.metrics.claims.inc(outcome="empty")
             return Response(status_code=status.HTTP_204_NO_CONTENT)
-        await state.notifier.wait(min(CLAIM_POLL_S, remaining))
+        await state.notifier.wait(min(state.settings.claim_poll_s, remaining))
 
 
 @agent_router.post("/jobs/{job_id}/failure", response_model=JobOut)
