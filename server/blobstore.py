@@ -167,7 +167,7 @@ class S3BlobStore:
             config=Config(
                 # MinIO and most S3-compatible stores want path-style URLs
                 s3={"addressing_style": settings.s3_addressing_style},
-                retries={"max_attempts": 5, "mode": "standard"},
+                retries={"max_attempts": 3, "mode": "standard"},
                 connect_timeout=5,
                 read_timeout=60,
             ),
@@ -188,7 +188,9 @@ class S3BlobStore:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in {"404", "NoSuchKey", "NotFound"}:
                 raise FileNotFoundError(f"s3://{self.bucket}/{kwargs.get('Key', '')}") from exc
-            raise Unavailable(f"the blob store refused {what}: {code or exc}") from exc
+            raise Unavailable(
+                f"the blob store refused {what} in bucket {self.bucket!r}: {code or exc}"
+            ) from exc
         except BotoCoreError as exc:
             raise Unavailable(f"the blob store does not answer ({what}): {exc}") from exc
 

@@ -10,9 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from latlab.client import Client
+from latlab.errors import ApiError
 from server.blobstore import BlobStore, LocalBlobStore, S3BlobStore, open_blob_store
 from server.config import Settings
+from server.embedded import EmbeddedServer
 from server.errors import Unavailable
+from tests.factories import API_KEY, cnn_bytes, make_settings
 from tests.s3 import new_bucket_name, s3_client, s3_settings
 
 
@@ -149,3 +153,23 @@ def test_a_deleted_bucket_fails_the_check(tmp_path: Path, s3_endpoint: str) -> N
     client.delete_bucket(Bucket=bucket)
     with pytest.raises(Unavailable, match="does not exist"):
         store.check()
+
+
+def test_an_upload_while_the_bucket_is_gone_is_a_503_and_stores_nothing(
+    tmp_path: Path, s3_endpoint: str
+) -> None:
+    bucket = new_bucket_name()
+    settings = make_settings(
+        tmp_path, f"sqlite:///{tmp_path / 'l.db'}", **s3_settings(s3_endpoint, bucket)
+    )
+    data = cnn_bytes(seed=11)
+    with EmbeddedServer(settings) as server, Client(server.url, API_KEY) as client:
+        s3_client(s3_endpoint).delete_bucket(Bucket=bucket)
+        with pytest.raises(ApiError) as refused:
+            client.upload_model("m.onnx", data=data)
+        assert refused.value.status == 503 and bucket in refused.value.message
+        assert client.models() == []
+        assert list((tmp_path / "data" / "uploads").iterdir()) == [], "no scratch file left"
+        s3_client(s3_endpoint).create_bucket(Bucket=bucket)  # the store is back
+        model = client.upload_model("m.onnx", data=data)
+        assert [m.id for m in client.models()] == [model.id]

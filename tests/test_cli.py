@@ -88,6 +88,32 @@ def test_an_unreachable_server_exits_1() -> None:
     assert result.returncode == 1 and "unreachable" in result.stderr
 
 
+def test_a_server_whose_stores_do_not_answer_exits_1_with_the_reason(tmp_path: Path) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    for env, reason in [
+        (
+            {
+                "LATLAB_S3_BUCKET": "latlab",
+                "LATLAB_S3_ENDPOINT_URL": f"http://{dead}",
+                "LATLAB_S3_ACCESS_KEY_ID": "k",
+                "LATLAB_S3_SECRET_ACCESS_KEY": "s",
+            },
+            "the blob store does not answer",
+        ),
+        ({"LATLAB_DATABASE_URL": f"postgresql+psycopg://nobody@{dead}/x"}, "database does not"),
+    ]:
+        result = subprocess.run(
+            [LATLAB, "server", "--port", str(free_port())],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "LATLAB_DATA_DIR": str(tmp_path), **env},
+            timeout=120,
+        )
+        assert result.returncode == 1, result.stderr
+        assert "the server cannot start" in result.stderr and reason in result.stderr
+        assert "Traceback" not in result.stderr
+
+
 def test_space_info_prints_the_size_and_an_example() -> None:
     result = subprocess.run([LATLAB, "space", "info", "nb201"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

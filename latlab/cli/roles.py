@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from latlab.cli.common import kv
+from latlab.errors import LatlabError
 
 __all__ = ["add_parsers"]
 
@@ -20,15 +21,23 @@ log = logging.getLogger("latlab")
 
 def cmd_server(args: argparse.Namespace) -> int:
     import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
 
     from server.app import create_app
     from server.config import Settings
     from server.credentials import ensure_credentials
+    from server.errors import ServerError
 
     settings = ensure_credentials(Settings())
+    try:
+        app = create_app(settings)
+    except ServerError as exc:  # the blob store does not answer
+        raise LatlabError(f"the server cannot start: {exc.message}") from exc
+    except SQLAlchemyError as exc:
+        raise LatlabError(f"the server cannot start: the database does not answer: {exc}") from exc
     # log_config=None: uvicorn's loggers go through latlab's handler (text or --log-json)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=args.host,
         port=args.port,
         log_level=args.log_level,
