@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from latlab.client import Client
-from latlab.schemas import ClaimedJob, JobState
+from latlab.schemas import ClaimedJob, DatasetCreate, JobState
 from server.embedded import EmbeddedServer
 from tests.factories import API_KEY, cnn_bytes, make_settings, register, scrape, wait_for
 from tests.s3 import new_bucket_name, s3_client, s3_settings
@@ -69,6 +69,40 @@ def test_an_agent_on_one_replica_measures_a_model_uploaded_to_the_other(
     assert keys == [f"blobs/{model.id[:2]}/{model.id[2:]}"]
     for replica in (a, b):
         assert not (replica.settings.data_dir / "blobs").exists(), "no blob kept locally"
+
+
+def test_a_campaign_created_on_one_replica_is_prepared_once_and_measured_through_the_other(
+    replicas: tuple[EmbeddedServer, EmbeddedServer], tmp_path: Path, s3_endpoint: str, bucket: str
+) -> None:
+    """Both replicas run the background loop that exports archs and queues their jobs; each arch
+    is prepared by one of them (its row taken with SKIP LOCKED), never twice."""
+    a, b = replicas
+    running = start_agent(b.url, tmp_path)
+    try:
+        with Client(a.url, API_KEY) as user_a, Client(b.url, API_KEY) as user_b:
+            [device] = user_b.devices()
+            created = user_a.create_dataset(
+                DatasetCreate(
+                    name="two-replicas",
+                    space="nb201",
+                    n=8,
+                    seed=5,
+                    device_ids=[device.id],
+                    config=FAST.model_copy(update={"profile_ops": False}),
+                )
+            )
+            done = user_b.wait_dataset(created.id, timeout_s=300)
+            jobs = user_a.jobs(limit=1000)
+            models = user_b.models(limit=1000)
+    finally:
+        running.close()
+    assert done.state == "done" and done.progress.done == 8 and done.progress.failed == 0
+    assert len(jobs) == 8 and all(j.state == JobState.done and j.attempts == 1 for j in jobs)
+    assert len({j.model_id for j in jobs}) == len(models)
+    listed = s3_client(s3_endpoint).list_objects_v2(Bucket=bucket)["Contents"]
+    assert sorted(o["Key"] for o in listed) == sorted(
+        f"blobs/{m.id[:2]}/{m.id[2:]}" for m in models
+    )
 
 
 def test_healthz_reports_a_blob_store_that_went_away(
