@@ -208,6 +208,22 @@ def test_a_selector_job_goes_only_to_a_matching_device(
         assert client.job(job.id).claimed_by == x86_reg.device_id
 
 
+def test_a_claim_looks_past_more_than_a_page_of_jobs_it_cannot_run(
+    live_server: EmbeddedServer, client: Client, model: ModelOut
+) -> None:
+    """The oldest job is tried alone, then pages of CLAIM_PAGE: 20 jobs for another lab ahead
+    of the one this device may run span the first row and two pages."""
+    x86, _ = register(live_server.url, name="x86", labels={"lab": "a"})
+    with x86:
+        for seed in range(20):
+            client.create_job(
+                model.id, selector={"labels.lab": "b"}, config=RuntimeConfig(seed=seed)
+            )
+        mine = client.create_job(model.id, selector={"labels.lab": "a"})
+        claimed = x86.claim(wait_s=0)
+        assert claimed is not None and claimed.job_id == mine.id
+
+
 def test_a_device_holds_one_job_at_a_time(client: Client, device: Device, tmp_path: Path) -> None:
     ids = [
         client.create_job(

@@ -263,7 +263,8 @@ def claim_job(
 ) -> ClaimedJob | None:
     """Lease the oldest queued job this device may run, or return None."""
     _requeue_held_by(session, device_id)
-    offset = 0
+    # the oldest job alone first (most claims take it: one row locked and loaded), then pages
+    page, offset = 1, 0
     while True:
         query = (
             select(Job)
@@ -272,7 +273,7 @@ def claim_job(
                 (Job.device_id == device_id) | Job.device_id.is_(None),
             )
             .order_by(Job.created_at, Job.id)
-            .limit(CLAIM_PAGE)
+            .limit(page)
             .offset(offset)
             .with_for_update(skip_locked=True)
         )
@@ -288,9 +289,10 @@ def claim_job(
             claimed = _try_lease(session, job, device_id, rules)
             if claimed is not None:
                 return claimed
-        if len(candidates) < CLAIM_PAGE:
+        if len(candidates) < page:
             return None
-        offset += CLAIM_PAGE
+        offset += page
+        page = CLAIM_PAGE
 
 
 def _try_lease(session: Session, job: Job, device_id: str, rules: ClaimRules) -> ClaimedJob | None:

@@ -53,6 +53,7 @@ def store_result(
     now = utcnow()
     row = Measurement(
         job_id=job.id,
+        source=MeasurementSource.measured.value,  # set here: the answer is built from this row
         model_id=job.model_id,
         device_id=device_id,
         runtime=body.runtime,
@@ -93,7 +94,7 @@ def store_result(
     job.finished_at = job.updated_at = now
     session.flush()
     log.info("measurement stored", extra={"job_id": job.id, "device_id": device_id})
-    return _by_job(session, job_id), True
+    return row, True
 
 
 def _one(session: Session, where: ColumnElement[bool], missing: str) -> Measurement:
