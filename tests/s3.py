@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from server.config import Settings
 from server.embedded import free_port
 
 #: Credentials the stand-in accepts (it checks none); the store passes them as production does.
@@ -60,3 +62,14 @@ def s3_settings(endpoint: str, bucket: str) -> dict[str, object]:
         "s3_access_key_id": ACCESS_KEY,
         "s3_secret_access_key": SECRET_KEY,
     }
+
+
+def s3_only_settings(data_dir: Path, endpoint: str, bucket: str) -> Settings:
+    """Bare server settings (no keys, SQLite default) whose blobs live in ``bucket``."""
+    return Settings(data_dir=data_dir, **s3_settings(endpoint, bucket))  # type: ignore[arg-type]
+
+
+def bucket_keys(endpoint: str, bucket: str) -> list[str]:
+    """The object keys in ``bucket``, sorted."""
+    listed = s3_client(endpoint).list_objects_v2(Bucket=bucket).get("Contents", [])
+    return sorted(o["Key"] for o in listed)

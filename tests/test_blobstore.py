@@ -17,16 +17,20 @@ from server.config import Settings
 from server.embedded import EmbeddedServer
 from server.errors import Unavailable
 from tests.factories import API_KEY, cnn_bytes, make_settings
-from tests.s3 import new_bucket_name, s3_client, s3_settings
+from tests.s3 import (
+    bucket_keys,
+    new_bucket_name,
+    s3_client,
+    s3_only_settings,
+    s3_settings,
+)
 
 
 def make_store(kind: str, root: Path, request: pytest.FixtureRequest) -> BlobStore:
     if kind == "local":
         return LocalBlobStore(root / "blobs")
     endpoint: str = request.getfixturevalue("s3_endpoint")
-    return S3BlobStore.from_settings(
-        Settings(data_dir=root, **s3_settings(endpoint, new_bucket_name()))  # type: ignore[arg-type]
-    )
+    return S3BlobStore.from_settings(s3_only_settings(root, endpoint, new_bucket_name()))
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -101,9 +105,7 @@ def test_the_settings_choose_the_store(tmp_path: Path, s3_endpoint: str) -> None
     assert isinstance(open_blob_store(Settings(data_dir=tmp_path)), LocalBlobStore)
     # compose writes an unset ${LATLAB_S3_BUCKET:-} as an empty value: still the local store
     assert isinstance(open_blob_store(Settings(data_dir=tmp_path, s3_bucket="")), LocalBlobStore)
-    s3 = open_blob_store(
-        Settings(data_dir=tmp_path, **s3_settings(s3_endpoint, new_bucket_name()))  # type: ignore[arg-type]
-    )
+    s3 = open_blob_store(s3_only_settings(tmp_path, s3_endpoint, new_bucket_name()))
     assert isinstance(s3, S3BlobStore)
 
 
@@ -111,12 +113,9 @@ def test_a_missing_bucket_is_created_and_objects_land_under_the_prefix(
     tmp_path: Path, s3_endpoint: str
 ) -> None:
     bucket = new_bucket_name()
-    store = S3BlobStore.from_settings(
-        Settings(data_dir=tmp_path, **s3_settings(s3_endpoint, bucket))  # type: ignore[arg-type]
-    )
+    store = S3BlobStore.from_settings(s3_only_settings(tmp_path, s3_endpoint, bucket))
     sha = put(store, tmp_path, b"where is it")
-    listed = s3_client(s3_endpoint).list_objects_v2(Bucket=bucket)["Contents"]
-    assert [o["Key"] for o in listed] == [f"blobs/{sha[:2]}/{sha[2:]}"]
+    assert bucket_keys(s3_endpoint, bucket) == [f"blobs/{sha[:2]}/{sha[2:]}"]
 
 
 def test_a_blob_over_the_multipart_threshold_round_trips(tmp_path: Path, s3_endpoint: str) -> None:

@@ -17,7 +17,7 @@ from latlab.client import Client
 from latlab.schemas import ClaimedJob, DatasetCreate, JobState
 from server.embedded import EmbeddedServer
 from tests.factories import API_KEY, cnn_bytes, make_settings, register, scrape, wait_for
-from tests.s3 import new_bucket_name, s3_client, s3_settings
+from tests.s3 import bucket_keys, new_bucket_name, s3_client, s3_settings
 from tests.test_e2e import FAST, start_agent
 
 pytestmark = pytest.mark.postgres
@@ -28,20 +28,25 @@ def bucket() -> str:
     return new_bucket_name()
 
 
+@contextlib.contextmanager
+def two_replicas(
+    tmp_path: Path, pg_url: str, s3_endpoint: str, bucket: str, **overrides: object
+) -> Iterator[tuple[EmbeddedServer, EmbeddedServer]]:
+    """Servers ``a`` and ``b``: one database, one bucket, a data directory each."""
+    settings = {**s3_settings(s3_endpoint, bucket), **overrides}
+    with (
+        EmbeddedServer(make_settings(tmp_path / "a", pg_url, **settings)) as a,
+        EmbeddedServer(make_settings(tmp_path / "b", pg_url, **settings)) as b,
+    ):
+        yield a, b
+
+
 @pytest.fixture
 def replicas(
     tmp_path: Path, pg_url: str, s3_endpoint: str, bucket: str
 ) -> Iterator[tuple[EmbeddedServer, EmbeddedServer]]:
-    with contextlib.ExitStack() as stack:
-        a, b = (
-            stack.enter_context(
-                EmbeddedServer(
-                    make_settings(tmp_path / name, pg_url, **s3_settings(s3_endpoint, bucket))
-                )
-            )
-            for name in ("a", "b")
-        )
-        yield a, b
+    with two_replicas(tmp_path, pg_url, s3_endpoint, bucket) as servers:
+        yield servers
 
 
 def test_an_agent_on_one_replica_measures_a_model_uploaded_to_the_other(
@@ -65,8 +70,7 @@ def test_an_agent_on_one_replica_measures_a_model_uploaded_to_the_other(
     finally:
         running.close()
     assert m.model_id == model.id and m.stats.n >= 10
-    keys = [o["Key"] for o in s3_client(s3_endpoint).list_objects_v2(Bucket=bucket)["Contents"]]
-    assert keys == [f"blobs/{model.id[:2]}/{model.id[2:]}"]
+    assert bucket_keys(s3_endpoint, bucket) == [f"blobs/{model.id[:2]}/{model.id[2:]}"]
     for replica in (a, b):
         assert not (replica.settings.data_dir / "blobs").exists(), "no blob kept locally"
 
@@ -99,8 +103,7 @@ def test_a_campaign_created_on_one_replica_is_prepared_once_and_measured_through
     assert done.state == "done" and done.progress.done == 8 and done.progress.failed == 0
     assert len(jobs) == 8 and all(j.state == JobState.done and j.attempts == 1 for j in jobs)
     assert len({j.model_id for j in jobs}) == len(models)
-    listed = s3_client(s3_endpoint).list_objects_v2(Bucket=bucket)["Contents"]
-    assert sorted(o["Key"] for o in listed) == sorted(
+    assert bucket_keys(s3_endpoint, bucket) == sorted(
         f"blobs/{m.id[:2]}/{m.id[2:]}" for m in models
     )
 
@@ -122,15 +125,8 @@ def test_a_claim_waiting_on_one_replica_wakes_for_a_job_queued_through_the_other
     """LISTEN/NOTIFY between replicas: the claim waits up to 5 minutes and the claims' poll is
     10 minutes, so only the other replica's notification can hand it the job within the
     minute the test gives it."""
-    slow_poll = {
-        "claim_poll_s": 600.0,
-        "claim_wait_max_s": 300.0,
-        **s3_settings(s3_endpoint, bucket),
-    }
-    with (
-        EmbeddedServer(make_settings(tmp_path / "a", pg_url, **slow_poll)) as a,
-        EmbeddedServer(make_settings(tmp_path / "b", pg_url, **slow_poll)) as b,
-    ):
+    slow_poll = {"claim_poll_s": 600.0, "claim_wait_max_s": 300.0}
+    with two_replicas(tmp_path, pg_url, s3_endpoint, bucket, **slow_poll) as (a, b):
         agent, registered = register(b.url)
         claimed: list[ClaimedJob | None] = []
         with agent, Client(a.url, API_KEY) as user:
