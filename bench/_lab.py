@@ -10,7 +10,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -20,6 +20,7 @@ from agent.state import load_state
 from latlab.client import Client
 from latlab.progress import follow_dataset
 from latlab.schemas import DatasetCreate, DatasetOut, DeviceOut, RuntimeConfig
+from latlab.spaces import GraphForm
 from server.config import Settings
 from server.embedded import EmbeddedServer, free_port
 
@@ -78,16 +79,6 @@ def credentials(root: Path) -> tuple[str, str]:
     return api_key, enroll_key
 
 
-def measured_campaign(client: Client, body: DatasetCreate, timeout_s: float) -> DatasetOut:
-    """The campaign named ``body.name`` if the lab has it (a rerun reuses its measurements),
-    else a new one; followed with a progress bar until it is done."""
-    found = [d for d in client.datasets() if d.name == body.name]
-    if found:
-        print(f"reusing dataset {found[0].id} ({found[0].progress.done} measured)")
-    dataset = found[0] if found else client.create_dataset(body)
-    return follow_dataset(client, dataset.id, timeout_s=timeout_s)
-
-
 def start_server(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     """``latlab server`` in a process of its own (as deployed: an embedded server would share
     the benchmark's interpreter, garbage collector and GIL), on a free port, once its /healthz
@@ -111,15 +102,43 @@ def start_server(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
 
 @contextlib.contextmanager
 def measured_sample(
-    root: Path, name: str, n: int, seed: int, config: RuntimeConfig, timeout_s: float
-) -> Iterator[tuple[Client, DeviceOut, DatasetOut]]:
+    root: Path,
+    name: str,
+    n: int,
+    seed: int,
+    config: RuntimeConfig,
+    timeout_s: float,
+    forms: Sequence[GraphForm] = (GraphForm.pruned,),
+) -> Iterator[tuple[Client, DeviceOut, dict[GraphForm, DatasetOut]]]:
     """A local lab in ``root`` (kept: a rerun reuses its measurements) that has measured ``n``
-    NAS-Bench-201 archs sampled with ``seed`` as the campaign ``name``: the client, the
-    agent's device and the finished dataset."""
+    NAS-Bench-201 archs sampled with ``seed`` in each graph form of ``forms``, as the campaign
+    ``name`` (the pruned form) and ``name-eager``: the client, the agent's device and the
+    finished dataset of each form (the agent measures the campaigns one after the other)."""
     root.mkdir(parents=True, exist_ok=True)
     api_key, enroll_key = credentials(root)
     with local_lab(root, api_key, enroll_key) as (client, device, _):
-        body = DatasetCreate(
-            name=name, space="nb201", n=n, seed=seed, device_ids=[device.id], config=config
+        bodies = {
+            form: DatasetCreate(
+                name=name if form is GraphForm.pruned else f"{name}-{form}",
+                space="nb201",
+                n=n,
+                seed=seed,
+                device_ids=[device.id],
+                config=config,
+                form=form,
+            )
+            for form in forms
+        }
+        found = {d.name: d for d in client.datasets()}
+        started = {
+            form: found[body.name] if body.name in found else client.create_dataset(body)
+            for form, body in bodies.items()
+        }
+        yield (
+            client,
+            device,
+            {
+                form: follow_dataset(client, dataset.id, timeout_s=timeout_s)
+                for form, dataset in started.items()
+            },
         )
-        yield client, device, measured_campaign(client, body, timeout_s=timeout_s)

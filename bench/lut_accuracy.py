@@ -32,7 +32,7 @@ from latlab.metrics import RegressionMetrics, regression_metrics
 from latlab.opkey import graph_cost
 from latlab.progress import follow_lut
 from latlab.schemas import DatasetFormat, LutCreate, LutSource, RuntimeConfig
-from latlab.spaces import get_space
+from latlab.spaces import GraphForm, get_space
 
 CONFIG = RuntimeConfig()
 #: Micro-models are microsecond kernels: a shorter protocol (same runtime identity).
@@ -105,8 +105,9 @@ def main() -> None:
     with measured_sample(root, name, args.n, args.seed, CONFIG, timeout_s=24 * 3600) as (
         client,
         device,
-        dataset,
+        datasets,
     ):
+        dataset = datasets[GraphForm.pruned]
         archs = measured_archs(client, dataset.id)
         train, test = archs[: args.train], archs[args.train :]
         train_ids = [model_id for _, model_id, _ in train]

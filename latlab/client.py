@@ -50,6 +50,7 @@ from latlab.schemas import (
     PredictRequest,
     RuntimeConfig,
 )
+from latlab.spaces import GraphForm
 
 __all__ = ["AgentClient", "Client"]
 
@@ -226,22 +227,27 @@ class Client(_Http):
         space: str | None = None,
         space_params: dict[str, int] | None = None,
         note: str | None = None,
+        form: GraphForm | None = None,
         timeout_s: float = 600.0,
     ) -> DatasetOut:
-        """Import LatBench pickles/JSON, CSV files or a latlab export zip as one dataset."""
+        """Import LatBench pickles/JSON, CSV files or a latlab export zip as one dataset;
+        ``form``: the graph form the figures are of, if known (GraphForm)."""
         parts = []
         for item in files:
             file_name, data = (
                 item if isinstance(item, tuple) else (Path(item).name, Path(item).read_bytes())
             )
             parts.append(("files", (file_name, data, "application/octet-stream")))
-        form = _params(
+        fields = _params(
             name=name,
             space=space,
             space_params=json.dumps(space_params) if space_params else None,
             note=note,
+            form=form.value if form is not None else None,
         )
-        data = self._json("POST", "/v1/datasets/import", files=parts, data=form, timeout=timeout_s)
+        data = self._json(
+            "POST", "/v1/datasets/import", files=parts, data=fields, timeout=timeout_s
+        )
         return DatasetOut.model_validate(data)
 
     def dataset(self, dataset_id: str) -> DatasetOut:

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from latlab.spaces.base import GraphForm
+
 __all__ = [
     "PROTOCOL_VERSION",
     "ClaimedJob",
@@ -527,6 +529,9 @@ class DatasetCreate(_In):
     device_ids: list[str] | None = Field(default=None, min_length=1, max_length=1000)
     selector: dict[str, str | int] | None = Field(default=None, max_length=32)
     config: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    #: How the archs are written out: dead ops pruned (deployment toolchains) or every op kept
+    #: (a framework's eager code, e.g. NAS-Bench-201's PyTorch cells).
+    form: GraphForm = GraphForm.pruned
 
 
 class DatasetProgress(BaseModel):
@@ -546,6 +551,8 @@ class DatasetOut(_Out):
     space_params: dict[str, int]
     source: DatasetSource
     state: DatasetState
+    #: The graph form the latencies are of; None: unknown (an import that did not say).
+    form: GraphForm | None
     config: RuntimeConfig | None
     provenance: dict[str, Any] | None
     error: str | None

@@ -211,6 +211,8 @@ class Dataset(Base):
     source: Mapped[str] = mapped_column(String(16))
     #: campaign: preparing -> measuring (progress from its jobs); imported: ready.
     state: Mapped[str] = mapped_column(String(16))
+    #: The graph form measured (latlab.spaces.GraphForm); None: unknown (imports may not say).
+    form: Mapped[str | None] = mapped_column(String(16), nullable=True)
     config: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
     provenance: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)

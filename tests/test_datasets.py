@@ -15,6 +15,7 @@ import pytest
 from latlab.client import Client
 from latlab.errors import ApiError
 from latlab.schemas import DatasetCreate, DatasetFormat, JobState, RuntimeConfig
+from latlab.spaces import GraphForm
 from latlab.spaces.nb201 import Nb201
 from server.embedded import EmbeddedServer
 from tests.factories import register, wait_for
@@ -144,3 +145,57 @@ def test_a_bad_campaign_is_refused_and_nothing_is_stored(
         client.create_dataset(DatasetCreate(name="bad", **body))
     assert 400 <= err.value.status < 500 and message in err.value.message
     assert client.datasets() == [] and client.models() == [] and client.jobs() == []
+
+
+#: node 2 is fed by nothing: the pruned form drops the conv on 3<-2, the eager form computes it
+DEAD_CONV = "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|"
+
+
+def test_a_campaign_records_its_graph_form_and_exports_the_archs_in_it(
+    client: Client, live_server: EmbeddedServer
+) -> None:
+    agent_client, reg = register(live_server.url)  # jobs stay queued: only the export matters
+    with agent_client:
+        made = {
+            form: client.create_dataset(
+                DatasetCreate(
+                    name=form,
+                    space="nb201",
+                    archs=[DEAD_CONV],
+                    device_ids=[reg.device_id],
+                    config=FAST,
+                    form=form,
+                )
+            )
+            for form in GraphForm
+        }
+        for form, dataset in made.items():
+            assert dataset.form == form
+            wait_for(lambda d=dataset: client.dataset(d.id).state == "measuring")
+        arch = SPACE.parse(DEAD_CONV)
+        nodes = {m.filename: m.summary.n_nodes for m in client.models()}
+        assert nodes == {
+            f"nb201-{arch.index}.onnx": len(SPACE.graph(arch, GraphForm.pruned).nodes),
+            f"nb201-{arch.index}-eager.onnx": len(SPACE.graph(arch, GraphForm.eager).nodes),
+        }
+
+        exported = client.export_dataset(made[GraphForm.eager].id, DatasetFormat.parquet)
+        metadata = json.loads(unzip(exported)["dataset.json"])
+        assert metadata["form"] == "eager"
+        assert "NAS-Bench-201's own index" in metadata["index"]
+        assert b"Graph form measured: `eager`" in unzip(exported)["README.md"]
+
+
+def test_an_import_records_the_form_it_is_told_or_unknown(client: Client) -> None:
+    rows = "space,arch,device,latency_ms\nnb201,1,board,2.5\nnb201,2,board,3.0\n"
+    unknown = client.import_dataset([("a.csv", rows.encode())], "a")
+    eager = client.import_dataset(
+        [("b.csv", rows.replace("board", "board-2").encode())], "b", form=GraphForm.eager
+    )
+    assert unknown.form is None and eager.form == GraphForm.eager
+    exported = client.export_dataset(eager.id, DatasetFormat.parquet)
+    back = client.import_dataset([("e.zip", exported)], "back")
+    assert back.form == GraphForm.eager  # a latlab export says its form itself
+    with pytest.raises(ApiError, match="several graph forms"):
+        client.import_dataset([("e.zip", exported)], "clash", form=GraphForm.pruned)
+    assert [d.name for d in client.datasets()] == ["a", "b", "back"]

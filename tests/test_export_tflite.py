@@ -8,6 +8,7 @@ import pytest
 
 from latlab.export.onnx import to_onnx
 from latlab.graph import GraphBuilder
+from latlab.spaces import GraphForm
 from latlab.spaces.nb201 import Nb201
 
 litert = pytest.importorskip(
@@ -48,8 +49,9 @@ def op_names(model: bytes) -> list[str]:
 @pytest.mark.parametrize(
     "index", [0, 11791, 15624, 4016] + [a.index for a in SPACE.sample(6, seed=11)]
 )
-def test_nb201_exports_give_the_same_outputs_in_both_runtimes(index: int) -> None:
-    expected, got, model = run_both(SPACE.graph(SPACE.from_index(index)), seed=index)
+@pytest.mark.parametrize("form", list(GraphForm))
+def test_nb201_exports_give_the_same_outputs_in_both_runtimes(index: int, form: GraphForm) -> None:
+    expected, got, model = run_both(SPACE.graph(SPACE.from_index(index), form), seed=index)
     assert model[4:8] == b"TFL3"
     scale = max(1.0, float(np.abs(expected).max()))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * scale)

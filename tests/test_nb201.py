@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -12,8 +14,9 @@ from latlab.export.onnx import to_onnx
 from latlab.graph import OpGraph
 from latlab.onnx_summary import load_onnx, summarize_onnx
 from latlab.opkey import graph_cost
-from latlab.spaces import ArchError, UnknownSpace, get_space
+from latlab.spaces import ArchError, GraphForm, UnknownSpace, get_space
 from latlab.spaces.nb201 import OPS, SIZE, Nb201
+from tests.factories import shared_path
 
 SPACE = Nb201()
 ALL_3X3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -30,11 +33,43 @@ def test_every_index_round_trips_through_string_and_vector() -> None:
     assert len(seen) == SIZE == 15_625
 
 
-def test_the_index_order_is_the_benchmarks_enumeration() -> None:
-    assert SPACE.from_index(0).string == "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
-    assert SPACE.from_index(1).vector == (0, 0, 0, 0, 0, 1)  # the last edge varies fastest
-    assert SPACE.from_index(5**5).vector == (1, 0, 0, 0, 0, 0)
-    assert SPACE.from_index(SIZE - 1).vector == (4,) * 6
+@pytest.mark.parametrize(
+    ("index", "string"),
+    [
+        # the three cells NAS-Bench-201's generation script asserts after its shuffle
+        (
+            0,
+            "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|",
+        ),
+        (9, "|avg_pool_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"),
+        (
+            123,
+            "|avg_pool_3x3~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|",
+        ),
+    ],
+)
+def test_the_index_is_the_benchmarks_own(index: int, string: str) -> None:
+    assert SPACE.from_index(index).string == string
+    assert SPACE.from_string(string).index == index
+    assert SPACE.parse(str(index)).string == string
+
+
+def test_every_index_matches_the_benchmarks_table() -> None:
+    """All 15,625 (index, cell) pairs of NAS-Bench-201's own table (shared/data/nb201)."""
+    with shared_path("data/nb201/nb201_accuracy.csv").open() as f:
+        table = {int(row["index"]): row["arch"] for row in csv.DictReader(f)}
+    assert len(table) == SIZE
+    assert all(SPACE.from_index(i).string == arch for i, arch in table.items())
+
+
+def test_the_enum_index_is_the_unshuffled_enumeration() -> None:
+    assert SPACE.from_enum_index(0).string == "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    assert SPACE.from_enum_index(1).vector == (0, 0, 0, 0, 0, 1)  # the last edge varies fastest
+    assert SPACE.from_enum_index(5**5).vector == (1, 0, 0, 0, 0, 0)
+    assert SPACE.from_enum_index(SIZE - 1).vector == (4,) * 6
+    arch = SPACE.from_string(ALL_3X3)
+    assert SPACE.from_enum_index(arch.enum_index) == arch
+    assert [a.index for a in SPACE.all()] == list(range(SIZE))
 
 
 def test_341_cells_have_an_output_cut_off_from_the_input() -> None:
@@ -157,3 +192,32 @@ def test_samples_are_distinct_connected_and_seeded() -> None:
     assert a == b and len(set(a)) == 50 and all(x.connected for x in a)
     assert SPACE.sample(50, seed=4) != a
     assert len(OPS) == 5
+
+
+def test_the_eager_form_computes_every_edge() -> None:
+    # node 2 is fed only by none edges: pruned, the conv on 3<-2 is dead and left out
+    arch = SPACE.from_string(
+        "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|"
+    )
+    eager = SPACE.graph(arch, GraphForm.eager)
+    per_cell = {
+        edge: sum(f".{edge}." in n.name and n.op_type in ("Conv", "Mul") for n in eager.nodes)
+        for edge in ("e10", "e20", "e21", "e30", "e31", "e32")
+    }
+    assert per_cell == {"e10": 15, "e20": 15, "e21": 15, "e30": 0, "e31": 15, "e32": 15}
+    assert sum(n.op_type == "Mul" for n in eager.nodes) == 2 * 15  # none as x * 0
+    assert graph_cost(eager).macs > graph_cost(SPACE.graph(arch)).macs
+
+
+def test_both_forms_are_one_graph_where_nothing_is_dead() -> None:
+    arch = SPACE.from_string(ALL_3X3)
+    assert SPACE.graph(arch, GraphForm.eager).nodes == SPACE.graph(arch).nodes
+
+
+@pytest.mark.parametrize("index", [0, 9, 123, 4016])
+def test_eager_exports_run_in_onnxruntime(index: int) -> None:
+    model = to_onnx(SPACE.graph(SPACE.from_index(index), GraphForm.eager))
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    [logits] = sess.run(None, {"input": x})
+    assert logits.shape == (1, 10) and np.all(np.isfinite(logits))

@@ -18,6 +18,7 @@ from latlab.cli.common import (
 )
 from latlab.progress import follow_dataset
 from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut, DatasetState
+from latlab.spaces import GraphForm
 
 __all__ = ["add_parsers"]
 
@@ -29,6 +30,7 @@ def _summary(d: DatasetOut) -> str:
     p = d.progress
     return (
         f"{d.id}  {d.name}  {d.source.value} {d.state.value}  space={d.space}  "
+        f"form={d.form.value if d.form else 'unknown'}  "
         f"archs={p.archs} devices={p.devices} done={p.done} failed={p.failed} pending={p.pending}"
     )
 
@@ -60,6 +62,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         device_ids=args.device,
         selector=selector,
         config=runtime_config(args),
+        form=GraphForm(args.form),
     )
     with client_from(args) as client:
         dataset = client.create_dataset(body)
@@ -121,6 +124,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             space=args.space,
             space_params=params or None,
             note=args.note,
+            form=None if args.form == "unknown" else GraphForm(args.form),
             timeout_s=TRANSFER_TIMEOUT_S,
         )
     print(_summary(dataset))
@@ -141,6 +145,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     b.add_argument("--device", nargs="+", help="device ids")
     b.add_argument("--selector", nargs="*", metavar="KEY=VALUE", help="every matching device")
     b.add_argument("--name", help="dataset name (default SPACE-N)")
+    b.add_argument(
+        "--form",
+        choices=[f.value for f in GraphForm],
+        default=GraphForm.pruned.value,
+        help="pruned: dead ops left out (deployment toolchains); eager: every op computed, "
+        "as NAS-Bench-201's PyTorch code runs it",
+    )
     add_runtime_flags(b)
     b.add_argument("--wait", action="store_true", help="follow it with a progress bar")
     b.add_argument("--timeout", type=float, default=7 * 24 * 3600)
@@ -164,4 +175,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     i.add_argument("--space", help="search space (LatBench files: nb201)")
     i.add_argument("--param", action="append", metavar="KEY=INT", help="space parameter")
     i.add_argument("--note", help="where the data comes from: citation, licence")
+    i.add_argument(
+        "--form",
+        choices=[*(f.value for f in GraphForm), "unknown"],
+        default="unknown",
+        help="the graph form the figures are of, if known (a latlab export says it itself)",
+    )
     i.set_defaults(func=cmd_import)

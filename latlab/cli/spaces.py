@@ -26,11 +26,11 @@ def cmd_space_info(args: argparse.Namespace) -> int:
 
 
 def cmd_space_export(args: argparse.Namespace) -> int:
-    from latlab.spaces import get_space
+    from latlab.spaces import GraphForm, get_space
 
     space = get_space(args.space)
     arch = space.parse(args.arch)
-    graph = space.graph(arch)
+    graph = space.graph(arch, GraphForm(args.form))
     if args.format == "onnx":
         from latlab.export.onnx import to_onnx
 
@@ -57,6 +57,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     se.add_argument("space")
     se.add_argument("arch", help="index, arch string or vector")
     se.add_argument("--format", choices=["onnx", "tflite"], default="onnx")
+    se.add_argument(
+        "--form",
+        choices=["pruned", "eager"],
+        default="pruned",
+        help="pruned: dead ops left out; eager: every op computed (NAS-Bench-201's PyTorch cells)",
+    )
     se.add_argument("-o", "--output", required=True)
     se.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     se.set_defaults(func=cmd_space_export)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "INDEX_NOTE",
     "STAT_FIELDS",
     "ArchRow",
     "DatasetDump",
@@ -16,6 +17,11 @@ __all__ = [
     "file_stem",
 ]
 
+#: What an ``arch_index`` means, per space (the datasheet and ``dataset.json`` say it).
+INDEX_NOTE = {
+    "nb201": "NAS-Bench-201's own index (its API's, HW-NAS-Bench's and HELP's)",
+    "proxyless": "latlab's mixed-radix index of the block choices (block 0 most significant)",
+}
 #: The statistics beside the headline median, in ms (what ``MeasurementRow.stats`` holds).
 STAT_FIELDS = ("mean_ms", "std_ms", "min_ms", "max_ms", "p10_ms", "p90_ms", "p99_ms", "iqr_ms")
 
@@ -81,6 +87,8 @@ class DatasetDump:
     devices: list[DeviceRow]
     measurements: list[MeasurementRow]
     ops: list[OpRow] = field(default_factory=list)
+    #: The graph form measured (``pruned``, ``eager``); None: unknown.
+    form: str | None = None
 
     def metadata(self) -> dict[str, Any]:
         """What ``dataset.json`` in every export archive says (the importer reads the space)."""
@@ -90,6 +98,8 @@ class DatasetDump:
             "space": self.space,
             "space_params": self.space_params,
             "source": self.source,
+            "form": self.form,
+            "index": INDEX_NOTE.get(self.space),
             "config": self.config,
             "provenance": self.provenance,
             "archs": len(self.archs),

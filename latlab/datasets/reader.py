@@ -67,6 +67,8 @@ class ImportTable:
     rows: list[ImportRow] = field(default_factory=list)
     #: Spaces named inside the files; LatBench files name none (they are NAS-Bench-201).
     spaces: set[str] = field(default_factory=set)
+    #: Graph forms named inside the files (a latlab export's ``dataset.json``).
+    forms: set[str] = field(default_factory=set)
     formats: set[str] = field(default_factory=set)
     files: list[str] = field(default_factory=list)
 
@@ -180,7 +182,10 @@ def _add_zip(table: ImportTable, name: str, data: bytes) -> None:
     by_name = {PurePosixPath(i.filename).name: i for i in members}
     with archive:
         if METADATA in by_name:
-            table.spaces.add(_metadata_space(name, _member(archive, name, by_name[METADATA])))
+            space, form = _metadata(name, _member(archive, name, by_name[METADATA]))
+            table.spaces.add(space)
+            if form is not None:
+                table.forms.add(form)
         if "measurements.parquet" in by_name:
             _add_parquet(table, name, archive, by_name)
             return
@@ -240,11 +245,16 @@ def _parquet_rows(archive: zipfile.ZipFile, name: str, info: zipfile.ZipInfo) ->
     return rows
 
 
-def _metadata_space(name: str, data: bytes) -> str:
+def _metadata(name: str, data: bytes) -> tuple[str, str | None]:
+    """The space and the graph form (None: not said) that ``dataset.json`` names."""
     try:
-        space = json.loads(data)["space"]
-    except (ValueError, KeyError, TypeError) as exc:
+        metadata = json.loads(data)
+        space = metadata["space"]
+        form = metadata.get("form")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DatasetFileError(f"{name}: {METADATA} names no space ({exc})") from exc
     if not isinstance(space, str) or not space:
         raise DatasetFileError(f"{name}: {METADATA} names no space")
-    return space
+    if form is not None and not isinstance(form, str):
+        raise DatasetFileError(f"{name}: {METADATA} names a form that is not a string")
+    return space, form

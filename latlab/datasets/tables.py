@@ -8,7 +8,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from latlab.datasets.dump import STAT_FIELDS, DatasetDump
+from latlab.datasets.dump import INDEX_NOTE, STAT_FIELDS, DatasetDump
 
 __all__ = ["CSV_COLUMNS", "datasheet", "write_csv", "write_parquet"]
 
@@ -56,6 +56,12 @@ def _opt(value: float | None) -> str:
     return "" if value is None else repr(value)
 
 
+FORM_NOTE = {
+    "pruned": "ops whose result cannot reach a cell's output were not in the network",
+    "eager": "every op of the arch was computed, dead or not, as a framework's eager code runs it",
+}
+
+
 def datasheet(dump: DatasetDump) -> str:
     sources = Counter(m.source for m in dump.measurements)
     runtimes = sorted(
@@ -70,6 +76,9 @@ def datasheet(dump: DatasetDump) -> str:
         f"Latency dataset exported by latlab: space `{dump.space}` {json.dumps(dump.space_params)}, "
         f"{len(dump.archs)} architectures, {len(dump.devices)} devices, {len(dump.measurements)} measurements "
         f"({', '.join(f'{n} {s}' for s, n in sorted(sources.items()))}).",
+        "",
+        f"- Graph form measured: `{dump.form or 'unknown'}` ({FORM_NOTE.get(dump.form or '', 'the source did not say')}).",
+        f"- `arch_index`: {INDEX_NOTE.get(dump.space, 'the space index')}.",
         "",
         "## Units and protocol",
         "",

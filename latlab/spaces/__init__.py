@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from latlab.spaces.base import ArchError, SearchSpace, UnknownSpace
+from latlab.spaces.base import ArchError, GraphForm, SearchSpace, UnknownSpace
 from latlab.spaces.nb201 import Nb201
 from latlab.spaces.proxyless import Proxyless
 
-__all__ = ["SPACES", "ArchError", "SearchSpace", "UnknownSpace", "get_space"]
+__all__ = ["SPACES", "ArchError", "GraphForm", "SearchSpace", "UnknownSpace", "get_space"]
 
 SPACES: dict[str, type[Any]] = {
     Nb201.name: Nb201,

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
+from enum import StrEnum
 from typing import Protocol, TypeVar
 
 from latlab.errors import LatlabError
 from latlab.graph import OpGraph
 
-__all__ = ["ArchError", "SearchSpace", "UnknownSpace"]
+__all__ = ["ArchError", "GraphForm", "SearchSpace", "UnknownSpace"]
+
+
+class GraphForm(StrEnum):
+    """How a space's network is written out: what a runtime is given to run."""
+
+    #: Ops whose result cannot reach the output are left out (what TFLite, SNPE and TensorRT
+    #: toolchains do to a graph anyway).
+    pruned = "pruned"
+    #: Every op of the arch is computed, used or not (the network as a framework's eager code
+    #: runs it, e.g. NAS-Bench-201's PyTorch cells: ``none`` is ``x * 0``).
+    eager = "eager"
 
 
 class ArchError(LatlabError):
@@ -42,9 +54,12 @@ class SearchSpace(Protocol[A]):
 
     def example(self) -> A: ...
 
-    def graph(self, arch: A) -> OpGraph: ...
+    def graph(self, arch: A, form: GraphForm = GraphForm.pruned) -> OpGraph:
+        """The network, in ``form`` (the same graph in both where no op is ever dead)."""
+        ...
 
     def predictor_graph(self, arch: A) -> OpGraph:
         """What a learned predictor reads: the smallest graph that tells archs apart (a cell,
-        where every cell of the network is the same), or the whole network."""
+        where every cell of the network is the same), or the whole network; every op of the
+        arch, dead or not (the features say which)."""
         ...

@@ -3,8 +3,12 @@ benchmark's CIFAR macro network (input 1x3x32x32).
 
 Encodings, all of every index (isomorphic cells are kept; ``unique_key`` groups them):
 
-- index 0..15624: NAS-Bench-201's own enumeration order (``CellStructure.gen_all``): the edge
-  ops as base-5 digits, edge 1<-0 most significant, edge 3<-2 least;
+- index 0..15624: NAS-Bench-201's own index, the one its API, HW-NAS-Bench and HELP use: the
+  benchmark's generation script lists every cell (``CellStructure.gen_all``) and shuffles the
+  list once with ``random.seed(88)``; this module repeats that shuffle (tests check all 15,625
+  cells against the benchmark's own table);
+- enum index 0..15624 (``enum_index``, ``from_enum_index``): the unshuffled ``gen_all`` order,
+  the edge ops as base-5 digits, edge 1<-0 most significant, edge 3<-2 least;
 - string: the benchmark's ``|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...~0|...~1|...~2|``;
 - vector: BRP-NAS/Eagle's arch vector, the 6 op ids in edge order (LatBench's pickle keys).
 
@@ -12,13 +16,23 @@ The network: stem (3x3 conv 16 + BN); three stages of 5 cells with C = 16, 32, 6
 stages a residual reduction block (ReLU-Conv3x3/2-BN, ReLU-Conv3x3-BN, shortcut AvgPool2x2 +
 Conv1x1); then BN, ReLU, global average pool and a 10-way linear classifier. Inside a cell,
 ``nor_conv_kxk`` is ReLU-Conv-BN, ``avg_pool_3x3`` is a 3x3/1 average pool without counting
-padding, ``skip_connect`` is the identity and ``none`` the zero; a node sums its edges. Ops whose
-result cannot reach the cell output are not exported (they change no number a deployed model
-computes), and a cell whose output is cut off from its input outputs ``input * 0``.
+padding, ``skip_connect`` is the identity and ``none`` the zero; a node sums its edges.
+
+Two forms of the same network (``GraphForm``):
+
+- ``pruned`` (the default): ops whose result cannot reach the cell output are not exported (they
+  change no number a deployed model computes, and TFLite, SNPE and TensorRT prune them too);
+  a ``none`` edge is no op, and a cell whose output is cut off from its input outputs
+  ``input * 0``;
+- ``eager``: every edge is computed whether or not its result is used, ``none`` as ``x * 0``,
+  every node the sum of all its edges: the network as NAS-Bench-201's own PyTorch code runs it.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
+import random
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +41,7 @@ from functools import cached_property
 import numpy as np
 
 from latlab.graph import GraphBuilder, OpGraph
-from latlab.spaces.base import ArchError
+from latlab.spaces.base import ArchError, GraphForm
 
 __all__ = ["EDGES", "OPS", "Nb201", "Nb201Arch"]
 
@@ -35,7 +49,18 @@ OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 #: (to, from) in the benchmark's edge order.
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 SIZE = len(OPS) ** len(EDGES)
+#: The seed of the benchmark's shuffle (NAS-Bench-201's generation script).
+BENCHMARK_SEED = 88
 _STRING = re.compile(r"^\|(\w+)~0\|\+\|(\w+)~0\|(\w+)~1\|\+\|(\w+)~0\|(\w+)~1\|(\w+)~2\|$")
+
+
+@functools.cache
+def _benchmark_order() -> tuple[tuple[tuple[int, ...], ...], dict[tuple[int, ...], int]]:
+    """The cells in the benchmark's index order, and each cell's index: ``gen_all``'s order
+    (itertools.product over the edges, the last edge fastest) shuffled as the benchmark did."""
+    cells = list(itertools.product(range(len(OPS)), repeat=len(EDGES)))
+    random.Random(BENCHMARK_SEED).shuffle(cells)
+    return tuple(cells), {cell: i for i, cell in enumerate(cells)}
 
 
 @dataclass(frozen=True)
@@ -44,6 +69,12 @@ class Nb201Arch:
 
     @property
     def index(self) -> int:
+        """NAS-Bench-201's own index (its API's, HW-NAS-Bench's and HELP's)."""
+        return _benchmark_order()[1][self.ops]
+
+    @property
+    def enum_index(self) -> int:
+        """The position in the unshuffled ``gen_all`` order (the ops as base-5 digits)."""
         index = 0
         for op in self.ops:
             index = index * len(OPS) + op
@@ -120,8 +151,15 @@ class Nb201:
     # ------------------------------------------------------------------ encodings
 
     def from_index(self, index: int) -> Nb201Arch:
+        """The cell at NAS-Bench-201's own index."""
         if not 0 <= index < SIZE:
             raise ArchError(f"NAS-Bench-201 index {index} is out of range 0..{SIZE - 1}")
+        return Nb201Arch(_benchmark_order()[0][index])
+
+    def from_enum_index(self, index: int) -> Nb201Arch:
+        """The cell at ``index`` of the unshuffled enumeration (base-5 digits)."""
+        if not 0 <= index < SIZE:
+            raise ArchError(f"NAS-Bench-201 enum index {index} is out of range 0..{SIZE - 1}")
         digits = []
         for _ in EDGES:
             index, digit = divmod(index, len(OPS))
@@ -163,17 +201,18 @@ class Nb201:
         return arch.string
 
     def all(self) -> Iterator[Nb201Arch]:
-        return (self.from_index(i) for i in range(SIZE))
+        """Every cell, in index order."""
+        return (Nb201Arch(cell) for cell in _benchmark_order()[0])
 
     def sample(self, n: int, seed: int) -> list[Nb201Arch]:
         """``n`` distinct archs drawn uniformly with ``seed`` (connected cells only)."""
-        connected = [i for i in range(SIZE) if self.from_index(i).connected]
+        connected = [arch for arch in self.all() if arch.connected]
         if not 0 < n <= len(connected):
             raise ArchError(
                 f"can sample 1..{len(connected)} connected NAS-Bench-201 archs, not {n}"
             )
         chosen = np.random.default_rng(seed).choice(len(connected), size=n, replace=False)
-        return [self.from_index(connected[int(i)]) for i in chosen]
+        return [connected[int(i)] for i in chosen]
 
     def example(self) -> Nb201Arch:
         return self.from_string(
@@ -182,14 +221,15 @@ class Nb201:
 
     # ------------------------------------------------------------------ the network
 
-    def graph(self, arch: Nb201Arch) -> OpGraph:
-        b = GraphBuilder(f"nb201-{arch.index}", (1, 3, self.resolution, self.resolution))
+    def graph(self, arch: Nb201Arch, form: GraphForm = GraphForm.pruned) -> OpGraph:
+        name = f"nb201-{arch.index}" if form is GraphForm.pruned else f"nb201-{form}-{arch.index}"
+        b = GraphBuilder(name, (1, 3, self.resolution, self.resolution))
         x = b.batch_norm("stem.bn", b.conv("stem.conv", b.input, self.channels[0], 3))
         for stage, c in enumerate(self.channels):
             if stage:
                 x = self._reduction(b, f"s{stage}.reduce", x, c)
             for i in range(self.cells_per_stage):
-                x = self._cell(b, f"s{stage}.c{i}", x, arch)
+                x = self._cell(b, f"s{stage}.c{i}", x, arch, form)
         x = b.relu("head.relu", b.batch_norm("head.bn", x))
         x = b.flatten("head.flatten", b.global_avg_pool("head.pool", x))
         return b.build(b.linear("head.fc", x, self.n_classes))
@@ -200,7 +240,7 @@ class Nb201:
         BRP-NAS does. Isomorphic cells give isomorphic graphs."""
         c = self.channels[0]
         b = GraphBuilder(f"nb201-cell-{arch.index}", (1, c, self.resolution, self.resolution))
-        return b.build(self._cell(b, "cell", b.input, arch))
+        return b.build(self._cell(b, "cell", b.input, arch, GraphForm.pruned))
 
     def _relu_conv_bn(
         self, b: GraphBuilder, name: str, x: str, c: int, k: int, stride: int = 1
@@ -216,17 +256,20 @@ class Nb201:
         shortcut = b.conv(f"{name}.down.conv", shortcut, c, 1)
         return b.add(f"{name}.add", shortcut, y)
 
-    def _cell(self, b: GraphBuilder, name: str, x: str, arch: Nb201Arch) -> str:
+    def _cell(self, b: GraphBuilder, name: str, x: str, arch: Nb201Arch, form: GraphForm) -> str:
         c = b.shape(x)[1]
         nodes: dict[int, str | None] = {0: x}
+        eager = form is GraphForm.eager
         for to in (1, 2, 3):
             terms = []
             for frm in range(to):
                 src = nodes[frm]
-                if (to, frm) not in arch.live_edges or src is None:
+                if src is None or not (eager or (to, frm) in arch.live_edges):
                     continue
                 op, edge = arch.op(to, frm), f"{name}.e{to}{frm}"
-                if op == "skip_connect":
+                if op == "none":
+                    terms.append(b.zeros_like(f"{edge}.zero", src))
+                elif op == "skip_connect":
                     terms.append(src)
                 elif op == "nor_conv_1x1":
                     terms.append(self._relu_conv_bn(b, edge, src, c, 1))

@@ -20,7 +20,7 @@ from math import prod
 import numpy as np
 
 from latlab.graph import GraphBuilder, OpGraph
-from latlab.spaces.base import ArchError
+from latlab.spaces.base import ArchError, GraphForm
 
 __all__ = ["CHOICES", "Proxyless", "ProxylessArch"]
 
@@ -128,7 +128,9 @@ class Proxyless:
     def example(self) -> ProxylessArch:
         return self.from_string("-".join(["k3e6"] * len(RADIX)))
 
-    def graph(self, arch: ProxylessArch) -> OpGraph:
+    def graph(self, arch: ProxylessArch, form: GraphForm = GraphForm.pruned) -> OpGraph:
+        """The network; both forms are the same graph (a skipped block is no op, never a dead
+        one)."""
         b = GraphBuilder(
             f"proxyless-{self.resolution}-{arch.index}", (1, 3, self.resolution, self.resolution)
         )

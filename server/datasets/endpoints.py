@@ -11,6 +11,7 @@ from latlab.datasets.latbench import DatasetFileError, write_latbench
 from latlab.datasets.reader import METADATA, read_import
 from latlab.datasets.tables import datasheet, write_csv, write_parquet
 from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut
+from latlab.spaces import GraphForm
 from server.datasets import imports, service
 from server.deps import SessionDep, StateDep, UserAuth, UserWrite
 from server.errors import BadRequest, InvalidInput
@@ -58,6 +59,10 @@ def import_dataset(
     note: Annotated[
         str | None, Form(max_length=2000, pattern=NO_NUL, description="citation, licence")
     ] = None,
+    form: Annotated[
+        GraphForm | None,
+        Form(description="the graph form the figures are of (pruned, eager); default unknown"),
+    ] = None,
 ) -> DatasetOut:
     """Import published or exported latencies as a dataset; rows are marked ``imported``.
 
@@ -82,7 +87,7 @@ def import_dataset(
         raise InvalidInput(str(exc)) from exc
     del contents
     return imports.import_dataset(
-        session, table, name=name, space_name=space, space_params=params, note=note
+        session, table, name=name, space_name=space, space_params=params, note=note, form=form
     )
 
 

@@ -25,6 +25,7 @@ from latlab.schemas import (
     DeviceSource,
     MeasurementSource,
 )
+from latlab.spaces import GraphForm
 from server.auth import hash_token, new_device_token
 from server.datasets.service import dataset_out, space_or_invalid
 from server.db import reserve_ids, utcnow
@@ -49,9 +50,13 @@ def import_dataset(
     space_name: str | None = None,
     space_params: dict[str, int] | None = None,
     note: str | None = None,
+    form: GraphForm | None = None,
 ) -> DatasetOut:
+    """``form``: the graph form the figures are of, if the importer knows it (a latlab export
+    says it in its ``dataset.json``); None leaves it unknown."""
     params = space_params or {}
     space = space_or_invalid(_space_name(table, space_name), params)
+    measured_form = _form(table, form)
     canonical = _canonical_archs(space, table.rows)
     _refuse_duplicates(table.rows, canonical)
     devices = {d: _imported_device(session, d) for d in dict.fromkeys(r.device for r in table.rows)}
@@ -63,6 +68,7 @@ def import_dataset(
         space_params=params,
         source=DatasetSource.imported.value,
         state=DatasetState.ready.value,
+        form=measured_form.value if measured_form is not None else None,
         config=None,
         provenance={
             "files": table.files,
@@ -135,6 +141,24 @@ def _space_name(table: ImportTable, requested: str | None) -> str:
     if table.formats <= {"latbench", "json"}:
         return LATBENCH_SPACE
     raise InvalidInput("no search space given: pass space")
+
+
+def _form(table: ImportTable, requested: GraphForm | None) -> GraphForm | None:
+    named = set(table.forms) | ({requested.value} if requested is not None else set())
+    if len(named) > 1:
+        raise InvalidInput(
+            f"the import names several graph forms ({', '.join(sorted(named))}): "
+            "one import is one form"
+        )
+    if not named:
+        return None
+    form = named.pop()
+    try:
+        return GraphForm(form)
+    except ValueError:
+        raise InvalidInput(
+            f"unknown graph form {form[:40]!r}; known: {', '.join(GraphForm)}"
+        ) from None
 
 
 def _canonical_archs(space: Any, rows: list[ImportRow]) -> dict[str, tuple[str, int]]:

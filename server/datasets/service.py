@@ -31,7 +31,7 @@ from latlab.schemas import (
     JobState,
     RuntimeConfig,
 )
-from latlab.spaces import get_space
+from latlab.spaces import GraphForm, get_space
 from server.blobstore import BlobStore
 from server.config import Settings
 from server.db import utcnow
@@ -95,6 +95,7 @@ def create_campaign(session: Session, body: DatasetCreate, max_archs: int = 100_
         space_params=dict(body.space_params),
         source=DatasetSource.campaign.value,
         state=DatasetState.preparing.value,
+        form=body.form.value,
         config=body.config.model_dump(mode="json"),
         provenance={"devices": [d.id for d in devices], "seed": body.seed, "n": body.n},
         created_at=utcnow(),
@@ -158,16 +159,18 @@ def prepare_next(session: Session, blobs: BlobStore, settings: Settings) -> bool
         log.info("dataset prepared", extra={"dataset_id": dataset.id})
         return True
     space = get_space(dataset.space, **dataset.space_params)
-    graph = space.graph(space.parse(arch_row.arch))
+    form = GraphForm(dataset.form or GraphForm.pruned)
+    graph = space.graph(space.parse(arch_row.arch), form)
     work_dir = settings.upload_dir
     work_dir.mkdir(parents=True, exist_ok=True)
     config = RuntimeConfig.model_validate(dataset.config)
     fmt = config.runtime.model_format  # ONNX, or TFLite for phones and LiteRT
     with tempfile.NamedTemporaryFile(dir=work_dir, suffix=f".{fmt.value}", delete=False) as tmp:
         tmp.write(model_file(graph, fmt, seed=EXPORT_SEED))
-    model, _ = store_model(
-        session, blobs, Path(tmp.name), f"{dataset.space}-{arch_row.arch_index}.{fmt.value}"
-    )
+    stem = f"{dataset.space}-{arch_row.arch_index}"
+    if form is not GraphForm.pruned:
+        stem += f"-{form}"
+    model, _ = store_model(session, blobs, Path(tmp.name), f"{stem}.{fmt.value}")
     arch_row.model_id = model.id
     for device_id in (dataset.provenance or {})["devices"]:
         job = create_job(
@@ -243,6 +246,7 @@ def dataset_out(session: Session, dataset: Dataset) -> DatasetOut:
         space_params=dataset.space_params,
         source=DatasetSource(dataset.source),
         state=state,
+        form=GraphForm(dataset.form) if dataset.form else None,
         config=RuntimeConfig.model_validate(dataset.config) if dataset.config else None,
         provenance=dataset.provenance,
         error=dataset.error,
@@ -285,6 +289,7 @@ def dataset_dump(session: Session, dataset: Dataset, full: bool) -> DatasetDump:
         space=dataset.space,
         space_params=dataset.space_params,
         source=dataset.source,
+        form=dataset.form,
         config=dataset.config,
         provenance=dataset.provenance,
         archs=[
