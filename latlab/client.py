@@ -1,7 +1,8 @@
 """Python SDK over the REST API: ``Client`` for users and search jobs, ``AgentClient`` for agents.
 
 Every error answer becomes an ``ApiError`` (status, code, message); a server that does not
-answer at all is ``ServerUnreachable``.
+answer at all is ``ServerUnreachable``. Wherever a device is named, its id or its name will do
+(the server resolves it; ``Client.device`` gives the device and its id).
 
     >>> from latlab.client import Client
     >>> with Client("http://127.0.0.1:8000", api_key="...") as c:
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
@@ -118,12 +120,16 @@ class Client(_Http):
     def devices(self) -> list[DeviceOut]:
         return [DeviceOut.model_validate(d) for d in self._json("GET", "/v1/devices")]
 
-    def device(self, device_id: str) -> DeviceOut:
-        return DeviceOut.model_validate(self._json("GET", f"/v1/devices/{device_id}"))
+    def device(self, device: str) -> DeviceOut:
+        """The device with this id, or else with this name (an ``ApiError`` 422 naming the ids
+        when several devices share the name): ``client.device(name).id`` is its id."""
+        return DeviceOut.model_validate(self._json("GET", f"/v1/devices/{_segment(device)}"))
 
-    def revoke_device(self, device_id: str) -> DeviceOut:
+    def revoke_device(self, device: str) -> DeviceOut:
         """Revoke the device's token (a read-write key); its jobs are requeued or cancelled."""
-        return DeviceOut.model_validate(self._json("POST", f"/v1/devices/{device_id}/revoke"))
+        return DeviceOut.model_validate(
+            self._json("POST", f"/v1/devices/{_segment(device)}/revoke")
+        )
 
     # models
     def upload_model(self, path: str | Path, data: bytes | None = None) -> ModelOut:
@@ -406,10 +412,15 @@ class Client(_Http):
         return self._send("GET", f"/v1/predictors/{predictor_id}/plot").content
 
     def dataset_rows(self, dataset_id: str, device_id: str | None = None) -> list[dict[str, str]]:
-        """The dataset's CSV export as rows (space, arch, device_id, latency_ms, ...)."""
+        """The dataset's CSV export as rows (space, arch, device_id, latency_ms, ...), of one
+        device if given (its id or name)."""
         text = self.export_dataset(dataset_id, DatasetFormat.csv).decode()
         rows = list(csv.DictReader(io.StringIO(text)))
-        return [r for r in rows if device_id is None or r["device_id"] == device_id]
+        if device_id is None:
+            return rows
+        if not any(r["device_id"] == device_id for r in rows):
+            device_id = self.device(device_id).id  # a name (or a device not in the dataset)
+        return [r for r in rows if r["device_id"] == device_id]
 
     # measurements
     def measurements(
@@ -519,6 +530,11 @@ class AgentClient(_Http):
         return JobOut.model_validate(
             self._json("POST", f"/v1/agent/jobs/{job_id}/release", json=body)
         )
+
+
+def _segment(text: str) -> str:
+    """``text`` as one URL path segment (a device name may hold spaces, ``?`` or ``#``)."""
+    return quote(text, safe="")
 
 
 def _query(

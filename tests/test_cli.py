@@ -288,7 +288,7 @@ def test_train_registers_a_predictor_that_predict_then_uses(
     assert listed.returncode == 0 and "nb201" in listed.stdout and "*" in listed.stdout
 
     missing = latlab("train", "--device", "nope", url=live_server.url)
-    assert missing.returncode == 1 and "no dataset" in missing.stderr
+    assert missing.returncode == 1 and "no device 'nope'" in missing.stderr
 
 
 def test_devices_are_listed_and_revoked_only_with_a_read_write_key(

@@ -138,7 +138,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--archs", nargs="+", help="archs: indices, strings or vectors")
     b.add_argument("--archs-file", help="a file with one arch per line")
-    b.add_argument("--device", nargs="+", help="device ids")
+    b.add_argument("--device", nargs="+", help="device ids or names")
     b.add_argument("--selector", nargs="*", metavar="KEY=VALUE", help="every matching device")
     b.add_argument("--name", help="dataset name (default SPACE-N)")
     add_runtime_flags(b)

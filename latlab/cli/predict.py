@@ -30,23 +30,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         if getattr(args, k) is not None
     }
     config = replace(config, **overrides, seed=args.seed)
-    with (
-        client_from(args) as client,
-        tqdm(
+    with client_from(args) as client:
+        device = client.device(args.device)  # an id or a name: the training data is by id
+        with tqdm(
             total=config.epochs * config.ensemble, unit="epoch", file=sys.stderr, dynamic_ncols=True
-        ) as bar,
-    ):
-        run = train_for_device(
-            client,
-            args.device,
-            config,
-            dataset_ids=args.dataset or (),
-            n_train=args.train,
-            n_val=args.val,
-            split_seed=args.seed,
-            register=not args.no_register,
-            on_epoch=lambda _: bar.update(1),
-        )
+        ) as bar:
+            run = train_for_device(
+                client,
+                device.id,
+                config,
+                dataset_ids=args.dataset or (),
+                n_train=args.train,
+                n_val=args.val,
+                split_seed=args.seed,
+                register=not args.no_register,
+                on_epoch=lambda _: bar.update(1),
+            )
     t = run.report.test
     print(
         f"trained on {run.predictor.meta['split']['train']} of "
@@ -62,7 +61,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"plot {args.plot}")
     if run.registered is not None:
         print(
-            f"{run.registered.id}  version {run.registered.version} of {args.device} ({run.registered.runtime}), current"
+            f"{run.registered.id}  version {run.registered.version} of {device.id} "
+            f"({device.name}, {run.registered.runtime}), current"
         )
     return 0
 
@@ -129,7 +129,7 @@ def cmd_predictors(args: argparse.Namespace) -> int:
 def add_predict_flags(p: argparse.ArgumentParser, default_predictor: str) -> None:
     p.add_argument("archs", nargs="*", help="archs of --space: indices, strings or vectors")
     p.add_argument(
-        "--device", required=True, action="append", help="a device id (repeat for several)"
+        "--device", required=True, action="append", help="a device id or name (repeat for several)"
     )
     p.add_argument("--space", default="nb201")
     p.add_argument("--param", action="append", metavar="KEY=INT", help="space parameter")
@@ -144,7 +144,7 @@ def add_predict_flags(p: argparse.ArgumentParser, default_predictor: str) -> Non
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     t = add_user_flags(sub.add_parser("train", help="train a GCN latency predictor for a device"))
-    t.add_argument("--device", required=True)
+    t.add_argument("--device", required=True, help="a device id or name")
     t.add_argument(
         "--dataset", nargs="+", help="datasets to train on (default: all of the device's)"
     )
@@ -165,6 +165,6 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
 
     r = add_user_flags(sub.add_parser("predictors", help="the predictor registry"))
-    r.add_argument("--device", help="only this device's")
+    r.add_argument("--device", help="only this device's (id or name)")
     r.add_argument("--current", metavar="ID", help="make this version current")
     r.set_defaults(func=cmd_predictors)
