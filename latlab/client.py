@@ -232,9 +232,15 @@ class Client(_Http):
         space: str | None = None,
         space_params: dict[str, int] | None = None,
         note: str | None = None,
+        runtime: str | None = None,
         timeout_s: float = 600.0,
     ) -> DatasetOut:
-        """Import LatBench pickles/JSON, CSV files or a latlab export zip as one dataset."""
+        """Import LatBench pickles/JSON, CSV files or a latlab export zip as one dataset.
+
+        ``runtime`` names what the published numbers were measured with, for rows whose file
+        does not say (LatBench files never do; a CSV without a ``runtime`` column); such rows
+        are stored under ``unknown`` otherwise. The answer's ``provenance["import_devices"]``
+        lists each device with its rows and whether this import created it."""
         parts = []
         for item in files:
             file_name, data = (
@@ -246,6 +252,7 @@ class Client(_Http):
             space=space,
             space_params=json.dumps(space_params) if space_params else None,
             note=note,
+            runtime=runtime,
         )
         data = self._json("POST", "/v1/datasets/import", files=parts, data=form, timeout=timeout_s)
         return DatasetOut.model_validate(data)

@@ -4,6 +4,7 @@ import datasets."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from latlab.cli.common import (
@@ -17,7 +18,13 @@ from latlab.cli.common import (
     table,
 )
 from latlab.progress import follow_dataset
-from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut, DatasetState
+from latlab.schemas import (
+    UNKNOWN_RUNTIME,
+    DatasetCreate,
+    DatasetFormat,
+    DatasetOut,
+    DatasetState,
+)
 
 __all__ = ["add_parsers"]
 
@@ -121,9 +128,29 @@ def cmd_import(args: argparse.Namespace) -> int:
             space=args.space,
             space_params=params or None,
             note=args.note,
+            runtime=args.runtime,
             timeout_s=TRANSFER_TIMEOUT_S,
         )
     print(_summary(dataset))
+    devices = (dataset.provenance or {}).get("import_devices") or []
+    rows = [
+        {
+            "device_id": d["id"],
+            "name": d["name"],
+            "rows": d["rows"],
+            "runtime": ",".join(d["runtimes"]),
+            "created": "yes" if d["created"] else "no (reused)",
+        }
+        for d in devices
+    ]
+    if rows:
+        print(table(rows, ["device_id", "name", "rows", "runtime", "created"]))
+    if any(UNKNOWN_RUNTIME in d["runtimes"] for d in devices):
+        print(
+            f"note: rows whose file names no runtime are stored as {UNKNOWN_RUNTIME!r}; "
+            "say which with --runtime",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -164,4 +191,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     i.add_argument("--space", help="search space (LatBench files: nb201)")
     i.add_argument("--param", action="append", metavar="KEY=INT", help="space parameter")
     i.add_argument("--note", help="where the data comes from: citation, licence")
+    i.add_argument(
+        "--runtime",
+        help="what the numbers were measured with, for rows whose file names none "
+        f"(default: stored as {UNKNOWN_RUNTIME!r})",
+    )
     i.set_defaults(func=cmd_import)
