@@ -27,6 +27,7 @@ import httpx
 
 from latlab.errors import ApiError, ServerUnreachable
 from latlab.schemas import (
+    MAX_PREDICT_ITEMS,
     ClaimedJob,
     DatasetCreate,
     DatasetFormat,
@@ -340,19 +341,30 @@ class Client(_Http):
         version: str | None = None,
         space_params: dict[str, int] | None = None,
     ) -> PredictOut:
-        """Predicted latency (ms) of archs of a space, or of stored models, on a device: by the
-        device's current GCN for the space, its newest LUT (``auto`` picks), or ``version``."""
-        body = PredictRequest(
-            device_id=device_id,
-            version=version,
-            **_query(space, archs, model_ids, predictor, space_params),
-        )
-        # straight from the bytes: validating the parsed dict of a 10,000-item answer took
-        # ~10x as long (bench/predict_throughput.py)
-        response = self._send(
-            "POST", "/v1/predict", json=body.model_dump(mode="json", exclude_none=True)
-        )
-        return PredictOut.model_validate_json(response.content)
+        """Predicted latency (ms) of archs of a space, or of stored models, on a device (id or
+        name): by the device's current GCN for the space, its newest LUT (``auto`` picks), or
+        ``version``. Any number of items: a longer list than the server takes in one call
+        (``MAX_PREDICT_ITEMS``) is sent in batches, each answered by the version that answered
+        the first, and comes back as one answer in the order given."""
+        answer: PredictOut | None = None
+        for batch_archs, batch_models in _batches(archs, model_ids):
+            body = PredictRequest(
+                device_id=device_id if answer is None else answer.device_id,
+                version=version if answer is None else answer.version,
+                **_query(space, batch_archs, batch_models, predictor, space_params),
+            )
+            # straight from the bytes: validating the parsed dict of a 10,000-item answer took
+            # ~10x as long (bench/predict_throughput.py)
+            response = self._send(
+                "POST", "/v1/predict", json=body.model_dump(mode="json", exclude_none=True)
+            )
+            out = PredictOut.model_validate_json(response.content)
+            if answer is None:
+                answer = out
+            else:
+                answer.predictions.extend(out.predictions)
+        assert answer is not None  # _batches yields at least once
+        return answer
 
     def predict_devices(
         self,
@@ -364,16 +376,32 @@ class Client(_Http):
         predictor: PredictorKind = PredictorKind.auto,
         space_params: dict[str, int] | None = None,
     ) -> list[PredictOut]:
-        """The same archs or models on several devices (each by its own current predictor),
-        one answer per device in the order given."""
+        """The same archs or models on several devices (ids or names; each by its own current
+        predictor), one answer per device in the order given. Longer lists than one call
+        takes are batched as in ``predict``, each device's batches by one version."""
+        batches = iter(_batches(archs, model_ids))
+        first_archs, first_models = next(batches)
         body = PredictDevicesRequest(
             device_ids=list(device_ids),
-            **_query(space, archs, model_ids, predictor, space_params),
+            **_query(space, first_archs, first_models, predictor, space_params),
         )
         response = self._send(
             "POST", "/v1/predict/devices", json=body.model_dump(mode="json", exclude_none=True)
         )
-        return PredictDevicesOut.model_validate_json(response.content).results
+        answers = PredictDevicesOut.model_validate_json(response.content).results
+        for batch_archs, batch_models in batches:
+            for answer in answers:
+                more = self.predict(
+                    answer.device_id,
+                    space=space,
+                    archs=batch_archs,
+                    model_ids=batch_models,
+                    predictor=predictor,
+                    version=answer.version,
+                    space_params=space_params,
+                )
+                answer.predictions.extend(more.predictions)
+        return answers
 
     # predictor registry
     def upload_predictor(
@@ -542,6 +570,23 @@ class AgentClient(_Http):
 def _segment(text: str) -> str:
     """``text`` as one URL path segment (a device name may hold spaces, ``?`` or ``#``)."""
     return quote(text, safe="")
+
+
+def _batches(
+    archs: Iterable[str | int] | None, model_ids: Iterable[str] | None
+) -> Iterator[tuple[list[str | int] | None, list[str] | None]]:
+    """The archs or models of a prediction in calls of at most ``MAX_PREDICT_ITEMS``; at least
+    one call (both or neither given: one, for the server to refuse)."""
+    arch_list = list(archs) if archs is not None else None
+    model_list = list(model_ids) if model_ids is not None else None
+    if arch_list is not None and model_list is None and len(arch_list) > MAX_PREDICT_ITEMS:
+        for start in range(0, len(arch_list), MAX_PREDICT_ITEMS):
+            yield arch_list[start : start + MAX_PREDICT_ITEMS], None
+    elif model_list is not None and arch_list is None and len(model_list) > MAX_PREDICT_ITEMS:
+        for start in range(0, len(model_list), MAX_PREDICT_ITEMS):
+            yield None, model_list[start : start + MAX_PREDICT_ITEMS]
+    else:
+        yield arch_list, model_list
 
 
 def _query(

@@ -1,10 +1,11 @@
-"""What every verb shares: the client from flags or env, KEY=VALUE parsing, tables, the
-runtime-config flags, and the usage error (exit 2)."""
+"""What every verb shares: the client from flags or env, KEY=VALUE parsing, arch lists,
+tables, the runtime-config flags, and the usage error (exit 2)."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,6 +18,7 @@ __all__ = [
     "UsageError",
     "add_runtime_flags",
     "add_user_flags",
+    "archs_from",
     "client_from",
     "int_params",
     "kv",
@@ -62,6 +64,18 @@ def int_params(items: Sequence[str] | None, what: str = "--param") -> dict[str, 
         return {k: int(v) for k, v in params.items()}
     except ValueError:
         raise UsageError(f"{what} values are integers, got {params}") from None
+
+
+def archs_from(archs: Sequence[str] | None, archs_file: str | None) -> list[str | int] | None:
+    """Archs given as arguments, then those of ``archs_file`` (one per line; blank lines and
+    ``#`` comments skipped); None when there are none."""
+    out: list[str | int] = list(archs or [])
+    if archs_file is not None:
+        for line in Path(archs_file).read_text().splitlines():
+            arch = line.split("#", 1)[0].strip()
+            if arch:
+                out.append(arch)
+    return out or None
 
 
 def table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:

@@ -11,6 +11,7 @@ from latlab.cli.common import (
     UsageError,
     add_runtime_flags,
     add_user_flags,
+    archs_from,
     client_from,
     int_params,
     kv,
@@ -40,16 +41,8 @@ def _summary(d: DatasetOut) -> str:
     )
 
 
-def _archs(args: argparse.Namespace) -> list[str | int] | None:
-    archs: list[str | int] = list(args.archs or [])
-    if args.archs_file is not None:
-        lines = Path(args.archs_file).read_text().splitlines()
-        archs += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    return archs or None
-
-
 def cmd_build(args: argparse.Namespace) -> int:
-    archs = _archs(args)
+    archs = archs_from(args.archs, args.archs_file)
     if (archs is None) == (args.n is None):
         raise UsageError("give --n N (a sample) or --archs/--archs-file (a list)")
     selector: dict[str, str | int] | None = None

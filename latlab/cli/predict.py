@@ -11,7 +11,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from latlab.cli.common import UsageError, add_user_flags, client_from, int_params, table
+from latlab.cli.common import (
+    UsageError,
+    add_user_flags,
+    archs_from,
+    client_from,
+    int_params,
+    table,
+)
 from latlab.schemas import PredictorKind
 
 __all__ = ["add_parsers", "cmd_predict"]
@@ -68,13 +75,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    if (not args.archs) == (not args.model):
-        raise UsageError("give archs (with --space) or --model IDs")
+    archs = archs_from(args.archs, args.archs_file)
+    if (archs is None) == (not args.model):
+        raise UsageError("give archs (arguments or --archs-file, with --space) or --model IDs")
     if len(args.device) > 1 and args.version is not None:
         raise UsageError("--version names one device's predictor: give one --device")
     query: dict[str, Any] = {
-        "space": args.space if args.archs else None,
-        "archs": args.archs or None,
+        "space": args.space if archs else None,
+        "archs": archs,
         "model_ids": args.model,
         "predictor": PredictorKind(args.predictor),
         "space_params": int_params(args.param),
@@ -128,6 +136,10 @@ def cmd_predictors(args: argparse.Namespace) -> int:
 
 def add_predict_flags(p: argparse.ArgumentParser, default_predictor: str) -> None:
     p.add_argument("archs", nargs="*", help="archs of --space: indices, strings or vectors")
+    p.add_argument(
+        "--archs-file",
+        help="a file with one arch per line (# comments); any number: sent in batches",
+    )
     p.add_argument(
         "--device", required=True, action="append", help="a device id or name (repeat for several)"
     )
