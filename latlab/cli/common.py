@@ -1,9 +1,10 @@
 """What every verb shares: the client from flags or env, KEY=VALUE parsing, arch lists,
-tables, the runtime-config flags, and the usage error (exit 2)."""
+tables and figures, the runtime-config flags, and the usage error (exit 2)."""
 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ __all__ = [
     "add_user_flags",
     "archs_from",
     "client_from",
+    "figure",
     "int_params",
     "kv",
     "ms",
@@ -76,6 +78,14 @@ def archs_from(archs: Sequence[str] | None, archs_file: str | None) -> list[str 
             if arch:
                 out.append(arch)
     return out or None
+
+
+def figure(value: Any, fmt: str = ".4f", scale: float = 1.0, suffix: str = "") -> str:
+    """A metric as text; ``-`` when it is missing, not a number, or not finite (a Spearman
+    rho of a one-arch split is NaN, stored as null)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return "-"
+    return f"{value * scale:{fmt}}{suffix}"
 
 
 def table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:

@@ -16,6 +16,7 @@ from latlab.cli.common import (
     add_user_flags,
     archs_from,
     client_from,
+    figure,
     int_params,
     table,
 )
@@ -57,8 +58,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(
         f"trained on {run.predictor.meta['split']['train']} of "
         f"{len(run.data.archs)} {run.data.space} archs ({args.preset}); held-out {t.n}: "
-        f"{100 * t.within_10pct:.1f}% within 10%, {100 * t.within_5pct:.1f}% within 5%, "
-        f"MAPE {100 * t.mape:.2f}%, RMSE {t.rmse_ms:.4f} ms, rho {t.spearman:.4f}, tau {t.kendall:.4f}"
+        f"{figure(t.within_10pct, '.1f', 100, '%')} within 10%, "
+        f"{figure(t.within_5pct, '.1f', 100, '%')} within 5%, "
+        f"MAPE {figure(t.mape, '.2f', 100, '%')}, RMSE {figure(t.rmse_ms, '.4f', suffix=' ms')}, "
+        f"rho {figure(t.spearman)}, tau {figure(t.kendall)}"
     )
     if args.output is not None:
         Path(args.output).write_bytes(run.predictor.to_bytes())
@@ -119,10 +122,8 @@ def cmd_predictors(args: argparse.Namespace) -> int:
                 "space": p.space or "-",
                 "version": p.version,
                 "current": "*" if p.current else "",
-                "within_10pct": f"{100 * p.metrics['test']['within_10pct']:.1f}%"
-                if "test" in p.metrics
-                else "-",
-                "rho": f"{p.metrics['test']['spearman']:.4f}" if "test" in p.metrics else "-",
+                "within_10pct": figure(_test(p.metrics, "within_10pct"), ".1f", 100, "%"),
+                "rho": figure(_test(p.metrics, "spearman")),
             }
             for p in client.predictors(args.device)
         ]
@@ -132,6 +133,12 @@ def cmd_predictors(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _test(metrics: dict[str, Any], name: str) -> Any:
+    """A held-out figure of a predictor's metrics, None where it has none."""
+    test = metrics.get("test")
+    return test.get(name) if isinstance(test, dict) else None
 
 
 def add_predict_flags(p: argparse.ArgumentParser, default_predictor: str) -> None:
