@@ -1,7 +1,8 @@
 """Python SDK over the REST API: ``Client`` for users and search jobs, ``AgentClient`` for agents.
 
 Every error answer becomes an ``ApiError`` (status, code, message); a server that does not
-answer at all is ``ServerUnreachable``.
+answer at all is ``ServerUnreachable``. Wherever a device is named, its id or its name will do
+(the server resolves it; ``Client.device`` gives the device and its id).
 
     >>> from latlab.client import Client
     >>> with Client("http://127.0.0.1:8000", api_key="...") as c:
@@ -20,11 +21,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
 from latlab.errors import ApiError, ServerUnreachable
 from latlab.schemas import (
+    MAX_PREDICT_ITEMS,
     ClaimedJob,
     DatasetCreate,
     DatasetFormat,
@@ -119,12 +122,16 @@ class Client(_Http):
     def devices(self) -> list[DeviceOut]:
         return [DeviceOut.model_validate(d) for d in self._json("GET", "/v1/devices")]
 
-    def device(self, device_id: str) -> DeviceOut:
-        return DeviceOut.model_validate(self._json("GET", f"/v1/devices/{device_id}"))
+    def device(self, device: str) -> DeviceOut:
+        """The device with this id, or else with this name (an ``ApiError`` 422 naming the ids
+        when several devices share the name): ``client.device(name).id`` is its id."""
+        return DeviceOut.model_validate(self._json("GET", f"/v1/devices/{_segment(device)}"))
 
-    def revoke_device(self, device_id: str) -> DeviceOut:
+    def revoke_device(self, device: str) -> DeviceOut:
         """Revoke the device's token (a read-write key); its jobs are requeued or cancelled."""
-        return DeviceOut.model_validate(self._json("POST", f"/v1/devices/{device_id}/revoke"))
+        return DeviceOut.model_validate(
+            self._json("POST", f"/v1/devices/{_segment(device)}/revoke")
+        )
 
     # models
     def upload_model(self, path: str | Path, data: bytes | None = None) -> ModelOut:
@@ -228,10 +235,17 @@ class Client(_Http):
         space_params: dict[str, int] | None = None,
         note: str | None = None,
         form: GraphForm | None = None,
+        runtime: str | None = None,
         timeout_s: float = 600.0,
     ) -> DatasetOut:
-        """Import LatBench pickles/JSON, CSV files or a latlab export zip as one dataset;
-        ``form``: the graph form the figures are of, if known (GraphForm)."""
+        """Import LatBench pickles/JSON, CSV files or a latlab export zip as one dataset.
+
+        ``form``: the graph form the figures are of, if known (GraphForm; a latlab export says
+        it itself). ``runtime`` names what the published numbers were measured with, for rows
+        whose file does not say (LatBench files never do; a CSV without a ``runtime`` column);
+        such rows are stored under ``unknown`` otherwise. The answer's
+        ``provenance["import_devices"]`` lists each device with its rows and whether this
+        import created it."""
         parts = []
         for item in files:
             file_name, data = (
@@ -244,6 +258,7 @@ class Client(_Http):
             space_params=json.dumps(space_params) if space_params else None,
             note=note,
             form=form.value if form is not None else None,
+            runtime=runtime,
         )
         data = self._json(
             "POST", "/v1/datasets/import", files=parts, data=fields, timeout=timeout_s
@@ -333,19 +348,30 @@ class Client(_Http):
         version: str | None = None,
         space_params: dict[str, int] | None = None,
     ) -> PredictOut:
-        """Predicted latency (ms) of archs of a space, or of stored models, on a device: by the
-        device's current GCN for the space, its newest LUT (``auto`` picks), or ``version``."""
-        body = PredictRequest(
-            device_id=device_id,
-            version=version,
-            **_query(space, archs, model_ids, predictor, space_params),
-        )
-        # straight from the bytes: validating the parsed dict of a 10,000-item answer took
-        # ~10x as long (bench/predict_throughput.py)
-        response = self._send(
-            "POST", "/v1/predict", json=body.model_dump(mode="json", exclude_none=True)
-        )
-        return PredictOut.model_validate_json(response.content)
+        """Predicted latency (ms) of archs of a space, or of stored models, on a device (id or
+        name): by the device's current GCN for the space, its newest LUT (``auto`` picks), or
+        ``version``. Any number of items: a longer list than the server takes in one call
+        (``MAX_PREDICT_ITEMS``) is sent in batches, each answered by the version that answered
+        the first, and comes back as one answer in the order given."""
+        answer: PredictOut | None = None
+        for batch_archs, batch_models in _batches(archs, model_ids):
+            body = PredictRequest(
+                device_id=device_id if answer is None else answer.device_id,
+                version=version if answer is None else answer.version,
+                **_query(space, batch_archs, batch_models, predictor, space_params),
+            )
+            # straight from the bytes: validating the parsed dict of a 10,000-item answer took
+            # ~10x as long (bench/predict_throughput.py)
+            response = self._send(
+                "POST", "/v1/predict", json=body.model_dump(mode="json", exclude_none=True)
+            )
+            out = PredictOut.model_validate_json(response.content)
+            if answer is None:
+                answer = out
+            else:
+                answer.predictions.extend(out.predictions)
+        assert answer is not None  # _batches yields at least once
+        return answer
 
     def predict_devices(
         self,
@@ -357,16 +383,32 @@ class Client(_Http):
         predictor: PredictorKind = PredictorKind.auto,
         space_params: dict[str, int] | None = None,
     ) -> list[PredictOut]:
-        """The same archs or models on several devices (each by its own current predictor),
-        one answer per device in the order given."""
+        """The same archs or models on several devices (ids or names; each by its own current
+        predictor), one answer per device in the order given. Longer lists than one call
+        takes are batched as in ``predict``, each device's batches by one version."""
+        batches = iter(_batches(archs, model_ids))
+        first_archs, first_models = next(batches)
         body = PredictDevicesRequest(
             device_ids=list(device_ids),
-            **_query(space, archs, model_ids, predictor, space_params),
+            **_query(space, first_archs, first_models, predictor, space_params),
         )
         response = self._send(
             "POST", "/v1/predict/devices", json=body.model_dump(mode="json", exclude_none=True)
         )
-        return PredictDevicesOut.model_validate_json(response.content).results
+        answers = PredictDevicesOut.model_validate_json(response.content).results
+        for batch_archs, batch_models in batches:
+            for answer in answers:
+                more = self.predict(
+                    answer.device_id,
+                    space=space,
+                    archs=batch_archs,
+                    model_ids=batch_models,
+                    predictor=predictor,
+                    version=answer.version,
+                    space_params=space_params,
+                )
+                answer.predictions.extend(more.predictions)
+        return answers
 
     # predictor registry
     def upload_predictor(
@@ -412,10 +454,15 @@ class Client(_Http):
         return self._send("GET", f"/v1/predictors/{predictor_id}/plot").content
 
     def dataset_rows(self, dataset_id: str, device_id: str | None = None) -> list[dict[str, str]]:
-        """The dataset's CSV export as rows (space, arch, device_id, latency_ms, ...)."""
+        """The dataset's CSV export as rows (space, arch, device_id, latency_ms, ...), of one
+        device if given (its id or name)."""
         text = self.export_dataset(dataset_id, DatasetFormat.csv).decode()
         rows = list(csv.DictReader(io.StringIO(text)))
-        return [r for r in rows if device_id is None or r["device_id"] == device_id]
+        if device_id is None:
+            return rows
+        if not any(r["device_id"] == device_id for r in rows):
+            device_id = self.device(device_id).id  # a name (or a device not in the dataset)
+        return [r for r in rows if r["device_id"] == device_id]
 
     # measurements
     def measurements(
@@ -525,6 +572,28 @@ class AgentClient(_Http):
         return JobOut.model_validate(
             self._json("POST", f"/v1/agent/jobs/{job_id}/release", json=body)
         )
+
+
+def _segment(text: str) -> str:
+    """``text`` as one URL path segment (a device name may hold spaces, ``?`` or ``#``)."""
+    return quote(text, safe="")
+
+
+def _batches(
+    archs: Iterable[str | int] | None, model_ids: Iterable[str] | None
+) -> Iterator[tuple[list[str | int] | None, list[str] | None]]:
+    """The archs or models of a prediction in calls of at most ``MAX_PREDICT_ITEMS``; at least
+    one call (both or neither given: one, for the server to refuse)."""
+    arch_list = list(archs) if archs is not None else None
+    model_list = list(model_ids) if model_ids is not None else None
+    if arch_list is not None and model_list is None and len(arch_list) > MAX_PREDICT_ITEMS:
+        for start in range(0, len(arch_list), MAX_PREDICT_ITEMS):
+            yield arch_list[start : start + MAX_PREDICT_ITEMS], None
+    elif model_list is not None and arch_list is None and len(model_list) > MAX_PREDICT_ITEMS:
+        for start in range(0, len(model_list), MAX_PREDICT_ITEMS):
+            yield None, model_list[start : start + MAX_PREDICT_ITEMS]
+    else:
+        yield arch_list, model_list
 
 
 def _query(

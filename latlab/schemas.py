@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from latlab.spaces.base import GraphForm
 
 __all__ = [
+    "MAX_PREDICT_ITEMS",
     "PROTOCOL_VERSION",
+    "UNKNOWN_RUNTIME",
     "ClaimedJob",
     "DatasetCreate",
     "DatasetFormat",
@@ -75,7 +77,14 @@ __all__ = [
 #: protocol could change a number; every measurement records the version it was taken with.
 PROTOCOL_VERSION = "1"
 
+#: The runtime of imported rows when neither the file nor the import names one.
+UNKNOWN_RUNTIME = "unknown"
+#: Architectures or models in one prediction call (``Client.predict`` splits longer lists).
+MAX_PREDICT_ITEMS = 10_000
+
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+#: A device named by its id or by its name (the server resolves either).
+DEVICE_REF_MAX = 200
 SampleMs = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
@@ -319,7 +328,8 @@ class JobCreate(_In):
     """Time one model on one device, or on any one device whose descriptor matches."""
 
     model_id: str = Field(pattern=r"^[0-9a-f]{64}$")
-    device_id: str | None = Field(default=None, max_length=64)
+    #: The device's id or name.
+    device_id: str | None = Field(default=None, max_length=DEVICE_REF_MAX)
     #: Descriptor fields that a device must match exactly (``{"cpu_arch": "x86_64"}``); a
     #: ``labels.KEY`` entry matches a label. Used when ``device_id`` is not given.
     selector: dict[str, str | int] | None = Field(default=None, max_length=32)
@@ -526,6 +536,7 @@ class DatasetCreate(_In):
     archs: list[str | int] | None = Field(default=None, min_length=1, max_length=100_000)
     n: int | None = Field(default=None, ge=1, le=100_000)
     seed: int = Field(default=0, ge=0)
+    #: Ids or names.
     device_ids: list[str] | None = Field(default=None, min_length=1, max_length=1000)
     selector: dict[str, str | int] | None = Field(default=None, max_length=32)
     config: RuntimeConfig = Field(default_factory=RuntimeConfig)
@@ -591,7 +602,8 @@ class LutCreate(_In):
     """
 
     name: Name | None = None
-    device_id: str = Field(max_length=64)
+    #: The device's id or name.
+    device_id: str = Field(max_length=DEVICE_REF_MAX)
     source: LutSource
     config: RuntimeConfig = Field(default_factory=RuntimeConfig)
     space: str | None = Field(default=None, max_length=50)
@@ -666,7 +678,8 @@ class PredictQuery(_In):
 class PredictRequest(PredictQuery):
     """Latency on one device."""
 
-    device_id: str = Field(max_length=64)
+    #: The device's id or name.
+    device_id: str = Field(max_length=DEVICE_REF_MAX)
     #: A specific LUT or predictor id (default: the device's current one).
     version: str | None = Field(default=None, max_length=64)
 
@@ -674,7 +687,8 @@ class PredictRequest(PredictQuery):
 class PredictDevicesRequest(PredictQuery):
     """Latency of the same items on several devices (each by its own current predictor)."""
 
-    device_ids: list[str] = Field(min_length=1)
+    #: Ids or names.
+    device_ids: list[Annotated[str, Field(max_length=DEVICE_REF_MAX)]] = Field(min_length=1)
 
 
 class EstimatedOp(BaseModel):

@@ -303,7 +303,8 @@ class Predictor(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
-    #: The runtime its training data was measured with ("imported" for published data).
+    #: The runtime its training data was measured with (``unknown`` for published data that
+    #: names none).
     runtime: Mapped[str] = mapped_column(String(100))
     #: The search space whose predictor graphs it reads; None: whole OpGraphs of models.
     space: Mapped[str | None] = mapped_column(String(50), nullable=True)

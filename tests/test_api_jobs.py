@@ -162,6 +162,44 @@ def test_a_device_without_the_runtime_cannot_be_given_the_job(
     assert err.status == 422 and "cannot run" in err.message
 
 
+def test_a_device_may_be_named_by_its_name_wherever_its_id_is_taken(
+    live_server: EmbeddedServer, client: Client, model: ModelOut
+) -> None:
+    agent_client, reg = register(live_server.url, name="lab bench #2")
+    agent_client.close()
+    name = "lab bench #2"  # a space and a '#': one path segment all the same
+    assert client.device(name).id == reg.device_id
+
+    job = client.create_job(model.id, device_id=name)
+    assert job.device_id == reg.device_id  # stored as the id
+    by_id = client.create_job(model.id, device_id=reg.device_id)
+    assert by_id.id == job.id and by_id.deduplicated
+    assert [j.id for j in client.jobs(device_id=name)] == [job.id]
+    assert client.measurements(device_id=name) == []
+
+    err = status_of(lambda: client.jobs(device_id="no such bench"))
+    assert err.status == 404 and "no device 'no such bench'" in err.message
+
+    twin_a = register(live_server.url, name="twin")
+    twin_b = register(live_server.url, name="twin")
+    for agent, _ in (twin_a, twin_b):
+        agent.close()
+    ids = sorted(r.device_id for _, r in (twin_a, twin_b))
+    for call in (
+        lambda: client.device("twin"),
+        lambda: client.create_job(model.id, device_id="twin"),
+        lambda: client.measurements(device_id="twin"),
+    ):
+        err = status_of(call)
+        assert err.status == 422 and "2 devices are named 'twin'" in err.message
+        assert all(i in err.message for i in ids)
+
+    client.revoke_device(name)
+    assert client.jobs(device_id=name)[0].state == JobState.cancelled
+    client.revoke_device(twin_a[1].device_id)  # a job by the name: the twin that can run it
+    assert client.create_job(model.id, device_id="twin").device_id == twin_b[1].device_id
+
+
 # --------------------------------------------------------------------------- claiming
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -153,11 +154,11 @@ def test_dataset_build_follow_export_and_import_back(
 
     agent = start_agent(live_server.url, tmp_path, name="cli-cpu")
     try:
-        device = client.devices()[0]
+        assert [d.name for d in client.devices()] == ["cli-cpu"]  # built by its name below
         fast = ["--warmup-runs", "1", "--warmup-s", "0", "--runs", "3", "--min-s", "0"]
         built = latlab(
             "dataset", "build", "--space", "nb201", "--n", "3", "--seed", "4",
-            "--device", device.id, *fast, "--no-profile", "--name", "cli", "--wait",
+            "--device", "cli-cpu", *fast, "--no-profile", "--name", "cli", "--wait",
             url=live_server.url,
         )  # fmt: skip
         assert built.returncode == 0, built.stderr
@@ -178,6 +179,10 @@ def test_dataset_build_follow_export_and_import_back(
         back = latlab("dataset", "import", str(out), "--name", "back", url=live_server.url)
         assert back.returncode == 0, back.stderr
         assert "imported ready" in back.stdout and "archs=3" in back.stdout
+        [imported] = client.dataset(back.stdout.split()[0]).device_ids
+        [line] = [row for row in back.stdout.splitlines() if row.startswith(imported)]
+        assert line.split() == [imported, "cli-cpu", "3", "onnxruntime", "yes"]
+        assert "note:" not in back.stderr  # the export names its runtime
     finally:
         agent.close()
 
@@ -189,6 +194,85 @@ def test_dataset_build_follow_export_and_import_back(
     assert missing.returncode == 1 and "nope.pickle" in missing.stderr
     no_archs = latlab("dataset", "build", "--space", "nb201", "--device", "x", url=live_server.url)
     assert no_archs.returncode == 2 and "--n" in no_archs.stderr
+
+
+def test_dataset_import_lists_its_devices_and_records_the_runtime_it_is_told(
+    live_server: EmbeddedServer, client: Client, tmp_path: Path
+) -> None:
+    published = tmp_path / "published.csv"
+    published.write_text(
+        "space,arch,device,latency_ms\nnb201,1,pixel7,2.5\nnb201,2,pixel7,2.75\nnb201,1,orin,0.5\n"
+    )
+    unsaid = latlab("dataset", "import", str(published), url=live_server.url)
+    assert unsaid.returncode == 0, unsaid.stderr
+    devices = {d.name: d.id for d in client.devices()}
+    lines = unsaid.stdout.splitlines()
+    assert lines[1].split() == ["device_id", "name", "rows", "runtime", "created"]
+    assert [line.split() for line in lines[2:]] == [
+        [devices["pixel7"], "pixel7", "2", "unknown", "yes"],
+        [devices["orin"], "orin", "1", "unknown", "yes"],
+    ]
+    assert "stored as 'unknown'; say which with --runtime" in unsaid.stderr
+
+    said = latlab(
+        "dataset", "import", str(published), "--name", "said", "--runtime", "tflite-2.14",
+        url=live_server.url,
+    )  # fmt: skip
+    assert said.returncode == 0, said.stderr
+    assert "note:" not in said.stderr
+    assert [line.split()[1:] for line in said.stdout.splitlines()[2:]] == [
+        ["pixel7", "2", "tflite-2.14", "no", "(reused)"],
+        ["orin", "1", "tflite-2.14", "no", "(reused)"],
+    ]
+    assert {m.runtime for m in client.measurements(device_id="pixel7")} == {
+        "unknown",
+        "tflite-2.14",
+    }
+
+
+def test_predict_reads_an_archs_file_of_any_length_and_names_devices_by_name(
+    live_server: EmbeddedServer, client: Client, tmp_path: Path
+) -> None:
+    from latlab.schemas import MAX_PREDICT_ITEMS
+    from tests.test_predictors import random_predictor
+
+    for name in ("phone", "board"):
+        csv = f"space,arch,device,latency_ms\nnb201,1,{name},1.0\n".encode()
+        [device_id] = client.import_dataset([(f"{name}.csv", csv)], name).device_ids
+        client.upload_predictor(
+            random_predictor().to_bytes(), device_id=device_id, runtime="unknown", space="nb201"
+        )
+    archs = [str(i) for i in range(MAX_PREDICT_ITEMS + 25)]
+    archs_file = tmp_path / "archs.txt"
+    archs_file.write_text(
+        "# candidates of the search\n\n" + "\n".join(f"{a}  # index" for a in archs) + "\n"
+    )
+
+    one = latlab(
+        "predict", "--device", "phone", "--archs-file", str(archs_file), "3,3,4,1,3,1",
+        url=live_server.url,
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    lines = one.stdout.splitlines()
+    assert lines[0].startswith(f"# device {client.device('phone').id}, predictor gcn")
+    assert [line.split()[-1] for line in lines[1:]] == ["3,3,4,1,3,1", *archs]
+
+    both = latlab(
+        "predict", "--device", "phone", "--device", "board", "--archs-file", str(archs_file),
+        "--json", url=live_server.url,
+    )  # fmt: skip
+    assert both.returncode == 0, both.stderr
+    answers = json.loads(both.stdout)
+    assert [a["device_id"] for a in answers] == [client.device(n).id for n in ("phone", "board")]
+    assert all([p["item"] for p in a["predictions"]] == archs for a in answers)
+
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing yet\n")
+    usage = latlab("predict", "--device", "phone", "--archs-file", str(empty), url=live_server.url)
+    assert usage.returncode == 2 and "--archs-file" in usage.stderr
+    missing = latlab("predict", "--device", "tablet", "1", url=live_server.url)
+    assert missing.returncode == 1 and "no device 'tablet'" in missing.stderr
+    assert "Traceback" not in missing.stderr
 
 
 def test_lut_build_show_export_and_predict(
@@ -248,12 +332,13 @@ def test_train_registers_a_predictor_that_predict_then_uses(
     )
     [device_id] = dataset.device_ids
 
+    quick = ["--epochs", "5", "--hidden", "16", "--ensemble", "2"]
     trained = latlab(
-        "train", "--device", device_id, "--epochs", "5", "--hidden", "16", "--ensemble", "2",
+        "train", "--device", "tpu", *quick,  # by its name
         "-o", str(tmp_path / "p.npz"), "--plot", str(tmp_path / "p.png"), url=live_server.url,
     )  # fmt: skip
     assert trained.returncode == 0, trained.stderr
-    assert "held-out 12:" in trained.stdout and "version 1" in trained.stdout
+    assert "held-out 12:" in trained.stdout and f"version 1 of {device_id} (tpu" in trained.stdout
     assert (tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / "p.npz").stat().st_size > 0
 
@@ -287,8 +372,19 @@ def test_train_registers_a_predictor_that_predict_then_uses(
     listed = latlab("predictors", "--device", device_id, url=live_server.url)
     assert listed.returncode == 0 and "nb201" in listed.stdout and "*" in listed.stdout
 
+    # one held-out arch: no rank correlation; printed as '-', never a crash
+    single = latlab(
+        "train", "--device", "tpu", "--train", "100", "--val", "19", *quick, url=live_server.url
+    )
+    assert single.returncode == 0, single.stderr
+    assert "held-out 1:" in single.stdout and "rho -, tau -" in single.stdout
+    listed = latlab("predictors", "--device", "tpu", url=live_server.url)
+    assert listed.returncode == 0, listed.stderr
+    [row] = [line.split() for line in listed.stdout.splitlines() if " 2 " in line]
+    assert row[-1] == "-" and row[-2].endswith("%")
+
     missing = latlab("train", "--device", "nope", url=live_server.url)
-    assert missing.returncode == 1 and "no dataset" in missing.stderr
+    assert missing.returncode == 1 and "no device 'nope'" in missing.stderr
 
 
 def test_devices_are_listed_and_revoked_only_with_a_read_write_key(

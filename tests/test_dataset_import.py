@@ -17,7 +17,7 @@ from latlab.datasets.latbench import DatasetFileError, read_latbench_pickle
 from latlab.datasets.reader import read_import
 from latlab.datasets.tables import write_csv
 from latlab.errors import ApiError
-from latlab.schemas import DatasetFormat
+from latlab.schemas import UNKNOWN_RUNTIME, DatasetFormat
 from server.embedded import EmbeddedServer
 from tests.factories import API_KEY, SHARED, make_settings, shared_path
 from tests.strategies import csv_datasets
@@ -115,6 +115,50 @@ def test_a_csv_import_keeps_runtime_and_orders_archs_as_given(client: Client) ->
     assert f",3,pixel,{pixel},1.25,tflite," in rows[2]
 
 
+def test_an_import_lists_each_device_with_its_rows_and_whether_it_created_it(
+    client: Client,
+) -> None:
+    text = (
+        b"space,arch,device,latency_ms\nnb201,1,pixel,1.5\nnb201,2,pixel,1.6\nnb201,1,jetson,0.5\n"
+    )
+    first = client.import_dataset([("a.csv", text)], "first")
+    assert first.provenance is not None
+    listed = first.provenance["import_devices"]
+    assert [(d["name"], d["rows"], d["created"]) for d in listed] == [
+        ("pixel", 2, True),
+        ("jetson", 1, True),
+    ]
+    assert sorted(d["id"] for d in listed) == sorted(first.device_ids)
+
+    again = client.import_dataset([("b.csv", text.replace(b"jetson", b"orin"))], "again")
+    assert again.provenance is not None
+    assert [(d["name"], d["created"]) for d in again.provenance["import_devices"]] == [
+        ("pixel", False),  # reused by name
+        ("orin", True),
+    ]
+    assert again.provenance["import_devices"][0]["id"] == listed[0]["id"]
+
+
+def test_rows_without_a_runtime_get_the_imports_runtime_else_unknown(client: Client) -> None:
+    text = (
+        b"space,arch,device,latency_ms,runtime\n"
+        b"nb201,1,pixel,1.5,\n"
+        b"nb201,2,pixel,1.6,tflite 2.16 xnnpack\n"
+    )
+    said = client.import_dataset([("a.csv", text)], "said", runtime="tflite 2.14 gpu")
+    assert said.provenance is not None and said.provenance["runtime"] == "tflite 2.14 gpu"
+    [device] = said.provenance["import_devices"]
+    assert device["runtimes"] == ["tflite 2.14 gpu", "tflite 2.16 xnnpack"]  # a row's own wins
+    rows = client.measurements(device_id="pixel")
+    assert [m.runtime for m in rows] == ["tflite 2.14 gpu", "tflite 2.16 xnnpack"]
+
+    latbench = [("jetson.json", b'{"0,0,0,0,0,1": 0.001}')]  # LatBench names no runtime
+    unsaid = client.import_dataset(latbench, "unsaid")
+    assert unsaid.provenance is not None and unsaid.provenance["runtime"] is None
+    assert unsaid.provenance["import_devices"][0]["runtimes"] == [UNKNOWN_RUNTIME]
+    assert [m.runtime for m in client.measurements(device_id="jetson")] == ["unknown"]
+
+
 HOSTILE_PICKLE = b"cos\nsystem\n(S'echo pwned'\ntR."
 
 
@@ -139,6 +183,12 @@ HOSTILE_PICKLE = b"cos\nsystem\n(S'echo pwned'\ntR."
         ),
         ([("x.csv", b"space,arch,device,latency_ms\nnb999,1,d,1\n")], {}, 422, "unknown search"),
         ([("x.csv", b"space,arch,device,latency_ms\n")], {}, 422, "no rows under"),
+        (
+            [("x.csv", b"space,arch,device,latency_ms,runtime\nnb201,1,d,1," + b"r" * 101)],
+            {},
+            422,
+            "longer than 100",
+        ),
         ([("x.csv", b"\xff\xfe\x00bad")], {}, 422, "UTF-8"),
         (
             [("x.csv", b"space,arch,device,latency_ms\nnb201,1,d,1\n")],

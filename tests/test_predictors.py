@@ -223,7 +223,6 @@ def test_the_endpoint_serves_the_current_gcn_with_its_uncertainty(client: Client
 
     for kwargs, status, message in [
         ({"space": "nb201", "archs": ["|nope~0|"]}, 422, "NAS-Bench-201"),
-        ({"space": "nb201", "archs": list(range(10_001))}, 413, "at most"),
         ({"space": "proxyless", "archs": [0]}, 404, "no current GCN"),
         ({"space": "nb201", "archs": [1], "space_params": {"resolution": 64}}, 422, "reads archs"),
     ]:

@@ -1,10 +1,12 @@
-"""What every verb shares: the client from flags or env, KEY=VALUE parsing, tables, the
-runtime-config flags, and the usage error (exit 2)."""
+"""What every verb shares: the client from flags or env, KEY=VALUE parsing, arch lists,
+tables and figures, the runtime-config flags, and the usage error (exit 2)."""
 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,7 +19,9 @@ __all__ = [
     "UsageError",
     "add_runtime_flags",
     "add_user_flags",
+    "archs_from",
     "client_from",
+    "figure",
     "int_params",
     "kv",
     "ms",
@@ -62,6 +66,26 @@ def int_params(items: Sequence[str] | None, what: str = "--param") -> dict[str, 
         return {k: int(v) for k, v in params.items()}
     except ValueError:
         raise UsageError(f"{what} values are integers, got {params}") from None
+
+
+def archs_from(archs: Sequence[str] | None, archs_file: str | None) -> list[str | int] | None:
+    """Archs given as arguments, then those of ``archs_file`` (one per line; blank lines and
+    ``#`` comments skipped); None when there are none."""
+    out: list[str | int] = list(archs or [])
+    if archs_file is not None:
+        for line in Path(archs_file).read_text().splitlines():
+            arch = line.split("#", 1)[0].strip()
+            if arch:
+                out.append(arch)
+    return out or None
+
+
+def figure(value: Any, fmt: str = ".4f", scale: float = 1.0, suffix: str = "") -> str:
+    """A metric as text; ``-`` when it is missing, not a number, or not finite (a Spearman
+    rho of a one-arch split is NaN, stored as null)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return "-"
+    return f"{value * scale:{fmt}}{suffix}"
 
 
 def table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:

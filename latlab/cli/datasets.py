@@ -4,12 +4,14 @@ import datasets."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from latlab.cli.common import (
     UsageError,
     add_runtime_flags,
     add_user_flags,
+    archs_from,
     client_from,
     int_params,
     kv,
@@ -17,7 +19,13 @@ from latlab.cli.common import (
     table,
 )
 from latlab.progress import follow_dataset
-from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut, DatasetState
+from latlab.schemas import (
+    UNKNOWN_RUNTIME,
+    DatasetCreate,
+    DatasetFormat,
+    DatasetOut,
+    DatasetState,
+)
 from latlab.spaces import GraphForm
 
 __all__ = ["add_parsers"]
@@ -35,16 +43,8 @@ def _summary(d: DatasetOut) -> str:
     )
 
 
-def _archs(args: argparse.Namespace) -> list[str | int] | None:
-    archs: list[str | int] = list(args.archs or [])
-    if args.archs_file is not None:
-        lines = Path(args.archs_file).read_text().splitlines()
-        archs += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    return archs or None
-
-
 def cmd_build(args: argparse.Namespace) -> int:
-    archs = _archs(args)
+    archs = archs_from(args.archs, args.archs_file)
     if (archs is None) == (args.n is None):
         raise UsageError("give --n N (a sample) or --archs/--archs-file (a list)")
     selector: dict[str, str | int] | None = None
@@ -125,9 +125,29 @@ def cmd_import(args: argparse.Namespace) -> int:
             space_params=params or None,
             note=args.note,
             form=None if args.form == "unknown" else GraphForm(args.form),
+            runtime=args.runtime,
             timeout_s=TRANSFER_TIMEOUT_S,
         )
     print(_summary(dataset))
+    devices = (dataset.provenance or {}).get("import_devices") or []
+    rows = [
+        {
+            "device_id": d["id"],
+            "name": d["name"],
+            "rows": d["rows"],
+            "runtime": ",".join(d["runtimes"]),
+            "created": "yes" if d["created"] else "no (reused)",
+        }
+        for d in devices
+    ]
+    if rows:
+        print(table(rows, ["device_id", "name", "rows", "runtime", "created"]))
+    if any(UNKNOWN_RUNTIME in d["runtimes"] for d in devices):
+        print(
+            f"note: rows whose file names no runtime are stored as {UNKNOWN_RUNTIME!r}; "
+            "say which with --runtime",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -142,7 +162,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--archs", nargs="+", help="archs: indices, strings or vectors")
     b.add_argument("--archs-file", help="a file with one arch per line")
-    b.add_argument("--device", nargs="+", help="device ids")
+    b.add_argument("--device", nargs="+", help="device ids or names")
     b.add_argument("--selector", nargs="*", metavar="KEY=VALUE", help="every matching device")
     b.add_argument("--name", help="dataset name (default SPACE-N)")
     b.add_argument(
@@ -180,5 +200,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         choices=[*(f.value for f in GraphForm), "unknown"],
         default="unknown",
         help="the graph form the figures are of, if known (a latlab export says it itself)",
+    )
+    i.add_argument(
+        "--runtime",
+        help="what the numbers were measured with, for rows whose file names none "
+        f"(default: stored as {UNKNOWN_RUNTIME!r})",
     )
     i.set_defaults(func=cmd_import)

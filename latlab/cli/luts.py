@@ -104,7 +104,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     ls = lp.add_subparsers(dest="lut_cmd", required=True)
 
     b = add_user_flags(ls.add_parser("build", help="build a LUT for a device"))
-    b.add_argument("--device", required=True, help="device id")
+    b.add_argument("--device", required=True, help="device id or name")
     b.add_argument("--source", choices=[s.value for s in LutSource], default="micro-models")
     b.add_argument("--space", help="micro-models of archs of this space (nb201, proxyless)")
     b.add_argument("--param", action="append", metavar="KEY=INT", help="space parameter")
@@ -121,7 +121,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
     s = add_user_flags(ls.add_parser("show", help="list LUTs, or show one"))
     s.add_argument("id", nargs="?")
-    s.add_argument("--device", help="only this device's LUTs")
+    s.add_argument("--device", help="only this device's LUTs (id or name)")
     s.set_defaults(func=cmd_show)
 
     e = add_user_flags(ls.add_parser("export", help="a ready LUT as JSON or OFA-style YAML"))

@@ -11,7 +11,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from latlab.cli.common import UsageError, add_user_flags, client_from, int_params, table
+from latlab.cli.common import (
+    UsageError,
+    add_user_flags,
+    archs_from,
+    client_from,
+    figure,
+    int_params,
+    table,
+)
 from latlab.schemas import PredictorKind
 
 __all__ = ["add_parsers", "cmd_predict"]
@@ -30,29 +38,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         if getattr(args, k) is not None
     }
     config = replace(config, **overrides, seed=args.seed)
-    with (
-        client_from(args) as client,
-        tqdm(
+    with client_from(args) as client:
+        device = client.device(args.device)  # an id or a name: the training data is by id
+        with tqdm(
             total=config.epochs * config.ensemble, unit="epoch", file=sys.stderr, dynamic_ncols=True
-        ) as bar,
-    ):
-        run = train_for_device(
-            client,
-            args.device,
-            config,
-            dataset_ids=args.dataset or (),
-            n_train=args.train,
-            n_val=args.val,
-            split_seed=args.seed,
-            register=not args.no_register,
-            on_epoch=lambda _: bar.update(1),
-        )
+        ) as bar:
+            run = train_for_device(
+                client,
+                device.id,
+                config,
+                dataset_ids=args.dataset or (),
+                n_train=args.train,
+                n_val=args.val,
+                split_seed=args.seed,
+                register=not args.no_register,
+                on_epoch=lambda _: bar.update(1),
+            )
     t = run.report.test
     print(
         f"trained on {run.predictor.meta['split']['train']} of "
         f"{len(run.data.archs)} {run.data.space} archs ({args.preset}); held-out {t.n}: "
-        f"{100 * t.within_10pct:.1f}% within 10%, {100 * t.within_5pct:.1f}% within 5%, "
-        f"MAPE {100 * t.mape:.2f}%, RMSE {t.rmse_ms:.4f} ms, rho {t.spearman:.4f}, tau {t.kendall:.4f}"
+        f"{figure(t.within_10pct, '.1f', 100, '%')} within 10%, "
+        f"{figure(t.within_5pct, '.1f', 100, '%')} within 5%, "
+        f"MAPE {figure(t.mape, '.2f', 100, '%')}, RMSE {figure(t.rmse_ms, '.4f', suffix=' ms')}, "
+        f"rho {figure(t.spearman)}, tau {figure(t.kendall)}"
     )
     if args.output is not None:
         Path(args.output).write_bytes(run.predictor.to_bytes())
@@ -62,19 +71,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"plot {args.plot}")
     if run.registered is not None:
         print(
-            f"{run.registered.id}  version {run.registered.version} of {args.device} ({run.registered.runtime}), current"
+            f"{run.registered.id}  version {run.registered.version} of {device.id} "
+            f"({device.name}, {run.registered.runtime}), current"
         )
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    if (not args.archs) == (not args.model):
-        raise UsageError("give archs (with --space) or --model IDs")
+    archs = archs_from(args.archs, args.archs_file)
+    if (archs is None) == (not args.model):
+        raise UsageError("give archs (arguments or --archs-file, with --space) or --model IDs")
     if len(args.device) > 1 and args.version is not None:
         raise UsageError("--version names one device's predictor: give one --device")
     query: dict[str, Any] = {
-        "space": args.space if args.archs else None,
-        "archs": args.archs or None,
+        "space": args.space if archs else None,
+        "archs": archs,
         "model_ids": args.model,
         "predictor": PredictorKind(args.predictor),
         "space_params": int_params(args.param),
@@ -111,10 +122,8 @@ def cmd_predictors(args: argparse.Namespace) -> int:
                 "space": p.space or "-",
                 "version": p.version,
                 "current": "*" if p.current else "",
-                "within_10pct": f"{100 * p.metrics['test']['within_10pct']:.1f}%"
-                if "test" in p.metrics
-                else "-",
-                "rho": f"{p.metrics['test']['spearman']:.4f}" if "test" in p.metrics else "-",
+                "within_10pct": figure(_test(p.metrics, "within_10pct"), ".1f", 100, "%"),
+                "rho": figure(_test(p.metrics, "spearman")),
             }
             for p in client.predictors(args.device)
         ]
@@ -126,10 +135,20 @@ def cmd_predictors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _test(metrics: dict[str, Any], name: str) -> Any:
+    """A held-out figure of a predictor's metrics, None where it has none."""
+    test = metrics.get("test")
+    return test.get(name) if isinstance(test, dict) else None
+
+
 def add_predict_flags(p: argparse.ArgumentParser, default_predictor: str) -> None:
     p.add_argument("archs", nargs="*", help="archs of --space: indices, strings or vectors")
     p.add_argument(
-        "--device", required=True, action="append", help="a device id (repeat for several)"
+        "--archs-file",
+        help="a file with one arch per line (# comments); any number: sent in batches",
+    )
+    p.add_argument(
+        "--device", required=True, action="append", help="a device id or name (repeat for several)"
     )
     p.add_argument("--space", default="nb201")
     p.add_argument("--param", action="append", metavar="KEY=INT", help="space parameter")
@@ -144,7 +163,7 @@ def add_predict_flags(p: argparse.ArgumentParser, default_predictor: str) -> Non
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     t = add_user_flags(sub.add_parser("train", help="train a GCN latency predictor for a device"))
-    t.add_argument("--device", required=True)
+    t.add_argument("--device", required=True, help="a device id or name")
     t.add_argument(
         "--dataset", nargs="+", help="datasets to train on (default: all of the device's)"
     )
@@ -165,6 +184,6 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
 
     r = add_user_flags(sub.add_parser("predictors", help="the predictor registry"))
-    r.add_argument("--device", help="only this device's")
+    r.add_argument("--device", help="only this device's (id or name)")
     r.add_argument("--current", metavar="ID", help="make this version current")
     r.set_defaults(func=cmd_predictors)

@@ -63,12 +63,23 @@ def import_dataset(
         GraphForm | None,
         Form(description="the graph form the figures are of (pruned, eager); default unknown"),
     ] = None,
+    runtime: Annotated[
+        str | None,
+        Form(
+            max_length=100,
+            pattern=NO_NUL,
+            description="what the numbers were measured with, for rows whose file names none "
+            "(else they are stored as 'unknown')",
+        ),
+    ] = None,
 ) -> DatasetOut:
     """Import published or exported latencies as a dataset; rows are marked ``imported``.
 
     LatBench files are NAS-Bench-201 and name their device by file name; a CSV needs the
-    columns ``space, arch, device, latency_ms`` (``runtime`` optional). A bad file or row
-    refuses the whole import.
+    columns ``space, arch, device, latency_ms`` (``runtime`` optional). Rows whose file names
+    no runtime get ``runtime`` if given, else ``unknown``. A bad file or row refuses the whole
+    import. The answer's ``provenance.import_devices`` lists each device: id, name, whether
+    this import created it, rows, runtimes.
     """
     limit = state.settings.max_import_bytes
     check_declared_length(request, limit)
@@ -87,7 +98,14 @@ def import_dataset(
         raise InvalidInput(str(exc)) from exc
     del contents
     return imports.import_dataset(
-        session, table, name=name, space_name=space, space_params=params, note=note, form=form
+        session,
+        table,
+        name=name,
+        space_name=space,
+        space_params=params,
+        note=note,
+        form=form,
+        runtime=(runtime or "").strip() or None,
     )
 
 

@@ -3,12 +3,17 @@
 An import is one transaction: the dataset, its archs, a device per named device (an
 ``imported`` device, reused by name across imports), one measurement and one entry per
 arch x device. Any bad row refuses the whole import; nothing is stored half-way.
+
+Runtime: a row's own (a CSV ``runtime`` column, a latlab export), else the import's
+``runtime`` (what the uploader says the published numbers came from), else ``unknown``:
+latlab never guesses one. A predictor trained on such rows is registered under that runtime.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter, defaultdict
 from typing import Any, cast
 
 from sqlalchemy import Table, insert, select
@@ -18,6 +23,7 @@ from latlab.datasets.dump import STAT_FIELDS
 from latlab.datasets.reader import ImportRow, ImportTable
 from latlab.errors import LatlabError
 from latlab.schemas import (
+    UNKNOWN_RUNTIME,
     DatasetOut,
     DatasetSource,
     DatasetState,
@@ -39,7 +45,8 @@ log = logging.getLogger(__name__)
 #: LatBench files name no space: they are NAS-Bench-201.
 LATBENCH_SPACE = "nb201"
 IMPORTED_PROTOCOL = "imported"
-UNKNOWN_RUNTIME = "unknown"
+#: Measurement.runtime's column width.
+MAX_RUNTIME_CHARS = 100
 
 
 def import_dataset(
@@ -51,14 +58,17 @@ def import_dataset(
     space_params: dict[str, int] | None = None,
     note: str | None = None,
     form: GraphForm | None = None,
+    runtime: str | None = None,
 ) -> DatasetOut:
     """``form``: the graph form the figures are of, if the importer knows it (a latlab export
-    says it in its ``dataset.json``); None leaves it unknown."""
+    says it in its ``dataset.json``); None leaves it unknown. ``runtime``: the runtime of rows
+    whose file names none (else they are ``unknown``)."""
     params = space_params or {}
     space = space_or_invalid(_space_name(table, space_name), params)
     measured_form = _form(table, form)
     canonical = _canonical_archs(space, table.rows)
     _refuse_duplicates(table.rows, canonical)
+    runtimes = _runtimes(table.rows, runtime)
     devices = {d: _imported_device(session, d) for d in dict.fromkeys(r.device for r in table.rows)}
     now = utcnow()
     dataset = Dataset(
@@ -75,6 +85,8 @@ def import_dataset(
             "formats": sorted(table.formats),
             "rows": len(table.rows),
             "note": note,
+            "runtime": runtime,
+            "import_devices": _device_summary(table.rows, devices, runtimes),
         },
         created_at=now,
     )
@@ -101,8 +113,8 @@ def import_dataset(
     session.execute(
         insert(measurements),
         [
-            _measurement(r, m_id, devices[r.device].id, now)
-            for r, m_id in zip(table.rows, measurement_ids, strict=True)
+            _measurement(r, m_id, devices[r.device][0].id, rt, now)
+            for r, m_id, rt in zip(table.rows, measurement_ids, runtimes, strict=True)
         ],
     )
     session.execute(
@@ -110,7 +122,7 @@ def import_dataset(
         [
             {
                 "dataset_arch_id": arch_ids[canonical[r.arch][0]],
-                "device_id": devices[r.device].id,
+                "device_id": devices[r.device][0].id,
                 "measurement_id": m_id,
             }
             for r, m_id in zip(table.rows, measurement_ids, strict=True)
@@ -186,9 +198,42 @@ def _refuse_duplicates(rows: list[ImportRow], canonical: dict[str, tuple[str, in
         seen.add(key)
 
 
-def _imported_device(session: Session, name: str) -> Device:
-    """The imported device of this name, created on first use. Its token hash is of a token
-    nobody holds: it can never call the agent API."""
+def _runtimes(rows: list[ImportRow], default: str | None) -> list[str]:
+    """Each row's runtime: its own, else the import's, else ``unknown``."""
+    out = [row.runtime or default or UNKNOWN_RUNTIME for row in rows]
+    for row, runtime in zip(rows, out, strict=True):
+        if len(runtime) > MAX_RUNTIME_CHARS:
+            raise InvalidInput(
+                f"{row.file}: runtime {runtime[:40]!r}... is longer than {MAX_RUNTIME_CHARS} "
+                "characters"
+            )
+    return out
+
+
+def _device_summary(
+    rows: list[ImportRow], devices: dict[str, tuple[Device, bool]], runtimes: list[str]
+) -> list[dict[str, Any]]:
+    """Per device of the import, in first-seen order: id, name, whether this import created
+    it, its rows and their runtimes."""
+    counts = Counter(r.device for r in rows)
+    seen: defaultdict[str, set[str]] = defaultdict(set)
+    for row, runtime in zip(rows, runtimes, strict=True):
+        seen[row.device].add(runtime)
+    return [
+        {
+            "id": device.id,
+            "name": name,
+            "created": created,
+            "rows": counts[name],
+            "runtimes": sorted(seen[name]),
+        }
+        for name, (device, created) in devices.items()
+    ]
+
+
+def _imported_device(session: Session, name: str) -> tuple[Device, bool]:
+    """The imported device of this name, created on first use (then True). Its token hash is
+    of a token nobody holds: it can never call the agent API."""
     if len(name) > 200:
         raise InvalidInput(f"device name {name[:40]!r}... is longer than 200 characters")
     existing = session.scalar(
@@ -198,7 +243,7 @@ def _imported_device(session: Session, name: str) -> Device:
         .limit(1)
     )
     if existing is not None:
-        return existing
+        return existing, False
     now = utcnow()
     device = Device(
         id=uuid.uuid4().hex,
@@ -211,10 +256,12 @@ def _imported_device(session: Session, name: str) -> Device:
     )
     session.add(device)
     session.flush()
-    return device
+    return device, True
 
 
-def _measurement(row: ImportRow, measurement_id: int, device_id: str, now: Any) -> dict[str, Any]:
+def _measurement(
+    row: ImportRow, measurement_id: int, device_id: str, runtime: str, now: Any
+) -> dict[str, Any]:
     provenance: dict[str, Any] = {"file": row.file}
     if row.latency_s is not None:
         provenance["latency_s"] = row.latency_s
@@ -226,7 +273,7 @@ def _measurement(row: ImportRow, measurement_id: int, device_id: str, now: Any) 
         "source": MeasurementSource.imported.value,
         "provenance": provenance,
         "device_id": device_id,
-        "runtime": row.runtime or UNKNOWN_RUNTIME,
+        "runtime": runtime,
         "runtime_version": "",
         "provider": "",
         "threads": 0,

@@ -117,7 +117,8 @@ def _devices(session: Session, body: DatasetCreate) -> list[Device]:
         raise InvalidInput("give device_ids or a selector")
     config = body.config
     if body.device_ids is not None:
-        devices = [job_device(session, d) for d in dict.fromkeys(body.device_ids)]
+        resolved = [job_device(session, d) for d in body.device_ids]  # ids or names
+        devices = list({d.id: d for d in resolved}.values())
     else:
         assert body.selector is not None
         if not body.selector:

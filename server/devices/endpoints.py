@@ -32,6 +32,7 @@ def list_devices(session: SessionDep, state: StateDep) -> list[DeviceOut]:
 
 @router.get("/devices/{device_id}", response_model=DeviceOut, dependencies=[UserAuth])
 def get_device(device_id: str, session: SessionDep, state: StateDep) -> DeviceOut:
+    """The device with this id, or else with this name."""
     return service.device_out(
         service.get_device(session, device_id), state.settings.offline_after_s
     )
@@ -43,7 +44,7 @@ def revoke_device(device_id: str, session: SessionDep, state: StateDep) -> Devic
     goes back to the queue and jobs pinned to it are cancelled. Its measurements stay."""
     device, newly = service.revoke_device(session, device_id)
     if newly:
-        release_device_jobs(session, device_id)
+        release_device_jobs(session, device.id)
         session.commit()  # the requeued job is visible before the claims wake
         state.notifier.notify_all()
     return service.device_out(device, state.settings.offline_after_s)

@@ -1,4 +1,9 @@
-"""Devices: registration with the enrollment key, heartbeats, online status, revocation."""
+"""Devices: registration with the enrollment key, heartbeats, online status, revocation.
+
+Wherever a user names a device (a path, a body, a query filter) an id or the device's name is
+accepted: ``get_device`` and ``job_device`` resolve either, once, and callers go on with the
+resolved device's id. A name that several devices share is refused (422) with their ids.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from server.tables import Device
 __all__ = [
     "agent_devices",
     "count_online",
+    "device_filter",
     "device_out",
     "get_device",
     "job_device",
@@ -85,29 +91,56 @@ def revoke_device(session: Session, device_id: str) -> tuple[Device, bool]:
     """Revoke the device's token; (device, newly revoked). Revoking twice is a no-op."""
     device = get_device(session, device_id)
     if device.source != DeviceSource.agent.value:
-        raise InvalidInput(f"device {device_id} is an imported device: it has no token")
+        raise InvalidInput(f"device {device.id} is an imported device: it has no token")
     if device.revoked_at is not None:
         return device, False
     device.revoked_at = utcnow()
-    log.warning("device revoked", extra={"device_id": device_id})
+    log.warning("device revoked", extra={"device_id": device.id})
     return device, True
 
 
-def get_device(session: Session, device_id: str) -> Device:
-    device = session.get(Device, device_id)
+def get_device(session: Session, ref: str) -> Device:
+    """The device whose id is ``ref``, or else the one named ``ref``."""
+    device = session.get(Device, ref)
+    if device is not None:
+        return device
+    return _one_named(ref, _named(session, ref))
+
+
+def job_device(session: Session, ref: str) -> Device:
+    """A device a job may name (by id or name): registered by an agent, not revoked. Of
+    several devices of one name, the one that can run jobs is meant."""
+    device = session.get(Device, ref)
     if device is None:
-        raise NotFound(f"no device {device_id!r}")
-    return device
-
-
-def job_device(session: Session, device_id: str) -> Device:
-    """A device a job may name: registered by an agent, not revoked."""
-    device = session.get(Device, device_id)
-    if device is None or device.revoked_at is not None:
-        raise NotFound(f"no device {device_id!r}")
+        named = _named(session, ref)
+        runnable = [d for d in named if d.revoked_at is None and d.source == DeviceSource.agent]
+        device = _one_named(ref, runnable or named)
+    if device.revoked_at is not None:
+        raise NotFound(f"no device {ref!r}")
     if device.source != DeviceSource.agent:
-        raise InvalidInput(f"device {device_id!r} is imported (published data): it runs no jobs")
+        raise InvalidInput(f"device {ref!r} is imported (published data): it runs no jobs")
     return device
+
+
+def device_filter(session: Session, ref: str | None) -> str | None:
+    """The device id a query filter given as an id or a name means (None: no filter); an
+    unknown device is a 404, not an empty list."""
+    return None if ref is None else get_device(session, ref).id
+
+
+def _named(session: Session, name: str) -> list[Device]:
+    return list(
+        session.scalars(select(Device).where(Device.name == name).order_by(Device.created_at))
+    )
+
+
+def _one_named(ref: str, devices: list[Device]) -> Device:
+    if not devices:
+        raise NotFound(f"no device {ref!r} (no device has this id or name)")
+    if len(devices) > 1:
+        ids = ", ".join(d.id for d in devices)
+        raise InvalidInput(f"{len(devices)} devices are named {ref!r} ({ids}): give the id")
+    return devices[0]
 
 
 def agent_devices(session: Session) -> list[Device]:

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from latlab.schemas import ClaimedJob, JobCreate, JobFailureIn, JobOut, JobState, LeaseIn
 from server.db import session_scope
 from server.deps import CurrentDevice, Offset, SessionDep, StateDep, UserAuth, UserWrite
+from server.devices.service import device_filter
 from server.jobs import service
 
 router = APIRouter(tags=["jobs"])
@@ -47,7 +48,7 @@ def list_jobs(
         session,
         state=state,
         model_id=model_id,
-        device_id=device_id,
+        device_id=device_filter(session, device_id),
         ids=ids,
         limit=limit,
         offset=offset,

@@ -142,6 +142,7 @@ def create_job(session: Session, body: JobCreate, default_max_attempts: int) -> 
         )
     if body.device_id is not None:
         device = job_device(session, body.device_id)
+        body = body.model_copy(update={"device_id": device.id})  # a name: stored as the id
         if not device_can_run(device.descriptor, body.config):
             raise InvalidInput(
                 f"device {device.id} cannot run {body.config.runtime.value} with "

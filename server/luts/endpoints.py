@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from latlab.schemas import LutCreate, LutFormat, LutOut
 from server.deps import SessionDep, StateDep, UserAuth, UserWrite
+from server.devices.service import device_filter
 from server.luts import service
 
 router = APIRouter(tags=["luts"])
@@ -26,9 +27,9 @@ def create_lut(body: LutCreate, session: SessionDep, state: StateDep) -> LutOut:
 
 @router.get("/luts", response_model=list[LutOut], dependencies=[UserAuth])
 def list_luts(
-    session: SessionDep, device_id: Annotated[str | None, Query(max_length=64)] = None
+    session: SessionDep, device_id: Annotated[str | None, Query(max_length=200)] = None
 ) -> list[LutOut]:
-    return service.list_luts(session, device_id)
+    return service.list_luts(session, device_filter(session, device_id))
 
 
 @router.get("/luts/{lut_id}", response_model=LutOut, dependencies=[UserAuth])

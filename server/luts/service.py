@@ -160,7 +160,7 @@ def create_lut(session: Session, body: LutCreate) -> LutOut:
 
 
 def _device(session: Session, device_id: str) -> Device:
-    device = get_device(session, device_id)
+    device = get_device(session, device_id)  # an id or a name
     if device.revoked_at is not None:
         raise NotFound(f"no device {device_id!r}")
     return device

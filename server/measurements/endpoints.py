@@ -6,6 +6,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 
 from latlab.schemas import MeasurementIn, MeasurementOut
 from server.deps import MAX_INT32, CurrentDevice, Offset, SessionDep, StateDep, UserAuth
+from server.devices.service import device_filter
 from server.measurements import service
 
 router = APIRouter(tags=["measurements"])
@@ -27,7 +28,7 @@ def list_measurements(
     rows = service.list_measurements(
         session,
         model_id=model_id,
-        device_id=device_id,
+        device_id=device_filter(session, device_id),
         job_id=job_id,
         with_ops=ops,
         limit=limit,

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from latlab.errors import LatlabError
 from latlab.graph import OpGraph
 from latlab.schemas import (
+    MAX_PREDICT_ITEMS,
     EstimatedOp,
     PredictDevicesOut,
     PredictDevicesRequest,
@@ -32,7 +33,7 @@ from server.tables import Lut, Predictor
 __all__ = ["MAX_BATCH", "MAX_DEVICES", "predict_latency", "predict_latency_on_devices"]
 
 #: Architectures or models in one call.
-MAX_BATCH = 10_000
+MAX_BATCH = MAX_PREDICT_ITEMS
 #: Devices in one multi-device call.
 MAX_DEVICES = 16
 
@@ -61,14 +62,15 @@ def predict_latency_on_devices(
     device that cannot answer fails the whole call (its id in the message)."""
     if len(body.device_ids) > MAX_DEVICES:
         raise PayloadTooLarge(f"{len(body.device_ids)} devices in one call; at most {MAX_DEVICES}")
-    repeated = sorted({d for d in body.device_ids if body.device_ids.count(d) > 1})
+    device_ids = [get_device(session, d).id for d in body.device_ids]  # ids or names
+    repeated = sorted({d for d in device_ids if device_ids.count(d) > 1})
     if repeated:
         raise InvalidInput(f"devices listed more than once: {', '.join(repeated)}")
     query = body.model_dump(exclude={"device_ids"})
     return PredictDevicesOut(
         results=[
             predict_latency(session, blobs, cache, PredictRequest(device_id=d, **query))
-            for d in body.device_ids
+            for d in device_ids
         ]
     )
 

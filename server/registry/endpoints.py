@@ -8,6 +8,7 @@ from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile,
 
 from latlab.schemas import PredictorOut
 from server.deps import SessionDep, StateDep, UserAuth, UserWrite
+from server.devices.service import device_filter
 from server.errors import InvalidInput, NotFound
 from server.registry import service
 from server.uploads import check_declared_length, copy_limited
@@ -47,7 +48,7 @@ def upload_predictor(
     session: SessionDep,
     state: StateDep,
     artifact: Annotated[UploadFile, File(description="a predictor .npz made by latlab train")],
-    device_id: Annotated[str, Form(max_length=64)],
+    device_id: Annotated[str, Form(max_length=200)],
     runtime: Annotated[str, Form(min_length=1, max_length=100)],
     space: Annotated[str | None, Form(max_length=50)] = None,
     space_params: Annotated[str | None, Form(max_length=1000)] = None,
@@ -77,9 +78,9 @@ def upload_predictor(
 
 @router.get("/predictors", response_model=list[PredictorOut], dependencies=[UserAuth])
 def list_predictors(
-    session: SessionDep, device_id: Annotated[str | None, Query(max_length=64)] = None
+    session: SessionDep, device_id: Annotated[str | None, Query(max_length=200)] = None
 ) -> list[PredictorOut]:
-    return service.list_predictors(session, device_id)
+    return service.list_predictors(session, device_filter(session, device_id))
 
 
 @router.get("/predictors/{predictor_id}", response_model=PredictorOut, dependencies=[UserAuth])
