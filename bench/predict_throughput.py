@@ -31,11 +31,10 @@ from _lab import start_server
 
 from latlab.client import Client
 from latlab.spaces.nb201 import Nb201
-from predictors.features import GraphFeatures, graph_features
+from predictors.features import GraphFeatures, arch_features
 from predictors.model import GcnPredictor
-from predictors.pipeline import features_of
 from predictors.presets import PRESETS
-from predictors.train import split_indices, train_gcn
+from predictors.train import train_predictor
 
 LATBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "latbench"
 DEVICE_FILE = "mobile-gpu-snapdragon-855-adreno-640-int8.pickle"
@@ -52,18 +51,21 @@ def torch_forward_seconds(
 
     cfg = predictor.config
     models = []
-    for weights in predictor.members:
+    for member in predictor.members:
         model = Gcn(FEATURES, cfg.hidden, cfg.layers, cfg.dropout).eval()
-        model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
-        models.append(model)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in member.weights.items()})
+        models.append((model, member.baseline))
     seconds = []
     for feats in batches:
         t0 = time.perf_counter()
         data = batch(feats)
-        x, adj = torch.from_numpy(data.x), torch.from_numpy(data.adj)
+        x, adj, live = (torch.from_numpy(a) for a in (data.x, data.adj, data.adj_live))
+        logs = []
         with torch.no_grad():
-            outs = [m(x, adj).numpy() for m in models]
-        predictor.latency_ms(np.stack(outs), feats)
+            for model, baseline in models:
+                log_ms = predictor.target.decode_log(model(x, adj, live).numpy())
+                logs.append(log_ms + np.log(baseline(feats)) if baseline else log_ms)
+        np.exp(np.mean(logs, axis=0))
         seconds.append(time.perf_counter() - t0)
     return seconds
 
@@ -93,19 +95,19 @@ def main() -> None:
     items = list(table.items())[:1000]
     archs = [space.from_vector(v).string for v, _ in items]
     config = replace(PRESETS["latlab"], epochs=args.train_epochs)
-    predictor, _ = train_gcn(
-        features_of("nb201", {}, archs),
-        [s * 1e3 for _, s in items],
-        config,
-        split_indices(1000, 800, 100, 0),
+    predictor, _ = train_predictor(
+        arch_features("nb201", {}, archs), [s * 1e3 for _, s in items], config, guard=False
     )
     rng = np.random.default_rng(0)
     batches = [rng.integers(0, space.size, args.batch).tolist() for _ in range(args.rounds)]
 
     # the raw forward pass on precomputed features of the same archs
-    features = {
-        i: graph_features(space.predictor_graph(space.from_index(i))) for b in batches for i in b
-    }
+    indices = sorted({i for b in batches for i in b})
+    features = dict(
+        zip(
+            indices, arch_features("nb201", {}, [space.from_index(i) for i in indices]), strict=True
+        )
+    )
     raw_s = []
     for b in batches:
         feats = [features[i] for i in b]
@@ -150,7 +152,7 @@ def main() -> None:
         f"\n/v1/predict throughput, batches of {args.batch:,} NAS-Bench-201 archs, median of {args.rounds} rounds"
     )
     print(
-        f"GCN: {config.layers} x {config.hidden} units, {config.ensemble} ensemble members; numpy on the server"
+        f"GCN: {config.layers} x {config.hidden} units, {len(predictor.members)} ensemble members; numpy on the server"
     )
     print(
         f"raw forward pass (features precomputed)  {rate(raw_s):>12,.0f} archs/s  (numpy, as served)"

@@ -1,18 +1,21 @@
-"""How accurate are the learned predictors, on this machine's CPU and on 13 published devices?
+"""How accurate are the learned predictors, on this machine's CPU in both graph forms and on 13
+published devices, and how long do they take to train?
 
 (a) own data: N NAS-Bench-201 archs (default 1,000) measured on this machine's CPU with the
-    dataset builder (embedded server + one ``latlab agent``; ``--data-dir`` keeps and reuses
-    them); (b) the 13 LatBench devices of ../shared/data/latbench/, imported with the dataset
-    importer (real phones, Jetson, Edge TPU, DSPs nobody here measured).
+    dataset builder (embedded server + one ``latlab agent``, the timing pinned to the last CPU;
+    ``--data-dir`` keeps and reuses them), each arch twice: in the pruned form (dead ops left
+    out) and in the eager form (every op computed, as NAS-Bench-201's PyTorch code runs it);
+(b) the 13 LatBench devices of ../shared/data/latbench/, imported with the dataset importer
+    (real phones, Jetson, Edge TPU, DSPs nobody here measured).
 
-For each device and each training size (default 100 and 900: 90 % train, 10 % validation for
-early stopping), every predictor is trained on the same archs and scored on all the others:
-the GCN (latlab preset; ``--presets latlab,brp-nas`` adds the BRP-NAS reproduction), the LUT
-(own data only: measured-ops, built from the training archs' per-op rows), and two floors:
-FLOPs-linear and a linear model on the one-hot arch encoding. Printed per row: share within
-±10 % (nn-Meter's convention), RMSE (ms), Spearman rho and Kendall tau; then the summary the
-goals are stated in. Goals at 900: own CPU >= 99 % within ±10 %; LatBench mean rho >= 0.95 and
-the GCN above both floors on every device.
+For each device and each training size (default 100 and 900), every predictor is trained on the
+same archs and scored on all the others: the ``latlab`` predictor (GCN members over 5 folds, the
+floor guard; ``--presets latlab,brp-nas`` adds the BRP-NAS reproduction), the LUT (own data:
+measured-ops, built from the training archs' per-op rows), and the two floors: FLOPs-linear and
+a linear model on the one-hot arch encoding. Printed per row: share within ±10 % (nn-Meter's
+convention), RMSE (ms), Spearman rho, Kendall tau, the seconds to fit and, for the predictor,
+what its floor guard serves. Goals at 900: above both floors on every device and data form; own
+CPU >= 99 % within ±10 %; LatBench mean rho >= 0.97; <= 60 s training per device.
 
     python bench/predictor_accuracy.py [--n 1000] [--sizes 100 900] [--presets latlab]
         [--data-dir DIR] [--skip-own] [--skip-latbench] [--devices SUBSTRING ...]
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import secrets
 import tempfile
 import time
@@ -35,21 +39,26 @@ from pydantic import SecretStr
 
 from latlab.client import Client
 from latlab.metrics import RegressionMetrics, regression_metrics
-from latlab.schemas import DatasetFormat, LutCreate, LutSource, RuntimeConfig
+from latlab.schemas import DatasetFormat, DatasetOut, LutCreate, LutSource, RuntimeConfig
+from latlab.spaces import GraphForm
+from predictors.features import arch_features
 from predictors.floors import flops_linear, onehot_linear
-from predictors.pipeline import features_of
 from predictors.presets import PRESETS
-from predictors.train import split_indices, train_gcn
+from predictors.train import train_predictor
 from server.config import Settings
 from server.embedded import EmbeddedServer
 
 LATBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "latbench"
-#: The protocol of the own-data campaign: 1 s of timed runs is plenty for a stable median.
-CONFIG = RuntimeConfig(warmup_s=0.5, timed_s=1.0)
+#: The own-data campaigns' protocol: 1 s of timed runs is plenty for a stable median; the
+#: timing thread on the last CPU, the server and the rest of the agent elsewhere.
+TIMING_CPU = (os.cpu_count() or 1) - 1
+CONFIG = RuntimeConfig(
+    warmup_s=0.5, timed_s=1.0, cpu_affinity=[TIMING_CPU] if TIMING_CPU > 0 else None
+)
 
-Row = tuple[
-    str, str, int, str, RegressionMetrics, float
-]  # source, device, n, predictor, metrics, s
+#: source, device, train size, predictor, metrics, seconds, what the guard serves
+Row = tuple[str, str, int, str, RegressionMetrics, float, str]
+FLOORS = ("FLOPs-linear", "one-hot linear")
 
 
 def evaluate(
@@ -57,50 +66,63 @@ def evaluate(
     device: str,
     archs: list[str],
     latency_ms: list[float],
-    sizes: list[int],
+    args: argparse.Namespace,
     presets: list[str],
-    seed: int,
-    epochs: int | None,
+    form: GraphForm = GraphForm.pruned,
     lut_predict: object | None = None,
 ) -> list[Row]:
     rows: list[Row] = []
     y = np.asarray(latency_ms)
-    features = features_of("nb201", {}, archs)
-    for size in sizes:
-        n_val = max(1, size // 10)
-        split = split_indices(len(archs), size - n_val, n_val, seed)
-        fit = list(split.train + split.val)
-        test = list(split.test)
+    features = arch_features("nb201", {}, archs)
+    order = np.random.default_rng(args.seed).permutation(len(archs))
+    for size in args.sizes:
+        fit = sorted(int(i) for i in order[:size])
+        test = sorted(int(i) for i in order[size:])
         train_archs, test_archs = [archs[i] for i in fit], [archs[i] for i in test]
         true = y[test]
 
         def add(
-            name: str, predicted: object, seconds: float, true: np.ndarray = true, size: int = size
+            name: str,
+            predicted: object,
+            seconds: float,
+            served: str = "",
+            true: np.ndarray = true,
+            size: int = size,
         ) -> None:
             metrics = regression_metrics(np.asarray(predicted).tolist(), true.tolist())
-            rows.append((source, device, size, name, metrics, seconds))
+            rows.append((source, device, size, name, metrics, seconds, served))
 
-        for name, floor in (("FLOPs-linear", flops_linear), ("one-hot linear", onehot_linear)):
-            t0 = time.perf_counter()
-            add(name, floor(train_archs, y[fit].tolist(), test_archs), time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        add(
+            "FLOPs-linear",
+            flops_linear(train_archs, y[fit].tolist(), test_archs, form),
+            time.perf_counter() - t0,
+        )
+        t0 = time.perf_counter()
+        add(
+            "one-hot linear",
+            onehot_linear(train_archs, y[fit].tolist(), test_archs),
+            time.perf_counter() - t0,
+        )
         if lut_predict is not None:
             t0 = time.perf_counter()
             add("LUT measured-ops", lut_predict(train_archs, test_archs), time.perf_counter() - t0)  # type: ignore[operator]
         for preset in presets:
-            config = PRESETS[preset] if epochs is None else replace(PRESETS[preset], epochs=epochs)
-            t0 = time.perf_counter()
-            predictor, _ = train_gcn(features, latency_ms, config, split)
+            config = PRESETS[preset]
+            if args.epochs is not None:
+                config = replace(config, epochs=args.epochs)
+            predictor, report = train_predictor(features, latency_ms, config, test=test)
             predicted, _ = predictor.predict([features[i] for i in test])
-            add(f"GCN {preset}", predicted, time.perf_counter() - t0)
+            add(f"GCN {preset}", predicted, report.train_s, report.served)
         print_rows(rows[-(2 + (lut_predict is not None) + len(presets)) :])
     return rows
 
 
 def print_rows(rows: list[Row]) -> None:
-    for source, device, size, name, m, seconds in rows:
+    for source, device, size, name, m, seconds, served in rows:
         print(
             f"{source:<9}{device[:34]:<35}{size:>5}  {name:<17}{100 * m.within_10pct:>8.1f}%"
-            f"{m.rmse_ms:>10.4f}{m.spearman:>8.4f}{m.kendall:>8.4f}{seconds:>8.1f}",
+            f"{m.rmse_ms:>10.4f}{m.spearman:>8.4f}{m.kendall:>8.4f}{seconds:>8.1f}  {served}",
             flush=True,
         )
 
@@ -108,49 +130,54 @@ def print_rows(rows: list[Row]) -> None:
 def own_data(args: argparse.Namespace, presets: list[str]) -> list[Row]:
     name = f"predictor-bench-nb201-{args.n}-seed{args.seed}"
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="latlab-pred-bench-"))
-    with measured_sample(root, name, args.n, args.seed, CONFIG, timeout_s=7 * 24 * 3600) as (
-        client,
-        device,
-        dataset,
-    ):
-        with zipfile.ZipFile(
-            io.BytesIO(client.export_dataset(dataset.id, DatasetFormat.parquet))
-        ) as z:
-            import pyarrow.parquet as pq
-
-            arch_rows = pq.read_table(io.BytesIO(z.read("archs.parquet"))).to_pylist()
-            measured = pq.read_table(io.BytesIO(z.read("measurements.parquet"))).to_pylist()
-        median = {m["arch"]: m["median_ms"] for m in measured}
-        model_of = {a["arch"]: a["model_id"] for a in arch_rows}
-        archs = [a["arch"] for a in arch_rows if a["arch"] in median]
-
-        def lut_predict(train_archs: list[str], test_archs: list[str]) -> list[float]:
-            lut = client.create_lut(
-                LutCreate(
-                    device_id=device.id,
-                    source=LutSource.measured_ops,
-                    config=CONFIG,
-                    model_ids=[model_of[a] for a in train_archs],
-                )
+    forms = (GraphForm.pruned, GraphForm.eager)
+    rows: list[Row] = []
+    with measured_sample(
+        root, name, args.n, args.seed, CONFIG, timeout_s=7 * 24 * 3600, forms=forms
+    ) as (client, device, datasets):
+        for form, dataset in datasets.items():
+            rows += _own_form(
+                client, device.id, device.descriptor.cpu_model, form, dataset, args, presets
             )
-            lut = client.wait_lut(lut.id, timeout_s=3600)
-            out = client.predict(
-                device.id, model_ids=[model_of[a] for a in test_archs], version=lut.id
-            )
-            return [p.latency_ms for p in out.predictions]
+    return rows
 
-        label = f"{device.descriptor.cpu_model} (onnxruntime, 1 thread)"
-        return evaluate(
-            "own-cpu",
-            label,
-            archs,
-            [median[a] for a in archs],
-            args.sizes,
-            presets,
-            args.seed,
-            args.epochs,
-            lut_predict,
+
+def _own_form(
+    client: Client,
+    device_id: str,
+    cpu: str,
+    form: GraphForm,
+    dataset: DatasetOut,
+    args: argparse.Namespace,
+    presets: list[str],
+) -> list[Row]:
+    with zipfile.ZipFile(io.BytesIO(client.export_dataset(dataset.id, DatasetFormat.parquet))) as z:
+        import pyarrow.parquet as pq
+
+        arch_rows = pq.read_table(io.BytesIO(z.read("archs.parquet"))).to_pylist()
+        measured = pq.read_table(io.BytesIO(z.read("measurements.parquet"))).to_pylist()
+    median = {m["arch"]: m["median_ms"] for m in measured}
+    model_of = {a["arch"]: a["model_id"] for a in arch_rows}
+    archs = [a["arch"] for a in arch_rows if a["arch"] in median]
+    config = dataset.config or CONFIG
+
+    def lut_predict(train_archs: list[str], test_archs: list[str]) -> list[float]:
+        lut = client.create_lut(
+            LutCreate(
+                device_id=device_id,
+                source=LutSource.measured_ops,
+                config=config,
+                model_ids=[model_of[a] for a in train_archs],
+            )
         )
+        lut = client.wait_lut(lut.id, timeout_s=3600)
+        out = client.predict(device_id, model_ids=[model_of[a] for a in test_archs], version=lut.id)
+        return [p.latency_ms for p in out.predictions]
+
+    label = f"{cpu} ({form}, ort 1 thread)"
+    return evaluate(
+        "own-cpu", label, archs, [median[a] for a in archs], args, presets, form, lut_predict
+    )
 
 
 def latbench(args: argparse.Namespace, presets: list[str]) -> list[Row]:
@@ -168,16 +195,7 @@ def latbench(args: argparse.Namespace, presets: list[str]) -> list[Row]:
                 data = client.dataset_rows(dataset.id, device_id)
                 archs = [r["arch"] for r in data]
                 latency = [float(r["latency_ms"]) for r in data]
-                rows += evaluate(
-                    "latbench",
-                    device.name,
-                    archs,
-                    latency,
-                    args.sizes,
-                    presets,
-                    args.seed,
-                    args.epochs,
-                )
+                rows += evaluate("latbench", device.name, archs, latency, args, presets)
     return rows
 
 
@@ -185,15 +203,13 @@ def summary(rows: list[Row], sizes: list[int], presets: list[str]) -> None:
     big = max(sizes)
     print(f"\nsummary at {big} training archs")
     own = [r for r in rows if r[0] == "own-cpu" and r[2] == big]
-    for _, _, _, name, m, _ in own:
+    for _, device, _, name, m, _, served in own:
         print(
-            f"  own CPU {name:<17} {100 * m.within_10pct:6.1f}% within ±10%  rho {m.spearman:.4f}"
+            f"  own {device[-24:]:<25}{name:<17} {100 * m.within_10pct:6.1f}% within ±10%  "
+            f"rho {m.spearman:.4f}  tau {m.kendall:.4f}  {served}"
         )
     lat = [r for r in rows if r[0] == "latbench" and r[2] == big]
-    if not lat:
-        return
-    names = sorted({r[3] for r in lat})
-    for name in names:
+    for name in sorted({r[3] for r in lat}):
         rhos = [r[4].spearman for r in lat if r[3] == name]
         within = [r[4].within_10pct for r in lat if r[3] == name]
         print(
@@ -202,12 +218,25 @@ def summary(rows: list[Row], sizes: list[int], presets: list[str]) -> None:
         )
     for preset in presets:
         gcn = f"GCN {preset}"
-        beaten = 0
-        devices = sorted({r[1] for r in lat})
-        for device in devices:
-            by_name = {r[3]: r[4].spearman for r in lat if r[1] == device}
-            beaten += by_name[gcn] > max(by_name["FLOPs-linear"], by_name["one-hot linear"])
-        print(f"  {gcn} above both floors (rho) on {beaten} of {len(devices)} LatBench devices")
+        at_size = [r for r in rows if r[2] == big]
+        devices = sorted({(r[0], r[1]) for r in at_size})
+        above = {"rho": 0, "tau": 0, "±10%": 0}
+        for key in devices:
+            by_name = {r[3]: r[4] for r in at_size if (r[0], r[1]) == key}
+            if gcn not in by_name:
+                continue
+            m = by_name[gcn]
+            floors = [by_name[f] for f in FLOORS]
+            above["rho"] += m.spearman > max(f.spearman for f in floors)
+            above["tau"] += m.kendall > max(f.kendall for f in floors)
+            above["±10%"] += m.within_10pct > max(f.within_10pct for f in floors)
+        times = [r[5] for r in at_size if r[3] == gcn]
+        served = sorted({r[6] for r in at_size if r[3] == gcn})
+        print(
+            f"  {gcn} above both floors on {len(devices)} devices and forms: "
+            + ", ".join(f"{k} {v}" for k, v in above.items())
+            + f"; train {np.mean(times):.1f} s mean, {np.max(times):.1f} s max; serves {served}"
+        )
 
 
 def main() -> None:

@@ -293,27 +293,24 @@ def _gcn_accuracy(
     test: list[ArchResult],
     out: TextIO,
 ) -> Accuracy:
-    """A GCN (the ``latlab`` preset) trained on the LUTs' training archs (a fifth of them
-    for early stopping), registered, and asked through /v1/predict about the held-out ones."""
-    from predictors.pipeline import features_of
+    """A predictor (the ``latlab`` preset: GCN members over cross-validation folds, the floor
+    guard) trained on the LUTs' training archs, registered, and asked through /v1/predict
+    about the held-out ones."""
+    from predictors.features import arch_features
     from predictors.presets import PRESETS
-    from predictors.train import Split, train_gcn
+    from predictors.train import train_predictor
 
     position = {r.arch: i for i, r in enumerate(archs)}
-    n_val = max(1, len(train) // 5)
-    split = Split(
-        train=tuple(position[r.arch] for r in train[n_val:]),
-        val=tuple(position[r.arch] for r in train[:n_val]),
-        test=tuple(position[r.arch] for r in test),
-    )
     config = PRESETS["latlab"]
-    print(
-        f"gcn      training on {len(split.train)} archs ({n_val} for early stopping)",
-        file=out,
-        flush=True,
+    print(f"gcn      training on {len(train)} archs ({config.folds} folds)", file=out, flush=True)
+    features = arch_features(SPACE, {}, [r.arch for r in archs])
+    predictor, report = train_predictor(
+        features,
+        [r.median_ms for r in archs],
+        config,
+        test=[position[r.arch] for r in test],
     )
-    features = features_of(SPACE, {}, [r.arch for r in archs])
-    predictor, _ = train_gcn(features, [r.median_ms for r in archs], config, split)
+    print(f"gcn      serves {report.served} (best on cross-validation)", file=out, flush=True)
     registered = client.upload_predictor(
         predictor.to_bytes(),
         device_id=device_id,
@@ -326,7 +323,7 @@ def _gcn_accuracy(
     )
     return Accuracy(
         "GCN (latlab preset)",
-        f"{len(split.train)} archs, {config.ensemble} members",
+        f"{len(train)} archs, {len(predictor.members)} members",
         regression_metrics([p.latency_ms for p in answer.predictions], [r.median_ms for r in test]),
     )
 

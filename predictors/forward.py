@@ -22,8 +22,8 @@ def gcn_forward(weights: Mapping[str, np.ndarray], layers: int, data: Batch) -> 
     h = data.x
     for i in range(layers):
         w = weights[f"convs.{i}.weight"]
-        support = (h.reshape(b * n, -1) @ w).reshape(b, n, -1)
-        h = np.matmul(data.adj, support) + weights[f"convs.{i}.bias"]
+        messages = np.concatenate([np.matmul(data.adj_live, h), np.matmul(data.adj, h)], axis=-1)
+        h = (messages.reshape(b * n, -1) @ w).reshape(b, n, -1) + weights[f"convs.{i}.bias"]
         mean = h.mean(axis=-1, keepdims=True)
         var = h.var(axis=-1, keepdims=True)
         h = (h - mean) / np.sqrt(var + LAYER_NORM_EPS)

@@ -1,6 +1,17 @@
-"""A trained GCN predictor as the server holds it: numpy weights (one set per ensemble
-member), the target scaling, the training config and its report. Stored as one ``.npz`` file
-(no pickle: arrays and a JSON header), so an artifact never breaks across library versions."""
+"""A trained latency predictor as the server holds it: GCN members (numpy weights), each the
+correction of its own linear baseline, a linear floor, and the weight the GCN gets against the
+floor, chosen on cross-validated predictions (predictors.train). Stored as one ``.npz`` file (no
+pickle: arrays and a JSON header with the config and the training report), so an artifact never
+breaks across library versions.
+
+The prediction, in log space::
+
+    member k:  log p_k = log baseline_k(x) + target.decode(gcn_k(x))     (baseline: linear)
+    GCN:       log p   = mean_k log p_k
+    served:    log y   = w log p + (1 - w) log floor(x)
+
+``w = 1`` serves the GCN alone, ``w = 0`` the linear floor alone (then there are no members).
+"""
 
 from __future__ import annotations
 
@@ -16,10 +27,11 @@ import numpy as np
 from predictors.errors import PredictorError
 from predictors.features import FEATURES, GraphFeatures, batch
 from predictors.forward import gcn_forward
+from predictors.linear import LinearModel
 
-__all__ = ["FORMAT_VERSION", "CostBaseline", "GcnConfig", "GcnPredictor", "TargetScale"]
+__all__ = ["FORMAT_VERSION", "GcnConfig", "GcnPredictor", "Member", "TargetScale"]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 META = "meta.json"
 
 
@@ -32,49 +44,30 @@ class GcnConfig:
     layers: int = 4
     dropout: float = 0.2
     lr: float = 4e-4
+    #: "cosine": the learning rate decays to zero over ``epochs`` (fine steps at the end).
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: float = 5e-4
     epochs: int = 250
     batch_size: int = 32
     loss: Literal["l1", "mse"] = "l1"
     #: "raw": latency in ms scaled by the training mean; "log": log latency, standardised.
     target: Literal["raw", "log"] = "raw"
-    #: Members trained from different seeds; their spread is the uncertainty.
-    ensemble: int = 1
-    #: Stop a member after this many epochs without a better validation loss (None: never).
+    #: The training archs are cut into this many folds; member k trains on all folds but k and
+    #: stops early on fold k, so every arch of a trained fold has a prediction from a member
+    #: that never saw it (what the floor guard and the cross-validated metrics read).
+    folds: int = 10
+    #: Members trained (folds 0..members-1); None: one per fold.
+    members: int | None = 1
+    #: Stop a member after this many epochs without a better loss on its fold (None: never).
     patience: int | None = None
-    #: "cost": the network learns the ratio of latency to a linear fit on the graph's FLOPs and
-    #: bytes (CostBaseline); "none": the latency itself.
-    baseline: Literal["none", "cost"] = "none"
+    #: "linear": each member learns the ratio of latency to a linear model of its training
+    #: archs' costs (predictors.linear, design "cost"); "none": the latency itself.
+    baseline: Literal["none", "linear"] = "none"
     seed: int = 0
 
-
-@dataclass(frozen=True)
-class CostBaseline:
-    """``latency_ms ≈ mflops_coef · MFLOPs + mb_coef · MB moved + constant_ms`` of the
-    predictor's graph, least squares on the training archs; never below ``floor_ms``. The GCN
-    then only learns how far each arch sits from its cost (a ratio), which needs far fewer
-    samples than the latency itself."""
-
-    mflops_coef: float
-    mb_coef: float
-    constant_ms: float
-    floor_ms: float
-
-    @classmethod
-    def fit(cls, features: Sequence[GraphFeatures], latency_ms: np.ndarray) -> CostBaseline:
-        design = _design(features)
-        coef, *_ = np.linalg.lstsq(design, latency_ms, rcond=None)
-        floor = 0.05 * float(np.median(latency_ms))
-        return cls(float(coef[0]), float(coef[1]), float(coef[2]), floor)
-
-    def __call__(self, features: Sequence[GraphFeatures]) -> np.ndarray:
-        coef = np.array([self.mflops_coef, self.mb_coef, self.constant_ms])
-        fitted: np.ndarray = np.maximum(_design(features) @ coef, self.floor_ms)
-        return fitted
-
-
-def _design(features: Sequence[GraphFeatures]) -> np.ndarray:
-    return np.array([(*f.cost, 1.0) for f in features], dtype=np.float64)
+    @property
+    def n_members(self) -> int:
+        return self.folds if self.members is None else min(self.members, self.folds)
 
 
 @dataclass(frozen=True)
@@ -84,53 +77,97 @@ class TargetScale:
     scale: float
 
     @classmethod
-    def fit(cls, kind: Literal["raw", "log"], latency_ms: np.ndarray) -> TargetScale:
+    def fit(cls, kind: Literal["raw", "log"], values: np.ndarray) -> TargetScale:
         if kind == "log":
-            logs = np.log(latency_ms)
+            logs = np.log(values)
             return cls("log", float(logs.mean()), float(logs.std()) or 1.0)
-        return cls("raw", 0.0, float(latency_ms.mean()))
+        return cls("raw", 0.0, float(values.mean()))
 
-    def encode(self, latency_ms: np.ndarray) -> np.ndarray:
-        values = np.log(latency_ms) if self.kind == "log" else latency_ms
-        return np.asarray((values - self.shift) / self.scale, dtype=np.float32)
+    def encode(self, values: np.ndarray) -> np.ndarray:
+        v = np.log(values) if self.kind == "log" else values
+        return np.asarray((v - self.shift) / self.scale, dtype=np.float32)
 
-    def decode(self, y: np.ndarray) -> np.ndarray:
+    def decode_log(self, y: np.ndarray) -> np.ndarray:
+        """The log of the decoded value (a raw target is clipped above zero first)."""
         values = y.astype(np.float64) * self.scale + self.shift
-        return np.exp(values) if self.kind == "log" else values
+        if self.kind == "log":
+            return values
+        return np.log(np.maximum(values, 1e-6 * max(self.scale, 1e-9)))
+
+
+@dataclass(frozen=True)
+class Member:
+    weights: dict[str, np.ndarray]
+    #: What the network's output multiplies (None: it predicts the latency itself).
+    baseline: LinearModel | None
 
 
 @dataclass(frozen=True)
 class GcnPredictor:
     config: GcnConfig
     target: TargetScale
-    members: tuple[dict[str, np.ndarray], ...]
-    #: Present when ``config.baseline == "cost"``: the network's output times this is latency.
-    baseline: CostBaseline | None = None
-    #: What it was trained on and how it scored (device, runtime, data, metrics): embedded.
+    members: tuple[Member, ...]
+    #: The linear model blended with the GCN (None when the GCN is served alone).
+    floor: LinearModel | None
+    #: The GCN's weight against the floor, in log space: 1 the GCN alone, 0 the floor alone.
+    gcn_weight: float
+    #: What it was trained on, how each candidate scored and which one is served: embedded.
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.gcn_weight <= 1.0:
+            raise PredictorError(f"gcn_weight {self.gcn_weight} is not in [0, 1]")
+        if self.gcn_weight > 0 and not self.members:
+            raise PredictorError("a predictor that weighs its GCN needs members")
+        if self.gcn_weight < 1 and self.floor is None:
+            raise PredictorError("a predictor that weighs a floor needs one")
+
+    @property
+    def served(self) -> str:
+        """What answers: ``gcn``, ``linear:<design>`` or ``blend:<w>:<design>``."""
+        if self.gcn_weight >= 1.0:
+            return "gcn"
+        assert self.floor is not None
+        if self.gcn_weight <= 0.0:
+            return f"linear:{self.floor.design}"
+        return f"blend:{self.gcn_weight:g}:{self.floor.design}"
+
+    def member_log_ms(
+        self, features: Sequence[GraphFeatures], batch_size: int = 2048
+    ) -> np.ndarray:
+        """``[members, items]``: each member's log latency (ms)."""
+        if not self.members:
+            return np.zeros((0, len(features)))
+        outputs = []
+        for start in range(0, len(features), batch_size):
+            chunk = features[start : start + batch_size]
+            data = batch(chunk)
+            rows = []
+            for m in self.members:
+                log_ms = self.target.decode_log(gcn_forward(m.weights, self.config.layers, data))
+                if m.baseline is not None:
+                    log_ms = log_ms + np.log(m.baseline(chunk))
+                rows.append(log_ms)
+            outputs.append(np.stack(rows))
+        return np.concatenate(outputs, axis=1)
 
     def predict(
         self, features: Sequence[GraphFeatures], batch_size: int = 2048
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Latency (ms) per graph, and the ensemble's standard deviation (None for one member)."""
-        outputs = []
-        for start in range(0, len(features), batch_size):
-            data = batch(features[start : start + batch_size])
-            outputs.append(
-                np.stack([gcn_forward(m, self.config.layers, data) for m in self.members])
-            )
-        return self.latency_ms(np.concatenate(outputs, axis=1), features)
-
-    def latency_ms(
-        self, outputs: np.ndarray, features: Sequence[GraphFeatures]
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The members' raw outputs ``[members, graphs]`` as latency (ms): the ensemble's mean
-        and standard deviation (None for one member)."""
-        runs = self.target.decode(outputs)
-        if self.baseline is not None:
-            runs *= self.baseline(features)
-        mean = runs.mean(axis=0)
-        return mean, (runs.std(axis=0) if len(self.members) > 1 else None)
+        """Latency (ms) per item, and the spread of the GCN members scaled by their weight
+        (None with fewer than two members in the answer)."""
+        log_ms = np.zeros(len(features))
+        spread = None
+        if self.gcn_weight > 0:
+            members = self.member_log_ms(features, batch_size)
+            log_ms += self.gcn_weight * members.mean(axis=0)
+            if len(self.members) > 1:
+                spread = self.gcn_weight * members.std(axis=0)
+        if self.gcn_weight < 1:
+            assert self.floor is not None
+            log_ms += (1.0 - self.gcn_weight) * np.log(self.floor(features))
+        mean = np.exp(log_ms)
+        return mean, (mean * spread if spread is not None else None)
 
     def to_bytes(self) -> bytes:
         header = {
@@ -138,12 +175,15 @@ class GcnPredictor:
             "features": FEATURES,
             "config": asdict(self.config),
             "target": asdict(self.target),
-            "baseline": asdict(self.baseline) if self.baseline is not None else None,
-            "members": len(self.members),
+            "baselines": [m.baseline.to_dict() if m.baseline else None for m in self.members],
+            "floor": self.floor.to_dict() if self.floor is not None else None,
+            "gcn_weight": self.gcn_weight,
             "meta": self.meta,
         }
         arrays = {
-            f"m{k}/{name}": value for k, m in enumerate(self.members) for name, value in m.items()
+            f"m{k}/{name}": value
+            for k, m in enumerate(self.members)
+            for name, value in m.weights.items()
         }
         arrays[META] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
         buffer = io.BytesIO()
@@ -162,16 +202,24 @@ class GcnPredictor:
             raise PredictorError(
                 f"predictor artifact of format {header.get('format_version')} with "
                 f"{header.get('features')} features; this latlab reads format {FORMAT_VERSION} "
-                f"with {FEATURES}"
+                f"with {FEATURES}: train it again with latlab train"
             )
-        members: list[dict[str, np.ndarray]] = [{} for _ in range(header["members"])]
-        for key, value in arrays.items():
-            k, name = key.split("/", 1)
-            members[int(k[1:])][name] = value
-        return cls(
-            config=GcnConfig(**header["config"]),
-            target=TargetScale(**header["target"]),
-            members=tuple(members),
-            baseline=CostBaseline(**header["baseline"]) if header["baseline"] else None,
-            meta=header["meta"],
-        )
+        try:
+            baselines = header["baselines"]
+            weights: list[dict[str, np.ndarray]] = [{} for _ in baselines]
+            for key, value in arrays.items():
+                k, name = key.split("/", 1)
+                weights[int(k[1:])][name] = value
+            return cls(
+                config=GcnConfig(**header["config"]),
+                target=TargetScale(**header["target"]),
+                members=tuple(
+                    Member(w, LinearModel.from_dict(b) if b else None)
+                    for w, b in zip(weights, baselines, strict=True)
+                ),
+                floor=LinearModel.from_dict(header["floor"]) if header["floor"] else None,
+                gcn_weight=float(header["gcn_weight"]),
+                meta=header["meta"],
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise PredictorError(f"a malformed latlab predictor artifact: {exc}") from exc

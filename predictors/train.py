@@ -1,10 +1,22 @@
-"""Training a GCN predictor (PyTorch, CPU): a fixed split by seed, early stopping on the
-validation split, metrics on the held-out split. The only module that imports torch."""
+"""Training a latency predictor (PyTorch, CPU): GCN members over cross-validation folds, linear
+floors, and the floor guard. The only module that imports torch.
+
+The training archs are cut into ``config.folds`` folds by seed. Member k trains on every fold
+but k and stops early on fold k; the linear models are fitted the same way, fold by fold. So
+every arch of a trained fold has a prediction from models that never saw it: the
+cross-validated (out-of-fold) predictions. On them the floor guard scores every candidate —
+the GCN alone, each linear floor alone, and blends of the two — by the mean absolute log error
+(the relative error, the figure that "within ±10 %" counts), and the predictor serves the best
+one, saying which (``GcnPredictor.served``). A GCN that loses to a linear model on data it did
+not see is never served silently. Held-out test archs, if any, are scored last.
+"""
 
 from __future__ import annotations
 
 import copy
 import logging
+import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -15,155 +27,249 @@ from latlab.metrics import RegressionMetrics, regression_metrics
 from predictors.errors import PredictorError
 from predictors.features import FEATURES, GraphFeatures, batch
 from predictors.gcn import Gcn
-from predictors.model import CostBaseline, GcnConfig, GcnPredictor, TargetScale
+from predictors.linear import Design, LinearModel
+from predictors.model import GcnConfig, GcnPredictor, Member, TargetScale
 
-__all__ = ["Split", "TrainReport", "split_indices", "train_gcn"]
+__all__ = ["TrainReport", "fold_indices", "metrics_dict", "train_predictor"]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Split:
-    train: tuple[int, ...]
-    val: tuple[int, ...]
-    test: tuple[int, ...]
-
-
-def split_indices(n: int, n_train: int, n_val: int, seed: int) -> Split:
-    """A permutation of 0..n-1 by ``seed``: the first ``n_train`` train, the next ``n_val``
-    validate (early stopping), the rest are held out."""
-    if n_train < 1 or n_val < 1 or n_train + n_val >= n:
-        raise PredictorError(
-            f"cannot split {n} archs into {n_train} train, {n_val} validation and a test rest"
-        )
-    order = np.random.default_rng(seed).permutation(n)
-    return Split(
-        tuple(int(i) for i in order[:n_train]),
-        tuple(int(i) for i in order[n_train : n_train + n_val]),
-        tuple(int(i) for i in order[n_train + n_val :]),
-    )
+#: The GCN's weights against a floor that the guard tries (1.0: the GCN alone).
+BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75)
+#: Fewest training archs: two folds of one arch and a third to fit on (a smoke test, not a
+#: predictor: fewer archs than folds shrink the folds to one arch each).
+MIN_TRAIN_ARCHS = 3
 
 
 @dataclass(frozen=True)
 class TrainReport:
-    test: RegressionMetrics
-    val: RegressionMetrics
+    #: What is served, and its cross-validated metrics.
+    served: str
+    cv: RegressionMetrics
+    #: Every candidate's cross-validated metrics (the guard's table), the served one first,
+    #: then best first.
+    candidates: tuple[tuple[str, RegressionMetrics], ...]
     #: Epochs each member ran (early stopping may end one before ``config.epochs``).
     epochs: tuple[int, ...]
-    predicted_ms: tuple[float, ...]  # on the test split, in its order
+    train_s: float
+    #: On the held-out archs, if any were held out.
+    test: RegressionMetrics | None
+    #: The held-out predictions and truths (or the cross-validated ones when nothing is held
+    #: out): what the scatter plot shows.
+    predicted_ms: tuple[float, ...]
     true_ms: tuple[float, ...]
 
 
-def _tensors(items: Sequence[GraphFeatures]) -> tuple[torch.Tensor, torch.Tensor]:
+def fold_indices(n: int, folds: int, seed: int) -> list[np.ndarray]:
+    """``folds`` disjoint folds of 0..n-1, by a permutation of ``seed``."""
+    if folds < 2 or n < folds:
+        raise PredictorError(f"cannot cut {n} archs into {folds} folds")
+    order = np.random.default_rng(seed).permutation(n)
+    return [np.sort(part) for part in np.array_split(order, folds)]
+
+
+def metrics_dict(metrics: RegressionMetrics) -> dict[str, float | int | None]:
+    """JSON-safe: a non-finite figure (rho of one arch) is None."""
+    return {
+        k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+        for k, v in asdict(metrics).items()
+    }
+
+
+def _log_error(log_pred: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.abs(log_pred - np.log(y))))
+
+
+def train_predictor(
+    features: Sequence[GraphFeatures],
+    latency_ms: Sequence[float],
+    config: GcnConfig,
+    *,
+    test: Sequence[int] = (),
+    meta: dict[str, object] | None = None,
+    on_epoch: Callable[[int], None] | None = None,
+    guard: bool = True,
+) -> tuple[GcnPredictor, TrainReport]:
+    """Train on every item not in ``test``; ``on_epoch(n)`` advances a progress bar by n
+    epochs (a member that stops early advances it by the epochs it skipped). ``guard=False``
+    serves the GCN whatever the floors score (to measure the GCN itself; the candidates are
+    still scored and reported)."""
+    started = time.perf_counter()
+    y_all = np.asarray(latency_ms, dtype=np.float64)
+    if len(features) != len(y_all) or np.any(y_all <= 0) or not np.all(np.isfinite(y_all)):
+        raise PredictorError("need one positive, finite latency per graph")
+    held_out = set(int(i) for i in test)
+    fit = np.array([i for i in range(len(features)) if i not in held_out], dtype=np.int64)
+    if len(fit) < MIN_TRAIN_ARCHS:
+        raise PredictorError(
+            f"{len(fit)} training archs are too few: a predictor needs at least {MIN_TRAIN_ARCHS}"
+        )
+    feats = [features[i] for i in fit]
+    y = y_all[fit]
+    folds = fold_indices(len(fit), min(config.folds, len(fit)), config.seed)
+    n_members = min(config.n_members, len(folds))
+    designs: tuple[Design, ...] = ("full", "onehot") if feats[0].onehot.size else ("full",)
+
+    # the linear models, fold by fold: out-of-fold predictions of the floors, and the
+    # members' baselines
+    oof_linear = {d: np.full(len(fit), np.nan) for d in designs}
+    fold_baselines: list[LinearModel] = []
+    for fold in folds:
+        rest = np.setdiff1d(np.arange(len(fit)), fold)
+        for design in designs:
+            model = LinearModel.fit([feats[i] for i in rest], y[rest], design)
+            oof_linear[design][fold] = np.log(model([feats[i] for i in fold]))
+        fold_baselines.append(LinearModel.fit([feats[i] for i in rest], y[rest], "cost"))
+
+    # the GCN members
+    x_all, adj_all, live_all = _tensors(feats)
+    members: list[Member] = []
+    epochs: list[int] = []
+    oof_gcn = np.full(len(fit), np.nan)
+    with_baseline = config.baseline == "linear"
+    reference = LinearModel.fit(feats, y, "cost") if with_baseline else None
+    target = TargetScale.fit(config.target, y / reference(feats) if reference else y)
+    for k in range(n_members):
+        fold = folds[k]
+        rest = np.setdiff1d(np.arange(len(fit)), fold)
+        baseline = fold_baselines[k] if with_baseline else None
+        values = y / baseline(feats) if baseline is not None else y
+        encoded = torch.from_numpy(target.encode(values))
+        weights, ran = _member(
+            (x_all[rest], adj_all[rest], live_all[rest], encoded[rest]),
+            (x_all[fold], adj_all[fold], live_all[fold], encoded[fold]),
+            config,
+            config.seed + k,
+            on_epoch,
+        )
+        member = Member(weights, baseline)
+        members.append(member)
+        epochs.append(ran)
+        single = GcnPredictor(config, target, (member,), None, 1.0)
+        oof_gcn[fold] = single.member_log_ms([feats[i] for i in fold])[0]
+        log.info("member trained", extra={"member": k, "epochs": ran})
+
+    # the floor guard, on the archs that have a prediction from every candidate
+    scored = ~np.isnan(oof_gcn)
+    candidates: dict[str, tuple[float, np.ndarray]] = {"gcn": (1.0, oof_gcn)}
+    for design in designs:
+        for w in BLEND_WEIGHTS:
+            name = f"linear:{design}" if w == 0 else f"blend:{w:g}:{design}"
+            candidates[name] = (w, w * oof_gcn + (1 - w) * oof_linear[design])
+    errors = {name: _log_error(p[scored], y[scored]) for name, (_, p) in candidates.items()}
+    ranked = sorted(candidates, key=lambda name: errors[name])
+    best = ranked[0] if guard else "gcn"
+    gcn_weight = candidates[best][0]
+    floor_design: Design | None = None if best == "gcn" else best.split(":")[-1]  # type: ignore[assignment]
+    table = tuple(
+        (
+            name,
+            regression_metrics(np.exp(candidates[name][1][scored]).tolist(), y[scored].tolist()),
+        )
+        for name in [best, *(n for n in ranked if n != best)]
+    )
+    predictor = GcnPredictor(
+        config=config,
+        target=target,
+        members=tuple(members) if gcn_weight > 0 else (),
+        floor=LinearModel.fit(feats, y, floor_design) if floor_design else None,
+        gcn_weight=gcn_weight,
+    )
+    test_idx = sorted(held_out)
+    test_metrics = None
+    if test_idx:
+        predicted, _ = predictor.predict([features[i] for i in test_idx])
+        truth = y_all[test_idx]
+        test_metrics = regression_metrics(predicted.tolist(), truth.tolist())
+        shown: tuple[np.ndarray, np.ndarray] = (predicted, truth)
+    else:
+        shown = (np.exp(candidates[best][1][scored]), y[scored])
+    train_s = time.perf_counter() - started
+    report = TrainReport(
+        served=predictor.served,
+        cv=table[0][1],
+        candidates=table,
+        epochs=tuple(epochs),
+        train_s=train_s,
+        test=test_metrics,
+        predicted_ms=tuple(float(v) for v in shown[0]),
+        true_ms=tuple(float(v) for v in shown[1]),
+    )
+    log.info("predictor trained", extra={"served": predictor.served, "s": round(train_s, 1)})
+    predictor = GcnPredictor(
+        config=predictor.config,
+        target=predictor.target,
+        members=predictor.members,
+        floor=predictor.floor,
+        gcn_weight=predictor.gcn_weight,
+        meta={
+            **(meta or {}),
+            "served": predictor.served,
+            "cv": metrics_dict(report.cv),
+            "candidates": {name: metrics_dict(m) for name, m in table},
+            "test": metrics_dict(test_metrics) if test_metrics is not None else None,
+            "epochs": list(epochs),
+            "train_s": round(train_s, 2),
+        },
+    )
+    return predictor, report
+
+
+def _tensors(items: Sequence[GraphFeatures]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     data = batch(items)
-    return torch.from_numpy(data.x), torch.from_numpy(data.adj)
+    return torch.from_numpy(data.x), torch.from_numpy(data.adj), torch.from_numpy(data.adj_live)
+
+
+#: x, adj, adj_live, target
+Part = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def _member(
-    x: torch.Tensor,
-    adj: torch.Tensor,
-    y: torch.Tensor,
-    val: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    train: Part,
+    val: Part,
     config: GcnConfig,
     seed: int,
     on_epoch: Callable[[int], None] | None,
 ) -> tuple[dict[str, np.ndarray], int]:
+    """One member: its weights from the epoch with the best loss on ``val``."""
     torch.manual_seed(seed)
+    x, adj, adj_live, y = train
     model = Gcn(FEATURES, config.hidden, config.layers, config.dropout)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
+    schedule = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+        if config.lr_schedule == "cosine"
+        else None
+    )
     loss_fn = torch.nn.L1Loss() if config.loss == "l1" else torch.nn.MSELoss()
     generator = torch.Generator().manual_seed(seed)
-    best, best_state, since_best, epoch = float("inf"), copy.deepcopy(model.state_dict()), 0, 0
+    best, best_state, since_best, ran = float("inf"), copy.deepcopy(model.state_dict()), 0, 0
     for epoch in range(1, config.epochs + 1):
+        ran = epoch
         model.train()
         order = torch.randperm(len(y), generator=generator)
         for start in range(0, len(y), config.batch_size):
             idx = order[start : start + config.batch_size]
             optimizer.zero_grad()
-            loss = loss_fn(model(x[idx], adj[idx]), y[idx])
+            loss = loss_fn(model(x[idx], adj[idx], adj_live[idx]), y[idx])
             loss.backward()
             optimizer.step()
+        if schedule is not None:
+            schedule.step()
         model.eval()
         with torch.no_grad():
-            val_loss = float(loss_fn(model(val[0], val[1]), val[2]))
+            val_loss = float(loss_fn(model(val[0], val[1], val[2]), val[3]))
         if val_loss < best:
             best, best_state, since_best = val_loss, copy.deepcopy(model.state_dict()), 0
         else:
             since_best += 1
         if on_epoch is not None:
-            on_epoch(epoch)
+            on_epoch(1)
         if config.patience is not None and since_best >= config.patience:
             break
+    if on_epoch is not None and ran < config.epochs:
+        on_epoch(config.epochs - ran)
     weights = {name: value.detach().numpy().copy() for name, value in best_state.items()}
-    return weights, epoch
-
-
-def train_gcn(
-    features: Sequence[GraphFeatures],
-    latency_ms: Sequence[float],
-    config: GcnConfig,
-    split: Split,
-    meta: dict[str, object] | None = None,
-    on_epoch: Callable[[int], None] | None = None,
-) -> tuple[GcnPredictor, TrainReport]:
-    """Train ``config.ensemble`` members on ``split.train``; keep each member's weights from
-    its best validation epoch; score the ensemble on ``split.test``."""
-    y_all = np.asarray(latency_ms, dtype=np.float64)
-    if len(features) != len(y_all) or np.any(y_all <= 0) or not np.all(np.isfinite(y_all)):
-        raise PredictorError("need one positive, finite latency per graph")
-    baseline = (
-        CostBaseline.fit([features[i] for i in split.train], y_all[list(split.train)])
-        if config.baseline == "cost"
-        else None
-    )
-    # what the network learns: the latency, or its ratio to the cost fit
-    y_net = y_all / baseline(features) if baseline is not None else y_all
-    target = TargetScale.fit(config.target, y_net[list(split.train)])
-
-    def part(indices: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x, adj = _tensors([features[i] for i in indices])
-        return x, adj, torch.from_numpy(target.encode(y_net[list(indices)]))
-
-    train, val = part(split.train), part(split.val)
-    members, epochs = [], []
-    for k in range(config.ensemble):
-        weights, ran = _member(*train, val, config, config.seed + k, on_epoch)
-        members.append(weights)
-        epochs.append(ran)
-        log.info("member trained", extra={"member": k, "epochs": ran})
-    predictor = GcnPredictor(
-        config=config,
-        target=target,
-        members=tuple(members),
-        baseline=baseline,
-        meta=dict(meta or {}),
-    )
-
-    def score(indices: tuple[int, ...]) -> tuple[RegressionMetrics, np.ndarray]:
-        predicted, _ = predictor.predict([features[i] for i in indices])
-        return regression_metrics(predicted.tolist(), y_all[list(indices)].tolist()), predicted
-
-    test_metrics, test_pred = score(split.test)
-    val_metrics, _ = score(split.val)
-    report = TrainReport(
-        test=test_metrics,
-        val=val_metrics,
-        epochs=tuple(epochs),
-        predicted_ms=tuple(float(v) for v in test_pred),
-        true_ms=tuple(float(y_all[i]) for i in split.test),
-    )
-    predictor = GcnPredictor(
-        config=config,
-        target=target,
-        members=predictor.members,
-        baseline=baseline,
-        meta={
-            **predictor.meta,
-            "test": asdict(test_metrics),
-            "val": asdict(val_metrics),
-            "epochs": list(epochs),
-        },
-    )
-    return predictor, report
+    return weights, ran

@@ -1,5 +1,5 @@
-"""The GCN predictor: features, the numpy forward pass against PyTorch, training on real
-published latencies, the artifact, and the prediction endpoint."""
+"""The latency predictor: features that keep every op, the numpy forward pass against PyTorch,
+training on real published latencies with the floor guard, the artifact, and the endpoint."""
 
 from __future__ import annotations
 
@@ -14,31 +14,52 @@ import torch
 
 from latlab.client import Client
 from latlab.errors import ApiError
+from latlab.spaces import GraphForm
 from latlab.spaces.nb201 import Nb201
 from predictors.errors import PredictorError
-from predictors.features import FEATURES, batch, graph_features
+from predictors.features import FEATURES, arch_features, batch, graph_features, node_flags
 from predictors.forward import gcn_forward
 from predictors.gcn import Gcn
-from predictors.model import GcnConfig, GcnPredictor, TargetScale
-from predictors.train import split_indices, train_gcn
+from predictors.linear import LinearModel
+from predictors.model import GcnConfig, GcnPredictor, Member, TargetScale
+from predictors.train import fold_indices, train_predictor
 from tests.factories import shared_path
 
 SPACE = Nb201()
 A53 = "data/latbench/mobile-cpu-snapdragon-450-cortex-a53-int8.pickle"
-SMALL = GcnConfig(hidden=32, layers=2, epochs=30, lr=1e-3, target="log", dropout=0.0)
+SMALL = GcnConfig(
+    hidden=32, layers=2, epochs=30, lr=2e-3, target="log", dropout=0.0, folds=4, members=None
+)
+ALL_3X3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+#: node 2 is fed only by none edges, so the conv on 3<-2 is dead (left out of the pruned form)
+DEAD_CONV = "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|"
+#: the same cell with nothing on 3<-2: isomorphic to DEAD_CONV once dead ops are pruned
+NO_CONV = "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|nor_conv_1x1~1|none~2|"
 
 
 def features(archs: list[str]) -> list:
-    return [graph_features(SPACE.predictor_graph(SPACE.parse(a))) for a in archs]
+    return arch_features("nb201", {}, archs)
 
 
-def random_predictor(config: GcnConfig = SMALL, members: int = 1) -> GcnPredictor:
-    weights = []
+def random_predictor(
+    config: GcnConfig = SMALL, members: int = 1, every_op: bool = True
+) -> GcnPredictor:  # every_op: the default exercises both halves of each layer
+    """Untrained members. A new network reads the live ops alone (the weights of messages
+    over every op's adjacency start at zero); ``every_op`` gives those weights random values,
+    as a device whose data says dead ops cost time would."""
+    out = []
+    rng = np.random.default_rng(0)
     for k in range(members):
         torch.manual_seed(k)
         model = Gcn(FEATURES, config.hidden, config.layers, config.dropout)
-        weights.append({n: v.detach().numpy().copy() for n, v in model.state_dict().items()})
-    return GcnPredictor(config, TargetScale("log", 0.0, 1.0), tuple(weights))
+        weights = {n: v.detach().numpy().copy() for n, v in model.state_dict().items()}
+        for i in range(config.layers):
+            w = weights[f"convs.{i}.weight"]
+            assert not w[w.shape[0] // 2 :].any()
+            if every_op:
+                w[w.shape[0] // 2 :] = rng.normal(0, 0.3, w[w.shape[0] // 2 :].shape)
+        out.append(Member(weights, None))
+    return GcnPredictor(config, TargetScale("log", 0.0, 1.0), tuple(out), None, 1.0)
 
 
 def published(n: int) -> tuple[list[str], np.ndarray]:
@@ -51,42 +72,79 @@ def published(n: int) -> tuple[list[str], np.ndarray]:
 
 
 def test_the_global_node_joins_every_node_and_the_adjacency_is_normalised() -> None:
-    [f] = features(
-        [
-            "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
-        ]
-    )
-    assert f.x.shape == (22, FEATURES) and f.x[0, 0] == 1.0  # 21 ops + the global node
+    [f] = features([ALL_3X3])
+    # six ReLU-Conv-BN edges folded into one node each, three Adds, the global node
+    assert f.x.shape == (10, FEATURES) and f.x[0, 0] == 1.0
     assert np.all(f.adj[0] > 0) and np.allclose(f.adj, f.adj.T)
     degree = (f.adj > 0).sum(axis=1)
     assert np.allclose(f.adj[0, 0], 1 / degree[0])  # D^-1/2 (A + I) D^-1/2 on the diagonal
-    assert np.all((f.x[1:, FEATURES - 9 :] >= 0) & (f.x[1:, FEATURES - 9 :] <= 1.5))
+    assert np.allclose(f.adj, f.adj_live)  # nothing is dead
+    assert np.all((f.x[1:, FEATURES - 12 :] >= 0) & (f.x[1:, FEATURES - 12 :] <= 1.5))
 
 
-def test_isomorphic_cells_get_the_same_prediction() -> None:
+def test_every_op_is_kept_and_flagged_dead_or_live() -> None:
+    graph = SPACE.predictor_graph(SPACE.parse(DEAD_CONV))
+    found = node_flags(graph)
+    flags = {
+        n.name: (f, u, live)
+        for n, f, u, live in zip(graph.nodes, found.fed, found.used, found.live, strict=True)
+    }
+    assert flags["cell.e32.conv"] == (False, True, False)  # computed on zeros, result used
+    assert flags["cell.e20.zero"] == (False, True, False)  # x * 0 depends on nothing
+    assert flags["cell.e10.conv"] == (True, True, True)
+    assert flags["cell.e31.conv"] == (True, True, True)
+    assert flags["cell.n2.add1"] == (False, True, False)  # 0 + 0
+    assert flags["cell.n3.add2"] == (True, True, False)  # (x + conv) + dead: pruned, no op
+    [dead, pruned_twin] = features([DEAD_CONV, NO_CONV])
+    assert dead.nodes == pruned_twin.nodes  # 3<-2 is a node in both: a conv, or x * 0
+    assert dead.cost_full[0] > pruned_twin.cost_full[0]  # every op: the dead conv counts
+    assert dead.cost_pruned == pytest.approx(pruned_twin.cost_pruned)  # live ops: the same
+    live = dead.x[:, -1].astype(bool)
+    live[0] = True
+    # in the live adjacency a dead node talks to nobody but itself
+    assert np.all(dead.adj_live[~live][:, live] == 0) and np.all(dead.adj[~live][:, 0] > 0)
+
+
+def test_isomorphic_cells_get_the_same_prediction_only_from_a_model_that_reads_live_ops() -> None:
+    """What the device's data decides: a model that puts no weight on every op's adjacency
+    reads the pruned network (isomorphic cells alike), one that does tells them apart."""
     groups: dict[str, list[str]] = defaultdict(list)
     for i in range(0, SPACE.size, 7):
         arch = SPACE.from_index(i)
-        groups[arch.unique_key].append(arch.string)
-    pairs = [g[:2] for g in groups.values() if len(g) >= 2][:20]
-    assert len(pairs) == 20
-    predictor = random_predictor()
+        if arch.connected:
+            groups[arch.unique_key].append(arch.string)
+    pairs = [(DEAD_CONV, NO_CONV), *[(g[0], g[1]) for g in groups.values() if len(g) >= 2][:7]]
+    live_only = random_predictor(every_op=False)
+    every_op = random_predictor(every_op=True)
+    differ = 0
     for a, b in pairs:
-        pa, _ = predictor.predict(features([a]))
-        pb, _ = predictor.predict(features([b]))
+        pa, pb = live_only.predict(features([a, b]))[0]
         assert pa == pytest.approx(pb, rel=1e-5), (a, b)
+        qa, qb = every_op.predict(features([a, b]))[0]
+        differ += not np.isclose(qa, qb, rtol=1e-4)
+    assert differ >= len(pairs) // 2
 
 
 def test_a_node_permutation_does_not_change_the_prediction() -> None:
     [f] = features(
-        [
-            "|nor_conv_1x1~0|+|avg_pool_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|avg_pool_3x3~2|"
-        ]
+        ["|nor_conv_1x1~0|+|avg_pool_3x3~0|nor_conv_3x3~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"]
     )
     order = np.concatenate([[0], 1 + np.random.default_rng(0).permutation(f.nodes - 1)])
-    permuted = replace(f, x=f.x[order], adj=f.adj[np.ix_(order, order)])
+    permuted = replace(
+        f,
+        x=f.x[order],
+        adj=f.adj[np.ix_(order, order)],
+        adj_live=f.adj_live[np.ix_(order, order)],
+    )
     predictor = random_predictor()
     assert predictor.predict([f])[0] == pytest.approx(predictor.predict([permuted])[0], rel=1e-5)
+
+
+def test_a_whole_model_gets_features_too() -> None:
+    graph = SPACE.graph(SPACE.parse(DEAD_CONV), GraphForm.eager)
+    f = graph_features(graph)
+    assert f.onehot.size == 0 and 1 < f.nodes < len(graph.nodes)
+    assert f.cost_full[0] > f.cost_pruned[0] > 0
 
 
 # --------------------------------------------------------------------------- forward pass
@@ -96,13 +154,18 @@ def test_the_numpy_forward_pass_is_the_torch_model_batched_or_alone() -> None:
     config = GcnConfig(hidden=48, layers=3, dropout=0.3)
     torch.manual_seed(3)
     model = Gcn(FEATURES, config.hidden, config.layers, config.dropout).eval()
+    with torch.no_grad():  # both halves of every layer at work, not the zero-initialised one
+        for conv in model.convs:
+            conv.weight.normal_(0.0, 0.2)
     feats = features(
         [a.string for a in SPACE.sample(9, seed=1)]
-        + ["|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"]
+        + ["|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|", DEAD_CONV]
     )
     data = batch(feats)
     with torch.no_grad():
-        expected = model(torch.from_numpy(data.x), torch.from_numpy(data.adj)).numpy()
+        expected = model(
+            torch.from_numpy(data.x), torch.from_numpy(data.adj), torch.from_numpy(data.adj_live)
+        ).numpy()
     weights = {n: v.detach().numpy() for n, v in model.state_dict().items()}
     assert np.allclose(gcn_forward(weights, config.layers, data), expected, rtol=1e-4, atol=1e-5)
     alone = [gcn_forward(weights, config.layers, batch([f]))[0] for f in feats]
@@ -112,74 +175,88 @@ def test_the_numpy_forward_pass_is_the_torch_model_batched_or_alone() -> None:
 # --------------------------------------------------------------------------- training and artifact
 
 
-def test_training_on_real_published_latencies_lowers_the_held_out_error() -> None:
+def test_training_on_real_published_latencies_beats_an_untrained_network() -> None:
     archs, latency = published(400)
     feats = features(archs)
-    split = split_indices(len(archs), 250, 50, seed=0)
-    untrained, _ = train_gcn(feats, latency, replace(SMALL, epochs=1, lr=1e-9), split)
-    trained, report = train_gcn(feats, latency, SMALL, split)
-    test = list(split.test)
-    before = np.mean(np.abs(untrained.predict([feats[i] for i in test])[0] - latency[test]))
-    after = np.mean(np.abs(trained.predict([feats[i] for i in test])[0] - latency[test]))
-    assert after < 0.5 * before
-    assert report.test.n == 100 and report.test.spearman > 0.8
+    test = list(range(300, 400))
+    gcn_only = replace(SMALL, baseline="none")
+    _, untrained = train_predictor(feats, latency, replace(gcn_only, epochs=1, lr=1e-9), test=test)
+    _trained, report = train_predictor(feats, latency, gcn_only, test=test)
+    # the GCN candidate, scored on the folds its members did not see
+    assert dict(report.candidates)["gcn"].mape < 0.5 * dict(untrained.candidates)["gcn"].mape
+    assert report.test is not None and report.test.n == 100 and report.test.spearman > 0.8
+    assert report.cv.n == 300 and len(report.epochs) == SMALL.folds
     assert len(report.predicted_ms) == len(report.true_ms) == 100
 
 
-def test_a_cost_baseline_takes_the_linear_part_so_little_data_goes_further() -> None:
-    archs, latency = published(600)
+def test_the_floor_guard_serves_the_linear_floor_where_the_gcn_loses() -> None:
+    """Latency exactly linear in the one-hot encoding: no network beats the floor on data it did
+    not see, and the guard serves the floor, saying so."""
+    archs = [a.string for a in SPACE.sample(120, seed=4)]
     feats = features(archs)
-    split = split_indices(len(archs), 45, 5, seed=0)  # 50 archs to learn from
-    test = list(split.test)
-    without, plain = train_gcn(feats, latency, SMALL, split)
-    with_cost, based = train_gcn(feats, latency, replace(SMALL, baseline="cost"), split)
-    assert without.baseline is None and with_cost.baseline is not None
-    assert based.test.mape < plain.test.mape and based.test.n == plain.test.n == 550
-    # the network's output times the baseline is the prediction, reloaded or not
-    fit = with_cost.baseline([feats[i] for i in test])
-    assert np.all(fit > 0)
-    again = GcnPredictor.from_bytes(with_cost.to_bytes())
-    assert again.baseline == with_cost.baseline
-    assert np.array_equal(again.predict(feats[:7])[0], with_cost.predict(feats[:7])[0])
+    per_op_ms = np.random.default_rng(0).uniform(0.1, 1.0, 30)
+    latency = np.array([0.5 + f.onehot @ per_op_ms for f in feats])
+    predictor, report = train_predictor(feats, latency, replace(SMALL, epochs=3), test=[])
+    assert report.served.startswith("linear:") and predictor.served == report.served
+    assert predictor.gcn_weight == 0.0 and predictor.members == ()
+    assert report.candidates[0][0] == report.served
+    assert report.cv.mape < 1e-6  # the floor is exact
+    assert predictor.meta["served"] == report.served and "gcn" in predictor.meta["candidates"]
+    assert predictor.predict(feats[:5])[0] == pytest.approx(latency[:5], rel=1e-6)
 
 
-def test_graph_features_carry_the_graph_cost() -> None:
-    arch = SPACE.parse(
-        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
-    )
-    graph = SPACE.predictor_graph(arch)
-    from latlab.opkey import op_cost
-
-    costs = [op_cost(graph, n) for n in graph.nodes]
-    mflops, mb = graph_features(graph).cost
-    assert mflops == pytest.approx(sum(c.flops for c in costs) / 1e6)
-    assert mb == pytest.approx(sum(c.bytes_moved for c in costs) / 1e6) and mflops > 0
+def test_the_guard_reports_every_candidate_and_serves_the_best_cross_validated_one() -> None:
+    archs, latency = published(200)
+    predictor, report = train_predictor(features(archs), latency, SMALL, test=[])
+    names = [name for name, _ in report.candidates]
+    assert {"gcn", "linear:full", "linear:onehot", "blend:0.5:full"} <= set(names)
+    assert names[0] == report.served == predictor.served
+    assert report.test is None and report.cv.n == 200  # every arch trained, scored by folds
 
 
 def test_a_saved_predictor_reloads_and_predicts_the_same_numbers() -> None:
+    archs, latency = published(60)
+    feats = features(archs)
+    floor = LinearModel.fit(feats, latency, "onehot")
     predictor = replace(
-        random_predictor(members=3), meta={"device_id": "d", "test": {"rmse_ms": 0.1}}
+        random_predictor(members=3),
+        floor=floor,
+        gcn_weight=0.5,
+        meta={"device_id": "d", "test": {"rmse_ms": 0.1}},
     )
+    assert predictor.served == "blend:0.5:onehot"
     again = GcnPredictor.from_bytes(predictor.to_bytes())
-    feats = features([a.string for a in SPACE.sample(20, seed=2)])
     mean, std = predictor.predict(feats)
     mean2, std2 = again.predict(feats)
     assert np.array_equal(mean, mean2) and std is not None and np.array_equal(std, std2)
     assert again.config == predictor.config and again.meta == predictor.meta
+    assert again.floor == floor and again.served == predictor.served
 
 
-def test_a_corrupt_artifact_is_refused() -> None:
+def test_a_corrupt_or_old_artifact_is_refused() -> None:
     with pytest.raises(PredictorError):
         GcnPredictor.from_bytes(b"not an npz at all")
     with pytest.raises(PredictorError):
         GcnPredictor.from_bytes(random_predictor().to_bytes()[:200])
+    with pytest.raises(PredictorError, match="needs one"):
+        replace(random_predictor(), gcn_weight=0.5)  # a blend without a floor
 
 
-def test_a_split_needs_room_for_a_test_set() -> None:
+def test_folds_cover_every_arch_once() -> None:
     with pytest.raises(PredictorError):
-        split_indices(10, 8, 2, seed=0)
-    s = split_indices(10, 5, 2, seed=0)
-    assert sorted(s.train + s.val + s.test) == list(range(10)) and len(s.test) == 3
+        fold_indices(3, 4, seed=0)
+    folds = fold_indices(10, 3, seed=0)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(10))
+    assert [len(f) for f in folds] == [4, 3, 3]
+
+
+def test_too_few_archs_are_refused_with_the_minimum_named() -> None:
+    archs, latency = published(3)
+    with pytest.raises(PredictorError, match="at least 3"):
+        train_predictor(features(archs[:2]), latency[:2], SMALL)
+    # fewer archs than folds: one arch per fold, still a predictor (of little use)
+    predictor, report = train_predictor(features(archs), latency, SMALL)
+    assert report.cv.n == 3 and predictor.predict(features(archs))[0].shape == (3,)
 
 
 # --------------------------------------------------------------------------- serving

@@ -33,36 +33,40 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = PRESETS[args.preset]
     overrides = {
-        k: getattr(args, k)
-        for k in ("epochs", "hidden", "ensemble")
-        if getattr(args, k) is not None
+        k: getattr(args, k) for k in ("epochs", "hidden", "folds") if getattr(args, k) is not None
     }
     config = replace(config, **overrides, seed=args.seed)
     with client_from(args) as client:
         device = client.device(args.device)  # an id or a name: the training data is by id
         with tqdm(
-            total=config.epochs * config.ensemble, unit="epoch", file=sys.stderr, dynamic_ncols=True
+            total=config.epochs * config.n_members,
+            unit="epoch",
+            file=sys.stderr,
+            dynamic_ncols=True,
         ) as bar:
             run = train_for_device(
                 client,
                 device.id,
                 config,
                 dataset_ids=args.dataset or (),
-                n_train=args.train,
-                n_val=args.val,
+                form=args.form,
+                n_test=args.test,
                 split_seed=args.seed,
                 register=not args.no_register,
-                on_epoch=lambda _: bar.update(1),
+                on_epoch=bar.update,
             )
-    t = run.report.test
+    report = run.report
+    n_train = run.predictor.meta["split"]["train"]
     print(
-        f"trained on {run.predictor.meta['split']['train']} of "
-        f"{len(run.data.archs)} {run.data.space} archs ({args.preset}); held-out {t.n}: "
-        f"{figure(t.within_10pct, '.1f', 100, '%')} within 10%, "
-        f"{figure(t.within_5pct, '.1f', 100, '%')} within 5%, "
-        f"MAPE {figure(t.mape, '.2f', 100, '%')}, RMSE {figure(t.rmse_ms, '.4f', suffix=' ms')}, "
-        f"rho {figure(t.spearman)}, tau {figure(t.kendall)}"
+        f"trained on {n_train} of {len(run.data.archs)} {run.data.space} archs "
+        f"({run.data.form} form, {args.preset}) in {report.train_s:.1f} s; "
+        f"serves {report.served}"
     )
+    print(f"cross-validated ({config.folds} folds), best first:")
+    for name, m in report.candidates:
+        print(f"  {name:<18} {_line(m)}")
+    if report.test is not None:
+        print(f"held-out {report.test.n}: {_line(report.test)}")
     if args.output is not None:
         Path(args.output).write_bytes(run.predictor.to_bytes())
         print(f"artifact {args.output}")
@@ -75,6 +79,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"({device.name}, {run.registered.runtime}), current"
         )
     return 0
+
+
+def _line(m: Any) -> str:
+    return (
+        f"{figure(m.within_10pct, '.1f', 100, '%')} within 10%, "
+        f"{figure(m.within_5pct, '.1f', 100, '%')} within 5%, "
+        f"MAPE {figure(m.mape, '.2f', 100, '%')}, RMSE {figure(m.rmse_ms, '.4f', suffix=' ms')}, "
+        f"rho {figure(m.spearman)}, tau {figure(m.kendall)}"
+    )
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -122,23 +135,25 @@ def cmd_predictors(args: argparse.Namespace) -> int:
                 "space": p.space or "-",
                 "version": p.version,
                 "current": "*" if p.current else "",
-                "within_10pct": figure(_test(p.metrics, "within_10pct"), ".1f", 100, "%"),
-                "rho": figure(_test(p.metrics, "spearman")),
+                "serves": p.metrics.get("served", "-"),
+                "scored": _scored(p.metrics)[0],
+                "within_10pct": figure(_scored(p.metrics)[1].get("within_10pct"), ".1f", 100, "%"),
+                "rho": figure(_scored(p.metrics)[1].get("spearman")),
             }
             for p in client.predictors(args.device)
         ]
-    print(
-        table(
-            rows, ["id", "device", "runtime", "space", "version", "current", "within_10pct", "rho"]
-        )
-    )
+    columns = ["id", "device", "runtime", "space", "version", "current", "serves", "scored"]
+    print(table(rows, [*columns, "within_10pct", "rho"]))
     return 0
 
 
-def _test(metrics: dict[str, Any], name: str) -> Any:
-    """A held-out figure of a predictor's metrics, None where it has none."""
-    test = metrics.get("test")
-    return test.get(name) if isinstance(test, dict) else None
+def _scored(metrics: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The held-out figures of a predictor if it has some, else its cross-validated ones."""
+    for key in ("test", "cv"):
+        found = metrics.get(key)
+        if isinstance(found, dict):
+            return key, found
+    return "-", {}
 
 
 def add_predict_flags(p: argparse.ArgumentParser, default_predictor: str) -> None:
@@ -170,9 +185,19 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     t.add_argument("--preset", choices=["latlab", "brp-nas"], default="latlab")
     t.add_argument("--epochs", type=int)
     t.add_argument("--hidden", type=int)
-    t.add_argument("--ensemble", type=int)
-    t.add_argument("--train", type=int, help="training archs (default 80 %%)")
-    t.add_argument("--val", type=int, help="validation archs (default 10 %%); the rest is held out")
+    t.add_argument("--folds", type=int, help="cross-validation folds (one member per fold)")
+    t.add_argument(
+        "--form",
+        choices=["pruned", "eager", "unknown"],
+        help="the graph form to train on, where the device has datasets of several",
+    )
+    t.add_argument(
+        "--test",
+        type=int,
+        default=0,
+        help="hold this many archs out for a test score (default 0: train on all of them; "
+        "the metrics are cross-validated)",
+    )
     t.add_argument("--seed", type=int, default=0, help="split and initialisation seed")
     t.add_argument("--no-register", action="store_true", help="do not upload it to the server")
     t.add_argument("-o", "--output", help="also write the artifact (.npz) here")

@@ -6,6 +6,8 @@ from collections.abc import Hashable
 from enum import StrEnum
 from typing import Protocol, TypeVar
 
+import numpy as np
+
 from latlab.errors import LatlabError
 from latlab.graph import OpGraph
 
@@ -51,6 +53,15 @@ class SearchSpace(Protocol[A]):
         ...
 
     def sample(self, n: int, seed: int) -> list[A]: ...
+
+    def encoding(self, arch: A) -> np.ndarray:
+        """The arch as a fixed-length one-hot of its choices (for linear models)."""
+        ...
+
+    def live_encoding(self, arch: A) -> np.ndarray:
+        """The same one-hot for the choices whose op is live (reaches the output from the
+        input), all zero for dead ones; empty where no op of the space is ever dead."""
+        ...
 
     def example(self) -> A: ...
 

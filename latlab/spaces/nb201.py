@@ -200,6 +200,22 @@ class Nb201:
     def encode(self, arch: Nb201Arch) -> str:
         return arch.string
 
+    def encoding(self, arch: Nb201Arch) -> np.ndarray:
+        """30 floats: the one-hot op of each edge (6 x 5, edge-major)."""
+        return self._onehot(arch, frozenset(EDGES))
+
+    def live_encoding(self, arch: Nb201Arch) -> np.ndarray:
+        """The one-hot of the live edges only (dead and none edges all zero)."""
+        return self._onehot(arch, arch.live_edges)
+
+    @staticmethod
+    def _onehot(arch: Nb201Arch, edges: frozenset[tuple[int, int]]) -> np.ndarray:
+        row = np.zeros(len(EDGES) * len(OPS), dtype=np.float64)
+        for e, (edge, op) in enumerate(zip(EDGES, arch.ops, strict=True)):
+            if edge in edges:
+                row[e * len(OPS) + op] = 1.0
+        return row
+
     def all(self) -> Iterator[Nb201Arch]:
         """Every cell, in index order."""
         return (Nb201Arch(cell) for cell in _benchmark_order()[0])
@@ -235,12 +251,14 @@ class Nb201:
         return b.build(b.linear("head.fc", x, self.n_classes))
 
     def predictor_graph(self, arch: Nb201Arch) -> OpGraph:
-        """One cell, at the first stage's shape: what a latency predictor reads (every cell of
-        the network is this cell; stem, reductions and head are the same for every arch), as
-        BRP-NAS does. Isomorphic cells give isomorphic graphs."""
+        """One cell, at the first stage's shape, in the eager form (every op of the arch, ``none``
+        as ``x * 0``): what a latency predictor reads, as BRP-NAS does (every cell of the network
+        is this cell; stem, reductions and head are the same for every arch). The features mark
+        which ops a pruning runtime would drop (predictors.features), so a predictor learns from
+        the device's data whether they cost time."""
         c = self.channels[0]
         b = GraphBuilder(f"nb201-cell-{arch.index}", (1, c, self.resolution, self.resolution))
-        return b.build(self._cell(b, "cell", b.input, arch, GraphForm.pruned))
+        return b.build(self._cell(b, "cell", b.input, arch, GraphForm.eager))
 
     def _relu_conv_bn(
         self, b: GraphBuilder, name: str, x: str, c: int, k: int, stride: int = 1

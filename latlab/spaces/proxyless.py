@@ -112,6 +112,18 @@ class Proxyless:
     def encode(self, arch: ProxylessArch) -> str:
         return arch.string
 
+    def encoding(self, arch: ProxylessArch) -> np.ndarray:
+        """21 x 10 floats: the one-hot choice of each block (skip, then CHOICES); no op of
+        this space is ever dead."""
+        row = np.zeros(len(RADIX) * (len(CHOICES) + 1), dtype=np.float64)
+        for block, choice in enumerate(arch.choices):
+            row[block * (len(CHOICES) + 1) + choice] = 1.0
+        return row
+
+    def live_encoding(self, arch: ProxylessArch) -> np.ndarray:
+        """Empty: no op of this space is ever dead."""
+        return np.zeros(0)
+
     def sample(self, n: int, seed: int) -> list[ProxylessArch]:
         rng = np.random.default_rng(seed)
         seen: dict[ProxylessArch, None] = {}

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from latlab.spaces import get_space
-from predictors.features import GraphFeatures, graph_features
+from predictors.features import GraphFeatures, arch_features
 from predictors.model import GcnPredictor
 from server.blobstore import BlobStore
 from server.tables import Predictor
@@ -34,6 +34,7 @@ class LoadedPredictor:
     id: str
     model: GcnPredictor
     space: Any  # the SearchSpace its graphs come from, or None (whole models)
+    space_params: dict[str, Any]
     table_ms: np.ndarray | None = None
     table_std_ms: np.ndarray | None = None
 
@@ -52,7 +53,7 @@ class PredictorCache:
             with blobs.open(row.artifact_sha256) as f:
                 model = GcnPredictor.from_bytes(f.read())
             space = get_space(row.space, **row.space_params) if row.space is not None else None
-            loaded = LoadedPredictor(row.id, model, space)
+            loaded = LoadedPredictor(row.id, model, space, dict(row.space_params))
             self._loaded[row.id] = loaded
             while len(self._loaded) > self._max:
                 self._loaded.popitem(last=False)
@@ -67,8 +68,8 @@ class PredictorCache:
             with self._lock:
                 if loaded.table_ms is None:
                     started = time.perf_counter()
-                    archs = (space.from_index(i) for i in range(space.size))
-                    feats = [graph_features(space.predictor_graph(a)) for a in archs]
+                    archs = [space.from_index(i) for i in range(space.size)]
+                    feats = arch_features(space.name, loaded.space_params, archs)
                     loaded.table_ms, loaded.table_std_ms = loaded.model.predict(feats)
                     log.info(
                         "prediction table built",
@@ -82,7 +83,9 @@ class PredictorCache:
             assert loaded.table_ms is not None
             std = loaded.table_std_ms[idx] if loaded.table_std_ms is not None else None
             return loaded.table_ms[idx], std
-        feats = [graph_features(space.predictor_graph(space.from_index(i))) for i in indices]
+        feats = arch_features(
+            space.name, loaded.space_params, [space.from_index(i) for i in indices]
+        )
         return loaded.model.predict(feats)
 
     @staticmethod

@@ -90,7 +90,11 @@ def register_predictor(
         version=(latest or 0) + 1,
         current=current,
         training={**training, "config": model.meta.get("config", training.get("config"))},
-        metrics={k: model.meta[k] for k in ("test", "val", "epochs") if k in model.meta},
+        metrics={
+            k: model.meta[k]
+            for k in ("served", "cv", "candidates", "test", "epochs", "train_s")
+            if k in model.meta
+        },
         artifact_sha256=_store(blobs, settings, artifact),
         artifact_bytes=len(artifact),
         plot_sha256=_store(blobs, settings, plot_png) if plot_png is not None else None,
