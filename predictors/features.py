@@ -1,7 +1,7 @@
 """Graph features for the learned predictors, from any OpGraph (a NAS-Bench-201 cell, a
 layer-wise network, an uploaded ONNX model), in plain numpy: the serving path needs no torch.
 
-Every op of the graph is in a node, dead or not: a device that runs a network as a framework's
+Every op of the graph is a node, dead or not: a device that runs a network as a framework's
 eager code computes dead ops, one that runs it through a deployment toolchain does not, and only
 the device's data can say which it is. So each node carries, beside a one-hot op type
 (``OP_TYPES``; anything else is ``other``) and cost features from latlab.opkey and the tensor
@@ -12,10 +12,6 @@ output) and ``live`` (a pruning runtime computes it: fed, used, and not a sum of
 term, which pruned is no op at all). A multiplication by a constant zero (``x * 0``, how an
 eager network computes a ``none`` edge) cuts both: its result depends on nothing, and its
 input reaches nothing through it.
-
-A unary op next to a conv or matmul (BatchNormalization, Relu, Clip, ...) is folded into that
-conv's node (its op type is set beside the conv's, its cost added): what runtimes fuse, and a
-NAS-Bench-201 cell of ReLU-Conv-BN edges becomes one node per edge.
 
 A global node (index 0) is joined to every node, and its embedding is what the GCN regresses
 from. Two adjacencies, each undirected with self-loops and normalised ``D^-1/2 (A + I) D^-1/2``:
@@ -117,75 +113,27 @@ class GraphFeatures:
         return int(self.x.shape[0])
 
 
-def _numeric(graph: OpGraph, anchor: OpNode, members: Sequence[OpNode]) -> list[float]:
-    """Shapes and attributes of the group's anchor; FLOPs, params and bytes of all members."""
-    ins = graph.activation_inputs(anchor)
-    out = graph.spec(anchor.outputs[0]).shape if anchor.outputs else ()
+def _numeric(graph: OpGraph, node: OpNode) -> tuple[list[float], OpCost]:
+    ins = graph.activation_inputs(node)
+    out = graph.spec(node.outputs[0]).shape if node.outputs else ()
     c_in = ins[0].shape[1] if ins and len(ins[0].shape) >= 2 else 0
     c_out = out[1] if len(out) >= 2 else (out[-1] if out else 0)
     spatial = int(np.prod(out[2:])) if len(out) > 2 else 1
-    kernel = anchor.attr("kernel_shape")
-    strides = anchor.attr("strides")
-    cost = OpCost(0, 0, 0, 0)
-    for node in members:
-        cost += op_cost(graph, node)
+    kernel = node.attr("kernel_shape")
+    strides = node.attr("strides")
+    cost = op_cost(graph, node)
     values = {
         "channels_in": c_in,
         "channels_out": c_out,
         "spatial": spatial,
         "kernel": max(kernel) if kernel else 0,
         "stride": max(strides) if strides else 0,
-        "groups": int(anchor.attr("group", 1)),
+        "groups": int(node.attr("group", 1)),
         "flops": cost.flops,
         "params": cost.params,
         "bytes": cost.bytes_moved,
     }
-    return [log1p(values[name]) / scale for name, scale in _NUMERIC]
-
-
-#: Ops that a chain folds into the conv or matmul next to it (a predictor node of its own would
-#: only repeat the conv's shape: runtimes fuse them, and the GCN is cheaper on fewer nodes).
-_UNARY = frozenset({"Relu", "BatchNormalization", "Clip", "Sigmoid", "HardSigmoid", "HardSwish"})
-_ANCHORS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
-
-
-def _groups(graph: OpGraph) -> list[int]:
-    """For each node, the node it is folded into (itself if none): a unary op whose input is
-    a conv's (or a conv group's) and is read by nothing else joins that conv (``Conv-BN``,
-    ``Conv-BN-Relu``); else, a unary op read by one conv alone joins it (``Relu-Conv``)."""
-    nodes = graph.nodes
-    producer = {t: i for i, node in enumerate(nodes) for t in node.outputs}
-    readers: dict[str, list[int]] = {}
-    for i, node in enumerate(nodes):
-        for t in node.inputs:
-            readers.setdefault(t, []).append(i)
-    outputs = set(graph.outputs)
-    group = list(range(len(nodes)))
-    for i, node in enumerate(nodes):
-        if node.op_type not in _UNARY or len(node.inputs) < 1:
-            continue
-        source = node.inputs[0]
-        p = producer.get(source)
-        if (
-            p is not None
-            and nodes[group[p]].op_type in _ANCHORS
-            and readers.get(source) == [i]
-            and source not in outputs
-        ):
-            group[i] = group[p]
-    for i in range(len(nodes) - 1, -1, -1):
-        node = nodes[i]
-        if node.op_type not in _UNARY or group[i] != i or len(node.outputs) != 1:
-            continue
-        out = node.outputs[0]
-        consumers = readers.get(out, [])
-        if (
-            len(consumers) == 1
-            and out not in outputs
-            and nodes[group[consumers[0]]].op_type in _ANCHORS
-        ):
-            group[i] = group[consumers[0]]
-    return group
+    return [log1p(values[name]) / scale for name, scale in _NUMERIC], cost
 
 
 def _is_zero(graph: OpGraph, node: OpNode) -> bool:
@@ -244,45 +192,33 @@ def node_flags(graph: OpGraph) -> NodeFlags:
 def graph_features(
     graph: OpGraph, onehot: np.ndarray | None = None, onehot_live: np.ndarray | None = None
 ) -> GraphFeatures:
-    group = _groups(graph)
-    anchors = sorted(set(group))
-    row = {anchor: k for k, anchor in enumerate(anchors, start=1)}
-    members: dict[int, list[OpNode]] = {a: [] for a in anchors}
-    for i, node in enumerate(graph.nodes):
-        members[group[i]].append(node)
-    n = len(anchors) + 1
+    n = len(graph.nodes) + 1
     x = np.zeros((n, FEATURES), dtype=np.float32)
     x[0, _TYPE_INDEX["global"]] = 1.0
-    producer = {t: row[group[i]] for i, node in enumerate(graph.nodes) for t in node.outputs}
+    producer = {t: i + 1 for i, node in enumerate(graph.nodes) for t in node.outputs}
+    flags = node_flags(graph)
+    live = np.array([True, *flags.live])
     a = np.eye(n, dtype=np.float32)
     a[0, :] = a[:, 0] = 1.0
-    pruned = OpCost(0, 0, 0, 0)
-    full = OpCost(0, 0, 0, 0)
-    flags = node_flags(graph)
-    live = np.ones(n, dtype=bool)
-    for i, node in enumerate(graph.nodes):
-        cost = op_cost(graph, node)
-        full += cost
-        if flags.live[i]:
-            pruned += cost
-    for anchor in anchors:
-        k = row[anchor]
-        for node in members[anchor]:
-            x[k, _TYPE_INDEX.get(node.op_type, _TYPE_INDEX["other"])] = 1.0
-        x[k, len(OP_TYPES) : _FLAG_COLUMN] = _numeric(graph, graph.nodes[anchor], members[anchor])
-        live[k] = flags.live[anchor]
-        x[k, _FLAG_COLUMN:] = (flags.fed[anchor], flags.used[anchor], live[k])
     a_live = np.eye(n, dtype=np.float32)
     a_live[0, live] = a_live[live, 0] = 1.0
-    for i, node in enumerate(graph.nodes):
-        k = row[group[i]]
+    pruned = OpCost(0, 0, 0, 0)
+    full = OpCost(0, 0, 0, 0)
+    for i, node in enumerate(graph.nodes, start=1):
+        x[i, _TYPE_INDEX.get(node.op_type, _TYPE_INDEX["other"])] = 1.0
+        numeric, cost = _numeric(graph, node)
+        x[i, len(OP_TYPES) : _FLAG_COLUMN] = numeric
+        x[i, _FLAG_COLUMN:] = (flags.fed[i - 1], flags.used[i - 1], live[i])
+        full += cost
+        if live[i]:
+            pruned += cost
         for t in node.inputs:
             j = producer.get(t)
-            if j is not None and j != k:
-                a[k, j] = a[j, k] = 1.0
+            if j is not None:
+                a[i, j] = a[j, i] = 1.0
             j = producer.get(flags.passes.get(t, t))
-            if j is not None and j != k and live[j] and live[k]:
-                a_live[k, j] = a_live[j, k] = 1.0
+            if j is not None and live[j] and live[i]:
+                a_live[i, j] = a_live[j, i] = 1.0
     return GraphFeatures(
         x=x,
         adj=_normalised(a),

@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -98,8 +98,8 @@ def train_predictor(
     y_all = np.asarray(latency_ms, dtype=np.float64)
     if len(features) != len(y_all) or np.any(y_all <= 0) or not np.all(np.isfinite(y_all)):
         raise PredictorError("need one positive, finite latency per graph")
-    held_out = set(int(i) for i in test)
-    fit = np.array([i for i in range(len(features)) if i not in held_out], dtype=np.int64)
+    held_out = sorted({int(i) for i in test})
+    fit = np.setdiff1d(np.arange(len(features)), held_out)
     if len(fit) < MIN_TRAIN_ARCHS:
         raise PredictorError(
             f"{len(fit)} training archs are too few: a predictor needs at least {MIN_TRAIN_ARCHS}"
@@ -107,34 +107,102 @@ def train_predictor(
     feats = [features[i] for i in fit]
     y = y_all[fit]
     folds = fold_indices(len(fit), min(config.folds, len(fit)), config.seed)
-    n_members = min(config.n_members, len(folds))
     designs: tuple[Design, ...] = ("full", "onehot") if feats[0].onehot.size else ("full",)
+    oof_linear, baselines = _linear_folds(feats, y, folds, designs)
+    members, epochs, oof_gcn, target = _members(feats, y, folds, baselines, config, on_epoch)
+    candidates = _candidates(oof_gcn, oof_linear)
+    scored = ~np.isnan(oof_gcn)  # the archs every candidate has an out-of-fold prediction of
+    errors = {name: _log_error(p[scored], y[scored]) for name, (_, p) in candidates.items()}
+    ranked = sorted(candidates, key=lambda name: errors[name])
+    best = ranked[0] if guard else "gcn"
+    gcn_weight = candidates[best][0]
+    floor_design: Design | None = None if best == "gcn" else best.split(":")[-1]  # type: ignore[assignment]
+    table = tuple(
+        (name, regression_metrics(np.exp(candidates[name][1][scored]).tolist(), y[scored].tolist()))
+        for name in [best, *(n for n in ranked if n != best)]
+    )
+    predictor = GcnPredictor(
+        config=config,
+        target=target,
+        members=tuple(members) if gcn_weight > 0 else (),
+        floor=LinearModel.fit(feats, y, floor_design) if floor_design else None,
+        gcn_weight=gcn_weight,
+    )
+    test_metrics = None
+    if held_out:
+        predicted, _ = predictor.predict([features[i] for i in held_out])
+        shown: tuple[np.ndarray, np.ndarray] = (predicted, y_all[held_out])
+        test_metrics = regression_metrics(shown[0].tolist(), shown[1].tolist())
+    else:
+        shown = (np.exp(candidates[best][1][scored]), y[scored])
+    report = TrainReport(
+        served=predictor.served,
+        cv=table[0][1],
+        candidates=table,
+        epochs=tuple(epochs),
+        train_s=time.perf_counter() - started,
+        test=test_metrics,
+        predicted_ms=tuple(float(v) for v in shown[0]),
+        true_ms=tuple(float(v) for v in shown[1]),
+    )
+    log.info("predictor trained", extra={"served": report.served, "s": round(report.train_s, 1)})
+    return replace(
+        predictor,
+        meta={
+            **(meta or {}),
+            "served": report.served,
+            "cv": metrics_dict(report.cv),
+            "candidates": {name: metrics_dict(m) for name, m in table},
+            "test": metrics_dict(test_metrics) if test_metrics is not None else None,
+            "epochs": list(epochs),
+            "train_s": round(report.train_s, 2),
+        },
+    ), report
 
-    # the linear models, fold by fold: out-of-fold predictions of the floors, and the
-    # members' baselines
-    oof_linear = {d: np.full(len(fit), np.nan) for d in designs}
-    fold_baselines: list[LinearModel] = []
+
+def _linear_folds(
+    feats: Sequence[GraphFeatures],
+    y: np.ndarray,
+    folds: list[np.ndarray],
+    designs: tuple[Design, ...],
+) -> tuple[dict[Design, np.ndarray], list[LinearModel]]:
+    """The floors' out-of-fold log predictions, and per fold the cost baseline fitted on the
+    other folds (what member k learns a correction of)."""
+    oof = {d: np.full(len(y), np.nan) for d in designs}
+    baselines = []
     for fold in folds:
-        rest = np.setdiff1d(np.arange(len(fit)), fold)
+        rest = np.setdiff1d(np.arange(len(y)), fold)
+        train = [feats[i] for i in rest]
         for design in designs:
-            model = LinearModel.fit([feats[i] for i in rest], y[rest], design)
-            oof_linear[design][fold] = np.log(model([feats[i] for i in fold]))
-        fold_baselines.append(LinearModel.fit([feats[i] for i in rest], y[rest], "cost"))
+            oof[design][fold] = np.log(
+                LinearModel.fit(train, y[rest], design)([feats[i] for i in fold])
+            )
+        baselines.append(LinearModel.fit(train, y[rest], "cost"))
+    return oof, baselines
 
-    # the GCN members
-    x_all, adj_all, live_all = _tensors(feats)
-    members: list[Member] = []
-    epochs: list[int] = []
-    oof_gcn = np.full(len(fit), np.nan)
+
+def _members(
+    feats: Sequence[GraphFeatures],
+    y: np.ndarray,
+    folds: list[np.ndarray],
+    baselines: list[LinearModel],
+    config: GcnConfig,
+    on_epoch: Callable[[int], None] | None,
+) -> tuple[list[Member], list[int], np.ndarray, TargetScale]:
+    """Member k trained on every fold but k: the members, their epochs, their out-of-fold log
+    predictions (NaN on folds without a member) and the target scale they share."""
     with_baseline = config.baseline == "linear"
     reference = LinearModel.fit(feats, y, "cost") if with_baseline else None
     target = TargetScale.fit(config.target, y / reference(feats) if reference else y)
-    for k in range(n_members):
+    x_all, adj_all, live_all = _tensors(feats)
+    members: list[Member] = []
+    epochs: list[int] = []
+    oof = np.full(len(y), np.nan)
+    for k in range(min(config.n_members, len(folds))):
         fold = folds[k]
-        rest = np.setdiff1d(np.arange(len(fit)), fold)
-        baseline = fold_baselines[k] if with_baseline else None
-        values = y / baseline(feats) if baseline is not None else y
-        encoded = torch.from_numpy(target.encode(values))
+        rest = np.setdiff1d(np.arange(len(y)), fold)
+        baseline = baselines[k] if with_baseline else None
+        encoded = torch.from_numpy(target.encode(y / baseline(feats) if baseline else y))
         weights, ran = _member(
             (x_all[rest], adj_all[rest], live_all[rest], encoded[rest]),
             (x_all[fold], adj_all[fold], live_all[fold], encoded[fold]),
@@ -145,74 +213,22 @@ def train_predictor(
         member = Member(weights, baseline)
         members.append(member)
         epochs.append(ran)
-        single = GcnPredictor(config, target, (member,), None, 1.0)
-        oof_gcn[fold] = single.member_log_ms([feats[i] for i in fold])[0]
+        alone = GcnPredictor(config, target, (member,), None, 1.0)
+        oof[fold] = alone.member_log_ms([feats[i] for i in fold])[0]
         log.info("member trained", extra={"member": k, "epochs": ran})
+    return members, epochs, oof, target
 
-    # the floor guard, on the archs that have a prediction from every candidate
-    scored = ~np.isnan(oof_gcn)
+
+def _candidates(
+    oof_gcn: np.ndarray, oof_linear: dict[Design, np.ndarray]
+) -> dict[str, tuple[float, np.ndarray]]:
+    """What the guard chooses from: name -> (the GCN's weight, out-of-fold log predictions)."""
     candidates: dict[str, tuple[float, np.ndarray]] = {"gcn": (1.0, oof_gcn)}
-    for design in designs:
+    for design, oof in oof_linear.items():
         for w in BLEND_WEIGHTS:
             name = f"linear:{design}" if w == 0 else f"blend:{w:g}:{design}"
-            candidates[name] = (w, w * oof_gcn + (1 - w) * oof_linear[design])
-    errors = {name: _log_error(p[scored], y[scored]) for name, (_, p) in candidates.items()}
-    ranked = sorted(candidates, key=lambda name: errors[name])
-    best = ranked[0] if guard else "gcn"
-    gcn_weight = candidates[best][0]
-    floor_design: Design | None = None if best == "gcn" else best.split(":")[-1]  # type: ignore[assignment]
-    table = tuple(
-        (
-            name,
-            regression_metrics(np.exp(candidates[name][1][scored]).tolist(), y[scored].tolist()),
-        )
-        for name in [best, *(n for n in ranked if n != best)]
-    )
-    predictor = GcnPredictor(
-        config=config,
-        target=target,
-        members=tuple(members) if gcn_weight > 0 else (),
-        floor=LinearModel.fit(feats, y, floor_design) if floor_design else None,
-        gcn_weight=gcn_weight,
-    )
-    test_idx = sorted(held_out)
-    test_metrics = None
-    if test_idx:
-        predicted, _ = predictor.predict([features[i] for i in test_idx])
-        truth = y_all[test_idx]
-        test_metrics = regression_metrics(predicted.tolist(), truth.tolist())
-        shown: tuple[np.ndarray, np.ndarray] = (predicted, truth)
-    else:
-        shown = (np.exp(candidates[best][1][scored]), y[scored])
-    train_s = time.perf_counter() - started
-    report = TrainReport(
-        served=predictor.served,
-        cv=table[0][1],
-        candidates=table,
-        epochs=tuple(epochs),
-        train_s=train_s,
-        test=test_metrics,
-        predicted_ms=tuple(float(v) for v in shown[0]),
-        true_ms=tuple(float(v) for v in shown[1]),
-    )
-    log.info("predictor trained", extra={"served": predictor.served, "s": round(train_s, 1)})
-    predictor = GcnPredictor(
-        config=predictor.config,
-        target=predictor.target,
-        members=predictor.members,
-        floor=predictor.floor,
-        gcn_weight=predictor.gcn_weight,
-        meta={
-            **(meta or {}),
-            "served": predictor.served,
-            "cv": metrics_dict(report.cv),
-            "candidates": {name: metrics_dict(m) for name, m in table},
-            "test": metrics_dict(test_metrics) if test_metrics is not None else None,
-            "epochs": list(epochs),
-            "train_s": round(train_s, 2),
-        },
-    )
-    return predictor, report
+            candidates[name] = (w, w * oof_gcn + (1 - w) * oof)
+    return candidates
 
 
 def _tensors(items: Sequence[GraphFeatures]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -73,8 +73,8 @@ def published(n: int) -> tuple[list[str], np.ndarray]:
 
 def test_the_global_node_joins_every_node_and_the_adjacency_is_normalised() -> None:
     [f] = features([ALL_3X3])
-    # six ReLU-Conv-BN edges folded into one node each, three Adds, the global node
-    assert f.x.shape == (10, FEATURES) and f.x[0, 0] == 1.0
+    # six ReLU-Conv-BN edges, three Adds, the global node
+    assert f.x.shape == (22, FEATURES) and f.x[0, 0] == 1.0
     assert np.all(f.adj[0] > 0) and np.allclose(f.adj, f.adj.T)
     degree = (f.adj > 0).sum(axis=1)
     assert np.allclose(f.adj[0, 0], 1 / degree[0])  # D^-1/2 (A + I) D^-1/2 on the diagonal
@@ -96,7 +96,7 @@ def test_every_op_is_kept_and_flagged_dead_or_live() -> None:
     assert flags["cell.n2.add1"] == (False, True, False)  # 0 + 0
     assert flags["cell.n3.add2"] == (True, True, False)  # (x + conv) + dead: pruned, no op
     [dead, pruned_twin] = features([DEAD_CONV, NO_CONV])
-    assert dead.nodes == pruned_twin.nodes  # 3<-2 is a node in both: a conv, or x * 0
+    assert dead.nodes == pruned_twin.nodes + 2  # 3<-2: ReLU-Conv-BN, or x * 0
     assert dead.cost_full[0] > pruned_twin.cost_full[0]  # every op: the dead conv counts
     assert dead.cost_pruned == pytest.approx(pruned_twin.cost_pruned)  # live ops: the same
     live = dead.x[:, -1].astype(bool)
@@ -143,7 +143,7 @@ def test_a_node_permutation_does_not_change_the_prediction() -> None:
 def test_a_whole_model_gets_features_too() -> None:
     graph = SPACE.graph(SPACE.parse(DEAD_CONV), GraphForm.eager)
     f = graph_features(graph)
-    assert f.onehot.size == 0 and 1 < f.nodes < len(graph.nodes)
+    assert f.onehot.size == 0 and f.nodes == len(graph.nodes) + 1
     assert f.cost_full[0] > f.cost_pruned[0] > 0
 
 
