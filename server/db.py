@@ -2,12 +2,17 @@
 
 SQLite (the embedded default) gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` for every
 transaction, so concurrent writers queue instead of failing on a lock upgrade: that is how a
-job claim is serialised there. PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``.
+job claim is serialised there. The queue is first come, first served within the process (a
+``FairLock`` before each ``BEGIN``): SQLite's own busy handler retries by polling, and a loop of
+short transactions (a campaign's preparation) would starve a request waiting on it past the busy
+timeout. PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``.
 """
 
 from __future__ import annotations
 
 import fcntl
+import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -19,6 +24,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, Table, create_engine, event, func, select, text
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 import migrations
@@ -51,6 +57,9 @@ def is_sqlite(engine: Engine) -> bool:
 POOL_SIZE = 40
 #: How long a request waits for a connection before the server answers 503 (busy).
 POOL_TIMEOUT_S = 10.0
+#: How long an SQLite transaction waits for the write lock (its turn, then SQLite's busy
+#: timeout for another process) before the server answers 503 (busy).
+SQLITE_LOCK_TIMEOUT_S = 30.0
 
 
 def create_db_engine(url: str) -> Engine:
@@ -58,7 +67,9 @@ def create_db_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": SQLITE_LOCK_TIMEOUT_S}
+        )
         _sqlite_serialised_writes(engine)
         return engine
     return create_engine(
@@ -66,19 +77,79 @@ def create_db_engine(url: str) -> Engine:
     )
 
 
+class FairLock:
+    """A lock handed to its waiters in the order they came (``threading.Lock`` promises no
+    order, and SQLite's busy handler polls)."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._held = False
+        self._waiters: deque[threading.Event] = deque()
+
+    def acquire(self, timeout_s: float) -> bool:
+        with self._mutex:
+            if not self._held and not self._waiters:
+                self._held = True
+                return True
+            turn = threading.Event()
+            self._waiters.append(turn)
+        if turn.wait(timeout_s):
+            return True
+        with self._mutex:
+            if turn.is_set():  # handed over just as the wait gave up
+                return True
+            self._waiters.remove(turn)
+            return False
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().set()  # straight to the next in line
+            else:
+                self._held = False
+
+
+_HOLDS_GATE = "latlab_write_gate"
+
+
 def _sqlite_serialised_writes(engine: Engine) -> None:
+    gate = FairLock()
+
+    def leave(info: dict[Any, Any]) -> None:
+        if info.pop(_HOLDS_GATE, False):
+            gate.release()
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _: Any) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(SQLITE_LOCK_TIMEOUT_S * 1000)}")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if not gate.acquire(SQLITE_LOCK_TIMEOUT_S):
+            raise SQLAlchemyTimeoutError("no turn at the SQLite write lock")
+        conn.info[_HOLDS_GATE] = True
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            leave(conn.info)
+            raise
+
+    @event.listens_for(engine, "commit")
+    def _on_commit(conn: Any) -> None:
+        leave(conn.info)
+
+    @event.listens_for(engine, "rollback")
+    def _on_rollback(conn: Any) -> None:
+        leave(conn.info)
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_: Any, record: Any) -> None:
+        leave(record.info)  # a connection given back mid-transaction (never expected)
 
 
 def reserve_ids(session: Session, table: Table, n: int) -> list[int]:

@@ -22,6 +22,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -111,12 +112,26 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SQLAlchemyTimeoutError)
     async def _busy(request: Request, exc: SQLAlchemyTimeoutError) -> JSONResponse:
-        log.warning("no database connection free: answering 503", extra={"path": request.url.path})
-        response = _error(503, "unavailable", "the server is busy; retry shortly")
-        response.headers["Retry-After"] = "1"
-        return response
+        log.warning(
+            "no database connection or lock free: answering 503",
+            extra={"path": request.url.path, "reason": str(exc)},
+        )
+        return _retry_shortly()
+
+    @app.exception_handler(OperationalError)
+    async def _locked(request: Request, exc: OperationalError) -> JSONResponse:
+        if "database is locked" in str(exc.orig):  # SQLite, held by another process too long
+            log.warning("SQLite database locked: answering 503", extra={"path": request.url.path})
+            return _retry_shortly()
+        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", extra={"path": request.url.path})
         return _error(500, "internal", "internal server error")
+
+
+def _retry_shortly() -> JSONResponse:
+    response = _error(503, "unavailable", "the server is busy; retry shortly")
+    response.headers["Retry-After"] = "1"
+    return response
