@@ -4,11 +4,13 @@ the schema the ORM declares."""
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
+from latlab.spaces.nb201 import Nb201
 from server.db import create_db_engine, current_revision, head_revision, upgrade_to_head
 from server.tables import Base
 
@@ -88,3 +90,51 @@ def test_replicas_starting_at_once_migrate_once(db_url: str) -> None:
     finally:
         for e in engines:
             e.dispose()
+
+
+def test_upgrading_renumbers_stored_nas_bench_201_rows_to_the_benchmark_index(
+    db_url: str,
+) -> None:
+    """Rows written before 0005 carry the base-5 index; from 0005 on the index is the benchmark's
+    own, so a join with its accuracies by index stays right."""
+    from alembic import command
+
+    from server.db import alembic_config
+
+    space = Nb201()
+    archs = [space.from_index(i) for i in (0, 1, 9, 123)]
+    engine = create_db_engine(db_url)
+    try:
+        command.upgrade(alembic_config(engine), "0004")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO datasets (id, name, space, space_params, source, state, "
+                    "created_at) VALUES ('d1', 'old', 'nb201', '{}', 'campaign', 'done', :now)"
+                ),
+                {"now": datetime.now(UTC)},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO dataset_archs (dataset_id, position, arch, arch_index) "
+                    "VALUES ('d1', :position, :arch, :index)"
+                ),
+                [
+                    {"position": i, "arch": a.string, "index": str(a.enum_index)}
+                    for i, a in enumerate(archs)
+                ],
+            )
+        upgrade_to_head(engine)
+        stored = stored_indices(engine)
+        assert stored == {a.string: str(a.index) for a in archs}
+        assert stored[archs[1].string] == "1"  # the README's old example 11791
+        command.downgrade(alembic_config(engine), "0004")
+        assert stored_indices(engine) == {a.string: str(a.enum_index) for a in archs}
+    finally:
+        engine.dispose()
+
+
+def stored_indices(engine: Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT arch, arch_index FROM dataset_archs")).all()
+    return {arch: index for arch, index in rows}
