@@ -40,7 +40,7 @@ from pydantic import SecretStr
 from latlab.client import Client
 from latlab.metrics import RegressionMetrics, regression_metrics
 from latlab.schemas import DatasetFormat, DatasetOut, LutCreate, LutSource, RuntimeConfig
-from latlab.spaces import GraphForm
+from latlab.spaces import GraphForm, get_space
 from predictors.features import arch_features
 from predictors.floors import flops_linear, onehot_linear
 from predictors.presets import PRESETS
@@ -132,14 +132,41 @@ def own_data(args: argparse.Namespace, presets: list[str]) -> list[Row]:
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="latlab-pred-bench-"))
     forms = (GraphForm.pruned, GraphForm.eager)
     rows: list[Row] = []
+    medians: dict[GraphForm, dict[str, float]] = {}
     with measured_sample(
         root, name, args.n, args.seed, CONFIG, timeout_s=7 * 24 * 3600, forms=forms
     ) as (client, device, datasets):
         for form, dataset in datasets.items():
-            rows += _own_form(
+            medians[form], form_rows = _own_form(
                 client, device.id, device.descriptor.cpu_model, form, dataset, args, presets
             )
+            rows += form_rows
+    repeatability(medians)
     return rows
+
+
+def repeatability(medians: dict[GraphForm, dict[str, float]]) -> None:
+    """The archs without dead ops are the same network in both forms, measured twice by two
+    campaigns: how far apart the two medians are is the ceiling on any predictor's accuracy."""
+    space = get_space("nb201")
+    pruned, eager = medians[GraphForm.pruned], medians[GraphForm.eager]
+    twice = [
+        (pruned[a], eager[a])
+        for a in sorted(set(pruned) & set(eager))
+        if [n.name for n in space.graph(space.parse(a), GraphForm.pruned).nodes]
+        == [n.name for n in space.graph(space.parse(a), GraphForm.eager).nodes]
+    ]
+    if not twice:
+        return
+    first, second = np.array(twice).T
+    deviation = np.abs(second / first - 1)
+    print(
+        f"repeatability: {len(twice)} archs without dead ops measured once in each campaign: "
+        f"{100 * np.mean(deviation <= 0.10):.1f}% of the pairs within ±10% of each other, "
+        f"{100 * np.mean(deviation <= 0.05):.1f}% within ±5%, median deviation "
+        f"{100 * np.median(deviation):.1f}%",
+        flush=True,
+    )
 
 
 def _own_form(
@@ -150,7 +177,7 @@ def _own_form(
     dataset: DatasetOut,
     args: argparse.Namespace,
     presets: list[str],
-) -> list[Row]:
+) -> tuple[dict[str, float], list[Row]]:
     with zipfile.ZipFile(io.BytesIO(client.export_dataset(dataset.id, DatasetFormat.parquet))) as z:
         import pyarrow.parquet as pq
 
@@ -175,7 +202,7 @@ def _own_form(
         return [p.latency_ms for p in out.predictions]
 
     label = f"{cpu} ({form}, ort 1 thread)"
-    return evaluate(
+    return median, evaluate(
         "own-cpu", label, archs, [median[a] for a in archs], args, presets, form, lut_predict
     )
 
@@ -231,11 +258,11 @@ def summary(rows: list[Row], sizes: list[int], presets: list[str]) -> None:
             above["tau"] += m.kendall > max(f.kendall for f in floors)
             above["±10%"] += m.within_10pct > max(f.within_10pct for f in floors)
         times = [r[5] for r in at_size if r[3] == gcn]
-        served = sorted({r[6] for r in at_size if r[3] == gcn})
+        serving = sorted({r[6] for r in at_size if r[3] == gcn})
         print(
             f"  {gcn} above both floors on {len(devices)} devices and forms: "
             + ", ".join(f"{k} {v}" for k, v in above.items())
-            + f"; train {np.mean(times):.1f} s mean, {np.max(times):.1f} s max; serves {served}"
+            + f"; train {np.mean(times):.1f} s mean, {np.max(times):.1f} s max; serves {serving}"
         )
 
 
