@@ -124,8 +124,7 @@ def _sqlite_serialised_writes(engine: Engine) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA busy_timeout={int(SQLITE_LOCK_TIMEOUT_S * 1000)}")
+        cur.execute("PRAGMA foreign_keys=ON")  # the busy timeout is the driver's ``timeout``
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -139,6 +138,8 @@ def _sqlite_serialised_writes(engine: Engine) -> None:
             leave(conn.info)
             raise
 
+    # "commit" fires just before the COMMIT itself: the next in line may wait that long more in
+    # SQLite's busy handler, and the one leaving cannot get back in before it
     @event.listens_for(engine, "commit")
     def _on_commit(conn: Any) -> None:
         leave(conn.info)

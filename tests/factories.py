@@ -20,6 +20,9 @@ from server.config import Settings
 API_KEY = "test-api-key"
 READ_API_KEY = "test-read-only-key"
 ENROLL_KEY = "test-enroll-key"
+#: A NAS-Bench-201 cell with three 3x3 convs and no dead op (NAS-Bench-201 index 1): its exported
+#: TFLite model has 52 CONV_2D ops.
+NB201_CONV_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 
 
 def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:

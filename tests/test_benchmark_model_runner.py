@@ -34,7 +34,7 @@ from latlab.schemas import (
 )
 from latlab.spaces.nb201 import Nb201
 from server.embedded import EmbeddedServer
-from tests.factories import API_KEY, ENROLL_KEY
+from tests.factories import API_KEY, ENROLL_KEY, NB201_CONV_CELL
 from tests.phone import BINARY, SERIAL, Phone
 
 pytest.importorskip("ai_edge_litert", reason="LiteRT is not installed: pip install -e '.[tflite]'")
@@ -65,16 +65,7 @@ FIXTURE_RUNS = ReportedStats(
 def tflite_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     space = Nb201()
     path = tmp_path_factory.mktemp("phone") / f"{'ab' * 32}.tflite"
-    path.write_bytes(
-        to_tflite(
-            space.graph(
-                space.parse(
-                    "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
-                )
-            ),
-            seed=0,
-        )
-    )
+    path.write_bytes(to_tflite(space.graph(space.parse(NB201_CONV_CELL)), seed=0))
     return path
 
 

@@ -25,13 +25,11 @@ from latlab.schemas import (
 from latlab.spaces.nb201 import Nb201
 from server.embedded import EmbeddedServer
 from server.jobs.service import device_can_run
-from tests.factories import API_KEY, cpu_descriptor
+from tests.factories import API_KEY, NB201_CONV_CELL, cpu_descriptor
 
 pytest.importorskip("ai_edge_litert", reason="LiteRT is not installed: pip install -e '.[tflite]'")
 
 SPACE = Nb201()
-# three 3x3 convs, a 1x1-free cell: 52 CONV_2D ops in the exported model
-CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 QUICK = RuntimeConfig(
     runtime=RuntimeName.litert, warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0
 )
@@ -39,8 +37,8 @@ QUICK = RuntimeConfig(
 
 @pytest.fixture(scope="module")
 def tflite_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("litert") / "nb201-11791.tflite"
-    path.write_bytes(to_tflite(SPACE.graph(SPACE.parse(CELL)), seed=0))
+    path = tmp_path_factory.mktemp("litert") / "nb201-1.tflite"
+    path.write_bytes(to_tflite(SPACE.graph(SPACE.parse(NB201_CONV_CELL)), seed=0))
     return path
 
 
