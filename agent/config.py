@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agent.isolation import host_cpus
 
 __all__ = ["AgentSettings"]
 
@@ -36,6 +39,10 @@ class AgentSettings(BaseSettings):
     max_backoff_s: float = Field(default=30.0, gt=0)
     #: How long a finished result (or a model download) is retried when the server is away.
     deliver_timeout_s: float = Field(default=600.0, gt=0)
+    #: Time on these CPUs (Linux): the timing thread is pinned to them, everything else of the
+    #: agent (heartbeats, downloads, uploads) to the host's other CPUs. A job's own
+    #: ``cpu_affinity`` wins. ``"1"`` or ``"2,3"`` in the environment.
+    timing_cpus: list[int] | None = Field(default=None, min_length=1, max_length=4096)
     #: Labels the device advertises (``{"lab": "rack-2"}``); selectors match ``labels.KEY``.
     labels: dict[str, str] = Field(default_factory=dict)
     #: An Android phone on this host (its adb serial): the agent times TFLite models on it
@@ -47,6 +54,34 @@ class AgentSettings(BaseSettings):
     benchmark_model_path: str = "/data/local/tmp/benchmark_model"
     #: Hold the phone in Android's fixed-performance mode (12+) while it measures.
     fixed_performance: bool = False
+
+    @field_validator("timing_cpus", mode="before")
+    @classmethod
+    def _cpu_list(cls, value: object) -> object:
+        """``"2,3"`` (an env var or a flag) as well as a JSON list."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            try:
+                return [int(part) for part in text.split(",") if part.strip()] or None
+            except ValueError:
+                raise ValueError(
+                    f"timing CPUs are CPU ids like '1' or '2,3', not {text[:40]!r}"
+                ) from None
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    @field_validator("timing_cpus")
+    @classmethod
+    def _cpus_exist(cls, value: list[int] | None) -> list[int] | None:
+        host = host_cpus()
+        if value is not None and not set(value) <= host:
+            raise ValueError(
+                f"timing CPUs {value} are not all among this host's CPUs {sorted(host)}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _state_file_per_phone(self) -> AgentSettings:

@@ -150,7 +150,10 @@ class Agent:
             return self.stop.is_set() or lease.lost.is_set()
 
         path = self._fetch(job, should_stop)
-        return runner.time(path, job.config, should_stop)
+        config = job.config
+        if config.cpu_affinity is None and self.settings.timing_cpus:
+            config = config.model_copy(update={"cpu_affinity": self.settings.timing_cpus})
+        return runner.time(path, config, should_stop)
 
     def _fetch(self, job: ClaimedJob, should_stop: Callable[[], bool]) -> Path:
         """The model file; a server that is away (restarting) is waited for with backoff while

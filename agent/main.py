@@ -12,6 +12,7 @@ from agent.adb import Adb
 from agent.cache import ModelCache
 from agent.config import AgentSettings
 from agent.errors import RegistrationError
+from agent.isolation import keep_off
 from agent.loop import Agent, AgentStats
 from agent.probe import probe_descriptor, probe_phone_descriptor
 from agent.runners import available_runners
@@ -106,6 +107,11 @@ def phone_runners(settings: AgentSettings, adb: Adb) -> dict[str, Runner]:
 
 
 def run_agent(settings: AgentSettings, stop: threading.Event) -> AgentStats:
+    """The agent as a process of its own (``latlab agent``): with timing CPUs, the process
+    (and every thread it starts: heartbeats, HTTP) keeps off them; only the timing goes there."""
+    if settings.timing_cpus:
+        others = keep_off(settings.timing_cpus)
+        log.info("timing on CPUs %s, the rest of the agent on %s", settings.timing_cpus, others)
     agent = connect_agent(settings, stop=stop)
     try:
         return agent.run()

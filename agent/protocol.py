@@ -4,10 +4,13 @@ Warm-up runs until at least ``warmup_runs`` runs AND ``warmup_s`` seconds have p
 runs likewise with ``timed_runs`` and ``timed_s``. Only the call itself sits between the two
 clock reads of a sample; the stop check happens between samples, and the duration check reuses
 the clock read that ended the previous sample, so the loop adds no clock read of its own.
+Python's cyclic garbage collector is off during the runs (as ``timeit`` does): a collection
+of the agent's other objects would land inside a sample.
 """
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,8 +54,14 @@ def run_protocol(
     when its work is done (a GPU runner synchronises inside it). ``Interrupted`` is raised as
     soon as ``should_stop()`` is true between two runs.
     """
-    warmup_ns = _loop(run_once, warmup_runs, warmup_s, should_stop, clock)
-    samples_ns = _loop(run_once, timed_runs, timed_s, should_stop, clock)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        warmup_ns = _loop(run_once, warmup_runs, warmup_s, should_stop, clock)
+        samples_ns = _loop(run_once, timed_runs, timed_s, should_stop, clock)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     return ProtocolResult(
         warmup=WarmupInfo(n=len(warmup_ns), total_ms=sum(warmup_ns) / NS_PER_MS),
         samples_ms=tuple(ns / NS_PER_MS for ns in samples_ns),

@@ -1,11 +1,10 @@
-"""A lab on this machine for the benchmarks: an embedded server and one ``latlab agent``
-process (as deployed: the agent does not share the server's interpreter)."""
+"""A lab on this machine for the benchmarks: ``latlab.local_lab`` (an embedded server and one
+``latlab agent`` process, the timing on a CPU of its own) with its data kept in a directory."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
 import subprocess
 import sys
@@ -16,58 +15,36 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
-from agent.state import load_state
 from latlab.client import Client
+from latlab.local_lab import local_lab
 from latlab.progress import follow_dataset
 from latlab.schemas import DatasetCreate, DatasetOut, DeviceOut, RuntimeConfig
 from latlab.spaces import GraphForm
 from server.config import Settings
-from server.embedded import EmbeddedServer, free_port
+from server.embedded import free_port
 
 LATLAB = str(Path(sys.executable).with_name("latlab"))
-REGISTER_TIMEOUT_S = 60.0
 
 
 @contextlib.contextmanager
-def local_lab(
+def bench_lab(
     root: Path, api_key: str, enroll_key: str, database_url: str | None = None
 ) -> Iterator[tuple[Client, DeviceOut, Settings]]:
-    """The client, the agent's device and the server's settings; the agent is stopped (its
-    job released) on exit."""
+    """``latlab.local_lab`` in ``root`` (the timing on the last CPU, the server and this
+    process on the others): the client, the agent's device and the server's settings."""
     settings = Settings(
         data_dir=root,
         database_url=database_url,
         api_keys=[SecretStr(api_key)],
         enroll_key=SecretStr(enroll_key),
     )
-    state_file = root / "agent.json"
-    env = {
-        **os.environ,
-        "LATLAB_AGENT_SERVER_URL": "",
-        "LATLAB_AGENT_ENROLL_KEY": enroll_key,
-        "LATLAB_AGENT_NAME": "bench-cpu",
-        "LATLAB_AGENT_STATE_FILE": str(state_file),
-        "LATLAB_AGENT_CACHE_DIR": str(root / "agent-cache"),
-    }
     # the same port for the same data dir: the agent keeps its registration (and its device
     # its measurements) only while the server's URL stays the same
     port_file = root / "bench-port"
     if not port_file.exists():
         port_file.write_text(str(free_port()))
-    port = int(port_file.read_text())
-    with EmbeddedServer(settings, port=port) as server, Client(server.url, api_key) as client:
-        env["LATLAB_AGENT_SERVER_URL"] = server.url
-        agent = subprocess.Popen([LATLAB, "agent"], env=env, stdout=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + REGISTER_TIMEOUT_S
-            while (state := load_state(state_file)) is None or state.server_url != server.url:
-                if agent.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the agent did not register")
-                time.sleep(0.2)
-            yield client, client.device(state.device_id), settings
-        finally:
-            agent.terminate()
-            agent.wait(timeout=60)
+    with local_lab(settings, agent_name="bench-cpu", port=int(port_file.read_text())) as lab:
+        yield lab.client, lab.device, settings
 
 
 def credentials(root: Path) -> tuple[str, str]:
@@ -116,7 +93,7 @@ def measured_sample(
     finished dataset of each form (the agent measures the campaigns one after the other)."""
     root.mkdir(parents=True, exist_ok=True)
     api_key, enroll_key = credentials(root)
-    with local_lab(root, api_key, enroll_key) as (client, device, _):
+    with bench_lab(root, api_key, enroll_key) as (client, device, _):
         bodies = {
             form: DatasetCreate(
                 name=name if form is GraphForm.pruned else f"{name}-{form}",

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _lab import local_lab
+from _lab import bench_lab
 
 from latlab.client import Client
 from latlab.progress import follow_dataset
@@ -50,7 +50,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="latlab-bench-"))
     api_key, enroll_key = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     config = RuntimeConfig(profile_ops=not args.no_profile)
-    with local_lab(work, api_key, enroll_key, args.database_url) as (client, device, settings):
+    with bench_lab(work, api_key, enroll_key, args.database_url) as (client, device, settings):
         t0 = time.monotonic()
         dataset = client.create_dataset(
             DatasetCreate(

@@ -9,7 +9,14 @@ to a FLOPs-only linear fit on the same training archs. Printed: share within ±1
 measured median (nn-Meter's convention), RMSE (ms), MAPE and Spearman rho, Kendall tau.
 Goal: LUT within ±10 % for >= 90 % of archs, clearly above the FLOPs baseline.
 
-    python bench/lut_accuracy.py [--n 200] [--train 100] [--seed 0] [--data-dir DIR]
+The ground truth is checked too: the last ``--remeasure`` test archs (default 50) are measured
+again in reverse order as a second campaign, and the two medians compared (median |relative
+difference|, share within 1/3/5/10 %). A ground truth that moves caps every predictor's
+"within ±10 %". The timing runs on a CPU of its own (``latlab.local_lab``); each measurement's
+provenance says what else ran there, summarised at the end.
+
+    python bench/lut_accuracy.py [--n 200] [--train 100] [--seed 0] [--remeasure 50]
+                                 [--data-dir DIR]
 
 ``--data-dir`` keeps the server's data; run again with the same directory to rebuild the LUTs
 on the stored measurements without measuring again.
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import tempfile
 import time
 import zipfile
@@ -30,8 +38,8 @@ from _lab import measured_sample
 from latlab.client import Client
 from latlab.metrics import RegressionMetrics, regression_metrics
 from latlab.opkey import graph_cost
-from latlab.progress import follow_lut
-from latlab.schemas import DatasetFormat, LutCreate, LutSource, RuntimeConfig
+from latlab.progress import follow_dataset, follow_lut
+from latlab.schemas import DatasetCreate, DatasetFormat, LutCreate, LutSource, RuntimeConfig
 from latlab.spaces import GraphForm, get_space
 
 CONFIG = RuntimeConfig()
@@ -77,7 +85,7 @@ def lut_result(
         f"LUT {source.value}",
         f"{lut.entries} kernels, {len(train_ids)} archs",
         regression_metrics([p.latency_ms for p in out.predictions], true_ms),
-        f"calibration {cal.per_kernel_us:+.3f} us/kernel, {cal.constant_ms:+.4f} ms; "
+        f"calibration x{cal.scale:.3f}, {cal.per_kernel_us:+.3f} us/kernel, {cal.constant_ms:+.4f} ms; "
         f"built in {build_s:.1f} s; {len(test)} predictions in {predict_s:.2f} s; "
         f"{estimated} archs with estimated kernels",
     )
@@ -95,10 +103,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--train", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--remeasure", type=int, default=50, help="test archs measured twice")
     parser.add_argument("--data-dir", type=Path, help="keep (and reuse) the server's data here")
     args = parser.parse_args()
     if not 2 <= args.train < args.n:
         raise SystemExit("--train must be at least 2 and less than --n")
+    if not 0 <= args.remeasure <= args.n - args.train:
+        raise SystemExit("--remeasure must be between 0 and the number of test archs")
 
     name = f"lut-bench-nb201-{args.n}-seed{args.seed}"
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="latlab-lut-bench-"))
@@ -119,6 +130,8 @@ def main() -> None:
                 (LutSource.micro_models, MICRO_CONFIG),
             )
         ]
+        again = remeasured(client, device.id, f"{name}-again", test[len(test) - args.remeasure :])
+        host = host_summary(client, dataset.id)
     space = get_space("nb201")
     macs = {arch: graph_cost(space.graph(space.parse(arch))).macs for arch, _, _ in archs}
     slope, intercept = np.polyfit([macs[a] for a, _, _ in train], [ms for _, _, ms in train], 1)
@@ -141,7 +154,67 @@ def main() -> None:
     for name_, _, _, note in results:
         if note:
             print(f"  {name_}: {note}")
+    if again:
+        first = dict((arch, ms) for arch, _, ms in archs)
+        devs = [abs(ms / first[arch] - 1) for arch, ms in again.items()]
+        shares = ", ".join(
+            f"{100 * sum(d <= t for d in devs) / len(devs):.0f} % within {100 * t:.0f} %"
+            for t in (0.01, 0.03, 0.05, 0.10)
+        )
+        print(
+            f"ground truth: {len(devs)} test archs measured again in reverse order: median "
+            f"|difference| {100 * float(np.median(devs)):.2f} %, {shares}"
+        )
+    print(f"timing CPU: {host}")
     print(f"data in {root}/ (rerun with --data-dir {root} to reuse the measurements)")
+
+
+def remeasured(
+    client: Client, device_id: str, name: str, archs: list[tuple[str, str, float]]
+) -> dict[str, float]:
+    """The archs measured again, in reverse order, as a second campaign: arch -> median."""
+    if not archs:
+        return {}
+    found = {d.name: d for d in client.datasets()}
+    dataset = found.get(name) or client.create_dataset(
+        DatasetCreate(
+            name=name,
+            space="nb201",
+            archs=[arch for arch, _, _ in reversed(archs)],
+            device_ids=[device_id],
+            config=CONFIG,
+        )
+    )
+    follow_dataset(client, dataset.id, timeout_s=24 * 3600)
+    return {arch: ms for arch, _, ms in measured_archs(client, dataset.id)}
+
+
+def host_summary(client: Client, dataset_id: str) -> str:
+    """What the measurements' provenance says about the timing CPU: pinned or not, and the
+    share of its time that went to anything else (median and worst run)."""
+    import pyarrow.parquet as pq
+
+    with zipfile.ZipFile(io.BytesIO(client.export_dataset(dataset_id, DatasetFormat.parquet))) as z:
+        rows = pq.read_table(io.BytesIO(z.read("measurements.parquet"))).to_pylist()
+    hosts = [
+        (
+            json.loads(r["provenance"])
+            if isinstance(r.get("provenance"), str)
+            else r.get("provenance")
+        )
+        or {}
+        for r in rows
+    ]
+    cpus = {str(h.get("host", {}).get("cpus")) for h in hosts}
+    other = [h["host"]["other_busy_pct"] for h in hosts if "other_busy_pct" in h.get("host", {})]
+    steal = [h["host"]["steal_pct"] for h in hosts if "steal_pct" in h.get("host", {})]
+    if not other:
+        return f"cpus {', '.join(sorted(cpus))} (no per-CPU accounting)"
+    return (
+        f"cpus {', '.join(sorted(cpus))}; time spent outside the agent: median "
+        f"{float(np.median(other)):.2f} %, worst {max(other):.2f} %; steal median "
+        f"{float(np.median(steal)):.2f} %, worst {max(steal):.2f} %"
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import secrets
 import tempfile
 import time
@@ -49,12 +48,9 @@ from server.config import Settings
 from server.embedded import EmbeddedServer
 
 LATBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "latbench"
-#: The own-data campaigns' protocol: 1 s of timed runs is plenty for a stable median; the
-#: timing thread on the last CPU, the server and the rest of the agent elsewhere.
-TIMING_CPU = (os.cpu_count() or 1) - 1
-CONFIG = RuntimeConfig(
-    warmup_s=0.5, timed_s=1.0, cpu_affinity=[TIMING_CPU] if TIMING_CPU > 0 else None
-)
+#: The own-data campaigns' protocol: 1 s of timed runs is plenty for a stable median (the
+#: local lab times on a CPU of its own, the server and the rest of the agent elsewhere).
+CONFIG = RuntimeConfig(warmup_s=0.5, timed_s=1.0)
 
 #: source, device, train size, predictor, metrics, seconds, what the guard serves
 Row = tuple[str, str, int, str, RegressionMetrics, float, str]

@@ -1,6 +1,7 @@
 """``latlab quickstart``: the whole loop on this machine, end to end, on real measurements.
 
-An embedded server on SQLite and a local CPU agent; a campaign of NAS-Bench-201 archs
+An embedded server on SQLite and a local CPU agent (``latlab.local_lab``: the agent in a process
+of its own, timing on a CPU of its own); a campaign of NAS-Bench-201 archs
 exported to ONNX, timed with the measurement protocol and profiled per op; the dataset
 exported as LatBench pickles, Parquet tables and CSV; LUTs built from half of the archs (from
 their per-op rows, and from micro-models timed on the agent) and a GCN trained on the same
@@ -21,9 +22,8 @@ from typing import TextIO
 import numpy as np
 from pydantic import SecretStr
 
-from agent.config import AgentSettings
-from agent.main import background_agent
 from latlab.client import Client
+from latlab.local_lab import local_lab
 from latlab.metrics import RegressionMetrics, regression_metrics, spearman
 from latlab.opkey import graph_cost
 from latlab.progress import follow_dataset, follow_lut
@@ -38,7 +38,6 @@ from latlab.schemas import (
 )
 from latlab.spaces import get_space
 from server.config import Settings
-from server.embedded import EmbeddedServer
 
 __all__ = ["DEFAULT_ARCHS", "QuickstartResult", "run_quickstart"]
 
@@ -105,24 +104,16 @@ def run_quickstart(
     )
     config = config or RuntimeConfig()
     t0 = time.monotonic()
-    with EmbeddedServer(settings) as server:
-        print(f"server   {server.url}  (SQLite {settings.resolved_database_url})", file=out)
-        agent_settings = AgentSettings(
-            server_url=server.url,
-            enroll_key=SecretStr(enroll_key),
-            name="local-cpu",
-            state_file=root / "agent.json",
-            cache_dir=root / "agent-cache",
-            claim_wait_s=1.0,
-        )
-        with background_agent(agent_settings), Client(server.url, api_key) as client:
-            device = client.devices()[0]
-            d = device.descriptor
-            print(f"agent    {device.name} ({d.cpu_model}, {d.cpu_cores} cores)", file=out)
-            dataset = _measure(client, device.id, config, n_archs, seed, out)
-            exports = _export(client, dataset, root / "exports", out)
-            archs = _results(exports[DatasetFormat.parquet])
-            accuracy = _predictor_accuracy(client, device.id, config, archs, out)
+    with local_lab(settings, agent_env={"LATLAB_AGENT_CLAIM_WAIT_S": "1"}) as lab:
+        client, device, timing_cpus = lab.client, lab.device, lab.timing_cpus
+        print(f"server   {lab.url}  (SQLite {settings.resolved_database_url})", file=out)
+        d = device.descriptor
+        where = f"timing on CPU {timing_cpus}" if timing_cpus else "not pinned: one CPU"
+        print(f"agent    {device.name} ({d.cpu_model}, {d.cpu_cores} cores; {where})", file=out)
+        dataset = _measure(client, device.id, config, n_archs, seed, out)
+        exports = _export(client, dataset, root / "exports", out)
+        archs = _results(exports[DatasetFormat.parquet])
+        accuracy = _predictor_accuracy(client, device.id, config, archs, out)
     print(_render(archs), file=out)
     print(_render_accuracy(accuracy, len(archs)), file=out)
     print(

@@ -623,6 +623,8 @@ class LutProgress(BaseModel):
 
 
 class LutCalibration(BaseModel):
+    #: latency = scale x sum(entries) - per_kernel_us x kernels + constant_ms
+    scale: float = 1.0
     per_kernel_us: float
     constant_ms: float
     n_models: int

@@ -69,7 +69,7 @@ def predict(table: LookupTable, graph: OpGraph) -> LutPrediction:
     times, estimated = kernel_latencies_us(table, kernels)
     total_ms = sum(times) / 1e3
     cal = table.calibration
-    latency_ms = total_ms - cal.per_kernel_us * len(times) / 1e3 + cal.constant_ms
+    latency_ms = cal.scale * total_ms - cal.per_kernel_us * len(times) / 1e3 + cal.constant_ms
     return LutPrediction(
         latency_ms=max(latency_ms, 0.0),
         kernels=len(times),

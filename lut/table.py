@@ -36,12 +36,15 @@ class LutEntry:
 
 @dataclass(frozen=True)
 class Calibration:
-    """latency_ms = sum(entries, us) / 1000 - per_kernel_us * kernels / 1000 + constant_ms,
-    fitted by least squares on whole models measured on the device. ``per_kernel_us`` takes out
-    what each entry carries that a kernel inside a network does not pay (a micro-model's
-    session call, the profiler's own cost per kernel); ``constant_ms`` is the per-run cost of
-    the whole model (input/output copies, the session call)."""
+    """latency_ms = scale * sum(entries, us) / 1000 - per_kernel_us * kernels / 1000
+    + constant_ms, fitted on whole models measured on the device (relative least squares).
+    ``scale`` is what a kernel pays inside a network beyond its entry (activations evicted
+    between kernels); ``per_kernel_us`` takes out what each entry carries that a kernel inside
+    a network does not pay (a micro-model's session call, the profiler's own cost per kernel);
+    ``constant_ms`` is the per-run cost of the whole model (input/output copies, the session
+    call). Tables written before the scale existed read as scale 1."""
 
+    scale: float = 1.0
     per_kernel_us: float = 0.0
     constant_ms: float = 0.0
     n_models: int = 0
@@ -110,7 +113,8 @@ class LookupTable:
         ``std`` is IQR / 1.349, the normal-equivalent spread), after a commented header."""
         lines = [
             f"# latlab LUT ({self.source.value}, rules {self.rules}); latency in ms",
-            f"# calibration: latency = sum(mean) - {self.calibration.per_kernel_us:.4f} us"
+            f"# calibration: latency = {self.calibration.scale:.4f} x sum(mean)"
+            f" - {self.calibration.per_kernel_us:.4f} us"
             f" x kernels + {self.calibration.constant_ms:.6f} ms",
         ]
         lines += [f"# {k}: {json.dumps(v)}" for k, v in sorted(self.meta.items())]

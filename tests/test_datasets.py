@@ -70,6 +70,8 @@ def test_a_campaign_of_20_nb201_archs_is_measured_and_exports_in_every_format(
     measurements = pq.read_table(io.BytesIO(tables["measurements.parquet"])).to_pylist()
     assert {m["arch"]: m["median_ms"] for m in measurements} == by_arch
     assert all(len(m["samples_ms"]) == m["n"] >= 5 for m in measurements)
+    # each row says where it was timed and what else ran there (unpinned here)
+    assert all("load_1m" in json.loads(m["provenance"])["host"] for m in measurements)
     ops = pq.read_table(io.BytesIO(tables["op_measurements.parquet"])).to_pylist()
     assert ops and {o["measurement_id"] for o in ops} == {m["measurement_id"] for m in measurements}
     assert b"CC BY 4.0" in tables["README.md"] and b"milliseconds" in tables["README.md"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -44,3 +46,13 @@ def test_quickstart_measures_a_nb201_sample_and_exports_it(tmp_path: Path) -> No
     assert all(a.metrics.n == 3 and a.metrics.rmse_ms >= 0 for a in result.accuracy)
     assert "held-out archs" in text and "within 10%" in text
     assert (tmp_path / "qs" / "latlab.db").is_file()
+
+    # the agent timed in a process of its own, on the last CPU; the test's thread is given back
+    import pyarrow.parquet as pq
+
+    with zipfile.ZipFile(result.exports[DatasetFormat.parquet]) as archive:
+        rows = pq.read_table(io.BytesIO(archive.read("measurements.parquet"))).to_pylist()
+    usable = sorted(os.sched_getaffinity(0))
+    timing = [usable[-1]] if len(usable) > 1 else None
+    assert all(json.loads(r["provenance"])["host"]["cpus"] == timing for r in rows)
+    assert f"timing on CPU {timing}" in text or timing is None

@@ -18,6 +18,7 @@ import numpy as np
 
 from agent.errors import RunnerError, RunnerUnavailable
 from agent.inputs import random_array
+from agent.isolation import timing_core
 from agent.protocol import run_protocol
 from agent.runners.base import Timing
 from latlab.schemas import RuntimeConfig, RuntimeInfo
@@ -59,17 +60,18 @@ class LiteRtRunner:
         data = model_path.read_bytes()
         if not is_tflite(data):
             raise RunnerError("not a TFLite model (no TFL3 flatbuffer identifier)")
-        interpreter = _interpreter(data, config)
-        shapes = _set_inputs(interpreter, config.seed)
-        # invoke() runs on the CPU and returns when the outputs are written
-        result = run_protocol(
-            partial(_invoke, interpreter),
-            warmup_runs=config.warmup_runs,
-            warmup_s=config.warmup_s,
-            timed_runs=config.timed_runs,
-            timed_s=config.timed_s,
-            should_stop=should_stop,
-        )
+        with timing_core(config.cpu_affinity) as host:
+            interpreter = _interpreter(data, config)
+            shapes = _set_inputs(interpreter, config.seed)
+            # invoke() runs on the CPU and returns when the outputs are written
+            result = run_protocol(
+                partial(_invoke, interpreter),
+                warmup_runs=config.warmup_runs,
+                warmup_s=config.warmup_s,
+                timed_runs=config.timed_runs,
+                timed_s=config.timed_s,
+                should_stop=should_stop,
+            )
         return Timing(
             runtime=self.name,
             runtime_version=_version(),
@@ -81,6 +83,7 @@ class LiteRtRunner:
             timing_wall_s=time.perf_counter() - started,
             op_profile=None,
             ops=(),
+            provenance={"host": host.stop()},
         )
 
 

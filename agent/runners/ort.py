@@ -3,13 +3,11 @@ separate profiled session (the profiler costs microseconds per node per run)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import onnxruntime as ort
 
 from agent.errors import RunnerError, RunnerUnavailable
 from agent.inputs import make_inputs
+from agent.isolation import timing_core
 from agent.ort_profile import kernel_times, map_to_source, unmapped
 from agent.protocol import run_protocol
 from agent.runners.base import Timing
@@ -72,7 +71,7 @@ class OrtRunner:
         model = _load_named(model_path)
         data = model.SerializeToString()
         providers = provider_chain(config.execution_provider, ort.get_available_providers())
-        with _cpu_affinity(config.cpu_affinity):
+        with timing_core(config.cpu_affinity) as host:
             sess = _session(data, _options(config), providers)
             if config.execution_provider.value not in sess.get_providers():
                 raise RunnerUnavailable(
@@ -89,6 +88,7 @@ class OrtRunner:
                 timed_s=config.timed_s,
                 should_stop=should_stop,
             )
+            host_during_timing = host.stop()
             provider = sess.get_providers()[0]
             del sess
             ops: tuple[OpTiming, ...] = ()
@@ -114,7 +114,7 @@ class OrtRunner:
             timing_wall_s=time.perf_counter() - started,
             op_profile=op_profile,
             ops=ops,
-            provenance=provenance,
+            provenance={**(provenance or {}), "host": host_during_timing},
         )
 
 
@@ -297,23 +297,3 @@ def _profile(
             return tuple(unmapped(kernels)), False
         optimized = onnx.load_model(str(optimized_path), load_external_data=False)
     return tuple(map_to_source(kernels, model.graph, optimized.graph)), True
-
-
-@contextlib.contextmanager
-def _cpu_affinity(cpus: list[int] | None) -> Iterator[None]:
-    if not cpus:
-        yield
-        return
-    if not hasattr(os, "sched_setaffinity"):
-        log.warning("CPU affinity is not supported on this platform; ignored")
-        yield
-        return
-    before = os.sched_getaffinity(0)
-    try:
-        os.sched_setaffinity(0, cpus)
-    except OSError as exc:
-        raise RunnerError(f"cannot pin to CPUs {cpus}: {exc}") from exc
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)

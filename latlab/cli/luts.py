@@ -25,7 +25,7 @@ __all__ = ["add_parsers"]
 def _summary(lut: LutOut) -> str:
     cal = lut.calibration
     fit = (
-        f"  calibration: {cal.per_kernel_us:+.3f} us/kernel, {cal.constant_ms:+.4f} ms, "
+        f"  calibration: x{cal.scale:.3f}, {cal.per_kernel_us:+.3f} us/kernel, {cal.constant_ms:+.4f} ms, "
         f"{cal.n_models} models, {100 * (cal.within_10pct or 0):.0f}% within 10%"
         if cal and cal.n_models
         else ""

@@ -58,6 +58,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         "state_file",
         "cache_dir",
         "cooldown_s",
+        "timing_cpus",
         "max_temperature_c",
         "max_thermal_status",
         "adb_serial",
@@ -108,6 +109,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     a.add_argument("--state-file", type=Path, help="where the device token is kept")
     a.add_argument("--cache-dir", type=Path, help="downloaded models")
     a.add_argument("--cooldown-s", type=float, help="pause between jobs")
+    a.add_argument(
+        "--timing-cpus",
+        metavar="CPUS",
+        help="time on these CPUs only, e.g. 3 or 2,3; the rest of the agent keeps off them",
+    )
     a.add_argument(
         "--max-temperature-c",
         type=float,

@@ -60,6 +60,9 @@ class MeasurementRow:
     protocol_version: str
     agent_version: str
     created_at: str
+    #: Facts at measuring time that change the number: the timing CPU and what else ran on it
+    #: (``host``), a GPU's IO binding, a phone's thermal status, an import's source.
+    provenance: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

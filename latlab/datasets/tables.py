@@ -164,6 +164,7 @@ def write_parquet(dump: DatasetDump) -> dict[str, bytes]:
             "protocol_version": m.protocol_version,
             "agent_version": m.agent_version,
             "created_at": m.created_at,
+            "provenance": json.dumps(m.provenance) if m.provenance is not None else None,
         }
         for m in dump.measurements
     ]
@@ -211,6 +212,7 @@ def write_parquet(dump: DatasetDump) -> dict[str, bytes]:
                 ("protocol_version", s),
                 ("agent_version", s),
                 ("created_at", s),
+                ("provenance", s),  # JSON
             ]
         ),
         "op_measurements": pa.schema(

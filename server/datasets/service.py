@@ -377,6 +377,7 @@ def _measurement_rows(
                 protocol_version=protocol,
                 agent_version=agent,
                 created_at=created_at.isoformat(),
+                provenance=provenance,
             )
         )
     return out
