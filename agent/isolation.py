@@ -82,13 +82,11 @@ class HostWatch:
     cpus: list[int] | None
     _stat0: list[int] | None = None
     _cpu_s0: float = 0.0
-    _wall0: float = 0.0
     _result: dict[str, Any] | None = None
 
     def start(self) -> None:
         self._stat0 = _cpu_ticks(self.cpus) if self.cpus else None
         self._cpu_s0 = time.process_time()
-        self._wall0 = time.monotonic()
 
     def stop(self) -> dict[str, Any]:
         """The provenance block: the CPUs, the host's load, and (pinned, on Linux) the share of
@@ -149,5 +147,5 @@ def timing_core(cpus: Sequence[int] | None) -> Iterator[HostWatch]:
         yield watch
     finally:
         watch.stop()
-        if pinned and before is not None:
-            os.sched_setaffinity(0, before)
+        if pinned:
+            os.sched_setaffinity(0, before)  # type: ignore[arg-type]

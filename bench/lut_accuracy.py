@@ -196,15 +196,7 @@ def host_summary(client: Client, dataset_id: str) -> str:
 
     with zipfile.ZipFile(io.BytesIO(client.export_dataset(dataset_id, DatasetFormat.parquet))) as z:
         rows = pq.read_table(io.BytesIO(z.read("measurements.parquet"))).to_pylist()
-    hosts = [
-        (
-            json.loads(r["provenance"])
-            if isinstance(r.get("provenance"), str)
-            else r.get("provenance")
-        )
-        or {}
-        for r in rows
-    ]
+    hosts = [json.loads(r["provenance"]) if r["provenance"] else {} for r in rows]
     cpus = {str(h.get("host", {}).get("cpus")) for h in hosts}
     other = [h["host"]["other_busy_pct"] for h in hosts if "other_busy_pct" in h.get("host", {})]
     steal = [h["host"]["steal_pct"] for h in hosts if "steal_pct" in h.get("host", {})]
