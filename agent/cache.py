@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from latlab.client import AgentClient
-from latlab.schemas import ModelFormat
+from latlab.runtimes import ModelFormat
 
 __all__ = ["ModelCache"]
 

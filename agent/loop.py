@@ -142,9 +142,9 @@ class Agent:
         self._upload(job, timing)
 
     def _time(self, job: ClaimedJob, lease: _LeaseKeeper) -> Timing:
-        runner = self.runners.get(job.config.runtime.value)
+        runner = self.runners.get(job.config.runtime)
         if runner is None:
-            raise RunnerUnavailable(f"this agent has no {job.config.runtime.value} runner")
+            raise RunnerUnavailable(f"this agent has no {job.config.runtime} runner")
 
         def should_stop() -> bool:
             return self.stop.is_set() or lease.lost.is_set()

@@ -15,15 +15,14 @@ from agent.errors import RegistrationError
 from agent.isolation import keep_off
 from agent.loop import Agent, AgentStats
 from agent.probe import probe_descriptor, probe_phone_descriptor
-from agent.runners import available_runners
+from agent.runners import available_runners, phone_runners
 from agent.runners.base import Runner
-from agent.runners.benchmark_model import BenchmarkModelRunner
 from agent.state import AgentState, load_state, save_state
 from agent.thermal import ThermalGate, host_temperature_c
 from latlab.client import AgentClient
 from latlab.errors import ApiError
 
-__all__ = ["background_agent", "connect_agent", "phone_runners", "run_agent"]
+__all__ = ["background_agent", "connect_agent", "run_agent"]
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +96,6 @@ def thermal_gate(settings: AgentSettings, adb: Adb | None) -> ThermalGate | None
     if adb is None and settings.max_temperature_c is not None:
         return ThermalGate(host_temperature_c, settings.max_temperature_c, "°C", poll_s)
     return None
-
-
-def phone_runners(settings: AgentSettings, adb: Adb) -> dict[str, Runner]:
-    runner = BenchmarkModelRunner(
-        adb, settings.benchmark_model_path, fixed_performance=settings.fixed_performance
-    )
-    return {runner.name: runner}
 
 
 def run_agent(settings: AgentSettings, stop: threading.Event) -> AgentStats:

@@ -18,7 +18,8 @@ from pydantic import SecretStr
 from latlab.client import Client
 from latlab.local_lab import local_lab
 from latlab.progress import follow_dataset
-from latlab.schemas import DatasetCreate, DatasetOut, DeviceOut, RuntimeConfig
+from latlab.runtimes import RuntimeConfig
+from latlab.schemas import DatasetCreate, DatasetOut, DeviceOut
 from latlab.spaces import GraphForm
 from server.config import Settings
 from server.embedded import free_port

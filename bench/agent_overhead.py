@@ -35,7 +35,10 @@ from agent.runners.ort import OrtRunner
 from latlab.client import Client
 from latlab.demo_models import DEMO_CNNS, make_cnn
 from latlab.export.tflite import to_tflite
-from latlab.schemas import JobState, RuntimeConfig, RuntimeName
+from latlab.runtimes import RuntimeConfig
+from latlab.runtimes.litert import LiteRtConfig
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
+from latlab.schemas import JobState
 from latlab.spaces.nb201 import Nb201
 from server.config import Settings
 from server.embedded import EmbeddedServer
@@ -43,7 +46,9 @@ from server.embedded import EmbeddedServer
 #: NAS-Bench-201 archs for the LiteRT comparison: about 1.9, 2.6 and 4.8 ms with XNNPACK here.
 LITERT_ARCHS = (6722, 11791, 11718)
 NB201 = Nb201()
-CONFIG = RuntimeConfig(warmup_runs=10, warmup_s=0.5, timed_runs=100, timed_s=1.0, profile_ops=False)
+CONFIG = OnnxRuntimeConfig(
+    warmup_runs=10, warmup_s=0.5, timed_runs=100, timed_s=1.0, profile_ops=False
+)
 
 
 def plain_median_ms(path: Path, config: RuntimeConfig) -> float:
@@ -194,7 +199,7 @@ def main() -> None:
             path = Path(tmp) / f"nb201-{index}.tflite"
             path.write_bytes(to_tflite(NB201.graph(NB201.from_index(index))))
             tflite[f"nb201-{index}"] = path
-        litert = RuntimeConfig(**{**CONFIG.model_dump(), "runtime": RuntimeName.litert})
+        litert = LiteRtConfig(**CONFIG.model_dump(exclude=set(CONFIG.settings()) | {"runtime"}))
         fidelity(tflite, args.rounds, LiteRtRunner(), plain_litert_median_ms, litert)
         job_overhead(paths, args.jobs)
         print(f"\n(total {time.monotonic() - started:.0f} s)")

@@ -27,7 +27,8 @@ from _lab import bench_lab
 
 from latlab.client import Client
 from latlab.progress import follow_dataset
-from latlab.schemas import DatasetCreate, MeasurementOut, RuntimeConfig
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
+from latlab.schemas import DatasetCreate, MeasurementOut
 
 
 def all_measurements(client: Client, device_id: str) -> list[MeasurementOut]:
@@ -49,7 +50,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="latlab-bench-"))
     api_key, enroll_key = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-    config = RuntimeConfig(profile_ops=not args.no_profile)
+    config = OnnxRuntimeConfig(profile_ops=not args.no_profile)
     with bench_lab(work, api_key, enroll_key, args.database_url) as (client, device, settings):
         t0 = time.monotonic()
         dataset = client.create_dataset(

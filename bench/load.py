@@ -42,7 +42,9 @@ from agent.main import connect_agent
 from agent.runners.base import Timing
 from latlab.client import AgentClient, Client
 from latlab.demo_models import DEMO_CNNS, make_cnn
-from latlab.schemas import ClaimedJob, JobState, RuntimeConfig, RuntimeInfo, WarmupInfo
+from latlab.runtimes import RuntimeConfig
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
+from latlab.schemas import ClaimedJob, JobState, RuntimeInfo, WarmupInfo
 
 DATABASE = "latlab_load"
 #: The fake runner's "measurement": long enough to be a job, short enough to load the queue.
@@ -178,7 +180,7 @@ def main() -> None:
                     opened.extend(local.clients)
                 c = local.clients[i % len(urls)]
                 # a distinct seed per job: identical pending requests would be one job
-                return c.create_job(model.id, selector={}, config=RuntimeConfig(seed=i)).id
+                return c.create_job(model.id, selector={}, config=OnnxRuntimeConfig(seed=i)).id
 
             with ThreadPoolExecutor(8) as pool:
                 job_ids = list(pool.map(queue, range(args.jobs), chunksize=64))

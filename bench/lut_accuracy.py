@@ -39,10 +39,12 @@ from latlab.client import Client
 from latlab.metrics import RegressionMetrics, regression_metrics
 from latlab.opkey import graph_cost
 from latlab.progress import follow_dataset, follow_lut
-from latlab.schemas import DatasetCreate, DatasetFormat, LutCreate, LutSource, RuntimeConfig
+from latlab.runtimes import RuntimeConfig
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
+from latlab.schemas import DatasetCreate, DatasetFormat, LutCreate, LutSource
 from latlab.spaces import GraphForm, get_space
 
-CONFIG = RuntimeConfig()
+CONFIG = OnnxRuntimeConfig()
 #: Micro-models are microsecond kernels: a shorter protocol (same runtime identity).
 MICRO_CONFIG = CONFIG.model_copy(update={"warmup_s": 0.2, "timed_s": 0.5})
 

@@ -38,7 +38,8 @@ from pydantic import SecretStr
 
 from latlab.client import Client
 from latlab.metrics import RegressionMetrics, regression_metrics
-from latlab.schemas import DatasetFormat, DatasetOut, LutCreate, LutSource, RuntimeConfig
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
+from latlab.schemas import DatasetFormat, DatasetOut, LutCreate, LutSource
 from latlab.spaces import GraphForm, get_space
 from predictors.features import arch_features
 from predictors.floors import flops_linear, onehot_linear
@@ -50,7 +51,7 @@ from server.embedded import EmbeddedServer
 LATBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "latbench"
 #: The own-data campaigns' protocol: 1 s of timed runs is plenty for a stable median (the
 #: local lab times on a CPU of its own, the server and the rest of the agent elsewhere).
-CONFIG = RuntimeConfig(warmup_s=0.5, timed_s=1.0)
+CONFIG = OnnxRuntimeConfig(warmup_s=0.5, timed_s=1.0)
 
 #: source, device, train size, predictor, metrics, seconds, what the guard serves
 Row = tuple[str, str, int, str, RegressionMetrics, float, str]

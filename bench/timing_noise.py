@@ -34,15 +34,15 @@ from pathlib import Path
 
 from agent.runners.ort import OrtRunner
 from latlab.export.files import model_file
-from latlab.schemas import ModelFormat, RuntimeConfig
+from latlab.runtimes import ModelFormat, RuntimeConfig
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.spaces import get_space
 
-CONFIG = RuntimeConfig(profile_ops=False)
+CONFIG = OnnxRuntimeConfig(profile_ops=False)
 LAST_CPU = (os.cpu_count() or 1) - 1
 NEIGHBOUR = """
 import hashlib, itertools, sys
 from latlab.export.files import model_file
-from latlab.schemas import ModelFormat
 from latlab.spaces import get_space
 space = get_space("nb201")
 for arch in itertools.cycle(space.sample(200, 1)):

@@ -36,12 +36,13 @@ from pydantic import SecretStr
 
 from latlab.client import Client
 from latlab.opkey import graph_cost
-from latlab.schemas import DatasetCreate, DatasetFormat, RuntimeConfig
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
+from latlab.schemas import DatasetCreate, DatasetFormat
 from latlab.spaces.nb201 import OPS, Nb201, Nb201Arch
 
 SPACE = Nb201()
 #: The protocol for the lab's own measurements: a stable median in about 1.5 s per arch.
-PROTOCOL = RuntimeConfig(warmup_s=0.3, timed_s=1.0)
+PROTOCOL = OnnxRuntimeConfig(warmup_s=0.3, timed_s=1.0)
 
 
 @functools.cache

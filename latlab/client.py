@@ -26,6 +26,7 @@ from urllib.parse import quote
 import httpx
 
 from latlab.errors import ApiError, ServerUnreachable
+from latlab.runtimes import RuntimeConfig
 from latlab.schemas import (
     MAX_PREDICT_ITEMS,
     ClaimedJob,
@@ -51,7 +52,6 @@ from latlab.schemas import (
     PredictorOut,
     PredictOut,
     PredictRequest,
-    RuntimeConfig,
 )
 from latlab.spaces import GraphForm
 

@@ -27,15 +27,9 @@ from latlab.local_lab import local_lab
 from latlab.metrics import RegressionMetrics, regression_metrics, spearman
 from latlab.opkey import graph_cost
 from latlab.progress import follow_dataset, follow_lut
-from latlab.schemas import (
-    DatasetCreate,
-    DatasetFormat,
-    DatasetOut,
-    LutCreate,
-    LutSource,
-    LutState,
-    RuntimeConfig,
-)
+from latlab.runtimes import RuntimeConfig
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
+from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut, LutCreate, LutSource, LutState
 from latlab.spaces import get_space
 from server.config import Settings
 
@@ -102,7 +96,7 @@ def run_quickstart(
         enroll_key=SecretStr(enroll_key),
         reap_every_s=1.0,
     )
-    config = config or RuntimeConfig()
+    config = config or OnnxRuntimeConfig()
     t0 = time.monotonic()
     with local_lab(settings, agent_env={"LATLAB_AGENT_CLAIM_WAIT_S": "1"}) as lab:
         client, device, timing_cpus = lab.client, lab.device, lab.timing_cpus

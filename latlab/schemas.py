@@ -13,7 +13,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from latlab.runtimes import ModelFormat, RuntimeConfig, default_config
 from latlab.spaces.base import GraphForm
+from latlab.wire import In, Out
 
 __all__ = [
     "MAX_PREDICT_ITEMS",
@@ -32,8 +34,6 @@ __all__ = [
     "DeviceSource",
     "ErrorBody",
     "EstimatedOp",
-    "ExecutionProvider",
-    "GraphOptimization",
     "HeartbeatIn",
     "HeartbeatOut",
     "JobCreate",
@@ -68,7 +68,6 @@ __all__ = [
     "ReportedStats",
     "RuntimeConfig",
     "RuntimeInfo",
-    "RuntimeName",
     "TensorInfo",
     "WarmupInfo",
 ]
@@ -86,36 +85,6 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 #: A device named by its id or by its name (the server resolves either).
 DEVICE_REF_MAX = 200
 SampleMs = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-
-
-def _without_nul(value: Any, where: str = "body") -> None:
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"{where}: text may not contain NUL characters")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _without_nul(key, where)
-            _without_nul(item, f"{where}.{key}")
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _without_nul(item, where)
-
-
-class _In(BaseModel):
-    """A body the server accepts: unknown fields are an error, and so is a NUL character in
-    any text (no database stores it; PostgreSQL refuses it in text and JSON)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        _without_nul(data)
-        return data
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
 
 
 class ErrorBody(BaseModel):
@@ -157,7 +126,7 @@ class DeviceDescriptor(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict, max_length=64)
 
 
-class RegisterIn(_In):
+class RegisterIn(In):
     name: Name
     descriptor: DeviceDescriptor
 
@@ -175,7 +144,7 @@ class DeviceSource(StrEnum):
     imported = "imported"
 
 
-class DeviceOut(_Out):
+class DeviceOut(Out):
     id: str
     name: str
     source: DeviceSource = DeviceSource.agent
@@ -185,7 +154,7 @@ class DeviceOut(_Out):
     online: bool
 
 
-class HeartbeatIn(_In):
+class HeartbeatIn(In):
     job_id: str | None = Field(default=None, max_length=64)
     lease_token: str | None = Field(default=None, max_length=200)
     #: Sent at agent start: the server keeps the latest descriptor (runtimes get upgraded).
@@ -199,11 +168,6 @@ class HeartbeatOut(BaseModel):
 
 
 # --------------------------------------------------------------------------- models
-
-
-class ModelFormat(StrEnum):
-    onnx = "onnx"
-    tflite = "tflite"
 
 
 class TensorInfo(BaseModel):
@@ -231,7 +195,7 @@ class ModelSummary(BaseModel):
     largest_tensor_bytes: int | None = None
 
 
-class ModelOut(_Out):
+class ModelOut(Out):
     id: str  # sha256 of the file's bytes, hex
     format: ModelFormat
     filename: str
@@ -241,75 +205,6 @@ class ModelOut(_Out):
 
 
 # --------------------------------------------------------------------------- jobs
-
-
-class RuntimeName(StrEnum):
-    onnxruntime = "onnxruntime"
-    #: LiteRT (``ai-edge-litert``; ``tflite-runtime`` where that is what the device has).
-    litert = "litert"
-    #: TFLite's ``benchmark_model`` binary on an Android phone, driven over adb.
-    benchmark_model = "benchmark_model"
-
-    @property
-    def model_format(self) -> ModelFormat:
-        """The model files this runtime reads."""
-        return ModelFormat.onnx if self is RuntimeName.onnxruntime else ModelFormat.tflite
-
-    @property
-    def reads_tflite(self) -> bool:
-        return self.model_format is ModelFormat.tflite
-
-
-class ExecutionProvider(StrEnum):
-    cpu = "CPUExecutionProvider"
-    cuda = "CUDAExecutionProvider"
-    tensorrt = "TensorrtExecutionProvider"
-
-
-class GraphOptimization(StrEnum):
-    disabled = "disabled"
-    basic = "basic"
-    extended = "extended"
-    all = "all"
-
-
-class RuntimeConfig(_In):
-    """How to time a model: the runtime, its settings and the measurement protocol."""
-
-    runtime: RuntimeName = RuntimeName.onnxruntime
-    execution_provider: ExecutionProvider = ExecutionProvider.cpu
-    #: Intra-op threads. 1 is the stable default: 2+ threads jitter 2-5x on small hosts.
-    threads: int = Field(default=1, ge=1, le=256)
-    graph_optimization: GraphOptimization = GraphOptimization.all
-    #: TFLite runtimes: the default XNNPACK delegate on (True) or the builtin kernels alone.
-    xnnpack: bool = True
-    #: TFLite runtimes: the GPU delegate (``benchmark_model --use_gpu``).
-    use_gpu: bool = False
-    warmup_runs: int = Field(default=10, ge=0, le=100_000)
-    warmup_s: float = Field(default=1.0, ge=0, le=600)
-    timed_runs: int = Field(default=50, ge=1, le=100_000)
-    timed_s: float = Field(default=2.0, ge=0, le=600)
-    #: Per-op times from a separate profiled pass (never from the timed runs).
-    profile_ops: bool = True
-    profile_runs: int = Field(default=10, ge=1, le=10_000)
-    #: Pin the timing process to these CPU ids (Linux), if given.
-    cpu_affinity: list[int] | None = Field(default=None, max_length=4096)
-    #: Seed of the generated inputs.
-    seed: int = Field(default=0, ge=0, le=2**32 - 1)
-
-    @model_validator(mode="after")
-    def _settings_of_the_runtime(self) -> RuntimeConfig:
-        if self.runtime.reads_tflite and self.execution_provider is not ExecutionProvider.cpu:
-            raise ValueError(
-                f"execution_provider is onnxruntime's; {self.runtime.value} picks its delegate "
-                "with xnnpack / use_gpu"
-            )
-        if not self.runtime.reads_tflite and self.use_gpu:
-            raise ValueError(
-                "use_gpu is a TFLite delegate; onnxruntime runs on a GPU with "
-                "execution_provider CUDAExecutionProvider or TensorrtExecutionProvider"
-            )
-        return self
 
 
 class JobState(StrEnum):
@@ -324,7 +219,7 @@ class JobState(StrEnum):
         return self in (JobState.queued, JobState.leased)
 
 
-class JobCreate(_In):
+class JobCreate(In):
     """Time one model on one device, or on any one device whose descriptor matches."""
 
     model_id: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -333,11 +228,11 @@ class JobCreate(_In):
     #: Descriptor fields that a device must match exactly (``{"cpu_arch": "x86_64"}``); a
     #: ``labels.KEY`` entry matches a label. Used when ``device_id`` is not given.
     selector: dict[str, str | int] | None = Field(default=None, max_length=32)
-    config: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    config: RuntimeConfig = Field(default_factory=default_config)
     max_attempts: int | None = Field(default=None, ge=1, le=100)
 
 
-class JobOut(_Out):
+class JobOut(Out):
     id: str
     model_id: str
     device_id: str | None
@@ -371,7 +266,7 @@ class ClaimedJob(BaseModel):
     config: RuntimeConfig
 
 
-class LeaseIn(_In):
+class LeaseIn(In):
     lease_token: str = Field(min_length=1, max_length=200)
 
 
@@ -417,7 +312,7 @@ class ReportedStats(BaseModel):
     first_ms: SampleMs | None = None
 
 
-class MeasurementIn(_In):
+class MeasurementIn(In):
     """What the agent uploads; the server computes the statistics from ``samples_ms``, or
     takes ``reported`` where the runtime gives no per-run samples (exactly one of the two)."""
 
@@ -471,7 +366,7 @@ class MeasurementSource(StrEnum):
     imported = "imported"
 
 
-class MeasurementOut(_Out):
+class MeasurementOut(Out):
     id: int
     job_id: str | None
     model_id: str | None
@@ -526,7 +421,7 @@ class DatasetState(StrEnum):
     ready = "ready"
 
 
-class DatasetCreate(_In):
+class DatasetCreate(In):
     """Measure architectures of a search space on devices: an explicit list, or n sampled."""
 
     name: Name
@@ -539,7 +434,7 @@ class DatasetCreate(_In):
     #: Ids or names.
     device_ids: list[str] | None = Field(default=None, min_length=1, max_length=1000)
     selector: dict[str, str | int] | None = Field(default=None, max_length=32)
-    config: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    config: RuntimeConfig = Field(default_factory=default_config)
     #: How the archs are written out: dead ops pruned (deployment toolchains) or every op kept
     #: (a framework's eager code, e.g. NAS-Bench-201's PyTorch cells).
     form: GraphForm = GraphForm.pruned
@@ -555,7 +450,7 @@ class DatasetProgress(BaseModel):
     pending: int
 
 
-class DatasetOut(_Out):
+class DatasetOut(Out):
     id: str
     name: str
     space: str
@@ -591,7 +486,7 @@ class LutState(StrEnum):
     failed = "failed"
 
 
-class LutCreate(_In):
+class LutCreate(In):
     """Build a LUT for one device and runtime config.
 
     ``measured-ops``: from the per-op rows of models already measured on the device with this
@@ -605,7 +500,7 @@ class LutCreate(_In):
     #: The device's id or name.
     device_id: str = Field(max_length=DEVICE_REF_MAX)
     source: LutSource
-    config: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    config: RuntimeConfig = Field(default_factory=default_config)
     space: str | None = Field(default=None, max_length=50)
     space_params: dict[str, int] = Field(default_factory=dict, max_length=8)
     archs: list[str | int] | None = Field(default=None, min_length=1, max_length=10_000)
@@ -632,7 +527,7 @@ class LutCalibration(BaseModel):
     within_10pct: float | None
 
 
-class LutOut(_Out):
+class LutOut(Out):
     id: str
     name: str
     device_id: str
@@ -666,7 +561,7 @@ class PredictorKind(StrEnum):
     auto = "auto"
 
 
-class PredictQuery(_In):
+class PredictQuery(In):
     """What to predict: architectures (``space`` + ``archs``) or uploaded models (``model_ids``),
     by which kind of predictor."""
 
@@ -727,7 +622,7 @@ class PredictDevicesOut(BaseModel):
     results: list[PredictOut]
 
 
-class PredictorOut(_Out):
+class PredictorOut(Out):
     id: str
     device_id: str
     kind: PredictorKind

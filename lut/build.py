@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from latlab.graph import OpGraph
+from latlab.runtimes import FusionRules, rules_for
 from lut.errors import LutError, MissingEntry
-from lut.fusion import FusionRules, Kernel, fuse, rules_for
+from lut.fusion import Kernel, fuse
 from lut.predict import kernel_latencies_us
 from lut.table import Calibration, LookupTable, LutEntry, LutSource, TypeFit
 

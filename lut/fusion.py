@@ -2,7 +2,8 @@
 fusion rules, each kernel with a LUT key.
 
 nn-Meter's central finding: per-op latency sums are accurate only at the level of the kernels
-the runtime runs (Conv+BN+ReLU is one kernel, not three). Rules are data (``RULES``), not code:
+the runtime runs (Conv+BN+ReLU is one kernel, not three). Rules are data, not code, and belong to
+the runtime (``RuntimeSpec.fusion``, ``latlab.runtimes.rules_for``):
 
 - ``chains``: op-type sequences fused into one kernel when each op is the only consumer of the
   previous one's output (longest chain first), e.g. Conv -> BatchNormalization -> Relu;
@@ -22,71 +23,11 @@ from dataclasses import dataclass
 
 from latlab.graph import OpGraph
 from latlab.opkey import ZERO, OpCost, op_cost, op_key
+from latlab.runtimes import FusionRules
 
-__all__ = ["RULES", "FusionRules", "Kernel", "fuse", "rules_for"]
+__all__ = ["DUPLICATE", "Kernel", "fuse"]
 
 DUPLICATE = "duplicate"
-
-
-@dataclass(frozen=True)
-class FusionRules:
-    name: str
-    chains: tuple[tuple[str, ...], ...]
-    merge_duplicates: bool = True
-    free: frozenset[str] = frozenset({"Identity", "Dropout"})
-
-
-#: onnxruntime's CPU execution provider at graph optimisation "all" (checked against its
-#: profiler on NB201 networks: one kernel per rule kernel, besides layout reorders): BN folded
-#: into Conv, Conv+activation fused, on x86 the NCHWc transformer folds an Add that consumes a
-#: conv output into the conv ("sum" fusion); CSE merges duplicates before fusing. Known gap:
-#: a chain of several ``x * constant`` after a conv (NB201's cut-off cells, never sampled) folds
-#: into the conv one Mul after another; the rules fold the first.
-ONNXRUNTIME_CPU = FusionRules(
-    name="onnxruntime",
-    chains=(
-        ("Conv", "BatchNormalization", "Add", "Relu"),
-        ("Conv", "BatchNormalization", "Add"),
-        ("Conv", "BatchNormalization", "Relu"),
-        ("Conv", "BatchNormalization", "Clip"),
-        # a multiplication by a constant folds into the conv's weights (NB201's cut-off cell)
-        ("Conv", "BatchNormalization", "Mul"),
-        ("Conv", "BatchNormalization"),
-        ("Conv", "Add", "Relu"),
-        ("Conv", "Add"),
-        ("Conv", "Relu"),
-        ("Conv", "Clip"),
-        ("Conv", "Mul"),
-        ("Gemm", "Relu"),
-        # a BatchNormalization no conv absorbs runs as a 1x1 depthwise conv, its ReLU fused
-        ("BatchNormalization", "Relu"),
-    ),
-)
-#: The TFLite converter: BN folded, activations fused into the op before them (conv, add).
-TFLITE = FusionRules(
-    name="tflite",
-    chains=(
-        ("Conv", "BatchNormalization", "Relu"),
-        ("Conv", "BatchNormalization", "Clip"),
-        ("Conv", "BatchNormalization"),
-        ("Conv", "Relu"),
-        ("Conv", "Clip"),
-        ("Add", "Relu"),
-        ("Add", "Clip"),
-        ("Gemm", "Relu"),
-    ),
-)
-RULES: dict[str, FusionRules] = {"onnxruntime": ONNXRUNTIME_CPU, "tflite": TFLITE}
-
-
-def rules_for(runtime: str) -> FusionRules:
-    """The rules of a runtime (``onnxruntime``, ``tflite``); KeyError names the known ones."""
-    try:
-        return RULES[runtime]
-    except KeyError:
-        raise KeyError(
-            f"no fusion rules for runtime {runtime!r}; known: {', '.join(RULES)}"
-        ) from None
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from latlab.graph import OpGraph
+from latlab.runtimes import rules_for
 from lut.errors import MissingEntry
-from lut.fusion import Kernel, fuse, rules_for
+from lut.fusion import Kernel, fuse
 from lut.table import LookupTable
 
 __all__ = ["EstimatedKernel", "LutPrediction", "kernel_latencies_us", "predict"]

@@ -1,51 +1,62 @@
 """A fake runner for the queue's concurrency and error-handling tests only; the same paths
-run with the real onnxruntime runner in test_e2e.py."""
+run with the real onnxruntime runner in test_e2e.py.
+
+It is a ``ProtocolRunner`` like the real ones (it passes the runner contract suite): the base
+pins, runs the protocol and builds the timing; the fake's run does nothing but sleep its share
+of ``sleep_s`` and the protocol's clock is a counter that advances 1 ms per read, so a job takes
+``sleep_s`` whatever the config's seconds say."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from agent.errors import Interrupted, RunnerError
-from agent.runners.base import Timing
-from latlab.schemas import RuntimeConfig, RuntimeInfo, WarmupInfo
+from agent.errors import RunnerError
+from agent.runners.base import LoadedModel, ProtocolRunner
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
+from latlab.schemas import RuntimeInfo
+
+#: What the fake clock advances per read: every sample is 1 ms.
+TICK_NS = 1_000_000
+#: The longest sleep of one run (the stop check happens between runs).
+SLICE_S = 0.01
 
 
-class FakeRunner:
+class FakeRunner(ProtocolRunner[OnnxRuntimeConfig, LoadedModel]):
     name = "onnxruntime"
+    config_type = OnnxRuntimeConfig
 
     def __init__(self, sleep_s: float = 0.001, fail_with: str | None = None) -> None:
         self.sleep_s = sleep_s
         self.fail_with = fail_with
         self.timed: list[Path] = []
         self._lock = threading.Lock()
+        ticks = itertools.count(0, TICK_NS)
+        self.clock = lambda: next(ticks)  # type: ignore[method-assign,assignment]
 
     def info(self) -> RuntimeInfo:
-        return RuntimeInfo(name="onnxruntime", version="fake", providers=["CPUExecutionProvider"])
+        return RuntimeInfo(name=self.name, version="fake", providers=["CPUExecutionProvider"])
 
-    def time(
-        self, model_path: Path, config: RuntimeConfig, should_stop: Callable[[], bool]
-    ) -> Timing:
+    def version(self) -> str:
+        return "fake"
+
+    def load(self, model_path: Path, config: OnnxRuntimeConfig) -> LoadedModel:
         with self._lock:
             self.timed.append(model_path)
-        deadline = time.monotonic() + self.sleep_s
-        while time.monotonic() < deadline:
-            if should_stop():
-                raise Interrupted("stop requested")
-            time.sleep(min(0.01, self.sleep_s))
+        if not model_path.is_file():
+            raise RunnerError(f"no model file {model_path}")
         if self.fail_with is not None:
             raise RunnerError(self.fail_with)
-        return Timing(
-            runtime="onnxruntime",
-            runtime_version="fake",
-            provider="CPUExecutionProvider",
-            threads=config.threads,
-            input_shapes={"input": [1, 3, 16, 16]},
-            warmup=WarmupInfo(n=1, total_ms=self.sleep_s * 1e3),
-            samples_ms=(1.0, 1.1, 0.9),
-            timing_wall_s=self.sleep_s,
-            op_profile=None,
-            ops=(),
+        left = [self.sleep_s]
+
+        def run_once() -> None:
+            if left[0] > 0:
+                step = min(left[0], SLICE_S)
+                time.sleep(step)
+                left[0] -= step
+
+        return LoadedModel(
+            run_once=run_once, input_shapes={"input": [1, 3, 16, 16]}, provider=config.provider
         )

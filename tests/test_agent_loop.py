@@ -15,7 +15,8 @@ from agent.errors import RegistrationError
 from agent.main import connect_agent
 from latlab.client import Client
 from latlab.errors import ServerUnreachable
-from latlab.schemas import JobState, RuntimeConfig
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
+from latlab.schemas import JobState
 from server.embedded import EmbeddedServer
 from tests.factories import API_KEY, ENROLL_KEY, cnn_bytes, make_settings, wait_for
 from tests.fake_runner import FakeRunner
@@ -97,7 +98,7 @@ def test_a_model_is_downloaded_once_per_device(tmp_path: Path, live_server: Embe
         with Client(live_server.url, API_KEY) as client:
             model = client.upload_model("m.onnx", data=cnn_bytes())
             ids = [
-                client.create_job(model.id, selector={}, config=RuntimeConfig(seed=i)).id
+                client.create_job(model.id, selector={}, config=OnnxRuntimeConfig(seed=i)).id
                 for i in range(3)
             ]
             assert all(j.state == JobState.done for j in client.wait_jobs(ids, timeout_s=30))

@@ -13,6 +13,7 @@ import pytest
 
 from latlab.client import AgentClient, Client
 from latlab.errors import ApiError
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import (
     ClaimedJob,
     DeviceRegistered,
@@ -20,7 +21,6 @@ from latlab.schemas import (
     MeasurementIn,
     ModelOut,
     OpTiming,
-    RuntimeConfig,
     WarmupInfo,
 )
 from server.embedded import EmbeddedServer
@@ -72,7 +72,7 @@ def test_a_job_is_queued_for_a_model_and_a_device(
 ) -> None:
     job = client.create_job(model.id, device_id=device[1].device_id)
     assert job.state == JobState.queued
-    assert job.config == RuntimeConfig()
+    assert job.config == OnnxRuntimeConfig()
     assert client.job(job.id) == job
 
 
@@ -82,7 +82,7 @@ def test_an_identical_pending_request_returns_the_same_job(
     first = client.create_job(model.id, device_id=device[1].device_id)
     again = client.create_job(model.id, device_id=device[1].device_id)
     other = client.create_job(
-        model.id, device_id=device[1].device_id, config=RuntimeConfig(threads=2)
+        model.id, device_id=device[1].device_id, config=OnnxRuntimeConfig(threads=2)
     )
     assert again.id == first.id and again.deduplicated
     assert other.id != first.id
@@ -255,7 +255,7 @@ def test_a_claim_looks_past_more_than_a_page_of_jobs_it_cannot_run(
     with x86:
         for seed in range(20):
             client.create_job(
-                model.id, selector={"labels.lab": "b"}, config=RuntimeConfig(seed=seed)
+                model.id, selector={"labels.lab": "b"}, config=OnnxRuntimeConfig(seed=seed)
             )
         mine = client.create_job(model.id, selector={"labels.lab": "a"})
         claimed = x86.claim(wait_s=0)
@@ -301,7 +301,7 @@ def test_a_result_is_stored_with_its_statistics_samples_and_ops(
     assert full.samples_ms == [1.0, 2.0, 3.0, 4.0]
     assert full.ops is not None and full.ops[0].op_type == "Conv"
     assert full.device_id == device[1].device_id
-    assert full.config == RuntimeConfig()
+    assert full.config == OnnxRuntimeConfig()
 
 
 def test_a_repeated_result_upload_is_a_no_op(

@@ -12,20 +12,14 @@ import yaml
 
 from latlab.client import Client
 from latlab.errors import ApiError
-from latlab.schemas import (
-    DatasetCreate,
-    LutCreate,
-    LutFormat,
-    LutOut,
-    LutSource,
-    RuntimeConfig,
-)
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
+from latlab.schemas import DatasetCreate, LutCreate, LutFormat, LutOut, LutSource
 from latlab.spaces.nb201 import Nb201
 from server.embedded import EmbeddedServer
 from tests.factories import API_KEY, make_settings, register, scrape
 from tests.test_e2e import start_agent
 
-FAST = RuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=10, timed_s=0, profile_runs=5)
+FAST = OnnxRuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=10, timed_s=0, profile_runs=5)
 SPACE = Nb201()
 ARCHS = [a.string for a in SPACE.sample(6, seed=11)]
 

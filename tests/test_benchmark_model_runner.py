@@ -23,15 +23,8 @@ from agent.runners.benchmark_model import REMOTE_DIR, BenchmarkModelRunner
 from latlab.client import Client
 from latlab.errors import ApiError
 from latlab.export.tflite import to_tflite
-from latlab.schemas import (
-    DatasetCreate,
-    DatasetFormat,
-    JobState,
-    LutCreate,
-    ReportedStats,
-    RuntimeConfig,
-    RuntimeName,
-)
+from latlab.runtimes.benchmark_model import BenchmarkModelConfig
+from latlab.schemas import DatasetCreate, DatasetFormat, JobState, LutCreate, ReportedStats
 from latlab.spaces.nb201 import Nb201
 from server.embedded import EmbeddedServer
 from tests.factories import API_KEY, ENROLL_KEY, NB201_CONV_CELL
@@ -39,8 +32,7 @@ from tests.phone import BINARY, SERIAL, Phone
 
 pytest.importorskip("ai_edge_litert", reason="LiteRT is not installed: pip install -e '.[tflite]'")
 
-CONFIG = RuntimeConfig(
-    runtime=RuntimeName.benchmark_model,
+CONFIG = BenchmarkModelConfig(
     threads=4,
     warmup_runs=5,
     warmup_s=0.5,
@@ -310,7 +302,9 @@ def test_a_campaign_on_a_phone_exports_tflite_models_and_its_dataset_reads_back(
     # each arch's model was pushed to the phone and timed there (the stand-in replays one output)
     assert len(benchmark_calls(phone)) == 3
     assert [float(r["latency_ms"]) for r in rows] == pytest.approx([15.5176] * 3)
-    assert lut.value.status == 422 and "LUTs are built from onnxruntime" in lut.value.message
+    assert (
+        lut.value.status == 422 and "LUTs are built from ONNX per-op profiles" in lut.value.message
+    )
 
 
 def test_a_hot_phone_takes_no_job_until_it_cools_down(

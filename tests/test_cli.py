@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from latlab.client import Client
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import JobState
 from server.embedded import EmbeddedServer, free_port
 from tests.factories import API_KEY, READ_API_KEY, cnn_bytes, register, shared_path
@@ -81,7 +82,16 @@ def test_usage_errors_exit_2(live_server: EmbeddedServer) -> None:
         "jobs", "create", "--model", "0" * 64, "--selector", "--gpu-delegate", url=live_server.url
     )
     assert gpu_delegate_on_ort.returncode == 2
-    assert "use_gpu is a TFLite delegate" in gpu_delegate_on_ort.stderr
+    assert "--gpu-delegate is not a setting of onnxruntime" in gpu_delegate_on_ort.stderr
+
+
+def test_runtimes_lists_every_registered_runtime_with_its_own_settings() -> None:
+    listed = latlab("runtimes", url="http://127.0.0.1:9")  # needs no server
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:4]}
+    assert set(rows) == {"onnxruntime", "litert", "benchmark_model"}
+    assert "graph_optimization=all" in rows["onnxruntime"] and " yes " in rows["onnxruntime"]
+    assert "xnnpack=True" in rows["litert"] and " adb " in rows["benchmark_model"]
 
 
 def test_an_unreachable_server_exits_1() -> None:
@@ -278,13 +288,13 @@ def test_predict_reads_an_archs_file_of_any_length_and_names_devices_by_name(
 def test_lut_build_show_export_and_predict(
     live_server: EmbeddedServer, client: Client, tmp_path: Path
 ) -> None:
-    from latlab.schemas import DatasetCreate, RuntimeConfig
+    from latlab.schemas import DatasetCreate
     from tests.test_e2e import start_agent
 
     agent = start_agent(live_server.url, tmp_path, name="cli-lut")
     try:
         device = client.devices()[0]
-        fast = RuntimeConfig(warmup_runs=1, warmup_s=0, timed_runs=3, timed_s=0, profile_runs=2)
+        fast = OnnxRuntimeConfig(warmup_runs=1, warmup_s=0, timed_runs=3, timed_s=0, profile_runs=2)
         body = DatasetCreate(name="d", space="nb201", n=3, device_ids=[device.id], config=fast)
         client.wait_dataset(client.create_dataset(body).id, timeout_s=120)
     finally:

@@ -15,7 +15,8 @@ from pydantic import SecretStr
 from agent.config import AgentSettings
 from agent.main import connect_agent
 from latlab.client import Client
-from latlab.schemas import JobState, RuntimeConfig
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
+from latlab.schemas import JobState
 from server import db as server_db
 from server.config import Settings
 from server.db import FairLock, create_db_engine
@@ -55,7 +56,7 @@ def test_twenty_agents_finish_two_hundred_jobs_exactly_once(
             t.start()
         # distinct configs (seed) so the 200 requests are 200 jobs, not deduplicated into one
         job_ids = [
-            client.create_job(model.id, selector={}, config=RuntimeConfig(seed=i)).id
+            client.create_job(model.id, selector={}, config=OnnxRuntimeConfig(seed=i)).id
             for i in range(N_JOBS)
         ]
         try:

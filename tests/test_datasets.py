@@ -14,14 +14,15 @@ import pytest
 
 from latlab.client import Client
 from latlab.errors import ApiError
-from latlab.schemas import DatasetCreate, DatasetFormat, JobState, RuntimeConfig
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
+from latlab.schemas import DatasetCreate, DatasetFormat, JobState
 from latlab.spaces import GraphForm
 from latlab.spaces.nb201 import Nb201
 from server.embedded import EmbeddedServer
 from tests.factories import register, wait_for
 from tests.test_e2e import RunningAgent, start_agent
 
-FAST = RuntimeConfig(warmup_runs=1, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=1)
+FAST = OnnxRuntimeConfig(warmup_runs=1, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=1)
 SPACE = Nb201()
 
 

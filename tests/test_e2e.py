@@ -21,12 +21,13 @@ from agent.main import background_agent
 from agent.runners.base import Runner
 from latlab.client import Client
 from latlab.demo_models import CnnSpec, make_cnn
-from latlab.schemas import JobState, RuntimeConfig
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
+from latlab.schemas import JobState
 from server.embedded import EmbeddedServer
 from tests.factories import API_KEY, ENROLL_KEY, cnn_bytes, make_settings
 from tests.fake_runner import FakeRunner
 
-FAST = RuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=10, timed_s=0, profile_runs=3)
+FAST = OnnxRuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=10, timed_s=0, profile_runs=3)
 
 
 def agent_settings(url: str, tmp_path: Path, name: str = "e2e") -> AgentSettings:

@@ -1,6 +1,7 @@
-"""The timing core: runners time on the CPUs they are given (onnxruntime and LiteRT alike), the
-agent sends its timing there and keeps the rest of itself off them, the protocol runs without
-the garbage collector, and what else ran on the timing CPU is reported with the measurement."""
+"""The timing core: the agent sends its timing to its CPUs and keeps the rest of itself off
+them, the protocol runs without the garbage collector, and what else ran on the timing CPU is
+reported with the measurement. (That every runner times on the CPUs it is given is the runner
+contract's: test_runner_contract.py.)"""
 
 from __future__ import annotations
 
@@ -16,21 +17,16 @@ from typing import Any
 
 import pytest
 
-import agent.runners.litert as litert_module
-import agent.runners.ort as ort_module
 from agent.config import AgentSettings
 from agent.isolation import keep_off, split_cpus, timing_core
 from agent.main import connect_agent
 from agent.protocol import run_protocol
-from agent.runners.litert import LiteRtRunner
-from agent.runners.ort import OrtRunner
 from latlab.client import Client
-from latlab.export.files import model_file
-from latlab.export.tflite import to_tflite
-from latlab.schemas import JobState, ModelFormat, RuntimeConfig, RuntimeName
-from latlab.spaces.nb201 import Nb201
+from latlab.runtimes import RuntimeConfig
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
+from latlab.schemas import JobState
 from server.embedded import EmbeddedServer
-from tests.factories import API_KEY, NB201_CONV_CELL, cnn_bytes
+from tests.factories import API_KEY, cnn_bytes
 from tests.fake_runner import FakeRunner
 from tests.test_agent_loop import settings_for
 
@@ -40,9 +36,7 @@ linux_only = pytest.mark.skipif(
 )
 pytestmark = linux_only
 
-FAST = RuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=2)
 LAST_CPU = max(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
-SPACE = Nb201()
 
 
 @pytest.fixture(autouse=True)
@@ -50,49 +44,6 @@ def _affinity_restored() -> Iterator[None]:
     before = os.sched_getaffinity(0)
     yield
     os.sched_setaffinity(0, before)
-
-
-def _model(runtime: RuntimeName, tmp_path: Path) -> Path:
-    graph = SPACE.graph(SPACE.parse(NB201_CONV_CELL))
-    if runtime is RuntimeName.litert:
-        path = tmp_path / "m.tflite"
-        path.write_bytes(to_tflite(graph, seed=0))
-    else:
-        path = tmp_path / "m.onnx"
-        path.write_bytes(model_file(graph, ModelFormat.onnx))
-    return path
-
-
-RUNNERS: dict[RuntimeName, tuple[Callable[[], Any], Any, str]] = {
-    RuntimeName.onnxruntime: (OrtRunner, ort_module, "_run"),
-    RuntimeName.litert: (LiteRtRunner, litert_module, "_invoke"),
-}
-
-
-@pytest.mark.parametrize("runtime", list(RUNNERS), ids=lambda r: r.value)
-def test_every_host_runner_times_on_the_cpus_it_is_given_and_gives_them_back(
-    runtime: RuntimeName, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    make_runner, module, run_name = RUNNERS[runtime]
-    real_run = getattr(module, run_name)
-    seen: set[frozenset[int]] = set()
-
-    def recording_run(*args: object) -> object:
-        seen.add(frozenset(os.sched_getaffinity(0)))
-        return real_run(*args)
-
-    monkeypatch.setattr(module, run_name, recording_run)
-    before = os.sched_getaffinity(0)
-    config = FAST.model_copy(update={"runtime": runtime, "cpu_affinity": [LAST_CPU]})
-    timing = make_runner().time(_model(runtime, tmp_path), config, lambda: False)
-
-    assert seen == {frozenset({LAST_CPU})}  # every warm-up and timed run, pinned
-    assert os.sched_getaffinity(0) == before
-    assert timing.provenance is not None
-    host = timing.provenance["host"]
-    assert host["cpus"] == [LAST_CPU]
-    assert 0 <= host["other_busy_pct"] <= 100 and 0 <= host["steal_pct"] <= 100
-    assert "load_1m" in host
 
 
 def test_an_unpinned_run_says_so() -> None:
@@ -188,7 +139,7 @@ def test_the_agent_times_on_its_timing_cpus_unless_the_job_names_its_own(
             own = min(os.sched_getaffinity(0))
             ids = [
                 client.create_job(model.id, selector={}, config=config).id
-                for config in (RuntimeConfig(), RuntimeConfig(cpu_affinity=[own], seed=1))
+                for config in (OnnxRuntimeConfig(), OnnxRuntimeConfig(cpu_affinity=[own], seed=1))
             ]
             assert all(j.state == JobState.done for j in client.wait_jobs(ids, timeout_s=30))
     finally:

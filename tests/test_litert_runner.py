@@ -14,14 +14,8 @@ from agent.runners import available_runners, load_runner
 from latlab.client import Client
 from latlab.errors import ApiError
 from latlab.export.tflite import to_tflite
-from latlab.schemas import (
-    DeviceRegistered,
-    JobState,
-    ModelOut,
-    RuntimeConfig,
-    RuntimeInfo,
-    RuntimeName,
-)
+from latlab.runtimes.litert import LiteRtConfig
+from latlab.schemas import DeviceRegistered, JobState, ModelOut, RuntimeInfo
 from latlab.spaces.nb201 import Nb201
 from server.embedded import EmbeddedServer
 from server.jobs.service import device_can_run
@@ -30,9 +24,7 @@ from tests.factories import API_KEY, NB201_CONV_CELL, cpu_descriptor
 pytest.importorskip("ai_edge_litert", reason="LiteRT is not installed: pip install -e '.[tflite]'")
 
 SPACE = Nb201()
-QUICK = RuntimeConfig(
-    runtime=RuntimeName.litert, warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0
-)
+QUICK = LiteRtConfig(warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ import yaml
 from agent.runners.ort import OrtRunner
 from latlab.export.onnx import to_onnx
 from latlab.graph import GraphBuilder, OpGraph
-from latlab.schemas import RuntimeConfig
+from latlab.runtimes.onnxruntime import ONNXRUNTIME_CPU, OnnxRuntimeConfig
+from latlab.runtimes.tflite import TFLITE
 from latlab.spaces.nb201 import Nb201
 from lut.build import (
     MicroTiming,
@@ -26,13 +27,13 @@ from lut.build import (
     calibrate,
 )
 from lut.errors import LutError, MissingEntry
-from lut.fusion import DUPLICATE, ONNXRUNTIME_CPU, TFLITE, fuse
+from lut.fusion import DUPLICATE, fuse
 from lut.micro import kernel_graph, unique_kernels
 from lut.predict import kernel_latencies_us, predict
 from lut.table import LookupTable
 
 SPACE = Nb201()
-FAST = RuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=10, timed_s=0, profile_runs=5)
+FAST = OnnxRuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=10, timed_s=0, profile_runs=5)
 ALL_3X3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
 

@@ -14,14 +14,15 @@ from alembic import command
 
 from latlab.client import Client
 from latlab.logs import JsonFormatter, TextFormatter, configure_logging, redact
-from latlab.schemas import JobState, RuntimeConfig
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
+from latlab.schemas import JobState
 from server.config import Settings
 from server.db import alembic_config, create_db_engine
 from server.embedded import EmbeddedServer
 from tests.factories import API_KEY, ENROLL_KEY, cnn_bytes, scrape
 from tests.test_e2e import start_agent
 
-FAST = RuntimeConfig(warmup_runs=1, warmup_s=0, timed_runs=3, timed_s=0, profile_ops=False)
+FAST = OnnxRuntimeConfig(warmup_runs=1, warmup_s=0, timed_runs=3, timed_s=0, profile_ops=False)
 
 
 def test_metrics_count_what_happened_by_route_not_by_id(

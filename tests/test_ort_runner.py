@@ -18,9 +18,9 @@ from agent.inputs import make_inputs
 from agent.runners import available_runners, load_runner
 from agent.runners.ort import OrtRunner, device_binding, provider_chain, usable_providers
 from latlab.demo_models import DEMO_CNNS, make_cnn
-from latlab.schemas import ExecutionProvider, GraphOptimization, RuntimeConfig
+from latlab.runtimes.onnxruntime import ExecutionProvider, GraphOptimization, OnnxRuntimeConfig
 
-FAST = RuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=2)
+FAST = OnnxRuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=2)
 
 
 def save(model: onnx.ModelProto, tmp_path: Path, name: str = "m.onnx") -> Path:

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from latlab.client import Client
-from latlab.schemas import DatasetCreate, RuntimeConfig
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
+from latlab.schemas import DatasetCreate
 from latlab.spaces import GraphForm
 from latlab.spaces.nb201 import EDGES, Nb201
 from predictors.features import arch_features
@@ -22,7 +23,7 @@ from tests.test_e2e import RunningAgent, start_agent
 
 SPACE = Nb201()
 #: Short, but a median of 15 runs of a 0.3-6 ms model is steady enough to tell 1.7x apart.
-QUICK = RuntimeConfig(warmup_runs=3, warmup_s=0, timed_runs=15, timed_s=0, profile_ops=False)
+QUICK = OnnxRuntimeConfig(warmup_runs=3, warmup_s=0, timed_runs=15, timed_s=0, profile_ops=False)
 TRAIN = GcnConfig(
     hidden=32,
     layers=2,

@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from latlab.quickstart import run_quickstart
-from latlab.schemas import DatasetFormat, RuntimeConfig
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
+from latlab.schemas import DatasetFormat
 from latlab.spaces.nb201 import Nb201
 
 
 def test_quickstart_measures_a_nb201_sample_and_exports_it(tmp_path: Path) -> None:
     out = io.StringIO()
-    config = RuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=2)
+    config = OnnxRuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=2)
     result = run_quickstart(tmp_path / "qs", out, config, n_archs=6, seed=3)
     text = out.getvalue()
 

@@ -10,14 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
 from latlab.client import Client
-from latlab.schemas import (
-    DatasetCreate,
-    JobState,
-    LutCreate,
-    LutSource,
-    RegisterIn,
-    RuntimeConfig,
-)
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
+from latlab.schemas import DatasetCreate, JobState, LutCreate, LutSource, RegisterIn
 from latlab.spaces.nb201 import Nb201
 from server.blobstore import LocalBlobStore
 from server.datasets.service import create_campaign, prepare_next
@@ -28,7 +22,7 @@ from server.tables import Dataset, DatasetArch, DatasetEntry, Job, Model
 from tests.factories import API_KEY, ENROLL_KEY, cpu_descriptor, make_settings, wait_for
 from tests.test_e2e import start_agent
 
-FAST = RuntimeConfig(warmup_runs=1, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=1)
+FAST = OnnxRuntimeConfig(warmup_runs=1, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=1)
 
 
 def test_a_campaign_measured_across_a_server_restart_measures_each_arch_once(

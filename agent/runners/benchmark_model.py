@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.adb import Adb
+from agent.config import AgentSettings
 from agent.errors import Interrupted, RunnerError, RunnerUnavailable
-from agent.runners.base import Timing
+from agent.runners.base import Timing, own_config
 from agent.runners.benchmark_output import (
     BenchmarkOutput,
     BenchmarkOutputError,
@@ -32,13 +33,9 @@ from agent.runners.benchmark_output import (
     parse_benchmark_output,
 )
 from latlab.errors import ModelInvalid
-from latlab.schemas import (
-    OpTiming,
-    ReportedStats,
-    RuntimeConfig,
-    RuntimeInfo,
-    WarmupInfo,
-)
+from latlab.runtimes import RuntimeConfig
+from latlab.runtimes.benchmark_model import BenchmarkModelConfig
+from latlab.schemas import OpTiming, ReportedStats, RuntimeInfo, WarmupInfo
 from latlab.tflite_summary import is_tflite, summarize_tflite
 
 __all__ = ["DEFAULT_BINARY", "BenchmarkModelRunner"]
@@ -71,6 +68,10 @@ class BenchmarkModelRunner:
         self.fixed_performance = fixed_performance
         self._version: str | None = None
 
+    @classmethod
+    def for_phone(cls, adb: Adb, settings: AgentSettings) -> BenchmarkModelRunner:
+        return cls(adb, settings.benchmark_model_path, fixed_performance=settings.fixed_performance)
+
     def info(self) -> RuntimeInfo:
         return RuntimeInfo(
             name=self.name, version=self.version(), providers=["XNNPACK", "builtin", "GPU"]
@@ -96,6 +97,7 @@ class BenchmarkModelRunner:
         self, model_path: Path, config: RuntimeConfig, should_stop: Callable[[], bool]
     ) -> Timing:
         started = time.perf_counter()
+        own = own_config(self.name, config, BenchmarkModelConfig)
         input_shapes = _input_shapes(model_path.read_bytes())
         remote = f"{REMOTE_DIR}/{model_path.name}"
         thermal_before = self.adb.thermal_status()
@@ -103,12 +105,12 @@ class BenchmarkModelRunner:
         self.adb.push(model_path, remote)
         try:
             with self._performance_mode():
-                timed = self._run(remote, config, profile=False)
+                timed = self._run(remote, own, profile=False)
                 profiled = None
-                if config.profile_ops:
+                if own.profile_ops:
                     if should_stop():
                         raise Interrupted("stop requested between the timed and profiled pass")
-                    profiled = self._run(remote, config, profile=True)
+                    profiled = self._run(remote, own, profile=True)
         finally:
             self._cleanup(remote)
         thermal_after = self.adb.thermal_status()
@@ -118,13 +120,13 @@ class BenchmarkModelRunner:
                 "benchmark_model printed no statistics of its regular runs (a count=... avg= "
                 "line): a TFLite 2.x build is needed"
             )
-        provider = _delegate(config)
+        provider = own.provider
         ops = _ops(profiled, provider) if profiled is not None else ()
         return Timing(
             runtime=self.name,
             runtime_version=self.version(),
             provider=provider,
-            threads=config.threads,
+            threads=own.threads,
             input_shapes=input_shapes,
             warmup=_warmup(timed),
             samples_ms=(),
@@ -143,7 +145,7 @@ class BenchmarkModelRunner:
             provenance={
                 "phone": self.adb.serial,
                 "delegate": provider,
-                "threads": config.threads,
+                "threads": own.threads,
                 "thermal_status_before": thermal_before,
                 "thermal_status_after": thermal_after,
                 "fixed_performance_mode": self.fixed_performance,
@@ -152,7 +154,7 @@ class BenchmarkModelRunner:
             },
         )
 
-    def command(self, remote: str, config: RuntimeConfig, *, profile: bool) -> str:
+    def command(self, remote: str, config: BenchmarkModelConfig, *, profile: bool) -> str:
         """The shell command of one pass: the timed pass follows the protocol, the profiled
         pass runs ``profile_runs`` after a short warm-up."""
         flags: dict[str, object] = {
@@ -173,7 +175,7 @@ class BenchmarkModelRunner:
         words += [f"--{key}={shlex.quote(_flag(value))}" for key, value in flags.items()]
         return " ".join(words)
 
-    def _run(self, remote: str, config: RuntimeConfig, *, profile: bool) -> BenchmarkOutput:
+    def _run(self, remote: str, config: BenchmarkModelConfig, *, profile: bool) -> BenchmarkOutput:
         out = self.adb.shell(self.command(remote, config, profile=profile))
         return parse_benchmark_output(out)
 
@@ -227,12 +229,6 @@ def _flag(value: object) -> str:
 
 def _ms(us: float | None) -> float | None:
     return None if us is None else us / US_PER_MS
-
-
-def _delegate(config: RuntimeConfig) -> str:
-    if config.use_gpu:
-        return "GPU"
-    return "XNNPACK" if config.xnnpack else "builtin"
 
 
 def _warmup(out: BenchmarkOutput) -> WarmupInfo:

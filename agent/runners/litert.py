@@ -8,8 +8,6 @@ The Python interpreter has no op profiler: per-op TFLite times come from ``bench
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -18,10 +16,9 @@ import numpy as np
 
 from agent.errors import RunnerError, RunnerUnavailable
 from agent.inputs import random_array
-from agent.isolation import timing_core
-from agent.protocol import run_protocol
-from agent.runners.base import Timing
-from latlab.schemas import RuntimeConfig, RuntimeInfo
+from agent.runners.base import LoadedModel, ProtocolRunner
+from latlab.runtimes.litert import LiteRtConfig
+from latlab.schemas import RuntimeInfo
 from latlab.tflite_summary import is_tflite
 
 try:
@@ -42,16 +39,17 @@ def _version() -> str:
     return f"{_PACKAGE} {version(_PACKAGE)}"
 
 
-class LiteRtRunner:
+class LiteRtRunner(ProtocolRunner[LiteRtConfig, LoadedModel]):
     name = "litert"
+    config_type = LiteRtConfig
 
     def info(self) -> RuntimeInfo:
-        return RuntimeInfo(name=self.name, version=_version(), providers=["XNNPACK", "builtin"])
+        return RuntimeInfo(name=self.name, version=self.version(), providers=["XNNPACK", "builtin"])
 
-    def time(
-        self, model_path: Path, config: RuntimeConfig, should_stop: Callable[[], bool]
-    ) -> Timing:
-        started = time.perf_counter()
+    def version(self) -> str:
+        return _version()
+
+    def load(self, model_path: Path, config: LiteRtConfig) -> LoadedModel:
         if config.use_gpu:
             raise RunnerUnavailable(
                 "LiteRT runs on the CPU here (XNNPACK or builtin kernels): the Python wheel has "
@@ -60,34 +58,15 @@ class LiteRtRunner:
         data = model_path.read_bytes()
         if not is_tflite(data):
             raise RunnerError("not a TFLite model (no TFL3 flatbuffer identifier)")
-        with timing_core(config.cpu_affinity) as host:
-            interpreter = _interpreter(data, config)
-            shapes = _set_inputs(interpreter, config.seed)
-            # invoke() runs on the CPU and returns when the outputs are written
-            result = run_protocol(
-                partial(_invoke, interpreter),
-                warmup_runs=config.warmup_runs,
-                warmup_s=config.warmup_s,
-                timed_runs=config.timed_runs,
-                timed_s=config.timed_s,
-                should_stop=should_stop,
-            )
-        return Timing(
-            runtime=self.name,
-            runtime_version=_version(),
-            provider="XNNPACK" if config.xnnpack else "builtin",
-            threads=config.threads,
-            input_shapes=shapes,
-            warmup=result.warmup,
-            samples_ms=result.samples_ms,
-            timing_wall_s=time.perf_counter() - started,
-            op_profile=None,
-            ops=(),
-            provenance={"host": host.stop()},
+        interpreter = _interpreter(data, config)
+        shapes = _set_inputs(interpreter, config.seed)
+        # invoke() runs on the CPU and returns when the outputs are written
+        return LoadedModel(
+            run_once=partial(_invoke, interpreter), input_shapes=shapes, provider=config.provider
         )
 
 
-def _interpreter(data: bytes, config: RuntimeConfig) -> Any:
+def _interpreter(data: bytes, config: LiteRtConfig) -> Any:
     resolver = (
         _litert.OpResolverType.AUTO
         if config.xnnpack

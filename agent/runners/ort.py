@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,19 +17,13 @@ import onnxruntime as ort
 
 from agent.errors import RunnerError, RunnerUnavailable
 from agent.inputs import make_inputs
-from agent.isolation import timing_core
 from agent.ort_profile import kernel_times, map_to_source, unmapped
 from agent.protocol import run_protocol
-from agent.runners.base import Timing
+from agent.runners.base import LoadedModel, Profile, ProtocolRunner
 from latlab.graph import unique_node_names
 from latlab.onnx_summary import external_data_tensors
-from latlab.schemas import (
-    ExecutionProvider,
-    GraphOptimization,
-    OpTiming,
-    RuntimeConfig,
-    RuntimeInfo,
-)
+from latlab.runtimes.onnxruntime import ExecutionProvider, GraphOptimization, OnnxRuntimeConfig
+from latlab.schemas import OpTiming, RuntimeInfo
 
 __all__ = ["OrtRunner", "device_binding", "provider_chain", "usable_providers"]
 
@@ -54,67 +48,69 @@ GPU_DEVICE_ID = 0
 COMPILED_NODES = "contains compiled nodes"
 
 
-class OrtRunner:
+@dataclass(kw_only=True)
+class OrtModel(LoadedModel):
+    """The model as loaded for the timed runs; the profiled pass loads it again from these."""
+
+    model: onnx.ModelProto
+    data: bytes
+    providers: list[str]
+    feeds: dict[str, Any]
+
+
+class OrtRunner(ProtocolRunner[OnnxRuntimeConfig, OrtModel]):
     name = "onnxruntime"
+    config_type = OnnxRuntimeConfig
 
     def info(self) -> RuntimeInfo:
         return RuntimeInfo(
             name=self.name,
-            version=ort.__version__,
+            version=self.version(),
             providers=usable_providers(ort.get_available_providers()),
         )
 
-    def time(
-        self, model_path: Path, config: RuntimeConfig, should_stop: Callable[[], bool]
-    ) -> Timing:
-        started = time.perf_counter()
+    def version(self) -> str:
+        return str(ort.__version__)
+
+    def load(self, model_path: Path, config: OnnxRuntimeConfig) -> OrtModel:
         model = _load_named(model_path)
         data = model.SerializeToString()
         providers = provider_chain(config.execution_provider, ort.get_available_providers())
-        with timing_core(config.cpu_affinity) as host:
-            sess = _session(data, _options(config), providers)
-            if config.execution_provider.value not in sess.get_providers():
-                raise RunnerUnavailable(
-                    f"{config.execution_provider.value} did not start (onnxruntime fell back "
-                    f"to {', '.join(sess.get_providers())}): check the GPU driver and CUDA"
-                )
-            feeds, shapes = make_inputs(sess.get_inputs(), config.seed)
-            run_once, provenance = _timed_run(sess, feeds, config.execution_provider)
-            result = run_protocol(
-                run_once,
-                warmup_runs=config.warmup_runs,
-                warmup_s=config.warmup_s,
-                timed_runs=config.timed_runs,
-                timed_s=config.timed_s,
-                should_stop=should_stop,
+        sess = _session(data, _options(config), providers)
+        if config.execution_provider.value not in sess.get_providers():
+            raise RunnerUnavailable(
+                f"{config.execution_provider.value} did not start (onnxruntime fell back "
+                f"to {', '.join(sess.get_providers())}): check the GPU driver and CUDA"
             )
-            host_during_timing = host.stop()
-            provider = sess.get_providers()[0]
-            del sess
-            ops: tuple[OpTiming, ...] = ()
-            op_profile = None
-            if config.profile_ops:
-                ops, mapped = _profile(model, data, config, providers, feeds, should_stop)
-                op_profile = {
-                    "graph_optimization": config.graph_optimization.value,
-                    "runs": config.profile_runs,
-                    "warmup_runs": PROFILE_WARMUP_RUNS,
-                    # None: the provider compiled nodes, so no optimised graph to map through
-                    "mapped_by": "tensor names, then kernel names" if mapped else None,
-                    "sum_us": sum(op.dur_us for op in ops),
-                }
-        return Timing(
-            runtime=self.name,
-            runtime_version=ort.__version__,
-            provider=provider,
-            threads=config.threads,
+        feeds, shapes = make_inputs(sess.get_inputs(), config.seed)
+        run_once, provenance = _timed_run(sess, feeds, config.execution_provider)
+        return OrtModel(
+            run_once=run_once,
             input_shapes=shapes,
-            warmup=result.warmup,
-            samples_ms=result.samples_ms,
-            timing_wall_s=time.perf_counter() - started,
-            op_profile=op_profile,
+            provider=sess.get_providers()[0],
+            provenance=provenance or {},
+            model=model,
+            data=data,
+            providers=providers,
+            feeds=feeds,
+        )
+
+    def profile(
+        self, loaded: OrtModel, config: OnnxRuntimeConfig, should_stop: Callable[[], bool]
+    ) -> Profile:
+        ops, mapped = _profile(
+            loaded.model, loaded.data, config, loaded.providers, loaded.feeds, should_stop
+        )
+        return Profile(
             ops=ops,
-            provenance={**(provenance or {}), "host": host_during_timing},
+            about={
+                "graph_optimization": config.graph_optimization.value,
+                "runs": config.profile_runs,
+                "warmup_runs": PROFILE_WARMUP_RUNS,
+                # None: the provider compiled nodes, so no optimised graph to map through
+                "mapped_by": "tensor names, then kernel names" if mapped else None,
+                "sum_us": sum(op.dur_us for op in ops),
+            },
         )
 
 
@@ -240,7 +236,7 @@ def provider_chain(requested: ExecutionProvider, available: Sequence[str]) -> li
     return chain
 
 
-def _options(config: RuntimeConfig) -> ort.SessionOptions:
+def _options(config: OnnxRuntimeConfig) -> ort.SessionOptions:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = config.threads
     opts.inter_op_num_threads = 1
@@ -260,7 +256,7 @@ def _session(data: bytes, opts: ort.SessionOptions, providers: list[str]) -> ort
 def _profile(
     model: onnx.ModelProto,
     data: bytes,
-    config: RuntimeConfig,
+    config: OnnxRuntimeConfig,
     providers: list[str],
     feeds: dict[str, Any],
     should_stop: Callable[[], bool],

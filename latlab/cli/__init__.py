@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from latlab.cli import datasets, luts, measure, predict, roles, spaces
+from latlab.cli import datasets, luts, measure, predict, roles, runtimes, spaces
 from latlab.cli.common import UsageError
 from latlab.errors import LatlabError
 from latlab.logs import configure_logging
@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
         "--log-json", action="store_true", help="log one JSON object per line (for collectors)"
     )
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (roles, measure, spaces, datasets, luts, predict):
+    for group in (roles, measure, runtimes, spaces, datasets, luts, predict):
         group.add_parsers(sub)
     return p
 

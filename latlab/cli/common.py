@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from latlab.client import Client
 from latlab.config import ClientSettings
-from latlab.schemas import RuntimeConfig, RuntimeName
+from latlab.runtimes import DEFAULT_RUNTIME, RuntimeConfig, parse_config, runtimes
 
 __all__ = [
     "UsageError",
@@ -102,7 +102,7 @@ def ms(value: float | None) -> str:
 
 def add_runtime_flags(sp: argparse.ArgumentParser) -> None:
     """The runtime config of a job or a campaign (unset flags keep the protocol defaults)."""
-    sp.add_argument("--runtime", choices=[r.value for r in RuntimeName], help="default onnxruntime")
+    sp.add_argument("--runtime", choices=list(runtimes()), help=f"default {DEFAULT_RUNTIME}")
     sp.add_argument("--threads", type=int)
     sp.add_argument("--provider", help="execution provider (default CPUExecutionProvider)")
     sp.add_argument(
@@ -122,6 +122,16 @@ def add_runtime_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--no-profile", action="store_true", help="skip the per-op profiled pass")
 
 
+#: The flag of each config field where the CLI names it otherwise.
+CONFIG_FLAGS = {
+    "xnnpack": "--no-xnnpack",
+    "use_gpu": "--gpu-delegate",
+    "execution_provider": "--provider",
+    "timed_runs": "--runs",
+    "timed_s": "--min-s",
+}
+
+
 def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
     fields = {
         "runtime": args.runtime,
@@ -135,9 +145,17 @@ def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
         "timed_s": args.min_s,
         "profile_ops": not args.no_profile,
     }
+    runtime = args.runtime or DEFAULT_RUNTIME
     try:
-        return RuntimeConfig(**{k: v for k, v in fields.items() if v is not None})
+        return parse_config({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
-        raise UsageError(
-            "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
-        ) from None
+        raise UsageError("; ".join(_config_error(e, runtime) for e in exc.errors())) from None
+
+
+def _config_error(error: Any, runtime: str) -> str:
+    """One config error in the CLI's words: a setting of another runtime names its flag."""
+    where = ".".join(str(part) for part in error.get("loc", ()))
+    if error.get("type") == "extra_forbidden":
+        return f"{CONFIG_FLAGS.get(where, where)} is not a setting of {runtime}"
+    text = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{CONFIG_FLAGS.get(where, where)}: {text}" if where else text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from latlab.export.onnx import to_onnx
 from latlab.export.tflite import to_tflite
 from latlab.graph import OpGraph
-from latlab.schemas import ModelFormat
+from latlab.runtimes import ModelFormat
 
 __all__ = ["model_file"]
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from latlab.datasets.dump import STAT_FIELDS, ArchRow, DatasetDump, DeviceRow, MeasurementRow, OpRow
 from latlab.errors import LatlabError
 from latlab.export.files import model_file
+from latlab.runtimes import runtime_spec, stored_config
 from latlab.schemas import (
     DatasetCreate,
     DatasetOut,
@@ -29,7 +30,6 @@ from latlab.schemas import (
     DatasetState,
     JobCreate,
     JobState,
-    RuntimeConfig,
 )
 from latlab.spaces import GraphForm, get_space
 from server.blobstore import BlobStore
@@ -37,7 +37,7 @@ from server.config import Settings
 from server.db import utcnow
 from server.devices.service import agent_devices, job_device
 from server.errors import InvalidInput, NotFound
-from server.jobs.service import create_job, device_can_run, required_provider, selector_matches
+from server.jobs.service import create_job, device_can_run, selector_matches
 from server.models.service import store_model
 from server.tables import (
     Dataset,
@@ -132,9 +132,7 @@ def _devices(session: Session, body: DatasetCreate) -> list[Device]:
             raise InvalidInput(f"no registered device matches {body.selector}")
     unable = [d.id for d in devices if not device_can_run(d.descriptor, config)]
     if unable:
-        raise InvalidInput(
-            f"devices {unable} cannot run {config.runtime.value} with {required_provider(config)}"
-        )
+        raise InvalidInput(f"devices {unable} cannot run {config.runtime} with {config.provider}")
     return devices
 
 
@@ -164,8 +162,8 @@ def prepare_next(session: Session, blobs: BlobStore, settings: Settings) -> bool
     graph = space.graph(space.parse(arch_row.arch), form)
     work_dir = settings.upload_dir
     work_dir.mkdir(parents=True, exist_ok=True)
-    config = RuntimeConfig.model_validate(dataset.config)
-    fmt = config.runtime.model_format  # ONNX, or TFLite for phones and LiteRT
+    config = stored_config(dataset.config or {})
+    fmt = runtime_spec(config.runtime).model_format  # ONNX, or TFLite for phones and LiteRT
     with tempfile.NamedTemporaryFile(dir=work_dir, suffix=f".{fmt.value}", delete=False) as tmp:
         tmp.write(model_file(graph, fmt, seed=EXPORT_SEED))
     stem = f"{dataset.space}-{arch_row.arch_index}"
@@ -248,7 +246,7 @@ def dataset_out(session: Session, dataset: Dataset) -> DatasetOut:
         source=DatasetSource(dataset.source),
         state=state,
         form=GraphForm(dataset.form) if dataset.form else None,
-        config=RuntimeConfig.model_validate(dataset.config) if dataset.config else None,
+        config=stored_config(dataset.config) if dataset.config else None,
         provenance=dataset.provenance,
         error=dataset.error,
         device_ids=device_ids,

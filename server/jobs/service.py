@@ -26,6 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from latlab.runtimes import RuntimeConfig, runtime_spec, stored_config
 from latlab.schemas import (
     ClaimedJob,
     DeviceDescriptor,
@@ -33,7 +34,6 @@ from latlab.schemas import (
     JobOut,
     JobState,
     ModelFormat,
-    RuntimeConfig,
 )
 from server.auth import new_lease_token
 from server.db import utcnow
@@ -95,20 +95,11 @@ def selector_matches(selector: dict[str, Any], name: str, descriptor: dict[str, 
     return True
 
 
-#: The model format each runtime reads.
-def required_provider(config: RuntimeConfig) -> str:
-    """The provider (onnxruntime) or delegate (TFLite runtimes) a device must advertise."""
-    if config.runtime.reads_tflite:
-        if config.use_gpu:
-            return "GPU"
-        return "XNNPACK" if config.xnnpack else "builtin"
-    return config.execution_provider.value
-
-
 def device_can_run(descriptor: dict[str, Any], config: RuntimeConfig) -> bool:
-    provider = required_provider(config)
+    """Whether the device advertises the config's runtime with its provider or delegate."""
+    provider = config.provider
     for runtime in DeviceDescriptor.model_validate(descriptor).runtimes:
-        if runtime.name == config.runtime.value and (
+        if runtime.name == config.runtime and (
             not runtime.providers or provider in runtime.providers
         ):
             return True
@@ -134,19 +125,17 @@ def create_job(session: Session, body: JobCreate, default_max_attempts: int) -> 
     model = session.get(Model, body.model_id)
     if model is None:
         raise NotFound(f"no model {body.model_id!r}; upload it first")
-    wanted = body.config.runtime.model_format
+    wanted = runtime_spec(body.config.runtime).model_format  # the config named a known one
     if model.format != wanted.value:
         raise InvalidInput(
-            f"{body.config.runtime.value} runs {wanted.value} models; model {model.id} is "
-            f"{model.format}"
+            f"{body.config.runtime} runs {wanted.value} models; model {model.id} is {model.format}"
         )
     if body.device_id is not None:
         device = job_device(session, body.device_id)
         body = body.model_copy(update={"device_id": device.id})  # a name: stored as the id
         if not device_can_run(device.descriptor, body.config):
             raise InvalidInput(
-                f"device {device.id} cannot run {body.config.runtime.value} with "
-                f"{required_provider(body.config)}"
+                f"device {device.id} cannot run {body.config.runtime} with {body.config.provider}"
             )
     if body.selector is not None:
         _check_selector(body.selector)
@@ -198,7 +187,7 @@ def job_out(job: Job, *, deduplicated: bool = False, measurement_id: int | None 
         model_id=job.model_id,
         device_id=job.device_id,
         selector=job.selector,
-        config=RuntimeConfig.model_validate(job.config),
+        config=stored_config(job.config),
         state=JobState(job.state),
         attempts=job.attempts,
         max_attempts=job.max_attempts,
@@ -280,7 +269,7 @@ def claim_job(
         )
         candidates = list(session.scalars(query))
         for job in candidates:
-            config = RuntimeConfig.model_validate(job.config)
+            config = stored_config(job.config)
             if job.selector is not None and not selector_matches(
                 job.selector, device_name, descriptor
             ):
@@ -325,7 +314,7 @@ def _try_lease(session: Session, job: Job, device_id: str, rules: ClaimRules) ->
         model_id=job.model_id,
         model_format=ModelFormat(model.format),
         model_size_bytes=model.size_bytes,
-        config=RuntimeConfig.model_validate(job.config),
+        config=stored_config(job.config),
     )
 
 

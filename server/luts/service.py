@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from latlab.errors import LatlabError
 from latlab.export.onnx import to_onnx
 from latlab.graph import OpGraph
+from latlab.runtimes import DEFAULT_RUNTIME, RuntimeConfig, rules_for, runtime_spec, stored_config
 from latlab.schemas import (
     JobCreate,
     JobState,
@@ -34,12 +35,10 @@ from latlab.schemas import (
     LutSource,
     LutState,
     MeasurementSource,
-    RuntimeConfig,
 )
 from latlab.spaces import get_space
 from lut.build import MicroTiming, ProfiledModel, build_from_micro, build_from_profiles
 from lut.errors import LutError
-from lut.fusion import rules_for
 from lut.micro import unique_kernels
 from lut.table import LookupTable
 from server.blobstore import BlobStore
@@ -48,7 +47,7 @@ from server.datasets.service import get_dataset, space_or_invalid
 from server.db import utcnow
 from server.devices.service import get_device, job_device
 from server.errors import Conflict, InvalidInput, NotFound
-from server.jobs.service import create_job, device_can_run, required_provider
+from server.jobs.service import create_job, device_can_run
 from server.models.service import model_graph, store_model
 from server.tables import (
     DatasetArch,
@@ -82,37 +81,24 @@ MICRO_SEED = 0
 IN_CHUNK = 500
 
 
-def runtime_identity(config: RuntimeConfig) -> tuple[str, str, int, str]:
-    """What a measurement must share with a LUT to be used for it (the protocol's run counts
-    change no kernel's time)."""
-    return (
-        config.runtime.value,
-        config.execution_provider.value,
-        config.threads,
-        config.graph_optimization.value,
-    )
-
-
 # --------------------------------------------------------------------------- requests
 
 
 def create_lut(session: Session, body: LutCreate) -> LutOut:
     config = body.config
-    if config.runtime.reads_tflite:
+    runtime = runtime_spec(config.runtime)
+    if not runtime.builds_luts or runtime.fusion is None:
         raise InvalidInput(
-            f"LUTs are built from onnxruntime measurements; {config.runtime.value} (TFLite) "
-            "devices get latency predictions from a GCN trained on a campaign measured there"
+            f"LUTs are built from ONNX per-op profiles; {config.runtime} "
+            f"({runtime.model_format.value}) devices get latency predictions from a GCN "
+            "trained on a campaign measured there"
         )
-    try:
-        rules = rules_for(config.runtime.value)
-    except KeyError as exc:
-        raise InvalidInput(str(exc.args[0])) from exc
+    rules = runtime.fusion
     if body.source == LutSource.micro_models:
         device = job_device(session, body.device_id)
         if not device_can_run(device.descriptor, config):
             raise InvalidInput(
-                f"device {device.id} cannot run {config.runtime.value} with "
-                f"{required_provider(config)}"
+                f"device {device.id} cannot run {config.runtime} with {config.provider}"
             )
     else:
         device = _device(session, body.device_id)
@@ -138,7 +124,7 @@ def create_lut(session: Session, body: LutCreate) -> LutOut:
     ):
         raise InvalidInput(
             f"device {device.id} has no measurement with per-op rows for "
-            f"{' / '.join(str(v) for v in runtime_identity(config))}: measure models first "
+            f"{config.describe()}: measure models first "
             "(profile_ops on), or build from micro-models"
         )
     lut = Lut(
@@ -226,7 +212,7 @@ def lut_out(session: Session, lut: Lut) -> LutOut:
         device_id=lut.device_id,
         source=LutSource(lut.source),
         state=LutState(lut.state),
-        config=RuntimeConfig.model_validate(lut.config),
+        config=stored_config(lut.config),
         rules=lut.rules,
         space=lut.space,
         progress=progress,
@@ -337,12 +323,14 @@ def _measured(
         query = query.where(
             select(OpMeasurement.id).where(OpMeasurement.measurement_id == Measurement.id).exists()
         )
-    identity = runtime_identity(config)
+    identity = config.identity()
     out = []
     for m_id, model_id, median_ms, m_config in session.execute(
         query.order_by(Measurement.id.desc())
     ):
-        if runtime_identity(RuntimeConfig.model_validate(m_config)) == identity:
+        if m_config.get("runtime", DEFAULT_RUNTIME) != config.runtime:
+            continue
+        if stored_config(m_config).identity() == identity:
             out.append(_Whole(m_id, model_id, median_ms))
             if len(out) >= limit:
                 break
@@ -350,7 +338,7 @@ def _measured(
 
 
 def _build_measured_ops(session: Session, blobs: BlobStore, lut: Lut) -> LookupTable:
-    config = RuntimeConfig.model_validate(lut.config)
+    config = stored_config(lut.config)
     spec = lut.spec
     measured = _measured(
         session, lut.device_id, config, spec.get("model_ids"), spec.get("dataset_id"), with_ops=True
@@ -391,7 +379,7 @@ def _queue_micro_models(session: Session, blobs: BlobStore, settings: Settings, 
     micro = unique_kernels(_kernel_source_graphs(session, blobs, lut), rules_for(lut.rules))
     if not micro:
         raise LutError("the given archs or models have no kernel that costs time")
-    config = RuntimeConfig.model_validate(lut.config)
+    config = stored_config(lut.config)
     work_dir = settings.upload_dir
     work_dir.mkdir(parents=True, exist_ok=True)
     for key, (kernel, graph) in micro.items():
@@ -469,7 +457,7 @@ def _assemble_micro(session: Session, blobs: BlobStore, lut: Lut) -> LookupTable
         how[kind] = how.get(kind, 0) + 1
     if not timings:
         raise LutError("every micro-model failed on the device; see its jobs")
-    config = RuntimeConfig.model_validate(lut.config)
+    config = stored_config(lut.config)
     spec = lut.spec
     whole = _measured(session, lut.device_id, config, spec.get("model_ids"), spec.get("dataset_id"))
     calibration = [(model_graph(session, blobs, m.model_id), m.median_ms) for m in whole]

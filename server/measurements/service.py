@@ -7,6 +7,7 @@ import logging
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session, selectinload
 
+from latlab.runtimes import stored_config
 from latlab.schemas import (
     JobState,
     LatencyStats,
@@ -14,7 +15,6 @@ from latlab.schemas import (
     MeasurementOut,
     MeasurementSource,
     OpTiming,
-    RuntimeConfig,
     WarmupInfo,
 )
 from latlab.stats import REPORTED_HEADLINE, latency_stats, reported_latency_stats
@@ -150,7 +150,7 @@ def measurement_out(row: Measurement, *, samples: bool = True, ops: bool = True)
         protocol_version=row.protocol_version,
         agent_version=row.agent_version,
         input_shapes=row.input_shapes,
-        config=RuntimeConfig.model_validate(row.config) if row.config else None,
+        config=stored_config(row.config) if row.config else None,
         warmup=WarmupInfo(n=row.warmup_n, total_ms=row.warmup_total_ms),
         stats=LatencyStats(
             n=row.n,

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from latlab.errors import ModelInvalid
 from latlab.graph import OpGraph
 from latlab.onnx_summary import MAX_NODES, load_onnx, summarize_onnx
-from latlab.schemas import ModelFormat, ModelOut, ModelSummary
+from latlab.runtimes import ModelFormat
+from latlab.schemas import ModelOut, ModelSummary
 from latlab.tflite_summary import is_tflite, summarize_tflite
 from server.blobstore import BlobStore
 from server.db import utcnow

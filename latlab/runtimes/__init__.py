@@ -1,0 +1,38 @@
+"""Runtimes as plug-ins: each runtime one module with a ``RuntimeSpec`` (format, config model,
+provider matching, fusion rules, runner), collected by the registry.
+
+    from latlab.runtimes import parse_config, runtime_spec
+    config = parse_config({"runtime": "litert", "xnnpack": False})
+    runtime_spec(config.runtime).model_format   # ModelFormat.tflite
+"""
+
+from latlab.runtimes.registry import (
+    DEFAULT_RUNTIME,
+    ENTRY_POINT_GROUP,
+    RuntimeConfig,
+    UnknownRuntime,
+    default_config,
+    parse_config,
+    rules_for,
+    runtime_spec,
+    runtimes,
+    stored_config,
+)
+from latlab.runtimes.spec import FusionRules, ModelFormat, ProtocolConfig, RuntimeSpec
+
+__all__ = [
+    "DEFAULT_RUNTIME",
+    "ENTRY_POINT_GROUP",
+    "FusionRules",
+    "ModelFormat",
+    "ProtocolConfig",
+    "RuntimeConfig",
+    "RuntimeSpec",
+    "UnknownRuntime",
+    "default_config",
+    "parse_config",
+    "rules_for",
+    "runtime_spec",
+    "runtimes",
+    "stored_config",
+]

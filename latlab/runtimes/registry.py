@@ -1,0 +1,180 @@
+"""The runtime registry: the built-in runtimes, then every ``latlab.runtimes`` entry point of
+the installed packages, read once, on first use.
+
+``RuntimeConfig`` is the wire type of a job's config: any registered runtime's config model,
+picked by ``runtime`` (``onnxruntime`` where a body leaves it out).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import (
+    GetJsonSchemaHandler,
+    SerializeAsAny,
+    TypeAdapter,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
+
+from latlab.errors import LatlabError
+from latlab.runtimes.spec import FusionRules, ProtocolConfig, RuntimeSpec
+
+__all__ = [
+    "BUILTIN",
+    "DEFAULT_RUNTIME",
+    "ENTRY_POINT_GROUP",
+    "RuntimeConfig",
+    "UnknownRuntime",
+    "default_config",
+    "parse_config",
+    "rules_for",
+    "runtime_spec",
+    "runtimes",
+    "stored_config",
+]
+
+log = logging.getLogger(__name__)
+
+#: The runtimes latlab ships: ``"module:SPEC"``, one line each.
+BUILTIN = (
+    "latlab.runtimes.onnxruntime:SPEC",
+    "latlab.runtimes.litert:SPEC",
+    "latlab.runtimes.benchmark_model:SPEC",
+)
+#: Other packages add runtimes with an entry point in this group naming a ``RuntimeSpec``.
+ENTRY_POINT_GROUP = "latlab.runtimes"
+#: The runtime of a config that names none.
+DEFAULT_RUNTIME = "onnxruntime"
+
+
+def _load(target: str) -> RuntimeSpec:
+    module_name, _, attribute = target.partition(":")
+    spec = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(spec, RuntimeSpec):
+        raise TypeError(f"{target} is not a RuntimeSpec")
+    return spec
+
+
+def _discover() -> dict[str, RuntimeSpec]:
+    found: dict[str, RuntimeSpec] = {}
+    for target in BUILTIN:
+        spec = _load(target)
+        found[spec.name] = spec
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            spec = _load(point.value)
+        except Exception as exc:  # a broken plug-in must not take latlab down with it
+            log.warning("runtime plug-in %s not loaded: %s", point.value, exc)
+            continue
+        if spec.name in found:
+            log.warning("runtime plug-in %s ignored: %s is already registered", point, spec.name)
+            continue
+        found[spec.name] = spec
+    return found
+
+
+class UnknownRuntime(LatlabError):
+    """No runtime (or fusion rules) of that name is registered; the message names those that
+    are."""
+
+
+_lock = threading.Lock()
+_found: dict[str, RuntimeSpec] | None = None
+
+
+def runtimes() -> dict[str, RuntimeSpec]:
+    """Every registered runtime by name (built-ins first), read on first use: after every
+    module is imported, so a plug-in may import anything of latlab's."""
+    global _found
+    with _lock:
+        if _found is None:
+            _found = _discover()
+        return dict(_found)
+
+
+def runtime_spec(name: str) -> RuntimeSpec:
+    """The runtime called ``name``; ``UnknownRuntime`` names the known ones."""
+    known = runtimes()
+    try:
+        return known[name]
+    except KeyError:
+        raise UnknownRuntime(f"unknown runtime {name!r}; known: {', '.join(known)}") from None
+
+
+def rules_for(name: str) -> FusionRules:
+    """The fusion rules called ``name`` (a stored LUT names the rules it was keyed by)."""
+    specs = runtimes().values()
+    for spec in specs:
+        if spec.fusion is not None and spec.fusion.name == name:
+            return spec.fusion
+    known = sorted({s.fusion.name for s in specs if s.fusion is not None})
+    raise UnknownRuntime(f"no fusion rules {name!r}; known: {', '.join(known)}")
+
+
+def _by_runtime(value: Any, handler: ValidatorFunctionWrapHandler) -> ProtocolConfig:
+    """Validate a config with the model of the runtime it names."""
+    if isinstance(value, ProtocolConfig):
+        return value
+    if not isinstance(value, dict):
+        raise PydanticCustomError("model_type", "a runtime config is a JSON object")
+    name = value.get("runtime", DEFAULT_RUNTIME)
+    known = runtimes()
+    spec = known.get(name) if isinstance(name, str) else None
+    if spec is None:
+        raise PydanticCustomError(
+            "unknown_runtime", "runtime: one of {known}", {"known": ", ".join(known)}
+        )
+    return spec.config.model_validate(value)
+
+
+class _AnyRuntimeSchema:
+    """The JSON schema (OpenAPI) of ``RuntimeConfig``: any registered runtime's config."""
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "anyOf": [handler(s.config.__pydantic_core_schema__) for s in runtimes().values()],
+            "description": "A runtime's config: the protocol's settings and the runtime's "
+            f"own, picked by runtime (default {DEFAULT_RUNTIME}).",
+        }
+
+
+if TYPE_CHECKING:
+    RuntimeConfig = ProtocolConfig
+else:
+    #: A job's config on the wire: validated by the model of the runtime it names (looked up
+    #: when a body is validated, so plug-ins need not be known when this module loads) and
+    #: serialised with every field of that model.
+    RuntimeConfig = Annotated[
+        SerializeAsAny[ProtocolConfig], WrapValidator(_by_runtime), _AnyRuntimeSchema()
+    ]
+
+_ADAPTER: TypeAdapter[ProtocolConfig] = TypeAdapter(RuntimeConfig)
+
+
+def parse_config(data: Any) -> ProtocolConfig:
+    """A runtime config from its JSON form (``runtime`` picks the model; default
+    onnxruntime); pydantic's ``ValidationError`` if it is not one."""
+    return _ADAPTER.validate_python(data)
+
+
+def stored_config(data: dict[str, Any]) -> ProtocolConfig:
+    """A config read back from the database: fields its runtime no longer has (a config
+    stored before the runtimes had configs of their own carried every runtime's) are left
+    out, so old rows read as what they meant."""
+    spec = runtime_spec(str(data.get("runtime", DEFAULT_RUNTIME)))
+    known = spec.config.model_fields
+    return spec.config.model_validate({k: v for k, v in data.items() if k in known})
+
+
+def default_config() -> ProtocolConfig:
+    """The default config: onnxruntime on the CPU, the default protocol."""
+    return runtime_spec(DEFAULT_RUNTIME).config(runtime=DEFAULT_RUNTIME)

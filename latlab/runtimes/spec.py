@@ -1,0 +1,134 @@
+"""What a runtime is to latlab: the model format it reads, its config model (runtime-specific
+settings over the one shared protocol config), how a job's provider or delegate is matched to a
+device, how it fuses ops into kernels, and the runner that times models with it.
+
+A runtime is one module that defines a ``RuntimeSpec`` (see ``latlab.runtimes.onnxruntime``)
+and one line in the registry (``latlab.runtimes.registry.BUILTIN``) or an entry point in the
+``latlab.runtimes`` group of another package.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from latlab.wire import In
+
+__all__ = ["FusionRules", "ModelFormat", "ProtocolConfig", "RuntimeSpec"]
+
+
+class ModelFormat(StrEnum):
+    onnx = "onnx"
+    tflite = "tflite"
+
+
+@dataclass(frozen=True)
+class FusionRules:
+    """How a runtime groups graph ops into the kernels it executes (``lut.fusion.fuse``).
+
+    ``chains``: op-type sequences fused into one kernel when each op is the only consumer of
+    the previous one's output (longest chain first); ``merge_duplicates``: an op computed once
+    when another of the same type reads the same inputs (common-subexpression elimination);
+    ``free``: ops the runtime removes or that only relabel memory.
+    """
+
+    name: str
+    chains: tuple[tuple[str, ...], ...]
+    merge_duplicates: bool = True
+    free: frozenset[str] = frozenset({"Identity", "Dropout"})
+
+
+class ProtocolConfig(In):
+    """How to time a model: the settings every runtime shares (threads, the measurement
+    protocol, pinning, inputs). Each runtime's config model extends it with its own settings
+    and a ``runtime`` literal that names it."""
+
+    runtime: str
+    #: Intra-op threads. 1 is the stable default: 2+ threads jitter 2-5x on small hosts.
+    threads: int = Field(default=1, ge=1, le=256)
+    warmup_runs: int = Field(default=10, ge=0, le=100_000)
+    warmup_s: float = Field(default=1.0, ge=0, le=600)
+    timed_runs: int = Field(default=50, ge=1, le=100_000)
+    timed_s: float = Field(default=2.0, ge=0, le=600)
+    #: Per-op times from a separate profiled pass (never from the timed runs).
+    profile_ops: bool = True
+    profile_runs: int = Field(default=10, ge=1, le=10_000)
+    #: Pin the timing thread to these CPU ids (Linux), if given.
+    cpu_affinity: list[int] | None = Field(default=None, max_length=4096)
+    #: Seed of the generated inputs.
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+
+    #: The fields of the shared protocol; the rest of a config's fields are the runtime's.
+    SHARED: ClassVar[frozenset[str]] = frozenset(
+        {
+            "runtime",
+            "threads",
+            "warmup_runs",
+            "warmup_s",
+            "timed_runs",
+            "timed_s",
+            "profile_ops",
+            "profile_runs",
+            "cpu_affinity",
+            "seed",
+        }
+    )
+
+    @property
+    def provider(self) -> str:
+        """The execution provider or delegate a device must advertise to run this config."""
+        raise NotImplementedError
+
+    def settings(self) -> dict[str, Any]:
+        """The runtime's own settings (those beyond the shared protocol), JSON-ready."""
+        return self.model_dump(mode="json", exclude=set(self.SHARED))
+
+    def identity(self) -> tuple[str, str, int, str]:
+        """What changes a kernel's time: runtime, provider, threads and the runtime's own
+        settings (as canonical JSON). Two configs that differ only in the protocol (run counts,
+        seconds, seed, pinning) measure the same kernels."""
+        return (
+            self.runtime,
+            self.provider,
+            self.threads,
+            json.dumps(self.settings(), sort_keys=True, separators=(",", ":")),
+        )
+
+    def describe(self) -> str:
+        """The identity in words: ``onnxruntime (CPUExecutionProvider, 1 thread,
+        graph_optimization=all)``."""
+        own = [f"{k}={v}" for k, v in self.settings().items() if v != self.provider]
+        threads = f"{self.threads} thread" + ("s" if self.threads > 1 else "")
+        return f"{self.runtime} ({', '.join([self.provider, threads, *own])})"
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """One runtime, as the server, the agent, the LUT builder and the CLI see it."""
+
+    #: The name jobs and measurements carry (``config.runtime``).
+    name: str
+    #: The model files it reads.
+    model_format: ModelFormat
+    #: Its config model: a ``ProtocolConfig`` subclass whose ``runtime`` is ``Literal[name]``.
+    config: type[ProtocolConfig]
+    #: ``"module:Class"`` of its runner, imported only by an agent that loads it (the runtime's
+    #: package is needed there alone).
+    runner: str
+    #: Where the runner times models: on the agent's host, or on a phone driven over adb
+    #: (constructed with the adb connection; see ``agent.runners.phone_runners``).
+    target: Literal["host", "adb"] = "host"
+    #: How it fuses ops into kernels; None where that is not known.
+    fusion: FusionRules | None = None
+    #: One line for ``latlab runtimes`` and the docs.
+    summary: str = ""
+
+    @property
+    def builds_luts(self) -> bool:
+        """Whether per-op LUTs can be built from its measurements: they map profiled kernels
+        onto ONNX graphs through its fusion rules."""
+        return self.fusion is not None and self.model_format is ModelFormat.onnx

@@ -1,0 +1,104 @@
+"""Runtimes as plug-ins: the registry finds a runtime another package declares with an entry
+point, a broken or clashing one is skipped with a warning, and a plug-in's runtime goes through
+the whole lab (a live server, an agent that loads its runner, a measurement stored under its
+name) without a line of latlab changed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from latlab.runtimes import ENTRY_POINT_GROUP, parse_config, runtimes
+from latlab.runtimes import registry as runtime_registry
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def install_entry_points(site: Path, lines: list[str], group: str = ENTRY_POINT_GROUP) -> Path:
+    """What ``pip install`` of a package with these entry points leaves on ``sys.path``."""
+    info = site / "toy_plugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[{group}]\n" + "\n".join(lines) + "\n")
+    return site
+
+
+def test_an_entry_point_adds_a_runtime_and_a_broken_one_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    site = install_entry_points(
+        tmp_path,
+        [
+            "onnxruntime-basic = tests.plugins.ort_basic:SPEC",
+            "missing = tests.plugins.no_such_module:SPEC",
+            "clash = latlab.runtimes.onnxruntime:SPEC",
+        ],
+    )
+    monkeypatch.syspath_prepend(str(site))
+    with caplog.at_level(logging.WARNING, logger=runtime_registry.__name__):
+        found = runtime_registry._discover()
+
+    assert list(found) == [*runtimes(), "onnxruntime-basic"]  # built-ins first
+    assert found["onnxruntime-basic"].runner == "tests.plugins.ort_basic:OrtBasicRunner"
+    warnings = " ".join(r.getMessage() for r in caplog.records)
+    assert "no_such_module" in warnings and "onnxruntime is already registered" in warnings
+
+
+def test_an_unknown_runtime_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="runtime: one of onnxruntime, litert, benchmark_model"):
+        parse_config({"runtime": "openvino"})
+
+
+PLUGIN_LAB = """
+import sys
+from pathlib import Path
+
+from agent.main import background_agent
+from latlab.client import Client
+from latlab.schemas import JobState
+from server.embedded import EmbeddedServer
+from tests.factories import API_KEY, cnn_bytes, make_settings
+from tests.plugins.ort_basic import OrtBasicConfig
+from tests.test_e2e import agent_settings
+
+tmp = Path(sys.argv[1])
+server = EmbeddedServer(make_settings(tmp, f"sqlite:///{tmp / 'lab.db'}")).start()
+try:
+    with background_agent(agent_settings(server.url, tmp), None), Client(server.url, API_KEY) as c:
+        device = c.devices()[0]
+        print("advertised", [r.name for r in device.descriptor.runtimes])
+        model = c.upload_model("m.onnx", data=cnn_bytes())
+        config = OrtBasicConfig(warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=2)
+        job = c.create_job(model.id, device_id=device.id, config=config)
+        [done] = c.wait_jobs([job.id], timeout_s=120)
+        assert done.state == JobState.done, done.error
+        m = c.measurement(done.measurement_id)
+        print("measured", m.runtime, m.config.graph_optimization.value, len(m.ops) > 0)
+finally:
+    server.stop()
+"""
+
+
+def test_a_plug_in_runtime_is_measured_end_to_end(tmp_path: Path) -> None:
+    """A fresh process with the plug-in installed: the agent advertises it and times a job for
+    it, the server accepts its config and stores the measurement under its name."""
+    site = install_entry_points(
+        tmp_path / "site", ["onnxruntime-basic = tests.plugins.ort_basic:SPEC"]
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
+    done = subprocess.run(
+        [sys.executable, "-c", PLUGIN_LAB, str(tmp_path)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "'onnxruntime-basic'" in done.stdout.split("advertised", 1)[1], done.stdout
+    assert "measured onnxruntime-basic basic True" in done.stdout, done.stdout
