@@ -30,6 +30,7 @@ import numpy as np
 from _lab import start_server
 
 from latlab.client import Client
+from latlab.latency_model import to_artifact
 from latlab.spaces.nb201 import Nb201
 from predictors.features import GraphFeatures, arch_features
 from predictors.model import GcnPredictor
@@ -125,7 +126,7 @@ def main() -> None:
         dataset = client.import_dataset([LATBENCH / DEVICE_FILE], "one device")
         [device_id] = dataset.device_ids
         client.upload_predictor(
-            predictor.to_bytes(), device_id=device_id, runtime="unknown", space="nb201"
+            to_artifact(predictor), device_id=device_id, runtime="unknown", space="nb201"
         )
         t0 = time.perf_counter()
         client.predict(device_id, space="nb201", archs=[0])

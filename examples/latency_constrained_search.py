@@ -70,7 +70,7 @@ class Predictions:
         out = self.client.predict(self.device_id, space="nb201", archs=[a.index for a in archs])
         self.seconds += time.perf_counter() - t0
         self.queries += len(archs)
-        self.version = f"{out.predictor.value} {out.version}"
+        self.version = f"{out.predictor} {out.version}"
         return [p.latency_ms for p in out.predictions]
 
 

@@ -48,7 +48,6 @@ from latlab.schemas import (
     ModelOut,
     PredictDevicesOut,
     PredictDevicesRequest,
-    PredictorKind,
     PredictorOut,
     PredictOut,
     PredictRequest,
@@ -344,7 +343,7 @@ class Client(_Http):
         space: str | None = None,
         archs: Iterable[str | int] | None = None,
         model_ids: Iterable[str] | None = None,
-        predictor: PredictorKind = PredictorKind.auto,
+        predictor: str = "auto",
         version: str | None = None,
         space_params: dict[str, int] | None = None,
     ) -> PredictOut:
@@ -380,7 +379,7 @@ class Client(_Http):
         space: str | None = None,
         archs: Iterable[str | int] | None = None,
         model_ids: Iterable[str] | None = None,
-        predictor: PredictorKind = PredictorKind.auto,
+        predictor: str = "auto",
         space_params: dict[str, int] | None = None,
     ) -> list[PredictOut]:
         """The same archs or models on several devices (ids or names; each by its own current
@@ -600,7 +599,7 @@ def _query(
     space: str | None,
     archs: Iterable[str | int] | None,
     model_ids: Iterable[str] | None,
-    predictor: PredictorKind,
+    predictor: str,
     space_params: dict[str, int] | None,
 ) -> dict[str, Any]:
     """The fields of a prediction request shared by one device and several."""

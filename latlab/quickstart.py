@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import SecretStr
 
 from latlab.client import Client
+from latlab.latency_model import to_artifact
 from latlab.local_lab import local_lab
 from latlab.metrics import RegressionMetrics, regression_metrics, spearman
 from latlab.opkey import graph_cost
@@ -297,7 +298,7 @@ def _gcn_accuracy(
     )
     print(f"gcn      serves {report.served} (best on cross-validation)", file=out, flush=True)
     registered = client.upload_predictor(
-        predictor.to_bytes(),
+        to_artifact(predictor),
         device_id=device_id,
         runtime="onnxruntime",
         space=SPACE,

@@ -62,7 +62,6 @@ __all__ = [
     "PredictQuery",
     "PredictRequest",
     "Prediction",
-    "PredictorKind",
     "PredictorOut",
     "RegisterIn",
     "ReportedStats",
@@ -552,20 +551,14 @@ class LutFormat(StrEnum):
 # --------------------------------------------------------------------------- prediction
 
 
-class PredictorKind(StrEnum):
-    #: The device's current GCN for the space (or the predictor ``version``).
-    gcn = "gcn"
-    #: The device's newest ready LUT (or the LUT ``version``).
-    lut = "lut"
-    #: The GCN where the device has one for the space, else its LUT.
-    auto = "auto"
-
-
 class PredictQuery(In):
     """What to predict: architectures (``space`` + ``archs``) or uploaded models (``model_ids``),
     by which kind of predictor."""
 
-    predictor: PredictorKind = PredictorKind.auto
+    #: ``auto``: the device's first model that reads the items (its current registered
+    #: predictor for the space, then its newest built LUT); or a kind (``gcn``, ``lut``, a
+    #: plug-in's): the first of that kind. The server checks it against the kinds it knows.
+    predictor: str = Field(default="auto", max_length=50)
     space: str | None = Field(default=None, max_length=50)
     space_params: dict[str, int] = Field(default_factory=dict, max_length=8)
     archs: list[str | int] | None = Field(default=None, min_length=1)
@@ -611,7 +604,7 @@ class Prediction(BaseModel):
 class PredictOut(BaseModel):
     device_id: str
     #: The kind that answered (``auto`` resolved).
-    predictor: PredictorKind
+    predictor: str
     #: The id of the LUT or predictor that answered.
     version: str
     predictions: list[Prediction]
@@ -625,7 +618,7 @@ class PredictDevicesOut(BaseModel):
 class PredictorOut(Out):
     id: str
     device_id: str
-    kind: PredictorKind
+    kind: str
     runtime: str
     space: str | None
     space_params: dict[str, int]

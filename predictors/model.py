@@ -20,12 +20,14 @@ import json
 import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
+from latlab.graph import OpGraph
+from latlab.latency_model import Estimates, LatencyModel
 from predictors.errors import PredictorError
-from predictors.features import FEATURES, GraphFeatures, batch
+from predictors.features import FEATURES, GraphFeatures, arch_features, batch, graph_features
 from predictors.forward import gcn_forward
 from predictors.linear import LinearModel
 
@@ -103,7 +105,12 @@ class Member:
 
 
 @dataclass(frozen=True)
-class GcnPredictor:
+class GcnPredictor(LatencyModel):
+    """Kind ``gcn`` of ``latlab.latency_model``."""
+
+    kind: ClassVar[str] = "gcn"
+    tabulate: ClassVar[bool] = True
+
     config: GcnConfig
     target: TargetScale
     members: tuple[Member, ...]
@@ -169,7 +176,30 @@ class GcnPredictor:
         mean = np.exp(log_ms)
         return mean, (mean * spread if spread is not None else None)
 
-    def to_bytes(self) -> bytes:
+    def predict_graphs(self, graphs: Sequence[OpGraph]) -> Estimates:
+        return self._estimates([graph_features(g) for g in graphs])
+
+    def predict_archs(
+        self, space_name: str, space_params: dict[str, Any], archs: Sequence[Any]
+    ) -> Estimates:
+        # the features of a space's archs are built once per arch and process
+        return self._estimates(arch_features(space_name, space_params, archs))
+
+    def _estimates(self, features: Sequence[GraphFeatures]) -> Estimates:
+        mean, std = self.predict(features)
+        return Estimates(latency_ms=mean, uncertainty_ms=std)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "training_config": self.meta.get("config"),
+            "metrics": {
+                k: self.meta[k]
+                for k in ("served", "cv", "candidates", "test", "epochs", "train_s")
+                if k in self.meta
+            },
+        }
+
+    def payload(self) -> bytes:
         header = {
             "format_version": FORMAT_VERSION,
             "features": FEATURES,
@@ -191,7 +221,7 @@ class GcnPredictor:
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> GcnPredictor:
+    def from_payload(cls, data: bytes) -> Self:
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 header = json.loads(npz[META].tobytes())

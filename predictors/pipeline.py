@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from latlab.client import Client
+from latlab.latency_model import to_artifact
 from latlab.schemas import DatasetOut, PredictorOut
 from latlab.spaces import GraphForm
 from predictors.errors import PredictorError
@@ -157,7 +158,7 @@ def train_for_device(
     registered = None
     if register:
         registered = client.upload_predictor(
-            predictor.to_bytes(),
+            to_artifact(predictor),
             device_id=device_id,
             runtime=data.runtime,
             space=data.space,

@@ -10,6 +10,7 @@
     ├── Conflict                409 conflict       (stale lease, job already finished, ...)
     ├── PayloadTooLarge         413 too_large
     ├── InvalidInput            422 invalid        (a model that fails validation, ...)
+    │                           (any LatlabError that reaches a request is a 422 too)
     └── Unavailable             503 unavailable    (the database is down or not migrated)
 
 Every error answer has the body ``{"error": {"code": ..., "message": ...}}``.
@@ -25,6 +26,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from latlab.errors import LatlabError
 
 __all__ = [
     "BadRequest",
@@ -94,6 +97,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServerError)
     async def _server_error(_: Request, exc: ServerError) -> JSONResponse:
         return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(LatlabError)
+    async def _latlab_error(_: Request, exc: LatlabError) -> JSONResponse:
+        # the core's, the LUT's and the predictors' errors are about the request's input: an
+        # arch the space does not have, a kernel no LUT entry covers, an unreadable artifact
+        return _error(422, "invalid", str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

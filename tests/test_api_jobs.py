@@ -445,15 +445,18 @@ def test_an_expired_lease_is_requeued_and_then_failed_after_max_attempts(
             assert failed.attempts == 2 and "gave up after 2 attempts" in (failed.error or "")
 
 
-def test_heartbeats_keep_a_lease_alive(short_lease_server: EmbeddedServer) -> None:
-    with Client(short_lease_server.url, API_KEY) as client:
-        agent_client, reg = register(short_lease_server.url)
+def test_heartbeats_keep_a_lease_alive(tmp_path: Path, sqlite_url: str) -> None:
+    # a lease of 1 s renewed every 0.15 s: a heartbeat held up by a busy host (a loaded CI
+    # machine stalls a request for some 0.3 s at times) still lands inside its lease
+    settings = make_settings(tmp_path, sqlite_url, lease_s=1.0, reap_every_s=0.1)
+    with EmbeddedServer(settings) as server, Client(server.url, API_KEY) as client:
+        agent_client, reg = register(server.url)
         with agent_client:
             model = client.upload_model("m.onnx", data=cnn_bytes())
             job = client.create_job(model.id, device_id=reg.device_id)
             claim = agent_client.claim(wait_s=0)
             assert claim is not None
-            for _ in range(10):  # 1.5 s, almost 4 leases
+            for _ in range(20):  # 3 s, 3 leases
                 agent_client.heartbeat(claim.job_id, claim.lease_token)
                 time.sleep(0.15)
             assert client.job(job.id).state == JobState.leased

@@ -157,4 +157,4 @@ def test_bad_predictions_are_refused(lab: tuple[Client, str, str]) -> None:
     other.close()
     with pytest.raises(ApiError) as err:
         client.predict(reg.device_id, space="nb201", archs=[1])
-    assert err.value.status == 404 and "no ready LUT" in err.value.message
+    assert err.value.status == 404 and "no latency model" in err.value.message

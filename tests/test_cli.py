@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from latlab.client import Client
+from latlab.latency_model import to_artifact
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import JobState
 from server.embedded import EmbeddedServer, free_port
@@ -250,7 +251,7 @@ def test_predict_reads_an_archs_file_of_any_length_and_names_devices_by_name(
         csv = f"space,arch,device,latency_ms\nnb201,1,{name},1.0\n".encode()
         [device_id] = client.import_dataset([(f"{name}.csv", csv)], name).device_ids
         client.upload_predictor(
-            random_predictor().to_bytes(), device_id=device_id, runtime="unknown", space="nb201"
+            to_artifact(random_predictor()), device_id=device_id, runtime="unknown", space="nb201"
         )
     archs = [str(i) for i in range(MAX_PREDICT_ITEMS + 25)]
     archs_file = tmp_path / "archs.txt"

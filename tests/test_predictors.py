@@ -14,6 +14,7 @@ import torch
 
 from latlab.client import Client
 from latlab.errors import ApiError
+from latlab.latency_model import read_artifact, to_artifact
 from latlab.spaces import GraphForm
 from latlab.spaces.nb201 import Nb201
 from predictors.errors import PredictorError
@@ -225,7 +226,7 @@ def test_a_saved_predictor_reloads_and_predicts_the_same_numbers() -> None:
         meta={"device_id": "d", "test": {"rmse_ms": 0.1}},
     )
     assert predictor.served == "blend:0.5:onehot"
-    again = GcnPredictor.from_bytes(predictor.to_bytes())
+    again = read_artifact(to_artifact(predictor))
     mean, std = predictor.predict(feats)
     mean2, std2 = again.predict(feats)
     assert np.array_equal(mean, mean2) and std is not None and np.array_equal(std, std2)
@@ -235,9 +236,9 @@ def test_a_saved_predictor_reloads_and_predicts_the_same_numbers() -> None:
 
 def test_a_corrupt_or_old_artifact_is_refused() -> None:
     with pytest.raises(PredictorError):
-        GcnPredictor.from_bytes(b"not an npz at all")
+        GcnPredictor.from_payload(b"not an npz at all")
     with pytest.raises(PredictorError):
-        GcnPredictor.from_bytes(random_predictor().to_bytes()[:200])
+        GcnPredictor.from_payload(random_predictor().payload()[:200])
     with pytest.raises(PredictorError, match="needs one"):
         replace(random_predictor(), gcn_weight=0.5)  # a blend without a floor
 
@@ -271,11 +272,11 @@ def test_the_endpoint_serves_the_current_gcn_with_its_uncertainty(client: Client
     [device_id] = dataset.device_ids
     with pytest.raises(ApiError) as err:
         client.predict(device_id, space="nb201", archs=[1], predictor="gcn")
-    assert err.value.status == 404 and "no current GCN" in err.value.message
+    assert err.value.status == 404 and "no current gcn" in err.value.message
 
     predictor = random_predictor(members=2)
     registered = client.upload_predictor(
-        predictor.to_bytes(), device_id=device_id, runtime="unknown", space="nb201"
+        to_artifact(predictor), device_id=device_id, runtime="unknown", space="nb201"
     )
     assert registered.version == 1 and registered.current
     out = client.predict(device_id, space="nb201", archs=archs[:5])  # auto: the GCN
@@ -286,7 +287,7 @@ def test_the_endpoint_serves_the_current_gcn_with_its_uncertainty(client: Client
     assert [p.uncertainty_ms for p in out.predictions] == pytest.approx(spread.tolist(), rel=1e-4)
 
     second = client.upload_predictor(
-        random_predictor(members=1).to_bytes(),
+        to_artifact(random_predictor(members=1)),
         device_id=device_id,
         runtime="unknown",
         space="nb201",
@@ -300,7 +301,7 @@ def test_the_endpoint_serves_the_current_gcn_with_its_uncertainty(client: Client
 
     for kwargs, status, message in [
         ({"space": "nb201", "archs": ["|nope~0|"]}, 422, "NAS-Bench-201"),
-        ({"space": "proxyless", "archs": [0]}, 404, "no current GCN"),
+        ({"space": "proxyless", "archs": [0]}, 404, "no current gcn"),
         ({"space": "nb201", "archs": [1], "space_params": {"resolution": 64}}, 422, "reads archs"),
     ]:
         with pytest.raises(ApiError) as err:
@@ -328,7 +329,7 @@ def test_one_call_predicts_on_several_devices_each_by_its_own_predictor(
     phone, board, bare = device_ids
     for device_id, members in ((phone, 1), (board, 2)):
         client.upload_predictor(
-            random_predictor(members=members).to_bytes(),
+            to_artifact(random_predictor(members=members)),
             device_id=device_id,
             runtime="unknown",
             space="nb201",
@@ -369,7 +370,7 @@ def test_the_example_search_keeps_only_archs_under_the_limit(client: Client) -> 
     csv = "space,arch,device,latency_ms\n" + "".join(f"nb201,{a},d,1.0\n" for a in archs)
     [device_id] = client.import_dataset([("d.csv", csv.encode())], "d").device_ids
     client.upload_predictor(
-        random_predictor().to_bytes(), device_id=device_id, runtime="unknown", space="nb201"
+        to_artifact(random_predictor()), device_id=device_id, runtime="unknown", space="nb201"
     )
     predict = example.Predictions(client, device_id)
     all_ms, _ = random_predictor().predict(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from latlab import plugins
 from latlab.runtimes import ENTRY_POINT_GROUP, parse_config, runtimes
 from latlab.runtimes import registry as runtime_registry
 
@@ -39,14 +40,15 @@ def test_an_entry_point_adds_a_runtime_and_a_broken_one_is_skipped(
             "clash = latlab.runtimes.onnxruntime:SPEC",
         ],
     )
+    monkeypatch.setattr(runtime_registry, "_found", None)  # what this test finds stays here
     monkeypatch.syspath_prepend(str(site))
-    with caplog.at_level(logging.WARNING, logger=runtime_registry.__name__):
-        found = runtime_registry._discover()
+    with caplog.at_level(logging.WARNING, logger=plugins.__name__):
+        found = runtimes()
 
-    assert list(found) == [*runtimes(), "onnxruntime-basic"]  # built-ins first
+    assert list(found) == ["onnxruntime", "litert", "benchmark_model", "onnxruntime-basic"]
     assert found["onnxruntime-basic"].runner == "tests.plugins.ort_basic:OrtBasicRunner"
     warnings = " ".join(r.getMessage() for r in caplog.records)
-    assert "no_such_module" in warnings and "onnxruntime is already registered" in warnings
+    assert "no_such_module" in warnings and "onnxruntime is already taken" in warnings
 
 
 def test_an_unknown_runtime_is_refused_with_the_known_ones() -> None:

@@ -20,7 +20,6 @@ from latlab.cli.common import (
     int_params,
     table,
 )
-from latlab.schemas import PredictorKind
 
 __all__ = ["add_parsers", "cmd_predict"]
 
@@ -28,6 +27,7 @@ __all__ = ["add_parsers", "cmd_predict"]
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from latlab.latency_model import to_artifact
     from predictors.pipeline import train_for_device
     from predictors.presets import PRESETS
 
@@ -68,7 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if report.test is not None:
         print(f"held-out {report.test.n}: {_line(report.test)}")
     if args.output is not None:
-        Path(args.output).write_bytes(run.predictor.to_bytes())
+        Path(args.output).write_bytes(to_artifact(run.predictor))
         print(f"artifact {args.output}")
     if args.plot is not None:
         Path(args.plot).write_bytes(run.plot_png)
@@ -100,7 +100,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         "space": args.space if archs else None,
         "archs": archs,
         "model_ids": args.model,
-        "predictor": PredictorKind(args.predictor),
+        "predictor": args.predictor,
         "space_params": int_params(args.param),
     }
     with client_from(args) as client:
@@ -113,7 +113,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(json.dumps(dumped[0] if len(dumped) == 1 else dumped, indent=2))
         return 0
     for out in answers:
-        print(f"# device {out.device_id}, predictor {out.predictor.value} {out.version}")
+        print(f"# device {out.device_id}, predictor {out.predictor} {out.version}")
         for p in out.predictions:
             spread = f" ± {p.uncertainty_ms:.4f}" if p.uncertainty_ms is not None else ""
             note = f"  ({len(p.estimated)} kernels estimated)" if p.estimated else ""
@@ -169,7 +169,10 @@ def add_predict_flags(p: argparse.ArgumentParser, default_predictor: str) -> Non
     p.add_argument("--param", action="append", metavar="KEY=INT", help="space parameter")
     p.add_argument("--model", nargs="+", help="model ids instead of archs")
     p.add_argument(
-        "--predictor", choices=[k.value for k in PredictorKind], default=default_predictor
+        "--predictor",
+        default=default_predictor,
+        help="auto (the device's current predictor for the space, else its LUT) or a kind: "
+        "gcn, lut, a plug-in's",
     )
     p.add_argument("--version", help="a specific LUT or predictor id")
     p.add_argument("--json", action="store_true", help="the full answer")

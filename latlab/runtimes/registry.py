@@ -7,10 +7,7 @@ picked by ``runtime`` (``onnxruntime`` where a body leaves it out).
 
 from __future__ import annotations
 
-import importlib
-import logging
 import threading
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
@@ -24,6 +21,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
 
 from latlab.errors import LatlabError
+from latlab.plugins import discover, load_named
 from latlab.runtimes.spec import FusionRules, ProtocolConfig, RuntimeSpec
 
 __all__ = [
@@ -40,8 +38,6 @@ __all__ = [
     "stored_config",
 ]
 
-log = logging.getLogger(__name__)
-
 #: The runtimes latlab ships: ``"module:SPEC"``, one line each.
 BUILTIN = (
     "latlab.runtimes.onnxruntime:SPEC",
@@ -55,29 +51,13 @@ DEFAULT_RUNTIME = "onnxruntime"
 
 
 def _load(target: str) -> RuntimeSpec:
-    module_name, _, attribute = target.partition(":")
-    spec = getattr(importlib.import_module(module_name), attribute)
-    if not isinstance(spec, RuntimeSpec):
-        raise TypeError(f"{target} is not a RuntimeSpec")
+    spec = load_named(target, lambda found: isinstance(found, RuntimeSpec), "RuntimeSpec")
+    assert isinstance(spec, RuntimeSpec)
     return spec
 
 
 def _discover() -> dict[str, RuntimeSpec]:
-    found: dict[str, RuntimeSpec] = {}
-    for target in BUILTIN:
-        spec = _load(target)
-        found[spec.name] = spec
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            spec = _load(point.value)
-        except Exception as exc:  # a broken plug-in must not take latlab down with it
-            log.warning("runtime plug-in %s not loaded: %s", point.value, exc)
-            continue
-        if spec.name in found:
-            log.warning("runtime plug-in %s ignored: %s is already registered", point, spec.name)
-            continue
-        found[spec.name] = spec
-    return found
+    return discover(BUILTIN, ENTRY_POINT_GROUP, _load, lambda spec: spec.name)
 
 
 class UnknownRuntime(LatlabError):

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from latlab.errors import LatlabError
 from latlab.export.onnx import to_onnx
 from latlab.graph import OpGraph
+from latlab.latency_model import LatencyModel
 from latlab.runtimes import DEFAULT_RUNTIME, RuntimeConfig, rules_for, runtime_spec, stored_config
 from latlab.schemas import (
     JobCreate,
@@ -40,6 +41,7 @@ from latlab.spaces import get_space
 from lut.build import MicroTiming, ProfiledModel, build_from_micro, build_from_profiles
 from lut.errors import LutError
 from lut.micro import unique_kernels
+from lut.model import LutModel
 from lut.table import LookupTable
 from server.blobstore import BlobStore
 from server.config import Settings
@@ -49,6 +51,7 @@ from server.devices.service import get_device, job_device
 from server.errors import Conflict, InvalidInput, NotFound
 from server.jobs.service import create_job, device_can_run
 from server.models.service import model_graph, store_model
+from server.predict.sources import Source
 from server.tables import (
     DatasetArch,
     Device,
@@ -67,7 +70,8 @@ __all__ = [
     "list_luts",
     "lookup_table",
     "lut_out",
-    "newest_ready_lut",
+    "lut_source",
+    "lut_sources",
 ]
 
 log = logging.getLogger(__name__)
@@ -170,13 +174,37 @@ def list_luts(session: Session, device_id: str | None = None) -> list[LutOut]:
     return [lut_out(session, lut) for lut in session.scalars(query)]
 
 
-def newest_ready_lut(session: Session, device_id: str) -> Lut | None:
-    return session.scalar(
+def _source(row: Lut) -> Source:
+    document = row.table
+
+    def load(_: BlobStore) -> LatencyModel:
+        if document is None:
+            raise Conflict(f"LUT {row.id} is not built yet")
+        return LutModel(LookupTable.from_json(document))
+
+    # a LUT predicts any graph: archs of any space and stored models alike
+    return Source(id=row.id, kind=LutModel.kind, device_id=row.device_id, load=load, any_graph=True)
+
+
+def lut_source(session: Session, lut_id: str) -> Source | None:
+    """The LUT as a prediction source; ``Conflict`` if it is not ready."""
+    row = session.get(Lut, lut_id)
+    if row is None:
+        return None
+    if row.state != LutState.ready.value or row.table is None:
+        raise Conflict(f"LUT {row.id} is {row.state}, not ready")
+    return _source(row)
+
+
+def lut_sources(session: Session, device_id: str) -> list[Source]:
+    """The device's newest ready LUT (the one that answers for it)."""
+    row = session.scalar(
         select(Lut)
         .where(Lut.device_id == device_id, Lut.state == LutState.ready.value)
         .order_by(Lut.built_at.desc(), Lut.id)
         .limit(1)
     )
+    return [_source(row)] if row is not None else []
 
 
 def lookup_table(lut: Lut) -> LookupTable:

@@ -1,6 +1,7 @@
-"""Predictors kept in memory for serving: each version loaded once from the blob store; for a
-space small enough to enumerate (NAS-Bench-201: 15,625 archs), every arch's prediction is
-computed in one batched pass on first use and answers are then read from that table."""
+"""Latency models kept in memory for serving: each source loaded once; for a space small
+enough to enumerate (NAS-Bench-201: 15,625 archs), a model that predicts in cheap batches
+(``LatencyModel.tabulate``) predicts every arch once on first use and answers are read from
+that table."""
 
 from __future__ import annotations
 
@@ -14,13 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from latlab.latency_model import Estimates, LatencyModel
 from latlab.spaces import get_space
-from predictors.features import GraphFeatures, arch_features
-from predictors.model import GcnPredictor
 from server.blobstore import BlobStore
-from server.tables import Predictor
+from server.predict.sources import Source
 
-__all__ = ["TABLE_MAX_ARCHS", "LoadedPredictor", "PredictorCache"]
+__all__ = ["TABLE_MAX_ARCHS", "PredictorCache", "Served"]
 
 log = logging.getLogger(__name__)
 
@@ -30,66 +30,69 @@ MAX_LOADED = 8
 
 
 @dataclass
-class LoadedPredictor:
-    id: str
-    model: GcnPredictor
-    space: Any  # the SearchSpace its graphs come from, or None (whole models)
-    space_params: dict[str, Any]
-    table_ms: np.ndarray | None = None
-    table_std_ms: np.ndarray | None = None
+class Served:
+    """A loaded model and, once asked for archs of a small space, its table of them all."""
+
+    source: Source
+    model: LatencyModel
+    table: dict[tuple[str, str], Estimates] | None = None
 
 
 class PredictorCache:
     def __init__(self, max_loaded: int = MAX_LOADED) -> None:
-        self._loaded: OrderedDict[str, LoadedPredictor] = OrderedDict()
+        self._loaded: OrderedDict[str, Served] = OrderedDict()
         self._lock = threading.Lock()
         self._max = max_loaded
 
-    def get(self, row: Predictor, blobs: BlobStore) -> LoadedPredictor:
+    def get(self, source: Source, blobs: BlobStore) -> Served:
         with self._lock:
-            if row.id in self._loaded:
-                self._loaded.move_to_end(row.id)
-                return self._loaded[row.id]
-            with blobs.open(row.artifact_sha256) as f:
-                model = GcnPredictor.from_bytes(f.read())
-            space = get_space(row.space, **row.space_params) if row.space is not None else None
-            loaded = LoadedPredictor(row.id, model, space, dict(row.space_params))
-            self._loaded[row.id] = loaded
+            if source.id in self._loaded:
+                self._loaded.move_to_end(source.id)
+                return self._loaded[source.id]
+            served = Served(source, source.load(blobs))
+            self._loaded[source.id] = served
             while len(self._loaded) > self._max:
                 self._loaded.popitem(last=False)
-            return loaded
+            return served
 
     def predict_archs(
-        self, loaded: LoadedPredictor, indices: Sequence[int]
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Latency (ms) and spread of archs of the predictor's space, by index."""
-        space = loaded.space
-        if space.size <= TABLE_MAX_ARCHS:
-            with self._lock:
-                if loaded.table_ms is None:
-                    started = time.perf_counter()
-                    archs = [space.from_index(i) for i in range(space.size)]
-                    feats = arch_features(space.name, loaded.space_params, archs)
-                    loaded.table_ms, loaded.table_std_ms = loaded.model.predict(feats)
-                    log.info(
-                        "prediction table built",
-                        extra={
-                            "predictor_id": loaded.id,
-                            "archs": space.size,
-                            "s": time.perf_counter() - started,
-                        },
-                    )
-            idx = np.asarray(indices, dtype=np.int64)
-            assert loaded.table_ms is not None
-            std = loaded.table_std_ms[idx] if loaded.table_std_ms is not None else None
-            return loaded.table_ms[idx], std
-        feats = arch_features(
-            space.name, loaded.space_params, [space.from_index(i) for i in indices]
-        )
-        return loaded.model.predict(feats)
+        self,
+        served: Served,
+        space_name: str,
+        space_params: dict[str, Any],
+        items: Sequence[str | int],
+    ) -> Estimates:
+        """The model's estimates for archs of a space, as a request gives them (indices,
+        strings, vectors); an ``ArchError`` names one the space does not have."""
+        space = get_space(space_name, **space_params)
+        if not served.model.tabulate or space.size > TABLE_MAX_ARCHS:
+            archs = [space.parse(item) for item in items]
+            return served.model.predict_archs(space_name, space_params, archs)
+        table = self._table(served, space, space_name, space_params)
+        if all(type(i) is int and 0 <= i < space.size for i in items):
+            idx = np.asarray(items, dtype=np.int64)  # a search job's usual form: no parsing
+        else:
+            idx = np.asarray([space.parse(item).index for item in items], dtype=np.int64)
+        std = table.uncertainty_ms[idx] if table.uncertainty_ms is not None else None
+        return Estimates(latency_ms=table.latency_ms[idx], uncertainty_ms=std)
 
-    @staticmethod
-    def predict_graphs(
-        loaded: LoadedPredictor, features: Sequence[GraphFeatures]
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        return loaded.model.predict(features)
+    def _table(
+        self, served: Served, space: Any, space_name: str, space_params: dict[str, Any]
+    ) -> Estimates:
+        key = (space_name, repr(sorted(space_params.items())))
+        with self._lock:
+            if served.table is None:
+                served.table = {}
+            if key not in served.table:
+                started = time.perf_counter()
+                every = [space.from_index(i) for i in range(space.size)]
+                served.table[key] = served.model.predict_archs(space_name, space_params, every)
+                log.info(
+                    "prediction table built",
+                    extra={
+                        "predictor_id": served.source.id,
+                        "archs": space.size,
+                        "s": time.perf_counter() - started,
+                    },
+                )
+            return served.table[key]

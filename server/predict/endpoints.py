@@ -37,7 +37,7 @@ def predict_on_devices(
 
 
 def _count(state: AppState, answers: list[PredictOut], seconds: float) -> None:
-    kinds = {a.predictor.value for a in answers}
+    kinds = {a.predictor for a in answers}
     state.metrics.predict_seconds.observe(
         seconds, predictor=kinds.pop() if len(kinds) == 1 else "mixed"
     )

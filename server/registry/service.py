@@ -12,23 +12,25 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from latlab.schemas import PredictorKind, PredictorOut
-from predictors.errors import PredictorError
-from predictors.model import GcnPredictor
+from latlab.errors import LatlabError
+from latlab.latency_model import LatencyModel, read_artifact
+from latlab.schemas import PredictorOut
 from server.blobstore import BlobStore
 from server.config import Settings
 from server.datasets.service import space_or_invalid
 from server.db import utcnow
 from server.devices.service import get_device
 from server.errors import InvalidInput, NotFound
+from server.predict.sources import Source
 from server.tables import Predictor
 
 __all__ = [
-    "current_predictor",
     "get_predictor",
     "list_predictors",
     "make_current",
     "predictor_out",
+    "predictor_source",
+    "predictor_sources",
     "register_predictor",
 ]
 
@@ -62,9 +64,10 @@ def register_predictor(
 ) -> PredictorOut:
     device = get_device(session, device_id)
     try:
-        model = GcnPredictor.from_bytes(artifact)
-    except PredictorError as exc:
+        model = read_artifact(artifact)  # any registered kind; the header names it
+    except LatlabError as exc:
         raise InvalidInput(str(exc)) from exc
+    report = model.describe()
     if space is not None:
         space_or_invalid(space, space_params)
     if plot_png is not None and not plot_png.startswith(PNG_SIGNATURE):
@@ -83,18 +86,14 @@ def register_predictor(
     row = Predictor(
         id=uuid.uuid4().hex,
         device_id=device.id,
-        kind=PredictorKind.gcn.value,
+        kind=model.kind,
         runtime=runtime,
         space=space,
         space_params=space_params,
         version=(latest or 0) + 1,
         current=current,
-        training={**training, "config": model.meta.get("config", training.get("config"))},
-        metrics={
-            k: model.meta[k]
-            for k in ("served", "cv", "candidates", "test", "epochs", "train_s")
-            if k in model.meta
-        },
+        training={**training, "config": report.get("training_config", training.get("config"))},
+        metrics=report.get("metrics", {}),
         artifact_sha256=_store(blobs, settings, artifact),
         artifact_bytes=len(artifact),
         plot_sha256=_store(blobs, settings, plot_png) if plot_png is not None else None,
@@ -109,7 +108,7 @@ def predictor_out(row: Predictor) -> PredictorOut:
     return PredictorOut(
         id=row.id,
         device_id=row.device_id,
-        kind=PredictorKind(row.kind),
+        kind=row.kind,
         runtime=row.runtime,
         space=row.space,
         space_params=row.space_params,
@@ -149,12 +148,33 @@ def make_current(session: Session, predictor_id: str) -> PredictorOut:
     return predictor_out(row)
 
 
-def current_predictor(session: Session, device_id: str, space: str | None) -> Predictor | None:
-    """The device's newest current GCN that reads graphs of ``space`` (None: whole models)."""
-    query = select(Predictor).where(
-        Predictor.device_id == device_id,
-        Predictor.current.is_(True),
-        Predictor.kind == PredictorKind.gcn.value,
+def _source(row: Predictor) -> Source:
+    sha = row.artifact_sha256
+
+    def load(blobs: BlobStore) -> LatencyModel:
+        with blobs.open(sha) as f:
+            return read_artifact(f.read())
+
+    return Source(
+        id=row.id,
+        kind=row.kind,
+        device_id=row.device_id,
+        load=load,
+        space=row.space,
+        space_params=dict(row.space_params),
     )
-    query = query.where(Predictor.space.is_(None) if space is None else Predictor.space == space)
-    return session.scalar(query.order_by(Predictor.created_at.desc()).limit(1))
+
+
+def predictor_source(session: Session, predictor_id: str) -> Source | None:
+    row = session.get(Predictor, predictor_id)
+    return _source(row) if row is not None else None
+
+
+def predictor_sources(session: Session, device_id: str) -> list[Source]:
+    """The device's current predictors (one per runtime), newest first."""
+    rows = session.scalars(
+        select(Predictor)
+        .where(Predictor.device_id == device_id, Predictor.current.is_(True))
+        .order_by(Predictor.created_at.desc())
+    )
+    return [_source(row) for row in rows]
