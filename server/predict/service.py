@@ -103,11 +103,13 @@ def _source(session: Session, device_id: str, body: PredictRequest) -> Source:
     known = kinds()
     if body.predictor != AUTO and body.predictor not in known:
         raise InvalidInput(f"predictor: one of {', '.join([AUTO, *known])}")
-    candidates = predictor_sources(session, device_id) + lut_sources(session, device_id)
-    wanted = [s for s in candidates if body.predictor in (AUTO, s.kind)]
-    for source in wanted:
-        if source.reads(body):
-            return source
+    wanted: list[Source] = []
+    for sources in (predictor_sources, lut_sources):  # registered versions first
+        for source in sources(session, device_id):
+            if body.predictor in (AUTO, source.kind):
+                if source.reads(body):
+                    return source
+                wanted.append(source)
     for source in wanted:
         if body.archs is not None and source.space == body.space:
             source.check(body)  # this space's model, other parameters: say so
@@ -120,12 +122,23 @@ def _source(session: Session, device_id: str, body: PredictRequest) -> Source:
 
 
 def _predictions(items: list[str | int], estimates: Estimates) -> list[Prediction]:
-    std = estimates.uncertainty_ms
+    mean = estimates.latency_ms.tolist()
+    std = estimates.uncertainty_ms.tolist() if estimates.uncertainty_ms is not None else None
+    if estimates.kernels is None and estimates.estimated is None:  # the common, fast case
+        if std is None:
+            return [
+                Prediction(item=str(item), latency_ms=ms)
+                for item, ms in zip(items, mean, strict=True)
+            ]
+        return [
+            Prediction(item=str(item), latency_ms=ms, uncertainty_ms=sd)
+            for item, ms, sd in zip(items, mean, std, strict=True)
+        ]
     return [
         Prediction(
             item=str(item),
-            latency_ms=float(estimates.latency_ms[i]),
-            uncertainty_ms=float(std[i]) if std is not None else None,
+            latency_ms=mean[i],
+            uncertainty_ms=std[i] if std is not None else None,
             kernels=estimates.kernels[i] if estimates.kernels is not None else None,
             estimated=estimates.estimated[i] if estimates.estimated is not None else [],
         )
