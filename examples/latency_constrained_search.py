@@ -129,37 +129,23 @@ def measure(client: Client, device_id: str, archs: list[Nb201Arch]) -> dict[str,
 
 @contextlib.contextmanager
 def own_lab(n_measure: int) -> Iterator[tuple[Client, str]]:
-    """Embedded server + this machine's CPU agent; ``n_measure`` archs measured and a GCN
-    trained on them (the ``latlab`` preset)."""
-    from agent.config import AgentSettings
-    from agent.main import background_agent
+    """``latlab.local_lab`` (an embedded server and this machine's CPU agent, the timing on a
+    CPU of its own); ``n_measure`` archs measured and a GCN trained on them (the ``latlab``
+    preset)."""
+    from latlab.local_lab import local_lab
     from predictors.pipeline import train_for_device
     from predictors.presets import PRESETS
     from server.config import Settings
-    from server.embedded import EmbeddedServer
 
     root = Path(tempfile.mkdtemp(prefix="latlab-search-"))
     api_key, enroll_key = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     settings = Settings(
         data_dir=root, api_keys=[SecretStr(api_key)], enroll_key=SecretStr(enroll_key)
     )
-    with (
-        EmbeddedServer(settings) as server,
-        Client(server.url, api_key) as client,
-        background_agent(
-            AgentSettings(
-                server_url=server.url,
-                enroll_key=SecretStr(enroll_key),
-                name="local-cpu",
-                state_file=root / "agent.json",
-                cache_dir=root / "agent-cache",
-                claim_wait_s=1.0,
-            )
-        ),
-    ):
-        device_id = client.devices()[0].id
+    with local_lab(settings) as lab:
+        client, server_url, device_id = lab.client, lab.url, lab.device.id
         print(
-            f"lab      {server.url}: measuring {n_measure} random NAS-Bench-201 archs on this CPU",
+            f"lab      {server_url}: measuring {n_measure} random NAS-Bench-201 archs on this CPU",
             flush=True,
         )
         dataset = client.create_dataset(
@@ -174,9 +160,10 @@ def own_lab(n_measure: int) -> Iterator[tuple[Client, str]]:
         )
         client.wait_dataset(dataset.id, timeout_s=7200)
         run = train_for_device(client, device_id, PRESETS["latlab"])
-        t = run.report.test
+        report = run.report
+        t, where = (report.test, "held-out") if report.test is not None else (report.cv, "cv")
         print(
-            f"gcn      trained on {len(run.data.archs)} archs; held-out {t.n}: "
+            f"gcn      trained on {len(run.data.archs)} archs; {where} {t.n}: "
             f"{100 * t.within_10pct:.0f}% within 10%, rho {t.spearman:.3f}",
             flush=True,
         )
