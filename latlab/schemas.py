@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from latlab.runtimes import ModelFormat, RuntimeConfig, default_config
+from latlab.runtimes import AnsweredConfig, ModelFormat, RuntimeConfig, default_config
 from latlab.spaces.base import GraphForm
 from latlab.wire import In, Out
 
@@ -236,7 +236,7 @@ class JobOut(Out):
     model_id: str
     device_id: str | None
     selector: dict[str, str | int] | None
-    config: RuntimeConfig
+    config: AnsweredConfig
     state: JobState
     attempts: int
     max_attempts: int
@@ -262,7 +262,7 @@ class ClaimedJob(BaseModel):
     model_id: str
     model_format: ModelFormat
     model_size_bytes: int
-    config: RuntimeConfig
+    config: AnsweredConfig
 
 
 class LeaseIn(In):
@@ -380,7 +380,7 @@ class MeasurementOut(Out):
     agent_version: str
     input_shapes: dict[str, list[int]]
     #: The runtime config it was measured with; None for an imported number.
-    config: RuntimeConfig | None
+    config: AnsweredConfig | None
     warmup: WarmupInfo
     stats: LatencyStats
     samples_ms: list[float] | None = None
@@ -458,7 +458,7 @@ class DatasetOut(Out):
     state: DatasetState
     #: The graph form the latencies are of; None: unknown (an import that did not say).
     form: GraphForm | None
-    config: RuntimeConfig | None
+    config: AnsweredConfig | None
     provenance: dict[str, Any] | None
     error: str | None
     device_ids: list[str]
@@ -532,7 +532,7 @@ class LutOut(Out):
     device_id: str
     source: LutSource
     state: LutState
-    config: RuntimeConfig
+    config: AnsweredConfig
     rules: str
     space: str | None
     progress: LutProgress

@@ -53,6 +53,7 @@ def fuzz(
     )
 
 
+@pytest.mark.slow
 def test_no_fuzzed_request_gets_a_server_error(
     fuzzed_server: EmbeddedServer, tmp_path: Path
 ) -> None:

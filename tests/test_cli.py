@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from latlab.client import Client
 from latlab.latency_model import to_artifact
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
@@ -158,6 +160,7 @@ def test_space_export_of_a_bad_arch_or_space_is_a_clear_error(tmp_path: Path) ->
         assert not (tmp_path / "x.onnx").exists()
 
 
+@pytest.mark.slow
 def test_dataset_build_follow_export_and_import_back(
     live_server: EmbeddedServer, client: Client, tmp_path: Path
 ) -> None:
@@ -241,6 +244,7 @@ def test_dataset_import_lists_its_devices_and_records_the_runtime_it_is_told(
     }
 
 
+@pytest.mark.slow
 def test_predict_reads_an_archs_file_of_any_length_and_names_devices_by_name(
     live_server: EmbeddedServer, client: Client, tmp_path: Path
 ) -> None:
@@ -286,6 +290,7 @@ def test_predict_reads_an_archs_file_of_any_length_and_names_devices_by_name(
     assert "Traceback" not in missing.stderr
 
 
+@pytest.mark.slow
 def test_lut_build_show_export_and_predict(
     live_server: EmbeddedServer, client: Client, tmp_path: Path
 ) -> None:
@@ -328,6 +333,7 @@ def test_lut_build_show_export_and_predict(
     assert usage.returncode == 2 and "--space" in usage.stderr
 
 
+@pytest.mark.slow
 def test_train_registers_a_predictor_that_predict_then_uses(
     live_server: EmbeddedServer, client: Client, tmp_path: Path
 ) -> None:

@@ -28,6 +28,7 @@ N_AGENTS = 20
 N_JOBS = 200
 
 
+@pytest.mark.slow
 def test_twenty_agents_finish_two_hundred_jobs_exactly_once(
     server_on_both: EmbeddedServer, tmp_path: Path
 ) -> None:

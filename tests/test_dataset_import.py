@@ -40,6 +40,7 @@ def nothing_stored(client: Client) -> bool:
     return client.datasets() == [] and client.devices() == []
 
 
+@pytest.mark.slow
 def test_the_13_latbench_devices_import_and_export_back_unchanged(client: Client) -> None:
     files = latbench_files()
     assert len(files) == 13
@@ -251,6 +252,7 @@ def test_an_archive_of_files_reads_like_the_files() -> None:
     assert table.rows[0].file == "bundle.zip:sub/i7.pickle"
 
 
+@pytest.mark.slow
 def test_a_zip_bomb_is_refused_before_it_is_unpacked() -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:

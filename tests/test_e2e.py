@@ -225,6 +225,7 @@ def test_the_agent_command_releases_its_job_on_sigterm_and_reuses_its_registrati
         assert len(client.devices()) == 1  # the second start reused the saved registration
 
 
+@pytest.mark.slow
 def test_a_job_whose_agent_is_killed_mid_run_is_rerun_by_another_and_measured_once(
     tmp_path: Path, db_url: str
 ) -> None:

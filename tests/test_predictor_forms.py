@@ -83,6 +83,7 @@ def dead_op_ratios(latency: dict[str, float]) -> list[float]:
     return [float(predicted[2 * i] / predicted[2 * i + 1]) for i in range(len(pairs))]
 
 
+@pytest.mark.slow
 def test_a_predictor_learns_from_the_data_whether_dead_ops_cost_time(
     client: Client, agent: RunningAgent
 ) -> None:

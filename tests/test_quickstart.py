@@ -17,6 +17,7 @@ from latlab.schemas import DatasetFormat
 from latlab.spaces.nb201 import Nb201
 
 
+@pytest.mark.slow
 def test_quickstart_measures_a_nb201_sample_and_exports_it(tmp_path: Path) -> None:
     out = io.StringIO()
     config = OnnxRuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=2)

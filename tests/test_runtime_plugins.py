@@ -14,8 +14,14 @@ from pathlib import Path
 import pytest
 
 from latlab import plugins
+from latlab.client import Client
 from latlab.runtimes import ENTRY_POINT_GROUP, parse_config, runtimes
 from latlab.runtimes import registry as runtime_registry
+from latlab.schemas import JobState, RuntimeInfo
+from server.embedded import EmbeddedServer
+from tests.factories import cnn_bytes, register
+from tests.plugins.ort_basic import SPEC as ORT_BASIC
+from tests.plugins.ort_basic import OrtBasicConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,3 +110,25 @@ def test_a_plug_in_runtime_is_measured_end_to_end(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "'onnxruntime-basic'" in done.stdout.split("advertised", 1)[1], done.stdout
     assert "measured onnxruntime-basic basic True" in done.stdout, done.stdout
+
+
+def test_jobs_of_a_plug_in_that_is_gone_still_read_back_and_wait(
+    live_server: EmbeddedServer, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job queued while the plug-in was installed lists as it was stored after it is
+    removed, and no device is handed it until the plug-in is back."""
+    advertised = RuntimeInfo(
+        name="onnxruntime-basic", version="1", providers=["CPUExecutionProvider"]
+    )
+    agent_client, _ = register(live_server.url, runtimes=[advertised])
+    model = client.upload_model("m.onnx", data=cnn_bytes())
+    monkeypatch.setattr(runtime_registry, "_found", {**runtimes(), ORT_BASIC.name: ORT_BASIC})
+    job = client.create_job(model.id, selector={}, config=OrtBasicConfig(threads=2))
+    monkeypatch.setattr(runtime_registry, "_found", None)  # the plug-in uninstalled
+
+    [listed] = [j for j in client.jobs() if j.id == job.id]
+    assert listed.config.runtime == "onnxruntime-basic" and listed.config.threads == 2
+    assert listed.config.model_dump()["graph_optimization"] == "basic"
+    with agent_client:
+        assert agent_client.claim(wait_s=0) is None
+    assert client.job(job.id).state == JobState.queued

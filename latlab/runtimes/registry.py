@@ -11,6 +11,7 @@ import threading
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
+    ConfigDict,
     GetJsonSchemaHandler,
     SerializeAsAny,
     TypeAdapter,
@@ -28,8 +29,10 @@ __all__ = [
     "BUILTIN",
     "DEFAULT_RUNTIME",
     "ENTRY_POINT_GROUP",
+    "AnsweredConfig",
     "RuntimeConfig",
     "UnknownRuntime",
+    "UnregisteredConfig",
     "default_config",
     "parse_config",
     "rules_for",
@@ -137,6 +140,24 @@ else:
         SerializeAsAny[ProtocolConfig], WrapValidator(_by_runtime), _AnyRuntimeSchema()
     ]
 
+
+def _as_stored(value: Any, handler: ValidatorFunctionWrapHandler) -> ProtocolConfig:
+    if isinstance(value, ProtocolConfig):
+        return value
+    if not isinstance(value, dict):
+        raise PydanticCustomError("model_type", "a runtime config is a JSON object")
+    return stored_config(value)
+
+
+if TYPE_CHECKING:
+    AnsweredConfig = ProtocolConfig
+else:
+    #: A config in an answer (a job, a claim, a measurement, a dataset, a LUT): read leniently,
+    #: so an SDK or agent without a server's plug-in still reads it (as ``UnregisteredConfig``).
+    AnsweredConfig = Annotated[
+        SerializeAsAny[ProtocolConfig], WrapValidator(_as_stored), _AnyRuntimeSchema()
+    ]
+
 _ADAPTER: TypeAdapter[ProtocolConfig] = TypeAdapter(RuntimeConfig)
 
 
@@ -150,9 +171,24 @@ def stored_config(data: dict[str, Any]) -> ProtocolConfig:
     """A config read back from the database: fields its runtime no longer has (a config
     stored before the runtimes had configs of their own carried every runtime's) are left
     out, so old rows read as what they meant."""
-    spec = runtime_spec(str(data.get("runtime", DEFAULT_RUNTIME)))
+    name = str(data.get("runtime", DEFAULT_RUNTIME))
+    spec = runtimes().get(name)
+    if spec is None:  # its plug-in is not installed here (any more)
+        return UnregisteredConfig.model_validate(data)
     known = spec.config.model_fields
     return spec.config.model_validate({k: v for k, v in data.items() if k in known})
+
+
+class UnregisteredConfig(ProtocolConfig):
+    """A stored config of a runtime this install does not know (a plug-in since removed): the
+    shared settings, and the runtime's own kept as they were. No device matches its provider,
+    so its pending jobs wait until the plug-in is back."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @property
+    def provider(self) -> str:
+        return "unknown"
 
 
 def default_config() -> ProtocolConfig:
