@@ -13,7 +13,6 @@ point in the ``latlab.predictors`` group naming the class; read once, on first u
 from __future__ import annotations
 
 import json
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,13 +22,14 @@ import numpy as np
 
 from latlab.errors import LatlabError
 from latlab.graph import OpGraph
-from latlab.plugins import discover, load_named
+from latlab.plugins import Registry
 from latlab.schemas import EstimatedOp
 
 __all__ = [
     "AUTO",
     "BUILTIN_KINDS",
     "ENTRY_POINT_GROUP",
+    "REGISTRY",
     "ArtifactError",
     "Estimates",
     "LatencyModel",
@@ -107,31 +107,18 @@ class LatencyModel(ABC):
         return {}
 
 
-_lock = threading.Lock()
-_found: dict[str, type[LatencyModel]] | None = None
-
-
-def _is_kind(found: object) -> bool:
-    return isinstance(found, type) and issubclass(found, LatencyModel)
-
-
-def _load(target: str) -> type[LatencyModel]:
-    cls = load_named(target, _is_kind, "LatencyModel")
-    assert isinstance(cls, type) and issubclass(cls, LatencyModel)
-    return cls
-
-
-def _discover() -> dict[str, type[LatencyModel]]:
-    return discover(BUILTIN_KINDS, ENTRY_POINT_GROUP, _load, lambda cls: cls.kind, {AUTO})
+REGISTRY: Registry[type[LatencyModel]] = Registry(
+    BUILTIN_KINDS,
+    ENTRY_POINT_GROUP,
+    lambda found: isinstance(found, type) and issubclass(found, LatencyModel),
+    lambda cls: cls.kind,
+    reserved={AUTO},
+)
 
 
 def kinds() -> dict[str, type[LatencyModel]]:
-    """Every registered kind by name (built-ins first)."""
-    global _found
-    with _lock:
-        if _found is None:
-            _found = _discover()
-        return dict(_found)
+    """Every registered kind by name (built-ins first), read on first use."""
+    return REGISTRY.all()
 
 
 def kind_class(kind: str) -> type[LatencyModel]:

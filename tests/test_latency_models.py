@@ -86,7 +86,7 @@ def test_a_kind_a_package_declares_is_registered_and_a_broken_one_skipped(
         ["macs-line = tests.plugins.macs_kind:MacsLine", "nope = tests.plugins.nowhere:Nope"],
         group=latency_model.ENTRY_POINT_GROUP,
     )
-    monkeypatch.setattr(latency_model, "_found", None)  # what this test finds stays here
+    monkeypatch.setattr(latency_model.REGISTRY, "_found", None)  # what this test finds stays here
     monkeypatch.syspath_prepend(str(site))
     with caplog.at_level(logging.WARNING, logger=plugins.__name__):
         found = kinds()
@@ -97,7 +97,7 @@ def test_a_kind_a_package_declares_is_registered_and_a_broken_one_skipped(
 @pytest.fixture
 def with_macs_kind(monkeypatch: pytest.MonkeyPatch) -> None:
     """The plug-in installed in this process (what its entry point does in a fresh one)."""
-    monkeypatch.setattr(latency_model, "_found", {**kinds(), MacsLine.kind: MacsLine})
+    monkeypatch.setattr(latency_model.REGISTRY, "_found", {**kinds(), MacsLine.kind: MacsLine})
 
 
 def test_a_plug_in_kind_is_registered_served_and_picked_by_auto(

@@ -46,7 +46,9 @@ def test_an_entry_point_adds_a_runtime_and_a_broken_one_is_skipped(
             "clash = latlab.runtimes.onnxruntime:SPEC",
         ],
     )
-    monkeypatch.setattr(runtime_registry, "_found", None)  # what this test finds stays here
+    monkeypatch.setattr(
+        runtime_registry.REGISTRY, "_found", None
+    )  # what this test finds stays here
     monkeypatch.syspath_prepend(str(site))
     with caplog.at_level(logging.WARNING, logger=plugins.__name__):
         found = runtimes()
@@ -122,9 +124,11 @@ def test_jobs_of_a_plug_in_that_is_gone_still_read_back_and_wait(
     )
     agent_client, _ = register(live_server.url, runtimes=[advertised])
     model = client.upload_model("m.onnx", data=cnn_bytes())
-    monkeypatch.setattr(runtime_registry, "_found", {**runtimes(), ORT_BASIC.name: ORT_BASIC})
+    monkeypatch.setattr(
+        runtime_registry.REGISTRY, "_found", {**runtimes(), ORT_BASIC.name: ORT_BASIC}
+    )
     job = client.create_job(model.id, selector={}, config=OrtBasicConfig(threads=2))
-    monkeypatch.setattr(runtime_registry, "_found", None)  # the plug-in uninstalled
+    monkeypatch.setattr(runtime_registry.REGISTRY, "_found", None)  # the plug-in uninstalled
 
     [listed] = [j for j in client.jobs() if j.id == job.id]
     assert listed.config.runtime == "onnxruntime-basic" and listed.config.threads == 2

@@ -8,12 +8,12 @@ Runners of the agent's host are constructed without arguments; a phone's runners
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import RunnerUnavailable
 from agent.runners.base import Runner, Timing
+from latlab.plugins import load_named
 from latlab.runtimes import RuntimeSpec, UnknownRuntime, runtime_spec, runtimes
 
 if TYPE_CHECKING:
@@ -26,12 +26,10 @@ log = logging.getLogger(__name__)
 
 
 def _runner_class(spec: RuntimeSpec) -> Any:
-    module_name, _, class_name = spec.runner.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        return load_named(spec.runner)
     except ImportError as exc:
         raise RunnerUnavailable(f"{spec.name} is not installed here: {exc}") from exc
-    return getattr(module, class_name)
 
 
 def load_runner(name: str) -> Runner:

@@ -7,7 +7,6 @@ picked by ``runtime`` (``onnxruntime`` where a body leaves it out).
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
@@ -22,13 +21,14 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
 
 from latlab.errors import LatlabError
-from latlab.plugins import discover, load_named
+from latlab.plugins import Registry
 from latlab.runtimes.spec import FusionRules, ProtocolConfig, RuntimeSpec
 
 __all__ = [
     "BUILTIN",
     "DEFAULT_RUNTIME",
     "ENTRY_POINT_GROUP",
+    "REGISTRY",
     "AnsweredConfig",
     "RuntimeConfig",
     "UnknownRuntime",
@@ -53,33 +53,22 @@ ENTRY_POINT_GROUP = "latlab.runtimes"
 DEFAULT_RUNTIME = "onnxruntime"
 
 
-def _load(target: str) -> RuntimeSpec:
-    spec = load_named(target, lambda found: isinstance(found, RuntimeSpec), "RuntimeSpec")
-    assert isinstance(spec, RuntimeSpec)
-    return spec
-
-
-def _discover() -> dict[str, RuntimeSpec]:
-    return discover(BUILTIN, ENTRY_POINT_GROUP, _load, lambda spec: spec.name)
-
-
 class UnknownRuntime(LatlabError):
     """No runtime (or fusion rules) of that name is registered; the message names those that
     are."""
 
 
-_lock = threading.Lock()
-_found: dict[str, RuntimeSpec] | None = None
+REGISTRY: Registry[RuntimeSpec] = Registry(
+    BUILTIN,
+    ENTRY_POINT_GROUP,
+    lambda found: isinstance(found, RuntimeSpec),
+    lambda spec: spec.name,
+)
 
 
 def runtimes() -> dict[str, RuntimeSpec]:
-    """Every registered runtime by name (built-ins first), read on first use: after every
-    module is imported, so a plug-in may import anything of latlab's."""
-    global _found
-    with _lock:
-        if _found is None:
-            _found = _discover()
-        return dict(_found)
+    """Every registered runtime by name (built-ins first), read on first use."""
+    return REGISTRY.all()
 
 
 def runtime_spec(name: str) -> RuntimeSpec:

@@ -175,25 +175,17 @@ def list_luts(session: Session, device_id: str | None = None) -> list[LutOut]:
 
 
 def _source(row: Lut) -> Source:
-    document = row.table
-
     def load(_: BlobStore) -> LatencyModel:
-        if document is None:
-            raise Conflict(f"LUT {row.id} is not built yet")
-        return LutModel(LookupTable.from_json(document))
+        return LutModel(lookup_table(row))  # Conflict if it is not ready
 
     # a LUT predicts any graph: archs of any space and stored models alike
     return Source(id=row.id, kind=LutModel.kind, device_id=row.device_id, load=load, any_graph=True)
 
 
 def lut_source(session: Session, lut_id: str) -> Source | None:
-    """The LUT as a prediction source; ``Conflict`` if it is not ready."""
+    """The LUT as a prediction source (loading one that is not ready is a ``Conflict``)."""
     row = session.get(Lut, lut_id)
-    if row is None:
-        return None
-    if row.state != LutState.ready.value or row.table is None:
-        raise Conflict(f"LUT {row.id} is {row.state}, not ready")
-    return _source(row)
+    return _source(row) if row is not None else None
 
 
 def lut_sources(session: Session, device_id: str) -> list[Source]:

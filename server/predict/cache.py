@@ -10,7 +10,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,7 @@ class Served:
 
     source: Source
     model: LatencyModel
-    table: dict[tuple[str, str], Estimates] | None = None
+    table: dict[tuple[str, str], Estimates] = field(default_factory=dict)
 
 
 class PredictorCache:
@@ -81,8 +81,6 @@ class PredictorCache:
     ) -> Estimates:
         key = (space_name, repr(sorted(space_params.items())))
         with self._lock:
-            if served.table is None:
-                served.table = {}
             if key not in served.table:
                 started = time.perf_counter()
                 every = [space.from_index(i) for i in range(space.size)]
