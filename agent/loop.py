@@ -171,21 +171,10 @@ class Agent:
 
     def _upload(self, job: ClaimedJob, timing: Timing) -> None:
         body = MeasurementIn(
+            **dict(timing),
             lease_token=job.lease_token,
-            runtime=timing.runtime,
-            runtime_version=timing.runtime_version,
-            provider=timing.provider,
-            threads=timing.threads,
             protocol_version=PROTOCOL_VERSION,
             agent_version=latlab.__version__,
-            input_shapes=timing.input_shapes,
-            warmup=timing.warmup,
-            samples_ms=list(timing.samples_ms),
-            reported=timing.reported,
-            provenance=timing.provenance,
-            timing_wall_s=timing.timing_wall_s,
-            op_profile=timing.op_profile,
-            ops=list(timing.ops),
         )
         if self._deliver(job, lambda: self.client.upload_result(job.job_id, body)):
             self.stats.done.append(job.job_id)

@@ -39,12 +39,11 @@ from sqlalchemy.engine import make_url
 from agent.config import AgentSettings
 from agent.errors import Interrupted
 from agent.main import connect_agent
-from agent.runners.base import Timing
 from latlab.client import AgentClient, Client
 from latlab.demo_models import DEMO_CNNS, make_cnn
 from latlab.runtimes import RuntimeConfig
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
-from latlab.schemas import ClaimedJob, JobState, RuntimeInfo, WarmupInfo
+from latlab.schemas import ClaimedJob, JobState, RuntimeInfo, Timing, WarmupInfo
 
 DATABASE = "latlab_load"
 #: The fake runner's "measurement": long enough to be a job, short enough to load the queue.
@@ -72,10 +71,10 @@ class QuickRunner:
             threads=1,
             input_shapes={"input": [1, 3, 16, 16]},
             warmup=WarmupInfo(n=0, total_ms=0.0),
-            samples_ms=(RUN_S * 1e3,),
+            samples_ms=[RUN_S * 1e3],
             timing_wall_s=RUN_S,
             op_profile=None,
-            ops=(),
+            ops=[],
         )
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "LutProgress",
     "LutSource",
     "LutState",
+    "Measured",
     "MeasurementIn",
     "MeasurementOut",
     "MeasurementSource",
@@ -68,6 +69,7 @@ __all__ = [
     "RuntimeConfig",
     "RuntimeInfo",
     "TensorInfo",
+    "Timing",
     "WarmupInfo",
 ]
 
@@ -311,29 +313,48 @@ class ReportedStats(BaseModel):
     first_ms: SampleMs | None = None
 
 
-class MeasurementIn(In):
-    """What the agent uploads; the server computes the statistics from ``samples_ms``, or
-    takes ``reported`` where the runtime gives no per-run samples (exactly one of the two)."""
+class Measured(BaseModel):
+    """How a measurement was taken, declared once: ``Timing`` (what a runner returns),
+    ``MeasurementIn`` (the agent's upload) and ``MeasurementOut`` (the answer) extend it, and
+    the measurements table stores each field in the column of its name (a nested model
+    flattened: ``warmup.n`` in ``warmup_n``; ``server/measurements/mapping.py``)."""
 
-    lease_token: str = Field(min_length=1, max_length=200)
     runtime: str = Field(max_length=100)
     runtime_version: str = Field(max_length=100)
+    #: The execution provider / delegate that actually ran the model.
     provider: str = Field(max_length=100)
-    threads: int = Field(ge=1)
-    protocol_version: str = Field(max_length=20)
-    agent_version: str = Field(max_length=50)
+    threads: int = Field(ge=1, le=2**31 - 1)
     input_shapes: dict[str, list[int]]
     warmup: WarmupInfo
-    samples_ms: list[SampleMs] = Field(default_factory=list, max_length=1_000_000)
-    reported: ReportedStats | None = None
-    #: Wall time the runner spent timing (warm-up + timed runs + profiled pass).
+    #: Wall time the runner spent timing (sessions, warm-up, timed runs, profiled pass).
     timing_wall_s: float = Field(ge=0)
     #: How per-op rows were taken: graph optimisation level of the profiled session.
     op_profile: dict[str, Any] | None = None
-    ops: list[OpTiming] = Field(default_factory=list, max_length=100_000)
-    #: Facts of the device at measuring time that change the number (a phone's delegate,
-    #: thermal status before and after, fixed-performance mode).
+    #: Facts of the device at measuring time that change the number (the timing CPU and what
+    #: else ran on it, a phone's delegate and thermal status, an import's source).
     provenance: dict[str, Any] | None = Field(default=None, max_length=64)
+
+
+class Timing(Measured):
+    """What a runner measured: every timed run (or the runtime's own statistics where it
+    gives no runs) and the profiled pass's per-op rows."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: Every timed run; empty where the runtime reports only statistics (``reported``).
+    samples_ms: list[SampleMs] = Field(default_factory=list, max_length=1_000_000)
+    #: The runtime's own statistics where it gives no per-run samples (benchmark_model).
+    reported: ReportedStats | None = None
+    ops: list[OpTiming] = Field(default_factory=list, max_length=100_000)
+
+
+class MeasurementIn(In, Timing):
+    """What the agent uploads: a runner's timing under the job's lease. The server computes
+    the statistics from ``samples_ms``, or takes ``reported`` (exactly one of the two)."""
+
+    lease_token: str = Field(min_length=1, max_length=200)
+    protocol_version: str = Field(max_length=20)
+    agent_version: str = Field(max_length=50)
 
     @model_validator(mode="after")
     def _samples_or_reported(self) -> MeasurementIn:
@@ -365,27 +386,20 @@ class MeasurementSource(StrEnum):
     imported = "imported"
 
 
-class MeasurementOut(Out):
+class MeasurementOut(Out, Measured):
     id: int
     job_id: str | None
     model_id: str | None
     source: MeasurementSource = MeasurementSource.measured
-    provenance: dict[str, Any] | None = None
     device_id: str
-    runtime: str
-    runtime_version: str
-    provider: str
-    threads: int
+    #: 0 for an imported number whose dataset does not say.
+    threads: int = Field(ge=0)
     protocol_version: str
     agent_version: str
-    input_shapes: dict[str, list[int]]
     #: The runtime config it was measured with; None for an imported number.
     config: AnsweredConfig | None
-    warmup: WarmupInfo
     stats: LatencyStats
     samples_ms: list[float] | None = None
-    timing_wall_s: float
-    op_profile: dict[str, Any] | None
     ops: list[OpTiming] | None = None
     created_at: datetime
 

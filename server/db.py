@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, Table, create_engine, event, func, select, text
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -72,9 +74,36 @@ def create_db_engine(url: str) -> Engine:
         )
         _sqlite_serialised_writes(engine)
         return engine
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=0, pool_timeout=POOL_TIMEOUT_S
-    )
+    engine = create_engine(url, pool_size=POOL_SIZE, max_overflow=0, pool_timeout=POOL_TIMEOUT_S)
+    _ping_when_idle(engine)
+    return engine
+
+
+#: A pooled connection idle this long is pinged before it is used (one round trip to the
+#: database); one given back moments ago is not. SQLAlchemy's ``pool_pre_ping`` pings on
+#: every checkout, a round trip per request on a busy server.
+PING_AFTER_IDLE_S = 2.0
+_IDLE_SINCE = "latlab_idle_since"
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """A connection the database dropped while it sat in the pool (a restart, an idle
+    timeout) is replaced before a request gets it, as ``pool_pre_ping`` would."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_S:
+            return  # new, or back in the pool moments ago
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            # the pool discards this connection and checks out a fresh one
+            raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
 
 
 class FairLock:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Query, Request
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from server.auth import DEVICE_TOKEN_PREFIX, bearer_token, hash_token, key_matches
 from server.blobstore import BlobStore
@@ -21,20 +21,22 @@ from server.prometheus import Metrics
 if TYPE_CHECKING:
     from server.background import BackgroundWork
     from server.predict.cache import PredictorCache
-from server.tables import Device
+from server.devices import repository as devices
 
 __all__ = [
     "MAX_INT32",
     "AppState",
     "AuthHeader",
-    "CurrentDevice",
     "DeviceRef",
+    "DeviceToken",
     "Offset",
     "SessionDep",
     "StateDep",
     "UserAuth",
     "UserOrDevice",
     "UserWrite",
+    "as_device",
+    "authenticate_device",
 ]
 
 
@@ -49,7 +51,7 @@ class AppState:
     metrics: Metrics
 
 
-def _state(request: Request) -> AppState:
+async def _state(request: Request) -> AppState:
     state: AppState = request.app.state.latlab
     return state
 
@@ -57,15 +59,37 @@ def _state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(_state)]
 
 
-def _session(state: StateDep) -> Iterator[Session]:
-    """One transaction per request: committed before the answer is sent, or rolled back."""
-    with session_scope(state.sessions) as session:
+async def _session(state: StateDep) -> AsyncIterator[Session]:
+    """One transaction per request: committed before the answer is sent, or rolled back.
+    Opening a session does no I/O; the commit (or rollback) and the return of its connection
+    run on a worker thread, the endpoint's work on another hop: two, not three."""
+    session = state.sessions()
+    try:
         yield session
+    except BaseException:
+        await run_in_threadpool(_close, session, commit=False)
+        raise
+    await run_in_threadpool(_close, session, commit=True)
+
+
+def _close(session: Session, *, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
 
 
 SessionDep = Annotated[Session, Depends(_session, scope="function")]
 
 AuthHeader = Annotated[str | None, Header(alias="Authorization", include_in_schema=False)]
+
+T = TypeVar("T")
 
 #: How stale a device's last_seen_at may get (seconds; at most a tenth of offline_after_s)
 #: before an agent call refreshes it: a write on every call serialises busy agents.
@@ -91,11 +115,11 @@ def _user_scope(state: AppState, authorization: str | None) -> str:
     raise Unauthorized("unknown API key")
 
 
-def _user(state: StateDep, authorization: AuthHeader = None) -> None:
+async def _user(state: StateDep, authorization: AuthHeader = None) -> None:
     _user_scope(state, authorization)
 
 
-def _user_write(state: StateDep, authorization: AuthHeader = None) -> None:
+async def _user_write(state: StateDep, authorization: AuthHeader = None) -> None:
     if _user_scope(state, authorization) != "write":
         raise Forbidden("this API key is read-only; the call needs a read-write key")
 
@@ -116,32 +140,51 @@ class DeviceRef:
     descriptor: dict[str, Any]
 
 
-def _device(state: StateDep, authorization: AuthHeader = None) -> DeviceRef:
+async def _device_token(authorization: AuthHeader = None) -> str:
     token = bearer_token(authorization)
     if token is None:
         raise Unauthorized("missing 'Authorization: Bearer <device token>' header")
-    with session_scope(state.sessions) as session:
-        device = session.scalar(select(Device).where(Device.token_hash == hash_token(token)))
-        if device is None or device.revoked_at is not None:
-            if key_matches(token, state.settings.user_keys):
-                raise Forbidden("an API key cannot make agent calls; use the device token")
-            raise Unauthorized("unknown or revoked device token")
-        now = utcnow()
-        # a write per agent call would serialise busy agents on their device rows
-        resolution = min(LAST_SEEN_RESOLUTION_S, state.settings.offline_after_s / 10)
-        if (now - device.last_seen_at).total_seconds() > resolution:
-            device.last_seen_at = now
-        return DeviceRef(id=device.id, name=device.name, descriptor=dict(device.descriptor))
+    return token
 
 
-CurrentDevice = Annotated[DeviceRef, Depends(_device)]
+#: The calling device's bearer token; ``as_device`` checks it in the work's own transaction.
+DeviceToken = Annotated[str, Depends(_device_token)]
+
+
+def authenticate_device(session: Session, settings: Settings, token: str) -> DeviceRef:
+    """The device whose token this is; 401 for an unknown or revoked one."""
+    device = devices.by_token_hash(session, hash_token(token))
+    if device is None or device.revoked_at is not None:
+        if key_matches(token, settings.user_keys):
+            raise Forbidden("an API key cannot make agent calls; use the device token")
+        raise Unauthorized("unknown or revoked device token")
+    now = utcnow()
+    # a write per agent call would serialise busy agents on their device rows
+    resolution = min(LAST_SEEN_RESOLUTION_S, settings.offline_after_s / 10)
+    if (now - device.last_seen_at).total_seconds() > resolution:
+        devices.seen(session, device.id, now)
+    return DeviceRef(id=device.id, name=device.name, descriptor=dict(device.descriptor))
+
+
+async def as_device(state: AppState, token: str, work: Callable[[Session, DeviceRef], T]) -> T:
+    """Authenticate the calling device and do its work in one transaction, on one worker
+    thread: an agent call costs one session and one hop, however busy the lab."""
+
+    def run() -> T:
+        with session_scope(state.sessions) as session:
+            return work(session, authenticate_device(session, state.settings, token))
+
+    return await run_in_threadpool(run)
 
 
 def _user_or_device(state: StateDep, authorization: AuthHeader = None) -> None:
     token = bearer_token(authorization)
     if token is not None and key_matches(token, state.settings.user_keys):
         return
-    _device(state, authorization)
+    if token is None:
+        raise Unauthorized("missing 'Authorization: Bearer <api key or device token>' header")
+    with session_scope(state.sessions) as session:
+        authenticate_device(session, state.settings, token)
 
 
 UserOrDevice = Depends(_user_or_device)

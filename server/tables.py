@@ -117,6 +117,11 @@ class Job(Base):
     device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"), index=True)
     selector: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
     config: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    #: The config's runtime identity in columns (latlab.runtimes.ProtocolConfig): a claim
+    #: matches runtime and provider to the device's in SQL, without reading every config.
+    runtime: Mapped[str] = mapped_column(String(100))
+    provider: Mapped[str] = mapped_column(String(100))
+    runtime_identity: Mapped[str] = mapped_column(String(64))
     dedup_key: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -136,7 +141,10 @@ class Job(Base):
 
 class Measurement(Base):
     __tablename__ = "measurements"
-    __table_args__ = (Index("ix_measurements_model_device", "model_id", "device_id"),)
+    __table_args__ = (
+        Index("ix_measurements_model_device", "model_id", "device_id"),
+        Index("ix_measurements_device_runtime_identity", "device_id", "runtime_identity"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     # One measurement per job: a repeated upload cannot add a second row. Imported rows
@@ -156,6 +164,8 @@ class Measurement(Base):
     agent_version: Mapped[str] = mapped_column(String(50))
     input_shapes: Mapped[dict[str, Any]] = mapped_column(JsonType)
     config: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    #: ``config``'s runtime identity key (its job's); None for an imported number.
+    runtime_identity: Mapped[str | None] = mapped_column(String(64), nullable=True)
     warmup_n: Mapped[int] = mapped_column(Integer)
     warmup_total_ms: Mapped[float] = mapped_column(Float)
     n: Mapped[int] = mapped_column(Integer)

@@ -125,7 +125,7 @@ def test_a_model_is_pushed_timed_profiled_and_removed(phone: Phone, tflite_model
 
     assert timing.runtime == "benchmark_model" and timing.provider == "XNNPACK"
     assert timing.runtime_version.startswith("sha256:") and timing.threads == 4
-    assert timing.samples_ms == ()  # benchmark_model prints statistics, not runs
+    assert timing.samples_ms == []  # benchmark_model prints statistics, not runs
     assert timing.reported is not None
     assert timing.reported.model_dump() == pytest.approx(FIXTURE_RUNS.model_dump())
     assert timing.warmup.n == 32 and timing.warmup.total_ms == pytest.approx(32 * 15.9974)
@@ -166,7 +166,7 @@ def test_fixed_performance_mode_is_held_for_the_job_and_recorded(
     assert shell.index(modes[0]) < run < shell.index(modes[1])  # on for the run, off after
     assert json.loads(phone.state_file.read_text())["fixed_performance"] is False
     assert timing.provenance is not None and timing.provenance["fixed_performance_mode"] is True
-    assert timing.ops == () and timing.op_profile is None and len(benchmark_calls(phone)) == 1
+    assert timing.ops == [] and timing.op_profile is None and len(benchmark_calls(phone)) == 1
 
     phone.update(fixed_performance_supported=False)
     with pytest.raises(RunnerUnavailable, match="no fixed-performance mode"):

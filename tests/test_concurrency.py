@@ -159,3 +159,27 @@ def test_a_request_that_waits_out_another_process_lock_is_a_503_and_stores_nothi
         assert answer.json()["error"]["message"] == "the server is busy; retry shortly"
         assert client.models() == []
         assert client.upload_model("m.onnx", data=cnn_bytes()).format == "onnx"
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_the_database_dropped_is_replaced_before_use(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database closes connections that sit idle in the pool (a restart, an idle timeout):
+    the next checkout of one idle past the threshold pings it and gets a fresh connection,
+    while connections given back moments ago are used without a round trip."""
+    import psycopg
+    from sqlalchemy import text
+
+    engine = create_db_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        admin = pg_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(admin, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        monkeypatch.setattr(server_db, "PING_AFTER_IDLE_S", 0.0)
+        with engine.connect() as conn:  # the dropped one is pinged, discarded, replaced
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
+    finally:
+        engine.dispose()

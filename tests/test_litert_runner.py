@@ -46,7 +46,7 @@ def test_litert_times_a_real_tflite_model_with_and_without_xnnpack(tflite_model:
         assert len(timing.samples_ms) == 5 and all(s > 0 for s in timing.samples_ms)
         assert timing.warmup.n == 2
         assert timing.input_shapes == {"input": [1, 32, 32, 3]}
-        assert timing.ops == () and timing.op_profile is None
+        assert timing.ops == [] and timing.op_profile is None
     # the two kernels libraries really differ (XNNPACK is several times faster here)
     assert statistics.median(with_xnnpack.samples_ms) != statistics.median(builtin.samples_ms)
 

@@ -3,6 +3,7 @@ the schema the ORM declares."""
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime
 
@@ -138,3 +139,61 @@ def stored_indices(engine: Engine) -> dict[str, str]:
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT arch, arch_index FROM dataset_archs")).all()
     return {arch: index for arch, index in rows}
+
+
+def test_upgrading_fills_the_runtime_identity_columns_from_stored_configs(db_url: str) -> None:
+    """0006 reads each stored job config for the runtime, provider and identity key that
+    claims and LUT builds then match in SQL: a job and its measurement stored before it get
+    the values a job created now would get."""
+    from alembic import command
+
+    from latlab.runtimes import stored_config
+    from server.db import alembic_config
+
+    config = {"runtime": "litert", "threads": 2, "delegate": "xnnpack"}
+    expected = stored_config(config)
+    now = datetime.now(UTC)
+    engine = create_db_engine(db_url)
+    try:
+        command.upgrade(alembic_config(engine), "0005")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO devices (id, name, token_hash, descriptor, created_at, "
+                    "last_seen_at) VALUES ('dev', 'phone', 'h', '{}', :now, :now)"
+                ),
+                {"now": now},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO models (id, format, filename, size_bytes, summary, created_at) "
+                    "VALUES ('m', 'tflite', 'm.tflite', 1, '{}', :now)"
+                ),
+                {"now": now},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO jobs (id, model_id, config, dedup_key, state, attempts, "
+                    "max_attempts, created_at, updated_at) VALUES ('j', 'm', :config, 'k', "
+                    "'done', 1, 3, :now, :now)"
+                ),
+                {"config": json.dumps(config), "now": now},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO measurements (job_id, model_id, device_id, runtime, "
+                    "runtime_version, provider, threads, protocol_version, agent_version, "
+                    "input_shapes, config, warmup_n, warmup_total_ms, n, median_ms, samples_ms, "
+                    "timing_wall_s, created_at) VALUES ('j', 'm', 'dev', 'litert', '1', "
+                    "'xnnpack', 2, '1', '0', '{}', :config, 1, 1.0, 1, 1.0, '[1.0]', 1.0, :now)"
+                ),
+                {"config": json.dumps(config), "now": now},
+            )
+        upgrade_to_head(engine)
+        with engine.connect() as conn:
+            job = conn.execute(text("SELECT runtime, provider, runtime_identity FROM jobs")).one()
+            measured = conn.execute(text("SELECT runtime_identity FROM measurements")).scalar()
+        assert tuple(job) == ("litert", expected.provider, expected.identity_key())
+        assert measured == expected.identity_key()
+    finally:
+        engine.dispose()

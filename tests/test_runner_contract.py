@@ -121,7 +121,7 @@ def test_a_timing_follows_the_protocol_and_says_what_ran_it(
     assert timing.reported is None  # a host runner keeps every sample
     assert timing.input_shapes and all(timing.input_shapes.values())
     assert timing.timing_wall_s > 0
-    assert timing.ops == () and timing.op_profile is None  # profile_ops off
+    assert timing.ops == [] and timing.op_profile is None  # profile_ops off
     assert timing.provenance is not None and "host" in timing.provenance
 
 
@@ -135,7 +135,7 @@ def test_per_op_rows_come_from_a_profiled_pass_where_the_runtime_has_a_profiler(
         assert timing.ops and all(op.dur_us >= 0 for op in timing.ops)
         assert timing.op_profile is not None and timing.op_profile["runs"] == 2
     else:
-        assert timing.ops == () and timing.op_profile is None
+        assert timing.ops == [] and timing.op_profile is None
 
 
 @pytest.mark.skipif(not CAN_PIN, reason="CPU affinity and /proc/stat are Linux's")

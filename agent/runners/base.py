@@ -22,32 +22,9 @@ from agent.errors import RunnerError
 from agent.isolation import timing_core
 from agent.protocol import run_protocol
 from latlab.runtimes import ProtocolConfig, RuntimeConfig
-from latlab.schemas import OpTiming, ReportedStats, RuntimeInfo, WarmupInfo
+from latlab.schemas import OpTiming, RuntimeInfo, Timing
 
 __all__ = ["LoadedModel", "Profile", "ProtocolRunner", "Runner", "Timing", "own_config"]
-
-
-@dataclass(frozen=True)
-class Timing:
-    """What a runner measured, with the provenance that changes the number."""
-
-    runtime: str
-    runtime_version: str
-    #: The execution provider / delegate that actually ran the model.
-    provider: str
-    threads: int
-    input_shapes: dict[str, list[int]]
-    warmup: WarmupInfo
-    #: Every timed run; empty where the runtime reports only statistics (``reported``).
-    samples_ms: tuple[float, ...]
-    #: Wall time of the whole ``time()`` call: sessions, warm-up, timed runs, profiled pass.
-    timing_wall_s: float
-    op_profile: dict[str, Any] | None
-    ops: tuple[OpTiming, ...]
-    #: The runtime's own statistics where it gives no per-run samples (benchmark_model).
-    reported: ReportedStats | None = None
-    #: Device facts at measuring time that change the number (a phone's thermal status).
-    provenance: dict[str, Any] | None = None
 
 
 class Runner(Protocol):
@@ -155,10 +132,10 @@ class ProtocolRunner(ABC, Generic[C, M]):
             threads=own.threads,
             input_shapes=loaded.input_shapes,
             warmup=result.warmup,
-            samples_ms=result.samples_ms,
+            samples_ms=list(result.samples_ms),
             timing_wall_s=time.perf_counter() - started,
             op_profile=None if profile is None else profile.about,
-            ops=() if profile is None else profile.ops,
+            ops=[] if profile is None else list(profile.ops),
             provenance={**loaded.provenance, "host": host_during_timing},
         )
 

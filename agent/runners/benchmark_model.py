@@ -129,7 +129,7 @@ class BenchmarkModelRunner:
             threads=own.threads,
             input_shapes=input_shapes,
             warmup=_warmup(timed),
-            samples_ms=(),
+            samples_ms=[],
             reported=ReportedStats(
                 reported_by=TOOL,
                 count=runs.count,
@@ -141,7 +141,7 @@ class BenchmarkModelRunner:
             ),
             timing_wall_s=time.perf_counter() - started,
             op_profile=None if profiled is None else _op_profile(profiled, ops),
-            ops=ops,
+            ops=list(ops),
             provenance={
                 "phone": self.adb.serial,
                 "delegate": provider,

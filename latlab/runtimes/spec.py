@@ -9,6 +9,7 @@ and one line in the registry (``latlab.runtimes.registry.BUILTIN``) or an entry 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from enum import StrEnum
@@ -97,6 +98,12 @@ class ProtocolConfig(In):
             self.threads,
             json.dumps(self.settings(), sort_keys=True, separators=(",", ":")),
         )
+
+    def identity_key(self) -> str:
+        """The identity as one column value (sha256 hex of its canonical JSON): jobs and
+        measurements store it, so "measured with the same runtime identity" is a SQL filter."""
+        canonical = json.dumps(list(self.identity()), separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     def describe(self) -> str:
         """The identity in words: ``onnxruntime (CPUExecutionProvider, 1 thread,

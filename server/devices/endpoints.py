@@ -1,11 +1,21 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
+from sqlalchemy.orm import Session
 
 from latlab.schemas import DeviceOut, DeviceRegistered, HeartbeatIn, HeartbeatOut, RegisterIn
 from server.auth import bearer_token
 from server.db import utcnow
-from server.deps import AuthHeader, CurrentDevice, SessionDep, StateDep, UserAuth, UserWrite
+from server.deps import (
+    AuthHeader,
+    DeviceRef,
+    DeviceToken,
+    SessionDep,
+    StateDep,
+    UserAuth,
+    UserWrite,
+    as_device,
+)
 from server.devices import service
 from server.jobs.service import extend_lease, release_device_jobs
 
@@ -51,15 +61,17 @@ def revoke_device(device_id: str, session: SessionDep, state: StateDep) -> Devic
 
 
 @router.post("/agent/heartbeat", response_model=HeartbeatOut, tags=["agent"])
-def heartbeat(
-    body: HeartbeatIn, device: CurrentDevice, session: SessionDep, state: StateDep
-) -> HeartbeatOut:
+async def heartbeat(body: HeartbeatIn, token: DeviceToken, state: StateDep) -> HeartbeatOut:
     """The device is alive; with a job and its lease token, the lease is extended."""
-    expires = None
-    if body.descriptor is not None:
-        service.update_descriptor(session, device.id, body.descriptor)
-    if body.job_id is not None:
-        expires = extend_lease(
-            session, device.id, body.job_id, body.lease_token or "", state.settings.lease_s
-        )
-    return HeartbeatOut(server_time_at=utcnow(), lease_expires_at=expires)
+
+    def beat(session: Session, device: DeviceRef) -> HeartbeatOut:
+        expires = None
+        if body.descriptor is not None:
+            service.update_descriptor(session, device.id, body.descriptor)
+        if body.job_id is not None:
+            expires = extend_lease(
+                session, device.id, body.job_id, body.lease_token or "", state.settings.lease_s
+            )
+        return HeartbeatOut(server_time_at=utcnow(), lease_expires_at=expires)
+
+    return await as_device(state, token, beat)

@@ -4,11 +4,19 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from latlab.schemas import ClaimedJob, JobCreate, JobFailureIn, JobOut, JobState, LeaseIn
-from server.db import session_scope
-from server.deps import CurrentDevice, Offset, SessionDep, StateDep, UserAuth, UserWrite
+from server.deps import (
+    DeviceRef,
+    DeviceToken,
+    Offset,
+    SessionDep,
+    StateDep,
+    UserAuth,
+    UserWrite,
+    as_device,
+)
 from server.devices.service import device_filter
 from server.jobs import service
 
@@ -77,7 +85,7 @@ def cancel_job(job_id: str, session: SessionDep) -> JobOut:
     responses={204: {"description": "No job for this device within wait_s"}},
 )
 async def claim(
-    device: CurrentDevice,
+    token: DeviceToken,
     state: StateDep,
     wait_s: Annotated[float, Query(ge=0, le=300)] = 0,
 ) -> ClaimedJob | Response:
@@ -85,12 +93,12 @@ async def claim(
     rules = service.ClaimRules(lease_s=state.settings.lease_s)
     deadline = time.monotonic() + min(wait_s, state.settings.claim_wait_max_s)
 
-    def attempt() -> ClaimedJob | None:
-        with session_scope(state.sessions) as session:
-            return service.claim_job(session, device.id, device.name, device.descriptor, rules)
+    def attempt(session: Session, device: DeviceRef) -> ClaimedJob | None:
+        return service.claim_job(session, device.id, device.name, device.descriptor, rules)
 
     while True:
-        claimed = await run_in_threadpool(attempt)
+        # each attempt its own short transaction: a long poll holds none while it waits
+        claimed = await as_device(state, token, attempt)
         if claimed is not None:
             state.metrics.claims.inc(outcome="job")
             return claimed
@@ -102,19 +110,24 @@ async def claim(
 
 
 @agent_router.post("/jobs/{job_id}/failure", response_model=JobOut)
-def report_failure(
-    job_id: str, body: JobFailureIn, device: CurrentDevice, session: SessionDep
+async def report_failure(
+    job_id: str, body: JobFailureIn, token: DeviceToken, state: StateDep
 ) -> JobOut:
     """The job could not be measured; it ends ``failed`` with the error text."""
-    return service.fail_job(session, device.id, job_id, body.lease_token, body.error)
+
+    def fail(session: Session, device: DeviceRef) -> JobOut:
+        return service.fail_job(session, device.id, job_id, body.lease_token, body.error)
+
+    return await as_device(state, token, fail)
 
 
 @agent_router.post("/jobs/{job_id}/release", response_model=JobOut)
-def release(
-    job_id: str, body: LeaseIn, device: CurrentDevice, session: SessionDep, state: StateDep
-) -> JobOut:
+async def release(job_id: str, body: LeaseIn, token: DeviceToken, state: StateDep) -> JobOut:
     """Give a leased job back to the queue (the agent is stopping); no attempt is counted."""
-    job = service.release_job(session, device.id, job_id, body.lease_token)
-    session.commit()
+
+    def give_back(session: Session, device: DeviceRef) -> JobOut:
+        return service.release_job(session, device.id, job_id, body.lease_token)
+
+    job = await as_device(state, token, give_back)  # committed: visible before claims wake
     state.notifier.notify()
     return job

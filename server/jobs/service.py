@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from latlab.runtimes import RuntimeConfig, runtime_spec, stored_config
+from latlab.runtimes import RuntimeConfig, runtime_spec, runtimes, stored_config
 from latlab.schemas import (
     ClaimedJob,
     DeviceDescriptor,
@@ -39,7 +39,9 @@ from server.auth import new_lease_token
 from server.db import utcnow
 from server.devices.service import job_device
 from server.errors import Conflict, InvalidInput, NotFound
-from server.tables import Job, Measurement, Model
+from server.jobs import repository
+from server.jobs.repository import JobRow
+from server.tables import Job, Model
 
 __all__ = [
     "ClaimRules",
@@ -150,6 +152,9 @@ def create_job(session: Session, body: JobCreate, default_max_attempts: int) -> 
         device_id=body.device_id,
         selector=body.selector,
         config=body.config.model_dump(mode="json"),
+        runtime=body.config.runtime,
+        provider=body.config.provider,
+        runtime_identity=body.config.identity_key(),
         dedup_key=key,
         state=JobState.queued.value,
         attempts=0,
@@ -181,7 +186,9 @@ def get_job(session: Session, job_id: str) -> Job:
     return job
 
 
-def job_out(job: Job, *, deduplicated: bool = False, measurement_id: int | None = None) -> JobOut:
+def job_out(
+    job: Job | JobRow, *, deduplicated: bool = False, measurement_id: int | None = None
+) -> JobOut:
     return JobOut(
         id=job.id,
         model_id=job.model_id,
@@ -212,28 +219,29 @@ def list_jobs(
     limit: int = 100,
     offset: int = 0,
 ) -> list[JobOut]:
-    query = select(Job, Measurement.id).outerjoin(Measurement, Measurement.job_id == Job.id)
-    if state is not None:
-        query = query.where(Job.state == state.value)
-    if model_id is not None:
-        query = query.where(Job.model_id == model_id)
-    if device_id is not None:
-        query = query.where((Job.device_id == device_id) | (Job.claimed_by == device_id))
-    if ids is not None:
-        query = query.where(Job.id.in_(ids))
-    query = query.order_by(Job.created_at, Job.id).limit(limit).offset(offset)
-    return [job_out(job, measurement_id=mid) for job, mid in session.execute(query)]
+    rows = repository.listed(
+        session,
+        state=state,
+        model_id=model_id,
+        device_id=device_id,
+        ids=ids,
+        limit=limit,
+        offset=offset,
+    )
+    return [job_out(row, measurement_id=row.measurement_id) for row in rows]
 
 
 def cancel_job(session: Session, job_id: str) -> JobOut:
     job = locked_job(session, job_id)
     if not JobState(job.state).pending:
         raise Conflict(f"job {job_id} is already {job.state}")
-    job.state = JobState.cancelled.value
-    job.lease_token = None
-    job.lease_expires_at = None
-    job.finished_at = job.updated_at = utcnow()
-    return job_out(job)
+    repository.finish(session, job_id, JobState.cancelled, job.error, utcnow())
+    return _current(session, job_id)
+
+
+def _current(session: Session, job_id: str) -> JobOut:
+    """The job as it is now in this transaction (after a Core update)."""
+    return job_out(locked_job(session, job_id))
 
 
 # --------------------------------------------------------------------------- agent side
@@ -251,196 +259,132 @@ def claim_job(
     descriptor: dict[str, Any],
     rules: ClaimRules,
 ) -> ClaimedJob | None:
-    """Lease the oldest queued job this device may run, or return None."""
-    _requeue_held_by(session, device_id)
+    """Lease the oldest queued job this device may run, or return None.
+
+    The runtime and provider are matched in SQL (the job's columns against the device's
+    advertised runtimes); a selector, rare, is checked here on the candidates' rows."""
+    now = utcnow()
+    for job_id in repository.requeue_held_by(
+        session, device_id, f"device {device_id} dropped the job (claimed again)", now
+    ):
+        # one job per device: a device that claims again has dropped what it held
+        log.warning("job requeued: its device claimed again", extra={"job_id": job_id})
+    # runtimes this server knows: a job of a plug-in since removed waits until it is back
+    known = runtimes()
+    advertised = [
+        (r.name, list(r.providers))
+        for r in DeviceDescriptor.model_validate(descriptor).runtimes
+        if r.name in known
+    ]
     # the oldest job alone first (most claims take it: one row locked and loaded), then pages
     page, offset = 1, 0
     while True:
-        query = (
-            select(Job)
-            .where(
-                Job.state == JobState.queued.value,
-                (Job.device_id == device_id) | Job.device_id.is_(None),
+        rows = repository.candidates(session, device_id, advertised, limit=page, offset=offset)
+        for row in rows:
+            if row.selector and not selector_matches(row.selector, device_name, descriptor):
+                continue
+            token = new_lease_token()
+            expires = now + timedelta(seconds=rules.lease_s)
+            if not repository.lease(session, row.id, device_id, token, expires, now):
+                continue  # another device took it between our read and our write
+            log.info("job leased", extra={"job_id": row.id, "device_id": device_id})
+            return ClaimedJob(
+                job_id=row.id,
+                lease_token=token,
+                lease_expires_at=expires,
+                lease_s=rules.lease_s,
+                model_id=row.model_id,
+                model_format=ModelFormat(row.model_format),
+                model_size_bytes=row.model_size_bytes,
+                config=stored_config(row.config),
             )
-            .order_by(Job.created_at, Job.id)
-            .limit(page)
-            .offset(offset)
-            .with_for_update(skip_locked=True)
-        )
-        candidates = list(session.scalars(query))
-        for job in candidates:
-            config = stored_config(job.config)
-            if job.selector is not None and not selector_matches(
-                job.selector, device_name, descriptor
-            ):
-                continue
-            if not device_can_run(descriptor, config):
-                continue
-            claimed = _try_lease(session, job, device_id, rules)
-            if claimed is not None:
-                return claimed
-        if len(candidates) < page:
+        if len(rows) < page:
             return None
         offset += page
         page = CLAIM_PAGE
 
 
-def _try_lease(session: Session, job: Job, device_id: str, rules: ClaimRules) -> ClaimedJob | None:
-    token = new_lease_token()
-    now = utcnow()
-    expires = now + timedelta(seconds=rules.lease_s)
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job.id, Job.state == JobState.queued.value)
-        .values(
-            state=JobState.leased.value,
-            lease_token=token,
-            lease_expires_at=expires,
-            claimed_by=device_id,
-            attempts=Job.attempts + 1,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return None  # another device took it between our read and our write
-    model = session.get_one(Model, job.model_id)
-    log.info("job leased", extra={"job_id": job.id, "device_id": device_id})
-    return ClaimedJob(
-        job_id=job.id,
-        lease_token=token,
-        lease_expires_at=expires,
-        lease_s=rules.lease_s,
-        model_id=job.model_id,
-        model_format=ModelFormat(model.format),
-        model_size_bytes=model.size_bytes,
-        config=stored_config(job.config),
-    )
-
-
-def _requeue_held_by(session: Session, device_id: str) -> None:
-    """One job per device: a device that claims again has dropped what it held."""
-    held = session.scalars(
-        select(Job).where(Job.claimed_by == device_id, Job.state == JobState.leased.value)
-    )
-    for job in held:
-        log.warning("job requeued: its device claimed again", extra={"job_id": job.id})
-        _back_to_queue(job, f"device {device_id} dropped the job (claimed again)", count=False)
-
-
-def _back_to_queue(job: Job, reason: str, *, count: bool) -> None:
-    if not count:
-        job.attempts = max(0, job.attempts - 1)
-    job.state = JobState.queued.value
-    job.error = reason
-    job.lease_token = None
-    job.lease_expires_at = None
-    job.updated_at = utcnow()
-
-
-def locked_job(session: Session, job_id: str) -> Job:
-    """The job's row, locked for this transaction (PostgreSQL: FOR UPDATE; SQLite holds the
-    write lock already), so concurrent finishes of one job happen one after the other."""
-    job = session.scalar(
-        select(Job)
-        .where(Job.id == job_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+def locked_job(session: Session, job_id: str) -> JobRow:
+    """The job's row, locked for this transaction; NotFound if there is none."""
+    job = repository.lock(session, job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r}")
     return job
 
 
-def check_lease(session: Session, device_id: str, job_id: str, lease_token: str) -> Job:
+def check_lease(session: Session, device_id: str, job_id: str, lease_token: str) -> JobRow:
     """The job, if this device holds its live lease; 404 unknown job, 409 otherwise."""
-    job = locked_job(session, job_id)
+    return live_lease(locked_job(session, job_id), device_id, lease_token)
+
+
+def live_lease(job: JobRow, device_id: str, lease_token: str) -> JobRow:
+    """``job`` (locked) if this device holds its live lease; 409 otherwise."""
     if job.state != JobState.leased.value:
-        raise Conflict(f"job {job_id} is {job.state}, not leased: the lease is stale")
+        raise Conflict(f"job {job.id} is {job.state}, not leased: the lease is stale")
     if job.claimed_by != device_id or job.lease_token != lease_token:
-        raise Conflict(f"job {job_id}: unknown or stale lease token")
+        raise Conflict(f"job {job.id}: unknown or stale lease token")
     return job
 
 
 def extend_lease(
     session: Session, device_id: str, job_id: str, lease_token: str, lease_s: float
 ) -> datetime:
-    job = check_lease(session, device_id, job_id, lease_token)
-    job.lease_expires_at = utcnow() + timedelta(seconds=lease_s)
-    job.updated_at = utcnow()
-    return job.lease_expires_at
+    check_lease(session, device_id, job_id, lease_token)
+    now = utcnow()
+    expires = now + timedelta(seconds=lease_s)
+    repository.extend(session, job_id, expires, now)
+    return expires
 
 
 def release_job(session: Session, device_id: str, job_id: str, lease_token: str) -> JobOut:
     """The agent gives the job back (it is stopping); the attempt is not counted."""
-    job = check_lease(session, device_id, job_id, lease_token)
-    _back_to_queue(job, f"released by device {device_id}", count=False)
+    check_lease(session, device_id, job_id, lease_token)
+    repository.back_to_queue(
+        session, job_id, f"released by device {device_id}", utcnow(), count=False
+    )
     log.info("job released", extra={"job_id": job_id, "device_id": device_id})
-    return job_out(job)
+    return _current(session, job_id)
+
+
+def is_repeat(job: JobRow, state: JobState, device_id: str, lease_token: str) -> bool:
+    """Whether a finish the device reports again already happened (the same lease)."""
+    return bool(
+        job.state == state.value and job.claimed_by == device_id and job.lease_token == lease_token
+    )
 
 
 def fail_job(session: Session, device_id: str, job_id: str, lease_token: str, error: str) -> JobOut:
     """A failed measurement is data: the job ends ``failed`` with the agent's error text."""
     job = locked_job(session, job_id)
-    if (
-        job.state == JobState.failed.value
-        and job.claimed_by == device_id
-        and job.lease_token == lease_token
-    ):
-        return job_out(job)  # a repeated report
-    job = check_lease(session, device_id, job_id, lease_token)
-    job.state = JobState.failed.value
-    job.error = error
-    job.finished_at = job.updated_at = utcnow()
-    job.lease_expires_at = None
+    if is_repeat(job, JobState.failed, device_id, lease_token):
+        return job_out(job)
+    live_lease(job, device_id, lease_token)
+    repository.finish(session, job_id, JobState.failed, error, utcnow())
     log.info("job failed", extra={"job_id": job_id, "device_id": device_id})
-    return job_out(job)
+    return _current(session, job_id)
 
 
 def release_device_jobs(session: Session, device_id: str) -> tuple[int, int]:
-    """A revoked device's work: its leased jobs back to the queue (the attempt not counted),
-    queued jobs pinned to it cancelled. Returns (requeued, cancelled)."""
-    requeued = cancelled = 0
+    """A revoked device's work: queued or leased jobs pinned to it cancelled, other jobs it
+    holds back to the queue (the attempt not counted). Returns (requeued, cancelled)."""
+    reason = f"device {device_id} was revoked"
     now = utcnow()
-    for job in session.scalars(
-        select(Job)
-        .where(
-            Job.state.in_([JobState.queued.value, JobState.leased.value]),
-            (Job.claimed_by == device_id) | (Job.device_id == device_id),
-        )
-        .with_for_update()
-    ):
-        if job.device_id == device_id:
-            job.state = JobState.cancelled.value
-            job.error = f"device {device_id} was revoked"
-            job.lease_token = job.lease_expires_at = None
-            job.finished_at = job.updated_at = now
-            cancelled += 1
-        elif job.state == JobState.leased.value:
-            _back_to_queue(job, f"device {device_id} was revoked", count=False)
-            requeued += 1
-    return requeued, cancelled
+    cancelled = repository.cancel_pinned_to(session, device_id, reason, now)
+    requeued = repository.requeue_held_by(session, device_id, reason, now)
+    return len(requeued), len(cancelled)
 
 
 def reap_expired_leases(session: Session) -> int:
     """Requeue jobs whose lease ran out (their agent vanished); fail them past max attempts."""
     now = utcnow()
-    expired = session.scalars(
-        select(Job)
-        .where(Job.state == JobState.leased.value, Job.lease_expires_at < now)
-        .with_for_update(skip_locked=True)
-    )
-    n = 0
+    expired = repository.expired_leases(session, now)
     for job in expired:
-        n += 1
         reason = f"lease expired on device {job.claimed_by} (attempt {job.attempts})"
         if job.attempts >= job.max_attempts:
-            job.state = JobState.failed.value
-            job.error = f"{reason}; gave up after {job.max_attempts} attempts"
-            job.lease_expires_at = None
-            job.finished_at = job.updated_at = now
+            error = f"{reason}; gave up after {job.max_attempts} attempts"
+            repository.finish(session, job.id, JobState.failed, error, now)
             log.warning("job failed: leases expired", extra={"job_id": job.id})
         else:
-            _back_to_queue(job, reason, count=True)
+            repository.back_to_queue(session, job.id, reason, now, count=True)
             log.warning("job requeued: lease expired", extra={"job_id": job.id})
-    return n
+    return len(expired)

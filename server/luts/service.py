@@ -25,7 +25,7 @@ from latlab.errors import LatlabError
 from latlab.export.onnx import to_onnx
 from latlab.graph import OpGraph
 from latlab.latency_model import LatencyModel
-from latlab.runtimes import DEFAULT_RUNTIME, RuntimeConfig, rules_for, runtime_spec, stored_config
+from latlab.runtimes import RuntimeConfig, rules_for, runtime_spec, stored_config
 from latlab.schemas import (
     JobCreate,
     JobState,
@@ -323,10 +323,9 @@ def _measured(
 ) -> list[_Whole]:
     """Whole models measured on the device with the same runtime identity, newest first
     (micro-models of any LUT left out); ``with_ops``: only those with per-op rows."""
-    query = select(
-        Measurement.id, Measurement.model_id, Measurement.median_ms, Measurement.config
-    ).where(
+    query = select(Measurement.id, Measurement.model_id, Measurement.median_ms).where(
         Measurement.device_id == device_id,
+        Measurement.runtime_identity == config.identity_key(),
         Measurement.source == MeasurementSource.measured.value,
         Measurement.model_id.is_not(None),
         Measurement.model_id.not_in(select(LutKernel.model_id)),
@@ -343,18 +342,8 @@ def _measured(
         query = query.where(
             select(OpMeasurement.id).where(OpMeasurement.measurement_id == Measurement.id).exists()
         )
-    identity = config.identity()
-    out = []
-    for m_id, model_id, median_ms, m_config in session.execute(
-        query.order_by(Measurement.id.desc())
-    ):
-        if m_config.get("runtime", DEFAULT_RUNTIME) != config.runtime:
-            continue
-        if stored_config(m_config).identity() == identity:
-            out.append(_Whole(m_id, model_id, median_ms))
-            if len(out) >= limit:
-                break
-    return out
+    rows = session.execute(query.order_by(Measurement.id.desc()).limit(limit))
+    return [_Whole(m_id, str(model_id), median_ms) for m_id, model_id, median_ms in rows]
 
 
 def _build_measured_ops(session: Session, blobs: BlobStore, lut: Lut) -> LookupTable:

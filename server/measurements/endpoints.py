@@ -3,9 +3,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
+from sqlalchemy.orm import Session
 
 from latlab.schemas import MeasurementIn, MeasurementOut
-from server.deps import MAX_INT32, CurrentDevice, Offset, SessionDep, StateDep, UserAuth
+from server.deps import (
+    MAX_INT32,
+    DeviceRef,
+    DeviceToken,
+    Offset,
+    SessionDep,
+    StateDep,
+    UserAuth,
+    as_device,
+)
 from server.devices.service import device_filter
 from server.measurements import service
 
@@ -25,16 +35,16 @@ def list_measurements(
     offset: Offset = 0,
 ) -> list[MeasurementOut]:
     """Measurements by model, device or job; raw samples and per-op rows on request."""
-    rows = service.list_measurements(
+    return service.list_measurements(
         session,
         model_id=model_id,
         device_id=device_filter(session, device_id),
         job_id=job_id,
-        with_ops=ops,
+        samples=samples,
+        ops=ops,
         limit=limit,
         offset=offset,
     )
-    return [service.measurement_out(r, samples=samples, ops=ops) for r in rows]
 
 
 @router.get(
@@ -44,7 +54,7 @@ def get_measurement(
     measurement_id: Annotated[int, Path(ge=1, le=MAX_INT32)], session: SessionDep
 ) -> MeasurementOut:
     """One measurement with its raw samples and per-op rows."""
-    return service.measurement_out(service.get_measurement(session, measurement_id))
+    return service.get_measurement(session, measurement_id)
 
 
 @agent_router.post(
@@ -53,19 +63,22 @@ def get_measurement(
     status_code=status.HTTP_201_CREATED,
     responses={200: {"model": MeasurementOut, "description": "Already stored (a repeat)"}},
 )
-def upload_result(
+async def upload_result(
     job_id: str,
     body: MeasurementIn,
     response: Response,
-    device: CurrentDevice,
-    session: SessionDep,
+    token: DeviceToken,
     state: StateDep,
 ) -> MeasurementOut:
     """Store the result of a leased job; 409 for a stale or unknown lease, 200 for a repeat."""
-    row, created = service.store_result(session, device.id, job_id, body)
+
+    def store(session: Session, device: DeviceRef) -> tuple[MeasurementOut, bool]:
+        return service.store_result(session, device.id, job_id, body)
+
+    stored, created = await as_device(state, token, store)
     if created:
         state.metrics.results.inc()
         state.metrics.measurement_seconds.observe(body.timing_wall_s, runtime=body.runtime)
     else:
         response.status_code = status.HTTP_200_OK
-    return service.measurement_out(row, samples=False, ops=False)
+    return stored

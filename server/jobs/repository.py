@@ -1,0 +1,267 @@
+"""The jobs table in Core SQL: the queue's reads and state changes, one statement each.
+The hot ones (claim, lease, finish) are built once, with bound parameters.
+
+The claim and result path runs a few hundred times a second on a busy lab; the ORM's unit of
+work (identity map, attribute history, flush ordering) cost more than the statements here.
+Rows come back as ``JobRow`` (a plain named row: every column of ``jobs``); the rules of the
+state machine (who may do what, which errors) stay in ``server.jobs.service``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    false,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from latlab.schemas import JobState
+from server.tables import Job, Measurement, Model
+
+__all__ = [
+    "JobRow",
+    "back_to_queue",
+    "cancel_pinned_to",
+    "candidates",
+    "expired_leases",
+    "extend",
+    "finish",
+    "lease",
+    "listed",
+    "lock",
+    "requeue_held_by",
+    "runs_on",
+]
+
+jobs = cast(Table, Job.__table__)
+models = cast(Table, Model.__table__)
+measurements = cast(Table, Measurement.__table__)
+
+#: A row of ``jobs``: its columns as attributes (``row.state``, ``row.lease_token``, ...).
+JobRow = Row[*tuple[Any, ...]]
+
+QUEUED, LEASED = JobState.queued.value, JobState.leased.value
+
+
+_LOCK = select(jobs).where(jobs.c.id == bindparam("job_id")).with_for_update()
+_LEASE = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("job_id"), jobs.c.state == QUEUED)
+    .values(
+        state=LEASED,
+        lease_token=bindparam("token"),
+        lease_expires_at=bindparam("expires"),
+        claimed_by=bindparam("claimant"),
+        attempts=jobs.c.attempts + 1,
+        updated_at=bindparam("now"),
+    )
+)
+_NOT_COUNTED = case((jobs.c.attempts > 0, jobs.c.attempts - 1), else_=0)
+_REQUEUE_HELD_BY = (
+    update(jobs)
+    .where(jobs.c.claimed_by == bindparam("claimant"), jobs.c.state == LEASED)
+    .values(
+        state=QUEUED,
+        error=bindparam("reason"),
+        lease_token=None,
+        lease_expires_at=None,
+        updated_at=bindparam("now"),
+        attempts=_NOT_COUNTED,
+    )
+    .returning(jobs.c.id)
+)
+_FINISH = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("job_id"))
+    .values(
+        state=bindparam("new_state"),
+        error=bindparam("reason"),
+        lease_expires_at=None,
+        finished_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+)
+#: A cancelled job's lease token goes too (a done or failed one keeps it: a repeated report
+#: of the same lease is recognised by it).
+_CANCEL = _FINISH.values(lease_token=None)
+
+
+def listed(
+    session: Session,
+    *,
+    state: JobState | None,
+    model_id: str | None,
+    device_id: str | None,
+    ids: Sequence[str] | None,
+    limit: int,
+    offset: int,
+) -> Sequence[JobRow]:
+    """Jobs oldest first, each with the id of its measurement (``measurement_id``, or None);
+    ``device_id``: pinned to or claimed by that device."""
+    query = select(jobs, measurements.c.id.label("measurement_id")).outerjoin(
+        measurements, measurements.c.job_id == jobs.c.id
+    )
+    if state is not None:
+        query = query.where(jobs.c.state == state.value)
+    if model_id is not None:
+        query = query.where(jobs.c.model_id == model_id)
+    if device_id is not None:
+        query = query.where(or_(jobs.c.device_id == device_id, jobs.c.claimed_by == device_id))
+    if ids is not None:
+        query = query.where(jobs.c.id.in_(ids))
+    query = query.order_by(jobs.c.created_at, jobs.c.id).limit(limit).offset(offset)
+    return session.execute(query).all()
+
+
+def lock(session: Session, job_id: str) -> JobRow | None:
+    """The job's row, locked for this transaction (PostgreSQL: FOR UPDATE; SQLite holds the
+    write lock already), so concurrent finishes of one job happen one after the other."""
+    return session.execute(_LOCK, {"job_id": job_id}).first()
+
+
+def runs_on(runtimes: Sequence[tuple[str, Sequence[str]]]) -> ColumnElement[bool]:
+    """Jobs whose runtime a device advertises with their provider (no providers listed: any)."""
+    clauses = [
+        jobs.c.runtime == name
+        if not providers
+        else and_(jobs.c.runtime == name, jobs.c.provider.in_(list(providers)))
+        for name, providers in runtimes
+    ]
+    return or_(*clauses) if clauses else false()
+
+
+def candidates(
+    session: Session,
+    device_id: str,
+    runtimes: Sequence[tuple[str, Sequence[str]]],
+    *,
+    limit: int,
+    offset: int,
+) -> Sequence[Row[*tuple[Any, ...]]]:
+    """Queued jobs this device's runtimes can run, oldest first, locked (others skipped):
+    id, selector, model_id, config and the model's format and size."""
+    query = _candidates(tuple((name, tuple(providers)) for name, providers in runtimes))
+    params = {"device_id": device_id, "limit": limit, "offset": offset}
+    return session.execute(query, params).all()
+
+
+@functools.lru_cache(maxsize=256)
+def _candidates(runtimes: tuple[tuple[str, tuple[str, ...]], ...]) -> Select[Any]:
+    """The candidates query for one set of advertised runtimes, built once (a lab's devices
+    advertise a handful of distinct sets): no statement is built or keyed per claim."""
+    return (
+        select(
+            jobs.c.id,
+            jobs.c.selector,
+            jobs.c.model_id,
+            jobs.c.config,
+            models.c.format.label("model_format"),
+            models.c.size_bytes.label("model_size_bytes"),
+        )
+        .join(models, models.c.id == jobs.c.model_id)
+        .where(
+            jobs.c.state == QUEUED,
+            or_(jobs.c.device_id == bindparam("device_id"), jobs.c.device_id.is_(None)),
+            runs_on(runtimes),
+        )
+        .order_by(jobs.c.created_at, jobs.c.id)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+        .with_for_update(of=jobs, skip_locked=True)
+    )
+
+
+def lease(
+    session: Session, job_id: str, device_id: str, token: str, expires: datetime, now: datetime
+) -> bool:
+    """Lease a queued job (compare-and-set on its state); False if another device took it."""
+    params = {"job_id": job_id, "claimant": device_id, "token": token}
+    result = session.execute(_LEASE, {**params, "expires": expires, "now": now})
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def requeue_held_by(session: Session, device_id: str, reason: str, now: datetime) -> list[str]:
+    """Jobs this device holds back to the queue, the attempt not counted; their ids."""
+    result = session.execute(
+        _REQUEUE_HELD_BY, {"claimant": device_id, "reason": reason, "now": now}
+    )
+    return list(result.scalars())
+
+
+def back_to_queue(
+    session: Session, job_id: str, reason: str, now: datetime, *, count: bool
+) -> None:
+    session.execute(
+        update(jobs).where(jobs.c.id == job_id).values(**_queued(reason, now, count=count))
+    )
+
+
+def _queued(reason: str, now: datetime, *, count: bool) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "state": QUEUED,
+        "error": reason,
+        "lease_token": None,
+        "lease_expires_at": None,
+        "updated_at": now,
+    }
+    if not count:
+        values["attempts"] = _NOT_COUNTED
+    return values
+
+
+def finish(
+    session: Session, job_id: str, state: JobState, error: str | None, now: datetime
+) -> None:
+    """End the job: done, failed or cancelled (its lease gone)."""
+    statement = _CANCEL if state is JobState.cancelled else _FINISH
+    session.execute(
+        statement, {"job_id": job_id, "new_state": state.value, "reason": error, "now": now}
+    )
+
+
+def cancel_pinned_to(session: Session, device_id: str, reason: str, now: datetime) -> list[str]:
+    """Pending jobs pinned to this device cancelled; their ids."""
+    result = session.execute(
+        update(jobs)
+        .where(jobs.c.device_id == device_id, jobs.c.state.in_([QUEUED, LEASED]))
+        .values(
+            state=JobState.cancelled.value,
+            error=reason,
+            lease_token=None,
+            lease_expires_at=None,
+            finished_at=now,
+            updated_at=now,
+        )
+        .returning(jobs.c.id)
+    )
+    return list(result.scalars())
+
+
+def expired_leases(session: Session, now: datetime) -> Sequence[JobRow]:
+    """Leased jobs whose lease ran out, locked (those another reaper holds skipped)."""
+    query = (
+        select(jobs)
+        .where(jobs.c.state == LEASED, jobs.c.lease_expires_at < now)
+        .with_for_update(skip_locked=True)
+    )
+    return session.execute(query).all()
+
+
+def extend(session: Session, job_id: str, expires: datetime, now: datetime) -> None:
+    session.execute(
+        update(jobs).where(jobs.c.id == job_id).values(lease_expires_at=expires, updated_at=now)
+    )
