@@ -1,4 +1,4 @@
-"""A lab on this machine for the benchmarks: ``latlab.local_lab`` (an embedded server and one
+"""A lab on this machine for the benchmarks: ``latlab.lab.local`` (an embedded server and one
 ``latlab agent`` process, the timing on a CPU of its own) with its data kept in a directory."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import httpx
 from pydantic import SecretStr
 
 from latlab.client import Client
-from latlab.local_lab import local_lab
+from latlab.lab.local import local_lab
 from latlab.progress import follow_dataset
 from latlab.runtimes import RuntimeConfig
 from latlab.schemas import DatasetCreate, DatasetOut, DeviceOut
@@ -31,7 +31,7 @@ LATLAB = str(Path(sys.executable).with_name("latlab"))
 def bench_lab(
     root: Path, api_key: str, enroll_key: str, database_url: str | None = None
 ) -> Iterator[tuple[Client, DeviceOut, Settings]]:
-    """``latlab.local_lab`` in ``root`` (the timing on the last CPU, the server and this
+    """``latlab.lab.local`` in ``root`` (the timing on the last CPU, the server and this
     process on the others): the client, the agent's device and the server's settings."""
     settings = Settings(
         data_dir=root,

@@ -12,7 +12,7 @@ Goal: LUT within ±10 % for >= 90 % of archs, clearly above the FLOPs baseline.
 The ground truth is checked too: the last ``--remeasure`` test archs (default 50) are measured
 again in reverse order as a second campaign, and the two medians compared (median |relative
 difference|, share within 1/3/5/10 %). A ground truth that moves caps every predictor's
-"within ±10 %". The timing runs on a CPU of its own (``latlab.local_lab``); each measurement's
+"within ±10 %". The timing runs on a CPU of its own (``latlab.lab.local``); each measurement's
 provenance says what else ran there, summarised at the end.
 
     python bench/lut_accuracy.py [--n 200] [--train 100] [--seed 0] [--remeasure 50]

@@ -129,10 +129,10 @@ def measure(client: Client, device_id: str, archs: list[Nb201Arch]) -> dict[str,
 
 @contextlib.contextmanager
 def own_lab(n_measure: int) -> Iterator[tuple[Client, str]]:
-    """``latlab.local_lab`` (an embedded server and this machine's CPU agent, the timing on a
+    """``latlab.lab.local`` (an embedded server and this machine's CPU agent, the timing on a
     CPU of its own); ``n_measure`` archs measured and a GCN trained on them (the ``latlab``
     preset)."""
-    from latlab.local_lab import local_lab
+    from latlab.lab.local import local_lab
     from predictors.pipeline import train_for_device
     from predictors.presets import PRESETS
     from server.config import Settings

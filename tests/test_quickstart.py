@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from latlab.quickstart import run_quickstart
+from latlab.lab.quickstart import run_quickstart
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import DatasetFormat
 from latlab.spaces.nb201 import Nb201

@@ -12,9 +12,10 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from latlab.cli import datasets, luts, measure, predict, roles, runtimes, spaces
+from latlab.cli import datasets, luts, measure, predict, runtimes, spaces
 from latlab.cli.common import UsageError
 from latlab.errors import LatlabError
+from latlab.lab import roles
 from latlab.logs import configure_logging
 
 __all__ = ["main"]

@@ -1,6 +1,6 @@
 """``latlab quickstart``: the whole loop on this machine, end to end, on real measurements.
 
-An embedded server on SQLite and a local CPU agent (``latlab.local_lab``: the agent in a process
+An embedded server on SQLite and a local CPU agent (``latlab.lab.local``: the agent in a process
 of its own, timing on a CPU of its own); a campaign of NAS-Bench-201 archs
 exported to ONNX, timed with the measurement protocol and profiled per op; the dataset
 exported as LatBench pickles, Parquet tables and CSV; LUTs built from half of the archs (from
@@ -23,8 +23,8 @@ import numpy as np
 from pydantic import SecretStr
 
 from latlab.client import Client
+from latlab.lab.local import local_lab
 from latlab.latency_model import to_artifact
-from latlab.local_lab import local_lab
 from latlab.metrics import RegressionMetrics, regression_metrics, spearman
 from latlab.opkey import graph_cost
 from latlab.progress import follow_dataset, follow_lut

@@ -88,7 +88,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    from latlab.quickstart import run_quickstart
+    from latlab.lab.quickstart import run_quickstart
 
     extra = {} if args.archs is None else {"n_archs": args.archs}
     run_quickstart(Path(args.dir), out=sys.stdout, **extra)

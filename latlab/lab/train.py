@@ -1,0 +1,80 @@
+"""``latlab train``: a device's learned predictor trained here (``pip install
+'latlab[train]'``) from the server's measurements, and registered there."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from latlab.cli.common import client_from, figure
+
+__all__ = ["cmd_train"]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from latlab.latency_model import to_artifact
+    from predictors.pipeline import train_for_device
+    from predictors.presets import PRESETS
+
+    config = PRESETS[args.preset]
+    overrides = {
+        k: getattr(args, k) for k in ("epochs", "hidden", "folds") if getattr(args, k) is not None
+    }
+    config = replace(config, **overrides, seed=args.seed)
+    with client_from(args) as client:
+        device = client.device(args.device)  # an id or a name: the training data is by id
+        with tqdm(
+            total=config.epochs * config.n_members,
+            unit="epoch",
+            file=sys.stderr,
+            dynamic_ncols=True,
+        ) as bar:
+            run = train_for_device(
+                client,
+                device.id,
+                config,
+                dataset_ids=args.dataset or (),
+                form=args.form,
+                n_test=args.test,
+                split_seed=args.seed,
+                register=not args.no_register,
+                on_epoch=bar.update,
+            )
+    report = run.report
+    n_train = run.predictor.meta["split"]["train"]
+    print(
+        f"trained on {n_train} of {len(run.data.archs)} {run.data.space} archs "
+        f"({run.data.form} form, {args.preset}) in {report.train_s:.1f} s; "
+        f"serves {report.served}"
+    )
+    print(f"cross-validated ({config.folds} folds), best first:")
+    for name, m in report.candidates:
+        print(f"  {name:<18} {_line(m)}")
+    if report.test is not None:
+        print(f"held-out {report.test.n}: {_line(report.test)}")
+    if args.output is not None:
+        Path(args.output).write_bytes(to_artifact(run.predictor))
+        print(f"artifact {args.output}")
+    if args.plot is not None:
+        Path(args.plot).write_bytes(run.plot_png)
+        print(f"plot {args.plot}")
+    if run.registered is not None:
+        print(
+            f"{run.registered.id}  version {run.registered.version} of {device.id} "
+            f"({device.name}, {run.registered.runtime}), current"
+        )
+    return 0
+
+
+def _line(m: Any) -> str:
+    return (
+        f"{figure(m.within_10pct, '.1f', 100, '%')} within 10%, "
+        f"{figure(m.within_5pct, '.1f', 100, '%')} within 5%, "
+        f"MAPE {figure(m.mape, '.2f', 100, '%')}, RMSE {figure(m.rmse_ms, '.4f', suffix=' ms')}, "
+        f"rho {figure(m.spearman)}, tau {figure(m.kendall)}"
+    )
