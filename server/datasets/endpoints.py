@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile, status
 
-from latlab.datasets.latbench import DatasetFileError, write_latbench
+from latlab.datasets.latbench import write_latbench
 from latlab.datasets.reader import METADATA, read_import
 from latlab.datasets.tables import datasheet, write_csv, write_parquet
 from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut
@@ -92,10 +92,7 @@ def import_dataset(
             raise BadRequest(f"{upload.filename or 'a file'} is empty")
         contents.append((safe_filename(upload.filename, "upload"), buffer.getvalue()))
     params = _space_params(space_params)
-    try:
-        table = read_import(contents)
-    except DatasetFileError as exc:
-        raise InvalidInput(str(exc)) from exc
+    table = read_import(contents)  # a DatasetFileError (a LatlabError) answers 422
     del contents
     return imports.import_dataset(
         session,
@@ -147,16 +144,13 @@ def export_dataset(
     seconds), ``json`` (the same as JSON), ``csv``, or ``parquet`` (a zip of tables + README)."""
     dataset = service.get_dataset(session, dataset_id)
     dump = service.dataset_dump(session, dataset, full=format == DatasetFormat.parquet)
-    try:
-        if format == DatasetFormat.csv:
-            return Response(write_csv(dump)["measurements.csv"], media_type="text/csv")
-        if format == DatasetFormat.parquet:
-            files = write_parquet(dump)
-        else:
-            files = write_latbench(dump, as_json=format == DatasetFormat.json)
-            files["README.md"] = datasheet(dump).encode()
-    except DatasetFileError as exc:
-        raise InvalidInput(str(exc)) from exc
+    if format == DatasetFormat.csv:
+        return Response(write_csv(dump)["measurements.csv"], media_type="text/csv")
+    if format == DatasetFormat.parquet:
+        files = write_parquet(dump)
+    else:
+        files = write_latbench(dump, as_json=format == DatasetFormat.json)
+        files["README.md"] = datasheet(dump).encode()
     files[METADATA] = json.dumps(dump.metadata(), indent=2).encode()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:

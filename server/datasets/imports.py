@@ -31,9 +31,9 @@ from latlab.schemas import (
     DeviceSource,
     MeasurementSource,
 )
-from latlab.spaces import GraphForm
+from latlab.spaces import GraphForm, get_space
 from server.auth import hash_token, new_device_token
-from server.datasets.service import dataset_out, space_or_invalid
+from server.datasets.service import dataset_out
 from server.db import reserve_ids, utcnow
 from server.errors import InvalidInput
 from server.tables import Base, Dataset, DatasetArch, DatasetEntry, Device, Measurement
@@ -64,7 +64,7 @@ def import_dataset(
     says it in its ``dataset.json``); None leaves it unknown. ``runtime``: the runtime of rows
     whose file names none (else they are ``unknown``)."""
     params = space_params or {}
-    space = space_or_invalid(_space_name(table, space_name), params)
+    space = get_space(_space_name(table, space_name), **params)
     measured_form = _form(table, form)
     canonical = _canonical_archs(space, table.rows)
     _refuse_duplicates(table.rows, canonical)

@@ -13,13 +13,11 @@ import tempfile
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from latlab.datasets.dump import STAT_FIELDS, ArchRow, DatasetDump, DeviceRow, MeasurementRow, OpRow
-from latlab.errors import LatlabError
 from latlab.export.files import model_file
 from latlab.runtimes import runtime_spec, stored_config
 from latlab.schemas import (
@@ -56,7 +54,6 @@ __all__ = [
     "get_dataset",
     "list_datasets",
     "prepare_next",
-    "space_or_invalid",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,26 +62,16 @@ log = logging.getLogger(__name__)
 EXPORT_SEED = 0
 
 
-def space_or_invalid(name: str, params: dict[str, int]) -> Any:
-    try:
-        return get_space(name, **params)
-    except LatlabError as exc:
-        raise InvalidInput(str(exc)) from exc
-
-
 def create_campaign(session: Session, body: DatasetCreate, max_archs: int = 100_000) -> DatasetOut:
-    space = space_or_invalid(body.space, body.space_params)
-    try:
-        if body.archs is not None:
-            if body.n is not None:
-                raise InvalidInput("give archs or n, not both")
-            archs = list(dict.fromkeys(space.parse(a) for a in body.archs))
-        elif body.n is not None:
-            archs = space.sample(body.n, body.seed)
-        else:
-            raise InvalidInput("give archs (a list) or n (how many to sample)")
-    except LatlabError as exc:
-        raise InvalidInput(str(exc)) from exc
+    space = get_space(body.space, **body.space_params)
+    if body.archs is not None:
+        if body.n is not None:
+            raise InvalidInput("give archs or n, not both")
+        archs = list(dict.fromkeys(space.parse(a) for a in body.archs))
+    elif body.n is not None:
+        archs = space.sample(body.n, body.seed)
+    else:
+        raise InvalidInput("give archs (a list) or n (how many to sample)")
     devices = _devices(session, body)
     if len(archs) * len(devices) > max_archs:
         raise InvalidInput(f"{len(archs)} archs x {len(devices)} devices exceeds {max_archs} jobs")

@@ -45,7 +45,7 @@ from lut.model import LutModel
 from lut.table import LookupTable
 from server.blobstore import BlobStore
 from server.config import Settings
-from server.datasets.service import get_dataset, space_or_invalid
+from server.datasets.service import get_dataset
 from server.db import utcnow
 from server.devices.service import get_device, job_device
 from server.errors import Conflict, InvalidInput, NotFound
@@ -107,12 +107,9 @@ def create_lut(session: Session, body: LutCreate) -> LutOut:
     else:
         device = _device(session, body.device_id)
     if body.space is not None:
-        space = space_or_invalid(body.space, body.space_params)
-        try:
-            for arch in body.archs or []:
-                space.parse(arch)
-        except LatlabError as exc:
-            raise InvalidInput(str(exc)) from exc
+        space = get_space(body.space, **body.space_params)
+        for arch in body.archs or []:
+            space.parse(arch)
     elif body.archs is not None or body.n is not None:
         raise InvalidInput("archs and n need a space")
     for model_id in body.model_ids or []:

@@ -55,14 +55,11 @@ def store_model(
         path.unlink(missing_ok=True)
         return model_out(existing), False
     model_format = ModelFormat.tflite if is_tflite(data) else ModelFormat.onnx
-    try:
-        summary = (
-            summarize_tflite(data, max_nodes=limits.max_nodes)
-            if model_format is ModelFormat.tflite
-            else summarize_onnx(load_onnx(data, max_nodes=limits.max_nodes))
-        )
-    except ModelInvalid as exc:
-        raise InvalidInput(str(exc)) from exc
+    summary = (  # ModelInvalid, a LatlabError, answers 422
+        summarize_tflite(data, max_nodes=limits.max_nodes)
+        if model_format is ModelFormat.tflite
+        else summarize_onnx(load_onnx(data, max_nodes=limits.max_nodes))
+    )
     if (summary.largest_tensor_bytes or 0) > limits.max_tensor_bytes:
         raise InvalidInput(
             f"tensor {summary.largest_tensor!r} would take {summary.largest_tensor_bytes:,} bytes; "

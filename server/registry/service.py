@@ -12,12 +12,11 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from latlab.errors import LatlabError
 from latlab.latency_model import LatencyModel, read_artifact
 from latlab.schemas import PredictorOut
+from latlab.spaces import get_space
 from server.blobstore import BlobStore
 from server.config import Settings
-from server.datasets.service import space_or_invalid
 from server.db import utcnow
 from server.devices.service import get_device
 from server.errors import InvalidInput, NotFound
@@ -63,13 +62,10 @@ def register_predictor(
     current: bool,
 ) -> PredictorOut:
     device = get_device(session, device_id)
-    try:
-        model = read_artifact(artifact)  # any registered kind; the header names it
-    except LatlabError as exc:
-        raise InvalidInput(str(exc)) from exc
+    model = read_artifact(artifact)  # any registered kind; the header names it
     report = model.describe()
     if space is not None:
-        space_or_invalid(space, space_params)
+        get_space(space, **space_params)
     if plot_png is not None and not plot_png.startswith(PNG_SIGNATURE):
         raise InvalidInput("the plot is not a PNG image")
     latest = session.scalar(
