@@ -35,6 +35,7 @@ __all__ = [
     "alembic_config",
     "create_db_engine",
     "current_revision",
+    "end_session",
     "head_revision",
     "is_sqlite",
     "reserve_ids",
@@ -209,7 +210,19 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     session = factory()
     try:
         yield session
-        session.commit()
+    except BaseException:
+        end_session(session, commit=False)
+        raise
+    end_session(session, commit=True)
+
+
+def end_session(session: Session, *, commit: bool) -> None:
+    """Commit (rolled back if the commit fails) or roll back, then give the connection back."""
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
     except BaseException:
         session.rollback()
         raise

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from server.auth import DEVICE_TOKEN_PREFIX, bearer_token, hash_token, key_matches
 from server.blobstore import BlobStore
 from server.config import Settings
-from server.db import session_scope, utcnow
+from server.db import end_session, session_scope, utcnow
 from server.errors import Forbidden, Unauthorized
 from server.notify import JobNotifier
 from server.prometheus import Metrics
@@ -67,22 +67,9 @@ async def _session(state: StateDep) -> AsyncIterator[Session]:
     try:
         yield session
     except BaseException:
-        await run_in_threadpool(_close, session, commit=False)
+        await run_in_threadpool(end_session, session, commit=False)
         raise
-    await run_in_threadpool(_close, session, commit=True)
-
-
-def _close(session: Session, *, commit: bool) -> None:
-    try:
-        if commit:
-            session.commit()
-        else:
-            session.rollback()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+    await run_in_threadpool(end_session, session, commit=True)
 
 
 SessionDep = Annotated[Session, Depends(_session, scope="function")]

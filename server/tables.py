@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     text,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "Model",
     "OpMeasurement",
     "Predictor",
+    "core_table",
 ]
 
 NAMING = {
@@ -70,6 +72,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+def core_table(entity: type[Base]) -> Table:
+    """The Core table of a mapped class, for statements that skip the ORM."""
+    return cast(Table, entity.__table__)
 
 
 class Device(Base):

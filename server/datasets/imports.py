@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter, defaultdict
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from latlab.datasets.dump import STAT_FIELDS
@@ -36,7 +36,7 @@ from server.auth import hash_token, new_device_token
 from server.datasets.service import dataset_out
 from server.db import reserve_ids, utcnow
 from server.errors import InvalidInput
-from server.tables import Base, Dataset, DatasetArch, DatasetEntry, Device, Measurement
+from server.tables import Dataset, DatasetArch, DatasetEntry, Device, Measurement, core_table
 
 __all__ = ["import_dataset"]
 
@@ -96,7 +96,7 @@ def import_dataset(
     # Core inserts, batched by the driver: an import is 10^5 rows (the ORM's unit of work
     # would build an object per row).
     session.execute(
-        insert(_table(DatasetArch)),
+        insert(core_table(DatasetArch)),
         [
             {"dataset_id": dataset.id, "position": i, "arch": arch, "arch_index": str(index)}
             for i, (arch, index) in enumerate(archs)
@@ -108,7 +108,7 @@ def import_dataset(
             select(DatasetArch.arch, DatasetArch.id).where(DatasetArch.dataset_id == dataset.id)
         )
     }
-    measurements = _table(Measurement)
+    measurements = core_table(Measurement)
     measurement_ids = reserve_ids(session, measurements, len(table.rows))
     session.execute(
         insert(measurements),
@@ -118,7 +118,7 @@ def import_dataset(
         ],
     )
     session.execute(
-        insert(_table(DatasetEntry)),
+        insert(core_table(DatasetEntry)),
         [
             {
                 "dataset_arch_id": arch_ids[canonical[r.arch][0]],
@@ -134,10 +134,6 @@ def import_dataset(
         extra={"dataset_id": dataset.id, "rows": len(table.rows), "devices": len(devices)},
     )
     return dataset_out(session, dataset)
-
-
-def _table(entity: type[Base]) -> Table:
-    return cast(Table, entity.__table__)
 
 
 def _space_name(table: ImportTable, requested: str | None) -> str:

@@ -4,16 +4,16 @@ its device (one indexed read, and a write of ``last_seen_at`` at most every few 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Row, Table, bindparam, select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from server.tables import Device
+from server.tables import Device, core_table
 
 __all__ = ["by_token_hash", "seen"]
 
-devices = cast(Table, Device.__table__)
+devices = core_table(Device)
 
 _BY_TOKEN_HASH = select(
     devices.c.id,

@@ -1,5 +1,5 @@
-"""The jobs table in Core SQL: the queue's reads and state changes, one statement each.
-The hot ones (claim, lease, finish) are built once, with bound parameters.
+"""The jobs table in Core SQL: the queue's reads and state changes, one statement each,
+built once with bound parameters where their shape is fixed.
 
 The claim and result path runs a few hundred times a second on a busy lab; the ORM's unit of
 work (identity map, attribute history, flush ordering) cost more than the statements here.
@@ -12,13 +12,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Row,
     Select,
-    Table,
     and_,
     bindparam,
     case,
@@ -30,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from latlab.schemas import JobState
-from server.tables import Job, Measurement, Model
+from server.tables import Job, Measurement, Model, core_table
 
 __all__ = [
     "JobRow",
@@ -47,9 +46,9 @@ __all__ = [
     "runs_on",
 ]
 
-jobs = cast(Table, Job.__table__)
-models = cast(Table, Model.__table__)
-measurements = cast(Table, Measurement.__table__)
+jobs = core_table(Job)
+models = core_table(Model)
+measurements = core_table(Measurement)
 
 #: A row of ``jobs``: its columns as attributes (``row.state``, ``row.lease_token``, ...).
 JobRow = Row[*tuple[Any, ...]]
@@ -71,33 +70,58 @@ _LEASE = (
     )
 )
 _NOT_COUNTED = case((jobs.c.attempts > 0, jobs.c.attempts - 1), else_=0)
+
+
+def _queued_values(*, count: bool) -> dict[str, Any]:
+    """Back to the queue, the lease gone, ``:reason`` as its error; the attempt taken back
+    unless ``count``."""
+    values: dict[str, Any] = {
+        "state": QUEUED,
+        "error": bindparam("reason"),
+        "lease_token": None,
+        "lease_expires_at": None,
+        "updated_at": bindparam("now"),
+    }
+    if not count:
+        values["attempts"] = _NOT_COUNTED
+    return values
+
+
+#: Ended (done, failed or cancelled: ``:new_state``), ``:reason`` as its error. The lease
+#: token stays (a repeated report of the same lease is recognised by it) except on a cancel.
+_FINISHED_VALUES: dict[str, Any] = {
+    "state": bindparam("new_state"),
+    "error": bindparam("reason"),
+    "lease_expires_at": None,
+    "finished_at": bindparam("now"),
+    "updated_at": bindparam("now"),
+}
+
 _REQUEUE_HELD_BY = (
     update(jobs)
     .where(jobs.c.claimed_by == bindparam("claimant"), jobs.c.state == LEASED)
-    .values(
-        state=QUEUED,
-        error=bindparam("reason"),
-        lease_token=None,
-        lease_expires_at=None,
-        updated_at=bindparam("now"),
-        attempts=_NOT_COUNTED,
-    )
+    .values(**_queued_values(count=False))
     .returning(jobs.c.id)
 )
-_FINISH = (
+_BACK_TO_QUEUE = {
+    count: update(jobs)
+    .where(jobs.c.id == bindparam("job_id"))
+    .values(**_queued_values(count=count))
+    for count in (False, True)
+}
+_FINISH = update(jobs).where(jobs.c.id == bindparam("job_id")).values(**_FINISHED_VALUES)
+_CANCEL = _FINISH.values(lease_token=None)
+_CANCEL_PINNED_TO = (
+    update(jobs)
+    .where(jobs.c.device_id == bindparam("pinned"), jobs.c.state.in_([QUEUED, LEASED]))
+    .values(**_FINISHED_VALUES, lease_token=None)
+    .returning(jobs.c.id)
+)
+_EXTEND = (
     update(jobs)
     .where(jobs.c.id == bindparam("job_id"))
-    .values(
-        state=bindparam("new_state"),
-        error=bindparam("reason"),
-        lease_expires_at=None,
-        finished_at=bindparam("now"),
-        updated_at=bindparam("now"),
-    )
+    .values(lease_expires_at=bindparam("expires"), updated_at=bindparam("now"))
 )
-#: A cancelled job's lease token goes too (a done or failed one keeps it: a repeated report
-#: of the same lease is recognised by it).
-_CANCEL = _FINISH.values(lease_token=None)
 
 
 def listed(
@@ -205,22 +229,7 @@ def requeue_held_by(session: Session, device_id: str, reason: str, now: datetime
 def back_to_queue(
     session: Session, job_id: str, reason: str, now: datetime, *, count: bool
 ) -> None:
-    session.execute(
-        update(jobs).where(jobs.c.id == job_id).values(**_queued(reason, now, count=count))
-    )
-
-
-def _queued(reason: str, now: datetime, *, count: bool) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "state": QUEUED,
-        "error": reason,
-        "lease_token": None,
-        "lease_expires_at": None,
-        "updated_at": now,
-    }
-    if not count:
-        values["attempts"] = _NOT_COUNTED
-    return values
+    session.execute(_BACK_TO_QUEUE[count], {"job_id": job_id, "reason": reason, "now": now})
 
 
 def finish(
@@ -235,19 +244,8 @@ def finish(
 
 def cancel_pinned_to(session: Session, device_id: str, reason: str, now: datetime) -> list[str]:
     """Pending jobs pinned to this device cancelled; their ids."""
-    result = session.execute(
-        update(jobs)
-        .where(jobs.c.device_id == device_id, jobs.c.state.in_([QUEUED, LEASED]))
-        .values(
-            state=JobState.cancelled.value,
-            error=reason,
-            lease_token=None,
-            lease_expires_at=None,
-            finished_at=now,
-            updated_at=now,
-        )
-        .returning(jobs.c.id)
-    )
+    params = {"pinned": device_id, "new_state": JobState.cancelled.value}
+    result = session.execute(_CANCEL_PINNED_TO, {**params, "reason": reason, "now": now})
     return list(result.scalars())
 
 
@@ -262,6 +260,4 @@ def expired_leases(session: Session, now: datetime) -> Sequence[JobRow]:
 
 
 def extend(session: Session, job_id: str, expires: datetime, now: datetime) -> None:
-    session.execute(
-        update(jobs).where(jobs.c.id == job_id).values(lease_expires_at=expires, updated_at=now)
-    )
+    session.execute(_EXTEND, {"job_id": job_id, "expires": expires, "now": now})

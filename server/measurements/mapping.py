@@ -10,18 +10,16 @@ names a field that the rule covers.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Table
 
 from latlab.schemas import LatencyStats, MeasurementIn, MeasurementOut, OpTiming, WarmupInfo
-from server.tables import Measurement
+from server.tables import Measurement, core_table
 
 __all__ = ["COLUMNS", "measurement_out", "op_values", "row_values"]
 
-measurements = cast(Table, Measurement.__table__)
-COLUMNS = frozenset(measurements.c.keys())
+COLUMNS = frozenset(core_table(Measurement).c.keys())
 
 #: Nested models and the prefix of their columns.
 FLATTENED: dict[str, tuple[type[BaseModel], str]] = {
@@ -31,6 +29,24 @@ FLATTENED: dict[str, tuple[type[BaseModel], str]] = {
 #: Upload fields that are not columns of the row: the lease (checked, not stored), the per-op
 #: rows (a table of their own) and a runtime's reported statistics (turned into ``stats``).
 NOT_STORED = frozenset({"lease_token", "ops", "reported"})
+
+
+def _stored_columns() -> frozenset[str]:
+    """The columns an upload fills; a field added to the models without its column fails
+    here, when the server starts, not on the first upload."""
+    names: set[str] = set()
+    for name in [*MeasurementIn.model_fields, "stats"]:
+        if name in FLATTENED:
+            model, prefix = FLATTENED[name]
+            names.update(f"{prefix}{key}" for key in model.model_fields)
+        elif name not in NOT_STORED:
+            names.add(name)
+    if names - COLUMNS:
+        raise TypeError(f"measurement fields without a column: {sorted(names - COLUMNS)}")
+    return frozenset(names)
+
+
+_stored_columns()
 
 
 def row_values(body: MeasurementIn, stats: LatencyStats) -> dict[str, Any]:
@@ -44,9 +60,6 @@ def row_values(body: MeasurementIn, stats: LatencyStats) -> dict[str, Any]:
             values.update({f"{prefix}{key}": item for key, item in value.items()})
         else:
             values[name] = value
-    unknown = set(values) - COLUMNS
-    if unknown:  # a field added to the model without its column
-        raise TypeError(f"measurement fields without a column: {sorted(unknown)}")
     return values
 
 

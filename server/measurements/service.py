@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import ColumnElement, Table, insert, select
+from sqlalchemy import ColumnElement, insert, select
 from sqlalchemy.orm import Session
 
 from latlab.schemas import JobState, MeasurementIn, MeasurementOut, MeasurementSource
@@ -22,14 +22,14 @@ from server.errors import InvalidInput, NotFound
 from server.jobs import repository as jobs
 from server.jobs.service import is_repeat, live_lease, locked_job
 from server.measurements.mapping import measurement_out, op_values, row_values
-from server.tables import Measurement, OpMeasurement
+from server.tables import Measurement, OpMeasurement, core_table
 
 __all__ = ["get_measurement", "list_measurements", "store_result"]
 
 log = logging.getLogger(__name__)
 
-measurements = cast(Table, Measurement.__table__)
-op_measurements = cast(Table, OpMeasurement.__table__)
+measurements = core_table(Measurement)
+op_measurements = core_table(OpMeasurement)
 _INSERT = insert(measurements).returning(measurements.c.id)
 _INSERT_OPS = insert(op_measurements)
 
