@@ -1,6 +1,7 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+# latlab/server, latlab/agent, ... are links to the folders below: installed as latlab.server, ...
 COPY latlab latlab
 COPY server server
 COPY agent agent

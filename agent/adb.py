@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.errors import RunnerError, RunnerUnavailable
+from latlab.agent.errors import RunnerError, RunnerUnavailable
 
 __all__ = ["Adb", "PhoneFacts"]
 

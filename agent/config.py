@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agent.isolation import host_cpus
+from latlab.agent.isolation import host_cpus
 
 __all__ = ["AgentSettings"]
 

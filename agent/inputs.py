@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from agent.errors import RunnerError
+from latlab.agent.errors import RunnerError
 
 __all__ = ["MAX_INPUT_BYTES", "InputSpec", "make_inputs", "random_array"]
 

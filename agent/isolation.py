@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.errors import RunnerError
+from latlab.agent.errors import RunnerError
 
 __all__ = ["HostWatch", "host_cpus", "keep_off", "pin_process", "split_cpus", "timing_core"]
 

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import TypeVar
 
 import latlab
-from agent.cache import ModelCache
-from agent.config import AgentSettings
-from agent.errors import Interrupted, RunnerError, RunnerUnavailable
-from agent.runners.base import Runner, Timing
-from agent.thermal import ThermalGate
+from latlab.agent.cache import ModelCache
+from latlab.agent.config import AgentSettings
+from latlab.agent.errors import Interrupted, RunnerError, RunnerUnavailable
+from latlab.agent.runners.base import Runner, Timing
+from latlab.agent.thermal import ThermalGate
 from latlab.client import AgentClient
 from latlab.errors import ApiError, ServerUnreachable
 from latlab.schemas import PROTOCOL_VERSION, ClaimedJob, MeasurementIn

@@ -8,17 +8,17 @@ import socket
 import threading
 from collections.abc import Iterator
 
-from agent.adb import Adb
-from agent.cache import ModelCache
-from agent.config import AgentSettings
-from agent.errors import RegistrationError
-from agent.isolation import keep_off
-from agent.loop import Agent, AgentStats
-from agent.probe import probe_descriptor, probe_phone_descriptor
-from agent.runners import available_runners, phone_runners
-from agent.runners.base import Runner
-from agent.state import AgentState, load_state, save_state
-from agent.thermal import ThermalGate, host_temperature_c
+from latlab.agent.adb import Adb
+from latlab.agent.cache import ModelCache
+from latlab.agent.config import AgentSettings
+from latlab.agent.errors import RegistrationError
+from latlab.agent.isolation import keep_off
+from latlab.agent.loop import Agent, AgentStats
+from latlab.agent.probe import probe_descriptor, probe_phone_descriptor
+from latlab.agent.runners import available_runners, phone_runners
+from latlab.agent.runners.base import Runner
+from latlab.agent.state import AgentState, load_state, save_state
+from latlab.agent.thermal import ThermalGate, host_temperature_c
 from latlab.client import AgentClient
 from latlab.errors import ApiError
 

@@ -11,7 +11,7 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from agent.adb import Adb
+from latlab.agent.adb import Adb
 from latlab.schemas import DeviceDescriptor, RuntimeInfo
 
 __all__ = ["jetson_model", "probe_descriptor", "probe_phone_descriptor"]

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.errors import Interrupted
+from latlab.agent.errors import Interrupted
 from latlab.schemas import WarmupInfo
 
 __all__ = ["ProtocolResult", "run_protocol"]

@@ -20,9 +20,9 @@ from latlab.lab.local import local_lab
 from latlab.progress import follow_dataset
 from latlab.runtimes import RuntimeConfig
 from latlab.schemas import DatasetCreate, DatasetOut, DeviceOut
+from latlab.server.config import Settings
+from latlab.server.embedded import free_port
 from latlab.spaces import GraphForm
-from server.config import Settings
-from server.embedded import free_port
 
 LATLAB = str(Path(sys.executable).with_name("latlab"))
 

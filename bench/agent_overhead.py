@@ -27,11 +27,11 @@ import onnx
 import onnxruntime as ort
 from pydantic import SecretStr
 
-from agent.config import AgentSettings
-from agent.main import background_agent
-from agent.runners.base import Runner
-from agent.runners.litert import LiteRtRunner
-from agent.runners.ort import OrtRunner
+from latlab.agent.config import AgentSettings
+from latlab.agent.main import background_agent
+from latlab.agent.runners.base import Runner
+from latlab.agent.runners.litert import LiteRtRunner
+from latlab.agent.runners.ort import OrtRunner
 from latlab.client import Client
 from latlab.demo_models import DEMO_CNNS, make_cnn
 from latlab.export.tflite import to_tflite
@@ -39,9 +39,9 @@ from latlab.runtimes import RuntimeConfig
 from latlab.runtimes.litert import LiteRtConfig
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import JobState
+from latlab.server.config import Settings
+from latlab.server.embedded import EmbeddedServer
 from latlab.spaces.nb201 import Nb201
-from server.config import Settings
-from server.embedded import EmbeddedServer
 
 #: NAS-Bench-201 archs for the LiteRT comparison: about 1.9, 2.6 and 4.8 ms with XNNPACK here.
 LITERT_ARCHS = (6722, 11791, 11718)

@@ -36,9 +36,9 @@ from _lab import start_server
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
-from agent.config import AgentSettings
-from agent.errors import Interrupted
-from agent.main import connect_agent
+from latlab.agent.config import AgentSettings
+from latlab.agent.errors import Interrupted
+from latlab.agent.main import connect_agent
 from latlab.client import AgentClient, Client
 from latlab.demo_models import DEMO_CNNS, make_cnn
 from latlab.runtimes import RuntimeConfig

@@ -31,11 +31,11 @@ from _lab import start_server
 
 from latlab.client import Client
 from latlab.latency_model import to_artifact
+from latlab.predictors.features import GraphFeatures, arch_features
+from latlab.predictors.model import GcnPredictor
+from latlab.predictors.presets import PRESETS
+from latlab.predictors.train import train_predictor
 from latlab.spaces.nb201 import Nb201
-from predictors.features import GraphFeatures, arch_features
-from predictors.model import GcnPredictor
-from predictors.presets import PRESETS
-from predictors.train import train_predictor
 
 LATBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "latbench"
 DEVICE_FILE = "mobile-gpu-snapdragon-855-adreno-640-int8.pickle"
@@ -47,8 +47,8 @@ def torch_forward_seconds(
     """The same ensemble's forward pass in PyTorch, for the numpy-or-torch serving decision."""
     import torch
 
-    from predictors.features import FEATURES, batch
-    from predictors.gcn import Gcn
+    from latlab.predictors.features import FEATURES, batch
+    from latlab.predictors.gcn import Gcn
 
     cfg = predictor.config
     models = []

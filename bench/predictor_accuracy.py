@@ -38,15 +38,15 @@ from pydantic import SecretStr
 
 from latlab.client import Client
 from latlab.metrics import RegressionMetrics, regression_metrics
+from latlab.predictors.features import arch_features
+from latlab.predictors.floors import flops_linear, onehot_linear
+from latlab.predictors.presets import PRESETS
+from latlab.predictors.train import train_predictor
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import DatasetFormat, DatasetOut, LutCreate, LutSource
+from latlab.server.config import Settings
+from latlab.server.embedded import EmbeddedServer
 from latlab.spaces import GraphForm, get_space
-from predictors.features import arch_features
-from predictors.floors import flops_linear, onehot_linear
-from predictors.presets import PRESETS
-from predictors.train import train_predictor
-from server.config import Settings
-from server.embedded import EmbeddedServer
 
 LATBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "latbench"
 #: The own-data campaigns' protocol: 1 s of timed runs is plenty for a stable median (the

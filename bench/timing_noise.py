@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from agent.runners.ort import OrtRunner
+from latlab.agent.runners.ort import OrtRunner
 from latlab.export.files import model_file
 from latlab.runtimes import ModelFormat, RuntimeConfig
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig

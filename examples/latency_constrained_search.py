@@ -133,9 +133,9 @@ def own_lab(n_measure: int) -> Iterator[tuple[Client, str]]:
     CPU of its own); ``n_measure`` archs measured and a GCN trained on them (the ``latlab``
     preset)."""
     from latlab.lab.local import local_lab
-    from predictors.pipeline import train_for_device
-    from predictors.presets import PRESETS
-    from server.config import Settings
+    from latlab.predictors.pipeline import train_for_device
+    from latlab.predictors.presets import PRESETS
+    from latlab.server.config import Settings
 
     root = Path(tempfile.mkdtemp(prefix="latlab-search-"))
     api_key, enroll_key = secrets.token_urlsafe(16), secrets.token_urlsafe(16)

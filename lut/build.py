@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from latlab.graph import OpGraph
+from latlab.lut.errors import LutError, MissingEntry
+from latlab.lut.fusion import Kernel, fuse
+from latlab.lut.predict import kernel_latencies_us
+from latlab.lut.table import Calibration, LookupTable, LutEntry, LutSource, TypeFit
 from latlab.runtimes import FusionRules, rules_for
-from lut.errors import LutError, MissingEntry
-from lut.fusion import Kernel, fuse
-from lut.predict import kernel_latencies_us
-from lut.table import Calibration, LookupTable, LutEntry, LutSource, TypeFit
 
 __all__ = [
     "MicroTiming",

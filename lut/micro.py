@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from latlab.graph import OpGraph
+from latlab.lut.fusion import Kernel, fuse
 from latlab.runtimes import FusionRules
-from lut.fusion import Kernel, fuse
 
 __all__ = ["kernel_graph", "unique_kernels"]
 

@@ -10,10 +10,10 @@ import numpy as np
 
 from latlab.graph import OpGraph
 from latlab.latency_model import Estimates, LatencyModel
+from latlab.lut.errors import LutError
+from latlab.lut.predict import predict
+from latlab.lut.table import LookupTable
 from latlab.schemas import EstimatedOp
-from lut.errors import LutError
-from lut.predict import predict
-from lut.table import LookupTable
 
 __all__ = ["LutModel"]
 

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from latlab.graph import OpGraph
+from latlab.lut.errors import MissingEntry
+from latlab.lut.fusion import Kernel, fuse
+from latlab.lut.table import LookupTable
 from latlab.runtimes import rules_for
-from lut.errors import MissingEntry
-from lut.fusion import Kernel, fuse
-from lut.table import LookupTable
 
 __all__ = ["EstimatedKernel", "LutPrediction", "kernel_latencies_us", "predict"]
 

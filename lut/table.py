@@ -8,8 +8,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from latlab.lut.errors import LutError
 from latlab.schemas import LutSource
-from lut.errors import LutError
 
 __all__ = [
     "FORMAT_VERSION",

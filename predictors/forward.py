@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from predictors.features import Batch
+from latlab.predictors.features import Batch
 
 __all__ = ["LAYER_NORM_EPS", "gcn_forward"]
 

@@ -28,8 +28,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from predictors.errors import PredictorError
-from predictors.features import GraphFeatures
+from latlab.predictors.errors import PredictorError
+from latlab.predictors.features import GraphFeatures
 
 __all__ = ["Design", "LinearModel", "design_matrix"]
 

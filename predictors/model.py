@@ -26,10 +26,10 @@ import numpy as np
 
 from latlab.graph import OpGraph
 from latlab.latency_model import Estimates, LatencyModel
-from predictors.errors import PredictorError
-from predictors.features import FEATURES, GraphFeatures, arch_features, batch, graph_features
-from predictors.forward import gcn_forward
-from predictors.linear import LinearModel
+from latlab.predictors.errors import PredictorError
+from latlab.predictors.features import FEATURES, GraphFeatures, arch_features, batch, graph_features
+from latlab.predictors.forward import gcn_forward
+from latlab.predictors.linear import LinearModel
 
 __all__ = ["FORMAT_VERSION", "GcnConfig", "GcnPredictor", "Member", "TargetScale"]
 

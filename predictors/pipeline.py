@@ -14,13 +14,13 @@ import numpy as np
 
 from latlab.client import Client
 from latlab.latency_model import to_artifact
+from latlab.predictors.errors import PredictorError
+from latlab.predictors.features import arch_features
+from latlab.predictors.model import GcnConfig, GcnPredictor
+from latlab.predictors.plot import scatter_png
+from latlab.predictors.train import TrainReport, train_predictor
 from latlab.schemas import DatasetOut, PredictorOut
 from latlab.spaces import GraphForm
-from predictors.errors import PredictorError
-from predictors.features import arch_features
-from predictors.model import GcnConfig, GcnPredictor
-from predictors.plot import scatter_png
-from predictors.train import TrainReport, train_predictor
 
 __all__ = ["TrainingData", "TrainingRun", "train_for_device", "training_data"]
 

@@ -3,7 +3,7 @@ measured best here (bench/predictor_accuracy.py prints both)."""
 
 from __future__ import annotations
 
-from predictors.model import GcnConfig
+from latlab.predictors.model import GcnConfig
 
 __all__ = ["PRESETS"]
 

@@ -24,11 +24,11 @@ import numpy as np
 import torch
 
 from latlab.metrics import RegressionMetrics, regression_metrics
-from predictors.errors import PredictorError
-from predictors.features import FEATURES, GraphFeatures, batch
-from predictors.gcn import Gcn
-from predictors.linear import Design, LinearModel
-from predictors.model import GcnConfig, GcnPredictor, Member, TargetScale
+from latlab.predictors.errors import PredictorError
+from latlab.predictors.features import FEATURES, GraphFeatures, batch
+from latlab.predictors.gcn import Gcn
+from latlab.predictors.linear import Design, LinearModel
+from latlab.predictors.model import GcnConfig, GcnPredictor, Member, TargetScale
 
 __all__ = ["TrainReport", "fold_indices", "metrics_dict", "train_predictor"]
 

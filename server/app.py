@@ -16,37 +16,37 @@ from starlette.concurrency import run_in_threadpool
 
 import latlab
 from latlab.schemas import ErrorBody, JobState
-from server.background import BackgroundWork
-from server.blobstore import open_blob_store
-from server.config import Settings
-from server.datasets import service as datasets_service
-from server.datasets.endpoints import router as datasets_router
-from server.db import (
+from latlab.server.background import BackgroundWork
+from latlab.server.blobstore import open_blob_store
+from latlab.server.config import Settings
+from latlab.server.datasets import service as datasets_service
+from latlab.server.datasets.endpoints import router as datasets_router
+from latlab.server.db import (
     create_db_engine,
     current_revision,
     head_revision,
     session_scope,
     upgrade_to_head,
 )
-from server.deps import AppState, StateDep
-from server.devices import service as devices_service
-from server.devices.endpoints import router as devices_router
-from server.errors import Unavailable, install_error_handlers
-from server.jobs import service as jobs_service
-from server.jobs.endpoints import agent_router as jobs_agent_router
-from server.jobs.endpoints import router as jobs_router
-from server.luts import service as luts_service
-from server.luts.endpoints import router as luts_router
-from server.measurements.endpoints import agent_router as measurements_agent_router
-from server.measurements.endpoints import router as measurements_router
-from server.models.endpoints import router as models_router
-from server.notify import JobNotifier, PgJobRelay
-from server.predict.cache import PredictorCache
-from server.predict.endpoints import router as predict_router
-from server.prometheus import CONTENT_TYPE, HttpMetrics, Labels, Metrics
-from server.registry.endpoints import router as registry_router
-from server.tables import Job
-from server.uploads import BodyLimit
+from latlab.server.deps import AppState, StateDep
+from latlab.server.devices import service as devices_service
+from latlab.server.devices.endpoints import router as devices_router
+from latlab.server.errors import Unavailable, install_error_handlers
+from latlab.server.jobs import service as jobs_service
+from latlab.server.jobs.endpoints import agent_router as jobs_agent_router
+from latlab.server.jobs.endpoints import router as jobs_router
+from latlab.server.luts import service as luts_service
+from latlab.server.luts.endpoints import router as luts_router
+from latlab.server.measurements.endpoints import agent_router as measurements_agent_router
+from latlab.server.measurements.endpoints import router as measurements_router
+from latlab.server.models.endpoints import router as models_router
+from latlab.server.notify import JobNotifier, PgJobRelay
+from latlab.server.predict.cache import PredictorCache
+from latlab.server.predict.endpoints import router as predict_router
+from latlab.server.prometheus import CONTENT_TYPE, HttpMetrics, Labels, Metrics
+from latlab.server.registry.endpoints import router as registry_router
+from latlab.server.tables import Job
+from latlab.server.uploads import BodyLimit
 
 __all__ = ["create_app"]
 

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from server.blobstore import BlobStore
-from server.config import Settings
-from server.db import session_scope
+from latlab.server.blobstore import BlobStore
+from latlab.server.config import Settings
+from latlab.server.db import session_scope
 
 if TYPE_CHECKING:
-    from server.deps import AppState
+    from latlab.server.deps import AppState
 
 __all__ = ["BackgroundWork", "Step"]
 

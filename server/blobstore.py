@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
-from server.errors import Unavailable
+from latlab.server.errors import Unavailable
 
 if TYPE_CHECKING:
-    from server.config import Settings
+    from latlab.server.config import Settings
 
 __all__ = ["BlobStore", "LocalBlobStore", "S3BlobStore", "is_sha256", "open_blob_store"]
 

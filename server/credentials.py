@@ -13,7 +13,7 @@ import sys
 
 from pydantic import SecretStr
 
-from server.config import Settings
+from latlab.server.config import Settings
 
 __all__ = ["ensure_credentials"]
 

@@ -10,18 +10,18 @@ from fastapi import Depends, Header, Query, Request
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from server.auth import DEVICE_TOKEN_PREFIX, bearer_token, hash_token, key_matches
-from server.blobstore import BlobStore
-from server.config import Settings
-from server.db import end_session, session_scope, utcnow
-from server.errors import Forbidden, Unauthorized
-from server.notify import JobNotifier
-from server.prometheus import Metrics
+from latlab.server.auth import DEVICE_TOKEN_PREFIX, bearer_token, hash_token, key_matches
+from latlab.server.blobstore import BlobStore
+from latlab.server.config import Settings
+from latlab.server.db import end_session, session_scope, utcnow
+from latlab.server.errors import Forbidden, Unauthorized
+from latlab.server.notify import JobNotifier
+from latlab.server.prometheus import Metrics
 
 if TYPE_CHECKING:
-    from server.background import BackgroundWork
-    from server.predict.cache import PredictorCache
-from server.devices import repository as devices
+    from latlab.server.background import BackgroundWork
+    from latlab.server.predict.cache import PredictorCache
+from latlab.server.devices import repository as devices
 
 __all__ = [
     "MAX_INT32",

@@ -8,8 +8,8 @@ import time
 
 import uvicorn
 
-from server.app import create_app
-from server.config import Settings
+from latlab.server.app import create_app
+from latlab.server.config import Settings
 
 __all__ = ["EmbeddedServer", "free_port"]
 

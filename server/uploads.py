@@ -11,7 +11,7 @@ from typing import IO, Any
 from fastapi import Request, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from server.errors import PayloadTooLarge
+from latlab.server.errors import PayloadTooLarge
 
 __all__ = [
     "MULTIPART_SLACK_BYTES",

@@ -14,8 +14,8 @@ import pytest
 
 from latlab.client import AgentClient, Client
 from latlab.schemas import DeviceRegistered, ModelOut
-from server.config import Settings
-from server.embedded import EmbeddedServer
+from latlab.server.config import Settings
+from latlab.server.embedded import EmbeddedServer
 from tests.factories import API_KEY, cnn_bytes, make_settings, register
 from tests.phone import Phone, install_phone
 

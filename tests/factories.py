@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from latlab.client import AgentClient
 from latlab.demo_models import CnnSpec, make_cnn
 from latlab.schemas import DeviceDescriptor, DeviceRegistered, RuntimeInfo
-from server.config import Settings
+from latlab.server.config import Settings
 
 API_KEY = "test-api-key"
 READ_API_KEY = "test-read-only-key"

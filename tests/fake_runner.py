@@ -13,8 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-from agent.errors import RunnerError
-from agent.runners.base import LoadedModel, ProtocolRunner
+from latlab.agent.errors import RunnerError
+from latlab.agent.runners.base import LoadedModel, ProtocolRunner
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import RuntimeInfo
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from server.config import Settings
-from server.embedded import free_port
+from latlab.server.config import Settings
+from latlab.server.embedded import free_port
 
 #: Credentials the stand-in accepts (it checks none); the store passes them as production does.
 ACCESS_KEY, SECRET_KEY, REGION = "latlab-test", "latlab-test-secret", "us-east-1"

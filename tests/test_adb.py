@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.adb import Adb, PhoneFacts
-from agent.errors import RunnerError, RunnerUnavailable
-from agent.runners.benchmark_output import parse_benchmark_output
+from latlab.agent.adb import Adb, PhoneFacts
+from latlab.agent.errors import RunnerError, RunnerUnavailable
+from latlab.agent.runners.benchmark_output import parse_benchmark_output
 from tests.phone import BINARY, PROPS, SERIAL, Phone
 
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from agent.config import AgentSettings
-from agent.errors import RegistrationError
-from agent.main import connect_agent
+from latlab.agent.config import AgentSettings
+from latlab.agent.errors import RegistrationError
+from latlab.agent.main import connect_agent
 from latlab.client import Client
 from latlab.errors import ServerUnreachable
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import JobState
-from server.embedded import EmbeddedServer
+from latlab.server.embedded import EmbeddedServer
 from tests.factories import API_KEY, ENROLL_KEY, cnn_bytes, make_settings, wait_for
 from tests.fake_runner import FakeRunner
 

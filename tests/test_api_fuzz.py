@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from server.embedded import EmbeddedServer
+from latlab.server.embedded import EmbeddedServer
 from tests.factories import API_KEY, make_settings, register
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")

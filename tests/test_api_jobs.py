@@ -23,7 +23,7 @@ from latlab.schemas import (
     OpTiming,
     WarmupInfo,
 )
-from server.embedded import EmbeddedServer
+from latlab.server.embedded import EmbeddedServer
 from tests.factories import (
     API_KEY,
     ENROLL_KEY,

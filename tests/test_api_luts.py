@@ -14,8 +14,8 @@ from latlab.client import Client
 from latlab.errors import ApiError
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import DatasetCreate, LutCreate, LutFormat, LutOut, LutSource
+from latlab.server.embedded import EmbeddedServer
 from latlab.spaces.nb201 import Nb201
-from server.embedded import EmbeddedServer
 from tests.factories import API_KEY, make_settings, register, scrape
 from tests.test_e2e import start_agent
 

@@ -13,8 +13,8 @@ from onnx import TensorProto, helper
 
 from latlab.client import Client
 from latlab.errors import ApiError
-from server.config import Settings
-from server.embedded import EmbeddedServer
+from latlab.server.config import Settings
+from latlab.server.embedded import EmbeddedServer
 from tests.factories import API_KEY, cnn_bytes, make_settings
 
 

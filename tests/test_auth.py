@@ -12,7 +12,7 @@ import pytest
 from latlab.client import AgentClient, Client
 from latlab.errors import ApiError
 from latlab.schemas import DeviceRegistered, JobState, ModelOut
-from server.embedded import EmbeddedServer
+from latlab.server.embedded import EmbeddedServer
 from tests.factories import API_KEY, READ_API_KEY, register
 
 WRITES = [

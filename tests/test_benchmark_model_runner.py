@@ -15,18 +15,18 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from agent.adb import Adb
-from agent.config import AgentSettings
-from agent.errors import Interrupted, RunnerError, RunnerUnavailable
-from agent.main import background_agent
-from agent.runners.benchmark_model import REMOTE_DIR, BenchmarkModelRunner
+from latlab.agent.adb import Adb
+from latlab.agent.config import AgentSettings
+from latlab.agent.errors import Interrupted, RunnerError, RunnerUnavailable
+from latlab.agent.main import background_agent
+from latlab.agent.runners.benchmark_model import REMOTE_DIR, BenchmarkModelRunner
 from latlab.client import Client
 from latlab.errors import ApiError
 from latlab.export.tflite import to_tflite
 from latlab.runtimes.benchmark_model import BenchmarkModelConfig
 from latlab.schemas import DatasetCreate, DatasetFormat, JobState, LutCreate, ReportedStats
+from latlab.server.embedded import EmbeddedServer
 from latlab.spaces.nb201 import Nb201
-from server.embedded import EmbeddedServer
 from tests.factories import API_KEY, ENROLL_KEY, NB201_CONV_CELL
 from tests.phone import BINARY, SERIAL, Phone
 

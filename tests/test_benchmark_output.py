@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.runners.benchmark_output import (
+from latlab.agent.runners.benchmark_output import (
     BenchmarkOutputError,
     OpRow,
     RunStats,

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from latlab.client import Client
 from latlab.errors import ApiError
-from server.blobstore import BlobStore, LocalBlobStore, S3BlobStore, open_blob_store
-from server.config import Settings
-from server.embedded import EmbeddedServer
-from server.errors import Unavailable
+from latlab.server.blobstore import BlobStore, LocalBlobStore, S3BlobStore, open_blob_store
+from latlab.server.config import Settings
+from latlab.server.embedded import EmbeddedServer
+from latlab.server.errors import Unavailable
 from tests.factories import API_KEY, cnn_bytes, make_settings
 from tests.s3 import (
     bucket_keys,
@@ -130,7 +130,7 @@ def test_a_blob_over_the_multipart_threshold_round_trips(tmp_path: Path, s3_endp
 
 
 def test_an_unreachable_store_is_unavailable_not_a_crash(tmp_path: Path) -> None:
-    from server.embedded import free_port
+    from latlab.server.embedded import free_port
 
     client = s3_client(
         f"http://127.0.0.1:{free_port()}", retries={"max_attempts": 1}, connect_timeout=1

@@ -14,7 +14,7 @@ from latlab.client import Client
 from latlab.latency_model import to_artifact
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import JobState
-from server.embedded import EmbeddedServer, free_port
+from latlab.server.embedded import EmbeddedServer, free_port
 from tests.factories import API_KEY, READ_API_KEY, cnn_bytes, register, shared_path
 
 LATLAB = str(Path(sys.executable).with_name("latlab"))

@@ -10,7 +10,7 @@ import httpx
 
 from latlab.client import Client
 from latlab.schemas import MAX_PREDICT_ITEMS
-from server.embedded import EmbeddedServer
+from latlab.server.embedded import EmbeddedServer
 from tests.factories import API_KEY
 
 #: The fake server's devices: name -> id (it resolves either, as the real one does).

@@ -12,15 +12,15 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from agent.config import AgentSettings
-from agent.main import connect_agent
+from latlab.agent.config import AgentSettings
+from latlab.agent.main import connect_agent
 from latlab.client import Client
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import JobState
-from server import db as server_db
-from server.config import Settings
-from server.db import FairLock, create_db_engine
-from server.embedded import EmbeddedServer
+from latlab.server import db as server_db
+from latlab.server.config import Settings
+from latlab.server.db import FairLock, create_db_engine
+from latlab.server.embedded import EmbeddedServer
 from tests.factories import API_KEY, ENROLL_KEY, cnn_bytes
 from tests.fake_runner import FakeRunner
 

@@ -18,7 +18,7 @@ from latlab.datasets.reader import read_import
 from latlab.datasets.tables import write_csv
 from latlab.errors import ApiError
 from latlab.schemas import UNKNOWN_RUNTIME, DatasetFormat
-from server.embedded import EmbeddedServer
+from latlab.server.embedded import EmbeddedServer
 from tests.factories import API_KEY, SHARED, make_settings, shared_path
 from tests.strategies import csv_datasets
 

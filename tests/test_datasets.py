@@ -16,9 +16,9 @@ from latlab.client import Client
 from latlab.errors import ApiError
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import DatasetCreate, DatasetFormat, JobState
+from latlab.server.embedded import EmbeddedServer
 from latlab.spaces import GraphForm
 from latlab.spaces.nb201 import Nb201
-from server.embedded import EmbeddedServer
 from tests.factories import register, wait_for
 from tests.test_e2e import RunningAgent, start_agent
 

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.config import AgentSettings
+from latlab.agent.config import AgentSettings
 from latlab.cli import _parser
-from server.config import Settings
+from latlab.server.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"

@@ -16,14 +16,14 @@ import onnxruntime as ort
 import pytest
 from pydantic import SecretStr
 
-from agent.config import AgentSettings
-from agent.main import background_agent
-from agent.runners.base import Runner
+from latlab.agent.config import AgentSettings
+from latlab.agent.main import background_agent
+from latlab.agent.runners.base import Runner
 from latlab.client import Client
 from latlab.demo_models import CnnSpec, make_cnn
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import JobState
-from server.embedded import EmbeddedServer
+from latlab.server.embedded import EmbeddedServer
 from tests.factories import API_KEY, ENROLL_KEY, cnn_bytes, make_settings
 from tests.fake_runner import FakeRunner
 

@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from agent.errors import RunnerError
-from agent.inputs import make_inputs
+from latlab.agent.errors import RunnerError
+from latlab.agent.inputs import make_inputs
 from latlab.client import Client
 from latlab.errors import ModelInvalid
 from latlab.export.tflite import to_tflite
 from latlab.schemas import DatasetFormat
+from latlab.server.embedded import EmbeddedServer
+from latlab.server.uploads import safe_filename
 from latlab.spaces.nb201 import Nb201
 from latlab.tflite_summary import summarize_tflite
-from server.embedded import EmbeddedServer
-from server.uploads import safe_filename
 from tests.factories import API_KEY, ENROLL_KEY, cnn_bytes, cpu_descriptor, make_settings
 from tests.test_api_models import assert_nothing_stored, upload_bytes
 

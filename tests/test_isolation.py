@@ -17,15 +17,15 @@ from typing import Any
 
 import pytest
 
-from agent.config import AgentSettings
-from agent.isolation import keep_off, split_cpus, timing_core
-from agent.main import connect_agent
-from agent.protocol import run_protocol
+from latlab.agent.config import AgentSettings
+from latlab.agent.isolation import keep_off, split_cpus, timing_core
+from latlab.agent.main import connect_agent
+from latlab.agent.protocol import run_protocol
 from latlab.client import Client
 from latlab.runtimes import RuntimeConfig
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import JobState
-from server.embedded import EmbeddedServer
+from latlab.server.embedded import EmbeddedServer
 from tests.factories import API_KEY, cnn_bytes
 from tests.fake_runner import FakeRunner
 from tests.test_agent_loop import settings_for

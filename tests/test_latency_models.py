@@ -13,11 +13,11 @@ from latlab import latency_model, plugins
 from latlab.client import Client
 from latlab.errors import ApiError
 from latlab.latency_model import ArtifactError, kinds, read_artifact, to_artifact
+from latlab.lut.model import LutModel
+from latlab.lut.table import LookupTable, LutSource, TypeFit
 from latlab.opkey import graph_cost
+from latlab.predictors.model import GcnPredictor
 from latlab.spaces.nb201 import Nb201
-from lut.model import LutModel
-from lut.table import LookupTable, LutSource, TypeFit
-from predictors.model import GcnPredictor
 from tests.plugins.macs_kind import MacsLine
 from tests.test_predictors import random_predictor
 from tests.test_runtime_plugins import install_entry_points

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import Interrupted, RunnerError, RunnerUnavailable
-from agent.runners import available_runners, load_runner
+from latlab.agent.errors import Interrupted, RunnerError, RunnerUnavailable
+from latlab.agent.runners import available_runners, load_runner
 from latlab.client import Client
 from latlab.errors import ApiError
 from latlab.export.tflite import to_tflite
 from latlab.runtimes.litert import LiteRtConfig
 from latlab.schemas import DeviceRegistered, JobState, ModelOut, RuntimeInfo
+from latlab.server.embedded import EmbeddedServer
+from latlab.server.jobs.service import device_can_run
 from latlab.spaces.nb201 import Nb201
-from server.embedded import EmbeddedServer
-from server.jobs.service import device_can_run
 from tests.factories import API_KEY, NB201_CONV_CELL, cpu_descriptor
 
 pytest.importorskip("ai_edge_litert", reason="LiteRT is not installed: pip install -e '.[tflite]'")
@@ -95,7 +95,7 @@ def test_a_litert_job_for_an_onnx_model_is_refused(
 def test_a_tflite_model_goes_through_the_queue_to_a_litert_agent_only(
     server_on_both: EmbeddedServer, tflite_model: Path, tmp_path: Path
 ) -> None:
-    from agent.runners.ort import OrtRunner
+    from latlab.agent.runners.ort import OrtRunner
     from tests.test_e2e import start_agent
 
     onnx_only = start_agent(server_on_both.url, tmp_path, {"onnxruntime": OrtRunner()}, "ort")

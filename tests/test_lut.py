@@ -13,24 +13,24 @@ import onnxruntime as ort
 import pytest
 import yaml
 
-from agent.runners.ort import OrtRunner
+from latlab.agent.runners.ort import OrtRunner
 from latlab.export.onnx import to_onnx
 from latlab.graph import GraphBuilder, OpGraph
-from latlab.runtimes.onnxruntime import ONNXRUNTIME_CPU, OnnxRuntimeConfig
-from latlab.runtimes.tflite import TFLITE
-from latlab.spaces.nb201 import Nb201
-from lut.build import (
+from latlab.lut.build import (
     MicroTiming,
     ProfiledModel,
     build_from_micro,
     build_from_profiles,
     calibrate,
 )
-from lut.errors import LutError, MissingEntry
-from lut.fusion import DUPLICATE, fuse
-from lut.micro import kernel_graph, unique_kernels
-from lut.predict import kernel_latencies_us, predict
-from lut.table import LookupTable
+from latlab.lut.errors import LutError, MissingEntry
+from latlab.lut.fusion import DUPLICATE, fuse
+from latlab.lut.micro import kernel_graph, unique_kernels
+from latlab.lut.predict import kernel_latencies_us, predict
+from latlab.lut.table import LookupTable
+from latlab.runtimes.onnxruntime import ONNXRUNTIME_CPU, OnnxRuntimeConfig
+from latlab.runtimes.tflite import TFLITE
+from latlab.spaces.nb201 import Nb201
 
 SPACE = Nb201()
 FAST = OnnxRuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=10, timed_s=0, profile_runs=5)

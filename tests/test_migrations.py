@@ -11,9 +11,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
+from latlab.server.db import create_db_engine, current_revision, head_revision, upgrade_to_head
+from latlab.server.tables import Base
 from latlab.spaces.nb201 import Nb201
-from server.db import create_db_engine, current_revision, head_revision, upgrade_to_head
-from server.tables import Base
 
 
 def test_migrations_run_from_empty_to_head(db_url: str) -> None:
@@ -52,7 +52,7 @@ def test_upgrading_twice_is_a_no_op(db_url: str) -> None:
 def test_every_migration_downgrades_to_empty_and_upgrades_again(db_url: str) -> None:
     from alembic import command
 
-    from server.db import alembic_config
+    from latlab.server.db import alembic_config
 
     engine = create_db_engine(db_url)
     try:
@@ -100,7 +100,7 @@ def test_upgrading_renumbers_stored_nas_bench_201_rows_to_the_benchmark_index(
     own, so a join with its accuracies by index stays right."""
     from alembic import command
 
-    from server.db import alembic_config
+    from latlab.server.db import alembic_config
 
     space = Nb201()
     archs = [space.from_index(i) for i in (0, 1, 9, 123)]
@@ -148,7 +148,7 @@ def test_upgrading_fills_the_runtime_identity_columns_from_stored_configs(db_url
     from alembic import command
 
     from latlab.runtimes import stored_config
-    from server.db import alembic_config
+    from latlab.server.db import alembic_config
 
     config = {"runtime": "litert", "threads": 2, "delegate": "xnnpack"}
     expected = stored_config(config)

@@ -16,9 +16,9 @@ from latlab.client import Client
 from latlab.logs import JsonFormatter, TextFormatter, configure_logging, redact
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import JobState
-from server.config import Settings
-from server.db import alembic_config, create_db_engine
-from server.embedded import EmbeddedServer
+from latlab.server.config import Settings
+from latlab.server.db import alembic_config, create_db_engine
+from latlab.server.embedded import EmbeddedServer
 from tests.factories import API_KEY, ENROLL_KEY, cnn_bytes, scrape
 from tests.test_e2e import start_agent
 
@@ -80,7 +80,7 @@ def test_logs_carry_their_context_and_never_a_secret() -> None:
     token = "ldt_" + "s3cret" * 6
     record = logging.makeLogRecord(
         {
-            "name": "server.jobs",
+            "name": "latlab.server.jobs",
             "levelno": logging.INFO,
             "levelname": "INFO",
             "msg": "claim with Authorization: Bearer %s",
@@ -93,7 +93,7 @@ def test_logs_carry_their_context_and_never_a_secret() -> None:
     line = json.loads(JsonFormatter().format(record))
     assert line["message"] == "claim with Authorization: Bearer ***"
     assert (line["job_id"], line["device_id"], line["note"]) == ("j1", "d1", "token ***")
-    assert line["level"] == "INFO" and line["logger"] == "server.jobs" and "ts" in line
+    assert line["level"] == "INFO" and line["logger"] == "latlab.server.jobs" and "ts" in line
     text = TextFormatter().format(record)
     assert "job_id=j1" in text and "api-key-123" not in text and token not in text
     assert redact(f"x {token} y") == "x *** y"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import onnx
 from onnx import helper
 
-from agent.ort_profile import KernelTime, map_to_source, parse_profile, unmapped
+from latlab.agent.ort_profile import KernelTime, map_to_source, parse_profile, unmapped
 
 
 def graph(*nodes: tuple[str, str, list[str], list[str]]) -> onnx.GraphProto:

@@ -13,10 +13,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from agent.errors import Interrupted, RunnerError, RunnerUnavailable
-from agent.inputs import make_inputs
-from agent.runners import available_runners, load_runner
-from agent.runners.ort import OrtRunner, device_binding, provider_chain, usable_providers
+from latlab.agent.errors import Interrupted, RunnerError, RunnerUnavailable
+from latlab.agent.inputs import make_inputs
+from latlab.agent.runners import available_runners, load_runner
+from latlab.agent.runners.ort import OrtRunner, device_binding, provider_chain, usable_providers
 from latlab.demo_models import DEMO_CNNS, make_cnn
 from latlab.runtimes.onnxruntime import ExecutionProvider, GraphOptimization, OnnxRuntimeConfig
 

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 from latlab.client import Client
+from latlab.predictors.features import arch_features
+from latlab.predictors.model import GcnConfig
+from latlab.predictors.train import train_predictor
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import DatasetCreate
+from latlab.server.embedded import EmbeddedServer
 from latlab.spaces import GraphForm
 from latlab.spaces.nb201 import EDGES, Nb201
-from predictors.features import arch_features
-from predictors.model import GcnConfig
-from predictors.train import train_predictor
-from server.embedded import EmbeddedServer
 from tests.test_e2e import RunningAgent, start_agent
 
 SPACE = Nb201()

@@ -15,15 +15,15 @@ import torch
 from latlab.client import Client
 from latlab.errors import ApiError
 from latlab.latency_model import read_artifact, to_artifact
+from latlab.predictors.errors import PredictorError
+from latlab.predictors.features import FEATURES, arch_features, batch, graph_features, node_flags
+from latlab.predictors.forward import gcn_forward
+from latlab.predictors.gcn import Gcn
+from latlab.predictors.linear import LinearModel
+from latlab.predictors.model import GcnConfig, GcnPredictor, Member, TargetScale
+from latlab.predictors.train import fold_indices, train_predictor
 from latlab.spaces import GraphForm
 from latlab.spaces.nb201 import Nb201
-from predictors.errors import PredictorError
-from predictors.features import FEATURES, arch_features, batch, graph_features, node_flags
-from predictors.forward import gcn_forward
-from predictors.gcn import Gcn
-from predictors.linear import LinearModel
-from predictors.model import GcnConfig, GcnPredictor, Member, TargetScale
-from predictors.train import fold_indices, train_predictor
 from tests.factories import shared_path
 
 SPACE = Nb201()

@@ -7,7 +7,7 @@ import os
 import platform
 from pathlib import Path
 
-from agent.probe import jetson_model, probe_descriptor
+from latlab.agent.probe import jetson_model, probe_descriptor
 from latlab.schemas import RuntimeInfo
 
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from agent.errors import Interrupted
-from agent.protocol import run_protocol
+from latlab.agent.errors import Interrupted
+from latlab.agent.protocol import run_protocol
 
 
 class FakeClock:

@@ -15,7 +15,7 @@ import pytest
 
 from latlab.client import Client
 from latlab.schemas import ClaimedJob, DatasetCreate, JobState
-from server.embedded import EmbeddedServer
+from latlab.server.embedded import EmbeddedServer
 from tests.factories import API_KEY, cnn_bytes, make_settings, register, scrape, wait_for
 from tests.s3 import bucket_keys, new_bucket_name, s3_client, s3_settings
 from tests.test_e2e import FAST, start_agent

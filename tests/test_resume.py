@@ -12,13 +12,13 @@ from sqlalchemy.orm import sessionmaker
 from latlab.client import Client
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import DatasetCreate, JobState, LutCreate, LutSource, RegisterIn
+from latlab.server.blobstore import LocalBlobStore
+from latlab.server.datasets.service import create_campaign, prepare_next
+from latlab.server.db import create_db_engine, session_scope, upgrade_to_head
+from latlab.server.devices.service import register_device
+from latlab.server.embedded import EmbeddedServer
+from latlab.server.tables import Dataset, DatasetArch, DatasetEntry, Job, Model
 from latlab.spaces.nb201 import Nb201
-from server.blobstore import LocalBlobStore
-from server.datasets.service import create_campaign, prepare_next
-from server.db import create_db_engine, session_scope, upgrade_to_head
-from server.devices.service import register_device
-from server.embedded import EmbeddedServer
-from server.tables import Dataset, DatasetArch, DatasetEntry, Job, Model
 from tests.factories import API_KEY, ENROLL_KEY, cpu_descriptor, make_settings, wait_for
 from tests.test_e2e import start_agent
 

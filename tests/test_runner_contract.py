@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import Interrupted, RunnerError
-from agent.runners import available_runners, load_runner
-from agent.runners.base import LoadedModel, ProtocolRunner
+from latlab.agent.errors import Interrupted, RunnerError
+from latlab.agent.runners import available_runners, load_runner
+from latlab.agent.runners.base import LoadedModel, ProtocolRunner
 from latlab.export.files import model_file
 from latlab.runtimes import ModelFormat, ProtocolConfig, runtime_spec, runtimes
 from latlab.runtimes.litert import LiteRtConfig
@@ -44,13 +44,13 @@ def _litert() -> ProtocolRunner:  # type: ignore[type-arg]
     pytest.importorskip(
         "ai_edge_litert", reason="LiteRT is not installed: pip install -e '.[tflite]'"
     )
-    from agent.runners.litert import LiteRtRunner
+    from latlab.agent.runners.litert import LiteRtRunner
 
     return LiteRtRunner()
 
 
 def _ort() -> ProtocolRunner:  # type: ignore[type-arg]
-    from agent.runners.ort import OrtRunner
+    from latlab.agent.runners.ort import OrtRunner
 
     return OrtRunner()
 

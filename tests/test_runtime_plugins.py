@@ -18,7 +18,7 @@ from latlab.client import Client
 from latlab.runtimes import ENTRY_POINT_GROUP, parse_config, runtimes
 from latlab.runtimes import registry as runtime_registry
 from latlab.schemas import JobState, RuntimeInfo
-from server.embedded import EmbeddedServer
+from latlab.server.embedded import EmbeddedServer
 from tests.factories import cnn_bytes, register
 from tests.plugins.ort_basic import SPEC as ORT_BASIC
 from tests.plugins.ort_basic import OrtBasicConfig
@@ -68,10 +68,10 @@ PLUGIN_LAB = """
 import sys
 from pathlib import Path
 
-from agent.main import background_agent
+from latlab.agent.main import background_agent
 from latlab.client import Client
 from latlab.schemas import JobState
-from server.embedded import EmbeddedServer
+from latlab.server.embedded import EmbeddedServer
 from tests.factories import API_KEY, cnn_bytes, make_settings
 from tests.plugins.ort_basic import OrtBasicConfig
 from tests.test_e2e import agent_settings

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from agent.thermal import ThermalGate, host_temperature_c
+from latlab.agent.thermal import ThermalGate, host_temperature_c
 
 
 def test_the_hottest_zone_is_the_host_temperature(tmp_path: Path) -> None:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from agent.errors import RunnerUnavailable
-from agent.runners.base import Runner, Timing
+from latlab.agent.errors import RunnerUnavailable
+from latlab.agent.runners.base import Runner, Timing
 from latlab.plugins import load_named
 from latlab.runtimes import RuntimeSpec, UnknownRuntime, runtime_spec, runtimes
 
 if TYPE_CHECKING:
-    from agent.adb import Adb
-    from agent.config import AgentSettings
+    from latlab.agent.adb import Adb
+    from latlab.agent.config import AgentSettings
 
 __all__ = ["Runner", "Timing", "available_runners", "load_runner", "phone_runners"]
 

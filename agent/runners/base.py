@@ -3,8 +3,8 @@
 A ``Runner`` is what the agent loop calls: ``info()`` for the descriptor and ``time()`` for a
 job. Runners of the agent's host extend ``ProtocolRunner``: they only load a model
 (``load``, returning a ``LoadedModel`` with one run and the inputs it was given) and may add a
-profiled pass; the base pins the timing thread (``agent.isolation.timing_core``), runs the
-measurement protocol (``agent.protocol``), records what else ran on the timing CPU and builds
+profiled pass; the base pins the timing thread (``latlab.agent.isolation.timing_core``), runs the
+measurement protocol (``latlab.agent.protocol``), records what else ran on the timing CPU and builds
 the ``Timing``, the same way for every runtime. A runtime that times itself (benchmark_model on
 a phone) implements ``Runner`` directly.
 """
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
-from agent.errors import RunnerError
-from agent.isolation import timing_core
-from agent.protocol import run_protocol
+from latlab.agent.errors import RunnerError
+from latlab.agent.isolation import timing_core
+from latlab.agent.protocol import run_protocol
 from latlab.runtimes import ProtocolConfig, RuntimeConfig
 from latlab.schemas import OpTiming, RuntimeInfo, Timing
 

@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from agent.adb import Adb
-from agent.config import AgentSettings
-from agent.errors import Interrupted, RunnerError, RunnerUnavailable
-from agent.runners.base import Timing, own_config
-from agent.runners.benchmark_output import (
+from latlab.agent.adb import Adb
+from latlab.agent.config import AgentSettings
+from latlab.agent.errors import Interrupted, RunnerError, RunnerUnavailable
+from latlab.agent.runners.base import Timing, own_config
+from latlab.agent.runners.benchmark_output import (
     BenchmarkOutput,
     BenchmarkOutputError,
     OpRow,

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from agent.errors import RunnerError
+from latlab.agent.errors import RunnerError
 
 __all__ = [
     "BenchmarkOutput",

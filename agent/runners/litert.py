@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from agent.errors import RunnerError, RunnerUnavailable
-from agent.inputs import random_array
-from agent.runners.base import LoadedModel, ProtocolRunner
+from latlab.agent.errors import RunnerError, RunnerUnavailable
+from latlab.agent.inputs import random_array
+from latlab.agent.runners.base import LoadedModel, ProtocolRunner
 from latlab.runtimes.litert import LiteRtConfig
 from latlab.schemas import RuntimeInfo
 from latlab.tflite_summary import is_tflite

@@ -15,11 +15,11 @@ from typing import Any
 import onnx
 import onnxruntime as ort
 
-from agent.errors import RunnerError, RunnerUnavailable
-from agent.inputs import make_inputs
-from agent.ort_profile import kernel_times, map_to_source, unmapped
-from agent.protocol import run_protocol
-from agent.runners.base import LoadedModel, Profile, ProtocolRunner
+from latlab.agent.errors import RunnerError, RunnerUnavailable
+from latlab.agent.inputs import make_inputs
+from latlab.agent.ort_profile import kernel_times, map_to_source, unmapped
+from latlab.agent.protocol import run_protocol
+from latlab.agent.runners.base import LoadedModel, Profile, ProtocolRunner
 from latlab.graph import unique_node_names
 from latlab.onnx_summary import external_data_tensors
 from latlab.runtimes.onnxruntime import ExecutionProvider, GraphOptimization, OnnxRuntimeConfig

@@ -19,13 +19,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.isolation import pin_process, split_cpus
-from agent.state import load_state
+from latlab.agent.isolation import pin_process, split_cpus
+from latlab.agent.state import load_state
 from latlab.client import Client
 from latlab.errors import LatlabError
 from latlab.schemas import DeviceOut
-from server.config import Settings
-from server.embedded import EmbeddedServer, free_port
+from latlab.server.config import Settings
+from latlab.server.embedded import EmbeddedServer, free_port
 
 __all__ = ["Lab", "LabError", "local_lab"]
 

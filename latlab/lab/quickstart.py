@@ -31,8 +31,8 @@ from latlab.progress import follow_dataset, follow_lut
 from latlab.runtimes import RuntimeConfig
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut, LutCreate, LutSource, LutState
+from latlab.server.config import Settings
 from latlab.spaces import get_space
-from server.config import Settings
 
 __all__ = ["DEFAULT_ARCHS", "QuickstartResult", "run_quickstart"]
 
@@ -282,9 +282,9 @@ def _gcn_accuracy(
     """A predictor (the ``latlab`` preset: GCN members over cross-validation folds, the floor
     guard) trained on the LUTs' training archs, registered, and asked through /v1/predict
     about the held-out ones."""
-    from predictors.features import arch_features
-    from predictors.presets import PRESETS
-    from predictors.train import train_predictor
+    from latlab.predictors.features import arch_features
+    from latlab.predictors.presets import PRESETS
+    from latlab.predictors.train import train_predictor
 
     position = {r.arch: i for i, r in enumerate(archs)}
     config = PRESETS["latlab"]

@@ -23,10 +23,10 @@ def cmd_server(args: argparse.Namespace) -> int:
     import uvicorn
     from sqlalchemy.exc import SQLAlchemyError
 
-    from server.app import create_app
-    from server.config import Settings
-    from server.credentials import ensure_credentials
-    from server.errors import ServerError
+    from latlab.server.app import create_app
+    from latlab.server.config import Settings
+    from latlab.server.credentials import ensure_credentials
+    from latlab.server.errors import ServerError
 
     settings = ensure_credentials(Settings())
     try:
@@ -47,8 +47,8 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from agent.config import AgentSettings
-    from agent.main import run_agent
+    from latlab.agent.config import AgentSettings
+    from latlab.agent.main import run_agent
 
     overrides: dict[str, Any] = {"labels": kv(args.label, "--label")}
     for field in (

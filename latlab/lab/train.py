@@ -18,8 +18,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from latlab.latency_model import to_artifact
-    from predictors.pipeline import train_for_device
-    from predictors.presets import PRESETS
+    from latlab.predictors.pipeline import train_for_device
+    from latlab.predictors.presets import PRESETS
 
     config = PRESETS[args.preset]
     overrides = {

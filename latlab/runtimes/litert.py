@@ -19,7 +19,7 @@ SPEC = RuntimeSpec(
     name="litert",
     model_format=ModelFormat.tflite,
     config=LiteRtConfig,
-    runner="agent.runners.litert:LiteRtRunner",
+    runner="latlab.agent.runners.litert:LiteRtRunner",
     fusion=TFLITE,
     summary="TFLite models with the LiteRT interpreter (XNNPACK or builtin kernels)",
 )

@@ -64,7 +64,7 @@ SPEC = RuntimeSpec(
     name="onnxruntime",
     model_format=ModelFormat.onnx,
     config=OnnxRuntimeConfig,
-    runner="agent.runners.ort:OrtRunner",
+    runner="latlab.agent.runners.ort:OrtRunner",
     fusion=ONNXRUNTIME_CPU,
     summary="ONNX models with onnxruntime (CPU, CUDA or TensorRT execution provider)",
 )

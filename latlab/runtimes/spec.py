@@ -29,7 +29,7 @@ class ModelFormat(StrEnum):
 
 @dataclass(frozen=True)
 class FusionRules:
-    """How a runtime groups graph ops into the kernels it executes (``lut.fusion.fuse``).
+    """How a runtime groups graph ops into the kernels it executes (``latlab.lut.fusion.fuse``).
 
     ``chains``: op-type sequences fused into one kernel when each op is the only consumer of
     the previous one's output (longest chain first); ``merge_duplicates``: an op computed once
@@ -127,7 +127,7 @@ class RuntimeSpec:
     #: package is needed there alone).
     runner: str
     #: Where the runner times models: on the agent's host, or on a phone driven over adb
-    #: (constructed with the adb connection; see ``agent.runners.phone_runners``).
+    #: (constructed with the adb connection; see ``latlab.agent.runners.phone_runners``).
     target: Literal["host", "adb"] = "host"
     #: How it fuses ops into kernels; None where that is not known.
     fusion: FusionRules | None = None

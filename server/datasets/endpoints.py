@@ -11,11 +11,11 @@ from latlab.datasets.latbench import write_latbench
 from latlab.datasets.reader import METADATA, read_import
 from latlab.datasets.tables import datasheet, write_csv, write_parquet
 from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut
+from latlab.server.datasets import imports, service
+from latlab.server.deps import SessionDep, StateDep, UserAuth, UserWrite
+from latlab.server.errors import BadRequest, InvalidInput
+from latlab.server.uploads import check_declared_length, copy_limited, safe_filename
 from latlab.spaces import GraphForm
-from server.datasets import imports, service
-from server.deps import SessionDep, StateDep, UserAuth, UserWrite
-from server.errors import BadRequest, InvalidInput
-from server.uploads import check_declared_length, copy_limited, safe_filename
 
 #: Form text without NUL characters (JSON bodies are checked by the schemas).
 NO_NUL = r"^[^\x00]*$"

@@ -31,12 +31,12 @@ from latlab.schemas import (
     DeviceSource,
     MeasurementSource,
 )
+from latlab.server.auth import hash_token, new_device_token
+from latlab.server.datasets.service import dataset_out
+from latlab.server.db import reserve_ids, utcnow
+from latlab.server.errors import InvalidInput
+from latlab.server.tables import Dataset, DatasetArch, DatasetEntry, Device, Measurement, core_table
 from latlab.spaces import GraphForm, get_space
-from server.auth import hash_token, new_device_token
-from server.datasets.service import dataset_out
-from server.db import reserve_ids, utcnow
-from server.errors import InvalidInput
-from server.tables import Dataset, DatasetArch, DatasetEntry, Device, Measurement, core_table
 
 __all__ = ["import_dataset"]
 

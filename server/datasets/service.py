@@ -29,15 +29,14 @@ from latlab.schemas import (
     JobCreate,
     JobState,
 )
-from latlab.spaces import GraphForm, get_space
-from server.blobstore import BlobStore
-from server.config import Settings
-from server.db import utcnow
-from server.devices.service import agent_devices, job_device
-from server.errors import InvalidInput, NotFound
-from server.jobs.service import create_job, device_can_run, selector_matches
-from server.models.service import store_model
-from server.tables import (
+from latlab.server.blobstore import BlobStore
+from latlab.server.config import Settings
+from latlab.server.db import utcnow
+from latlab.server.devices.service import agent_devices, job_device
+from latlab.server.errors import InvalidInput, NotFound
+from latlab.server.jobs.service import create_job, device_can_run, selector_matches
+from latlab.server.models.service import store_model
+from latlab.server.tables import (
     Dataset,
     DatasetArch,
     DatasetEntry,
@@ -46,6 +45,7 @@ from server.tables import (
     Measurement,
     OpMeasurement,
 )
+from latlab.spaces import GraphForm, get_space
 
 __all__ = [
     "create_campaign",

@@ -4,9 +4,9 @@ from fastapi import APIRouter, status
 from sqlalchemy.orm import Session
 
 from latlab.schemas import DeviceOut, DeviceRegistered, HeartbeatIn, HeartbeatOut, RegisterIn
-from server.auth import bearer_token
-from server.db import utcnow
-from server.deps import (
+from latlab.server.auth import bearer_token
+from latlab.server.db import utcnow
+from latlab.server.deps import (
     AuthHeader,
     DeviceRef,
     DeviceToken,
@@ -16,8 +16,8 @@ from server.deps import (
     UserWrite,
     as_device,
 )
-from server.devices import service
-from server.jobs.service import extend_lease, release_device_jobs
+from latlab.server.devices import service
+from latlab.server.jobs.service import extend_lease, release_device_jobs
 
 router = APIRouter(tags=["devices"])
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from server.tables import Device, core_table
+from latlab.server.tables import Device, core_table
 
 __all__ = ["by_token_hash", "seen"]
 

@@ -16,10 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from latlab.schemas import DeviceDescriptor, DeviceOut, DeviceRegistered, DeviceSource, RegisterIn
-from server.auth import hash_token, key_matches, new_device_token
-from server.db import utcnow
-from server.errors import InvalidInput, NotFound, Unauthorized
-from server.tables import Device
+from latlab.server.auth import hash_token, key_matches, new_device_token
+from latlab.server.db import utcnow
+from latlab.server.errors import InvalidInput, NotFound, Unauthorized
+from latlab.server.tables import Device
 
 __all__ = [
     "agent_devices",

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, Response, status
 from sqlalchemy.orm import Session
 
 from latlab.schemas import ClaimedJob, JobCreate, JobFailureIn, JobOut, JobState, LeaseIn
-from server.deps import (
+from latlab.server.deps import (
     DeviceRef,
     DeviceToken,
     Offset,
@@ -17,8 +17,8 @@ from server.deps import (
     UserWrite,
     as_device,
 )
-from server.devices.service import device_filter
-from server.jobs import service
+from latlab.server.devices.service import device_filter
+from latlab.server.jobs import service
 
 router = APIRouter(tags=["jobs"])
 agent_router = APIRouter(prefix="/agent", tags=["agent"])

@@ -4,7 +4,7 @@ built once with bound parameters where their shape is fixed.
 The claim and result path runs a few hundred times a second on a busy lab; the ORM's unit of
 work (identity map, attribute history, flush ordering) cost more than the statements here.
 Rows come back as ``JobRow`` (a plain named row: every column of ``jobs``); the rules of the
-state machine (who may do what, which errors) stay in ``server.jobs.service``.
+state machine (who may do what, which errors) stay in ``latlab.server.jobs.service``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from latlab.schemas import JobState
-from server.tables import Job, Measurement, Model, core_table
+from latlab.server.tables import Job, Measurement, Model, core_table
 
 __all__ = [
     "JobRow",

@@ -35,13 +35,13 @@ from latlab.schemas import (
     JobState,
     ModelFormat,
 )
-from server.auth import new_lease_token
-from server.db import utcnow
-from server.devices.service import job_device
-from server.errors import Conflict, InvalidInput, NotFound
-from server.jobs import repository
-from server.jobs.repository import JobRow
-from server.tables import Job, Model
+from latlab.server.auth import new_lease_token
+from latlab.server.db import utcnow
+from latlab.server.devices.service import job_device
+from latlab.server.errors import Conflict, InvalidInput, NotFound
+from latlab.server.jobs import repository
+from latlab.server.jobs.repository import JobRow
+from latlab.server.tables import Job, Model
 
 __all__ = [
     "ClaimRules",

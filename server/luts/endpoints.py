@@ -6,9 +6,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from latlab.schemas import LutCreate, LutFormat, LutOut
-from server.deps import SessionDep, StateDep, UserAuth, UserWrite
-from server.devices.service import device_filter
-from server.luts import service
+from latlab.server.deps import SessionDep, StateDep, UserAuth, UserWrite
+from latlab.server.devices.service import device_filter
+from latlab.server.luts import service
 
 router = APIRouter(tags=["luts"])
 

@@ -25,6 +25,11 @@ from latlab.errors import LatlabError
 from latlab.export.onnx import to_onnx
 from latlab.graph import OpGraph
 from latlab.latency_model import LatencyModel
+from latlab.lut.build import MicroTiming, ProfiledModel, build_from_micro, build_from_profiles
+from latlab.lut.errors import LutError
+from latlab.lut.micro import unique_kernels
+from latlab.lut.model import LutModel
+from latlab.lut.table import LookupTable
 from latlab.runtimes import RuntimeConfig, rules_for, runtime_spec, stored_config
 from latlab.schemas import (
     JobCreate,
@@ -37,22 +42,16 @@ from latlab.schemas import (
     LutState,
     MeasurementSource,
 )
-from latlab.spaces import get_space
-from lut.build import MicroTiming, ProfiledModel, build_from_micro, build_from_profiles
-from lut.errors import LutError
-from lut.micro import unique_kernels
-from lut.model import LutModel
-from lut.table import LookupTable
-from server.blobstore import BlobStore
-from server.config import Settings
-from server.datasets.service import get_dataset
-from server.db import utcnow
-from server.devices.service import get_device, job_device
-from server.errors import Conflict, InvalidInput, NotFound
-from server.jobs.service import create_job, device_can_run
-from server.models.service import model_graph, store_model
-from server.predict.sources import Source
-from server.tables import (
+from latlab.server.blobstore import BlobStore
+from latlab.server.config import Settings
+from latlab.server.datasets.service import get_dataset
+from latlab.server.db import utcnow
+from latlab.server.devices.service import get_device, job_device
+from latlab.server.errors import Conflict, InvalidInput, NotFound
+from latlab.server.jobs.service import create_job, device_can_run
+from latlab.server.models.service import model_graph, store_model
+from latlab.server.predict.sources import Source
+from latlab.server.tables import (
     DatasetArch,
     Device,
     Job,
@@ -62,6 +61,7 @@ from server.tables import (
     Model,
     OpMeasurement,
 )
+from latlab.spaces import get_space
 
 __all__ = [
     "advance_next",

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 from sqlalchemy.orm import Session
 
 from latlab.schemas import MeasurementIn, MeasurementOut
-from server.deps import (
+from latlab.server.deps import (
     MAX_INT32,
     DeviceRef,
     DeviceToken,
@@ -16,8 +16,8 @@ from server.deps import (
     UserAuth,
     as_device,
 )
-from server.devices.service import device_filter
-from server.measurements import service
+from latlab.server.devices.service import device_filter
+from latlab.server.measurements import service
 
 router = APIRouter(tags=["measurements"])
 agent_router = APIRouter(prefix="/agent", tags=["agent"])

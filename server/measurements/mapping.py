@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from latlab.schemas import LatencyStats, MeasurementIn, MeasurementOut, OpTiming, WarmupInfo
-from server.tables import Measurement, core_table
+from latlab.server.tables import Measurement, core_table
 
 __all__ = ["COLUMNS", "measurement_out", "op_values", "row_values"]
 

@@ -1,6 +1,6 @@
 """Measurements: results stored once per job (idempotent by job + lease), and queried.
 
-The rows are read and written in Core SQL (``server.measurements.mapping`` maps them to the
+The rows are read and written in Core SQL (``latlab.server.measurements.mapping`` maps them to the
 wire models by field name): an upload is one locked read of its job, two inserts and one
 update, and a list of 10,000 rows builds no ORM objects.
 """
@@ -16,13 +16,13 @@ from sqlalchemy import ColumnElement, insert, select
 from sqlalchemy.orm import Session
 
 from latlab.schemas import JobState, MeasurementIn, MeasurementOut, MeasurementSource
+from latlab.server.db import utcnow
+from latlab.server.errors import InvalidInput, NotFound
+from latlab.server.jobs import repository as jobs
+from latlab.server.jobs.service import is_repeat, live_lease, locked_job
+from latlab.server.measurements.mapping import measurement_out, op_values, row_values
+from latlab.server.tables import Measurement, OpMeasurement, core_table
 from latlab.stats import REPORTED_HEADLINE, latency_stats, reported_latency_stats
-from server.db import utcnow
-from server.errors import InvalidInput, NotFound
-from server.jobs import repository as jobs
-from server.jobs.service import is_repeat, live_lease, locked_job
-from server.measurements.mapping import measurement_out, op_values, row_values
-from server.tables import Measurement, OpMeasurement, core_table
 
 __all__ = ["get_measurement", "list_measurements", "store_result"]
 

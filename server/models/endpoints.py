@@ -8,10 +8,10 @@ from fastapi import APIRouter, File, Query, Request, Response, UploadFile, statu
 from fastapi.responses import StreamingResponse
 
 from latlab.schemas import ModelOut
-from server.deps import Offset, SessionDep, StateDep, UserAuth, UserOrDevice, UserWrite
-from server.errors import BadRequest
-from server.models import service
-from server.uploads import check_declared_length, copy_limited, safe_filename
+from latlab.server.deps import Offset, SessionDep, StateDep, UserAuth, UserOrDevice, UserWrite
+from latlab.server.errors import BadRequest
+from latlab.server.models import service
+from latlab.server.uploads import check_declared_length, copy_limited, safe_filename
 
 router = APIRouter(tags=["models"])
 

@@ -17,11 +17,11 @@ from latlab.graph import OpGraph
 from latlab.onnx_summary import MAX_NODES, load_onnx, summarize_onnx
 from latlab.runtimes import ModelFormat
 from latlab.schemas import ModelOut, ModelSummary
+from latlab.server.blobstore import BlobStore
+from latlab.server.db import utcnow
+from latlab.server.errors import InvalidInput, NotFound
+from latlab.server.tables import Model
 from latlab.tflite_summary import is_tflite, summarize_tflite
-from server.blobstore import BlobStore
-from server.db import utcnow
-from server.errors import InvalidInput, NotFound
-from server.tables import Model
 
 __all__ = ["ModelLimits", "get_model", "list_models", "model_graph", "model_out", "store_model"]
 

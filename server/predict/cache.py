@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from latlab.latency_model import Estimates, LatencyModel
+from latlab.server.blobstore import BlobStore
+from latlab.server.predict.sources import Source
 from latlab.spaces import get_space
-from server.blobstore import BlobStore
-from server.predict.sources import Source
 
 __all__ = ["TABLE_MAX_ARCHS", "PredictorCache", "Served"]
 

@@ -6,8 +6,8 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from latlab.schemas import PredictDevicesOut, PredictDevicesRequest, PredictOut, PredictRequest
-from server.deps import AppState, SessionDep, StateDep, UserAuth
-from server.predict import service
+from latlab.server.deps import AppState, SessionDep, StateDep, UserAuth
+from latlab.server.predict import service
 
 router = APIRouter(tags=["predict"])
 

@@ -18,14 +18,14 @@ from latlab.schemas import (
     PredictOut,
     PredictRequest,
 )
-from server.blobstore import BlobStore
-from server.devices.service import get_device
-from server.errors import InvalidInput, NotFound, PayloadTooLarge
-from server.luts.service import lut_source, lut_sources
-from server.models.service import model_graph
-from server.predict.cache import PredictorCache
-from server.predict.sources import Source
-from server.registry.service import predictor_source, predictor_sources
+from latlab.server.blobstore import BlobStore
+from latlab.server.devices.service import get_device
+from latlab.server.errors import InvalidInput, NotFound, PayloadTooLarge
+from latlab.server.luts.service import lut_source, lut_sources
+from latlab.server.models.service import model_graph
+from latlab.server.predict.cache import PredictorCache
+from latlab.server.predict.sources import Source
+from latlab.server.registry.service import predictor_source, predictor_sources
 
 __all__ = ["MAX_BATCH", "MAX_DEVICES", "predict_latency", "predict_latency_on_devices"]
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from latlab.latency_model import LatencyModel
 from latlab.schemas import PredictRequest
-from server.blobstore import BlobStore
-from server.errors import InvalidInput
+from latlab.server.blobstore import BlobStore
+from latlab.server.errors import InvalidInput
 
 __all__ = ["Source"]
 

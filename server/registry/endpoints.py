@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 
 from latlab.schemas import PredictorOut
-from server.deps import SessionDep, StateDep, UserAuth, UserWrite
-from server.devices.service import device_filter
-from server.errors import InvalidInput, NotFound
-from server.registry import service
-from server.uploads import check_declared_length, copy_limited
+from latlab.server.deps import SessionDep, StateDep, UserAuth, UserWrite
+from latlab.server.devices.service import device_filter
+from latlab.server.errors import InvalidInput, NotFound
+from latlab.server.registry import service
+from latlab.server.uploads import check_declared_length, copy_limited
 
 router = APIRouter(tags=["predictors"])
 

@@ -14,14 +14,14 @@ from sqlalchemy.orm import Session
 
 from latlab.latency_model import LatencyModel, read_artifact
 from latlab.schemas import PredictorOut
+from latlab.server.blobstore import BlobStore
+from latlab.server.config import Settings
+from latlab.server.db import utcnow
+from latlab.server.devices.service import get_device
+from latlab.server.errors import InvalidInput, NotFound
+from latlab.server.predict.sources import Source
+from latlab.server.tables import Predictor
 from latlab.spaces import get_space
-from server.blobstore import BlobStore
-from server.config import Settings
-from server.db import utcnow
-from server.devices.service import get_device
-from server.errors import InvalidInput, NotFound
-from server.predict.sources import Source
-from server.tables import Predictor
 
 __all__ = [
     "get_predictor",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from agent.runners.ort import OrtRunner
+from latlab.agent.runners.ort import OrtRunner
 from latlab.runtimes import ModelFormat, RuntimeSpec
 from latlab.runtimes.onnxruntime import GraphOptimization, OnnxRuntimeConfig
 

@@ -1,0 +1,1 @@
+"""The latlab server: FastAPI endpoints -> services -> repositories (SQL); installed as latlab.server."""
