@@ -15,22 +15,29 @@ HEAVY = ["torch", "sqlalchemy", "fastapi", "alembic", "uvicorn", "starlette"]
 
 def modules_loaded_by(statement: str) -> set[str]:
     code = f"import sys, json; {statement}; print(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return {m.split(".")[0] for m in json.loads(out.stdout)}
+    # run outside the checkout: only the installed names (latlab.*) import, no bare role folder
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path.home()
+    )
+    # top-level names, and latlab's packages by their second level (latlab.server, ...)
+    return {
+        ".".join(m.split(".")[:2]) if m.startswith("latlab.") else m.split(".")[0]
+        for m in json.loads(out.stdout)
+    }
 
 
 @pytest.mark.parametrize(
     "statement",
     [
-        "import agent.main, agent.loop",
+        "import latlab.agent.main, latlab.agent.loop",
         "import latlab.client, latlab.schemas, latlab.cli",
-        "from agent.runners import available_runners; available_runners()",
+        "from latlab.agent.runners import available_runners; available_runners()",
     ],
 )
 def test_the_agent_and_the_client_load_no_server_or_training_module(statement: str) -> None:
     loaded = modules_loaded_by(statement)
     assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
-    assert loaded.isdisjoint({"server", "lut", "predictors"})
+    assert loaded.isdisjoint({"latlab.server", "latlab.lut", "latlab.predictors"})
 
 
 def test_the_core_loads_no_runtime() -> None:
@@ -46,6 +53,7 @@ def test_import_linter_contracts_hold() -> None:
 
 def test_the_server_serves_predictions_without_torch() -> None:
     loaded = modules_loaded_by(
-        "import server.app, server.predict.service, server.registry.service, predictors.model"
+        "import latlab.server.app, latlab.server.predict.service, latlab.server.registry.service,"
+        " latlab.predictors.model"
     )
     assert "torch" not in loaded and "matplotlib" not in loaded
