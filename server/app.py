@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Response
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -19,7 +19,7 @@ from latlab.schemas import ErrorBody, JobState
 from latlab.server.background import BackgroundWork
 from latlab.server.blobstore import open_blob_store
 from latlab.server.config import Settings
-from latlab.server.datasets import service as datasets_service
+from latlab.server.datasets import builder as datasets_builder
 from latlab.server.datasets.endpoints import router as datasets_router
 from latlab.server.db import (
     create_db_engine,
@@ -32,10 +32,11 @@ from latlab.server.deps import AppState, StateDep
 from latlab.server.devices import service as devices_service
 from latlab.server.devices.endpoints import router as devices_router
 from latlab.server.errors import Unavailable, install_error_handlers
+from latlab.server.jobs import repository as jobs_repository
 from latlab.server.jobs import service as jobs_service
 from latlab.server.jobs.endpoints import agent_router as jobs_agent_router
 from latlab.server.jobs.endpoints import router as jobs_router
-from latlab.server.luts import service as luts_service
+from latlab.server.luts import builder as luts_builder
 from latlab.server.luts.endpoints import router as luts_router
 from latlab.server.measurements.endpoints import agent_router as measurements_agent_router
 from latlab.server.measurements.endpoints import router as measurements_router
@@ -45,7 +46,6 @@ from latlab.server.predict.cache import PredictorCache
 from latlab.server.predict.endpoints import router as predict_router
 from latlab.server.prometheus import CONTENT_TYPE, HttpMetrics, Labels, Metrics
 from latlab.server.registry.endpoints import router as registry_router
-from latlab.server.tables import Job
 from latlab.server.uploads import BodyLimit
 
 __all__ = ["create_app"]
@@ -76,7 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
         sessions=sessionmaker(engine, expire_on_commit=False),
         blobs=open_blob_store(settings),
         notifier=JobNotifier(),
-        background=BackgroundWork([datasets_service.prepare_next, luts_service.advance_next]),
+        background=BackgroundWork([datasets_builder.prepare_next, luts_builder.advance_next]),
         predictors=PredictorCache(),
         metrics=Metrics(),
     )
@@ -183,9 +183,7 @@ async def _metrics(state: StateDep) -> Response:
 
     def gauges() -> dict[str, tuple[str, list[tuple[Labels, float]]]]:
         with session_scope(state.sessions) as session:
-            by_state = dict(
-                session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
-            )
+            by_state = jobs_repository.state_counts(session)
             online = devices_service.count_online(session, state.settings.offline_after_s)
         return {
             "latlab_jobs": (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -57,3 +58,25 @@ def test_the_server_serves_predictions_without_torch() -> None:
         " latlab.predictors.model"
     )
     assert "torch" not in loaded and "matplotlib" not in loaded
+
+
+#: The names that build SQL statements; the modules allowed to use them.
+STATEMENT_BUILDERS = {"select", "insert", "update", "delete", "func", "text", "and_", "or_"}
+SQL_MODULES = {"db.py", "tables.py", "app.py"}  # engine and ids; the tables; /healthz's SELECT 1
+
+
+def test_sql_statements_are_built_only_in_repositories() -> None:
+    """Each server domain is endpoints -> service -> repository: statements live in the
+    domain's repository.py (db.py, tables.py and /healthz's probe aside)."""
+    offenders = []
+    for path in sorted((ROOT / "server").rglob("*.py")):
+        if path.name == "repository.py" or path.relative_to(ROOT / "server").as_posix() in (
+            SQL_MODULES
+        ):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sqlalchemy"):
+                used = {alias.name for alias in node.names} & STATEMENT_BUILDERS
+                if used:
+                    offenders.append(f"{path.relative_to(ROOT)}: {sorted(used)}")
+    assert offenders == []

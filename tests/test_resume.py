@@ -13,7 +13,8 @@ from latlab.client import Client
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import DatasetCreate, JobState, LutCreate, LutSource, RegisterIn
 from latlab.server.blobstore import LocalBlobStore
-from latlab.server.datasets.service import create_campaign, prepare_next
+from latlab.server.datasets.builder import prepare_next
+from latlab.server.datasets.service import create_campaign
 from latlab.server.db import create_db_engine, session_scope, upgrade_to_head
 from latlab.server.devices.service import register_device
 from latlab.server.embedded import EmbeddedServer

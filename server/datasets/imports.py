@@ -16,7 +16,6 @@ import uuid
 from collections import Counter, defaultdict
 from typing import Any
 
-from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from latlab.datasets.dump import STAT_FIELDS
@@ -32,10 +31,12 @@ from latlab.schemas import (
     MeasurementSource,
 )
 from latlab.server.auth import hash_token, new_device_token
+from latlab.server.datasets import repository
 from latlab.server.datasets.service import dataset_out
-from latlab.server.db import reserve_ids, utcnow
+from latlab.server.db import utcnow
+from latlab.server.devices import repository as device_repository
 from latlab.server.errors import InvalidInput
-from latlab.server.tables import Dataset, DatasetArch, DatasetEntry, Device, Measurement, core_table
+from latlab.server.tables import Dataset, Device
 from latlab.spaces import GraphForm, get_space
 
 __all__ = ["import_dataset"]
@@ -90,45 +91,18 @@ def import_dataset(
         },
         created_at=now,
     )
-    session.add(dataset)
-    session.flush()
+    repository.add(session, dataset)
     archs = dict.fromkeys(canonical[r.arch] for r in table.rows)  # first-seen order
-    # Core inserts, batched by the driver: an import is 10^5 rows (the ORM's unit of work
-    # would build an object per row).
-    session.execute(
-        insert(core_table(DatasetArch)),
+    repository.add_archs(session, dataset.id, [(arch, str(index)) for arch, index in archs])
+    arch_ids = repository.arch_ids(session, dataset.id)
+    repository.insert_imported(
+        session,
         [
-            {"dataset_id": dataset.id, "position": i, "arch": arch, "arch_index": str(index)}
-            for i, (arch, index) in enumerate(archs)
+            _measurement(r, devices[r.device][0].id, rt, now)
+            for r, rt in zip(table.rows, runtimes, strict=True)
         ],
+        [(arch_ids[canonical[r.arch][0]], devices[r.device][0].id) for r in table.rows],
     )
-    arch_ids = {
-        arch: arch_id
-        for arch, arch_id in session.execute(
-            select(DatasetArch.arch, DatasetArch.id).where(DatasetArch.dataset_id == dataset.id)
-        )
-    }
-    measurements = core_table(Measurement)
-    measurement_ids = reserve_ids(session, measurements, len(table.rows))
-    session.execute(
-        insert(measurements),
-        [
-            _measurement(r, m_id, devices[r.device][0].id, rt, now)
-            for r, m_id, rt in zip(table.rows, measurement_ids, runtimes, strict=True)
-        ],
-    )
-    session.execute(
-        insert(core_table(DatasetEntry)),
-        [
-            {
-                "dataset_arch_id": arch_ids[canonical[r.arch][0]],
-                "device_id": devices[r.device][0].id,
-                "measurement_id": m_id,
-            }
-            for r, m_id in zip(table.rows, measurement_ids, strict=True)
-        ],
-    )
-    session.flush()
     log.info(
         "dataset imported",
         extra={"dataset_id": dataset.id, "rows": len(table.rows), "devices": len(devices)},
@@ -232,12 +206,7 @@ def _imported_device(session: Session, name: str) -> tuple[Device, bool]:
     of a token nobody holds: it can never call the agent API."""
     if len(name) > 200:
         raise InvalidInput(f"device name {name[:40]!r}... is longer than 200 characters")
-    existing = session.scalar(
-        select(Device)
-        .where(Device.name == name, Device.source == DeviceSource.imported.value)
-        .order_by(Device.created_at)
-        .limit(1)
-    )
+    existing = device_repository.imported_named(session, name)
     if existing is not None:
         return existing, False
     now = utcnow()
@@ -250,20 +219,16 @@ def _imported_device(session: Session, name: str) -> tuple[Device, bool]:
         created_at=now,
         last_seen_at=now,
     )
-    session.add(device)
-    session.flush()
+    device_repository.add(session, device)
     return device, True
 
 
-def _measurement(
-    row: ImportRow, measurement_id: int, device_id: str, runtime: str, now: Any
-) -> dict[str, Any]:
+def _measurement(row: ImportRow, device_id: str, runtime: str, now: Any) -> dict[str, Any]:
     provenance: dict[str, Any] = {"file": row.file}
     if row.latency_s is not None:
         provenance["latency_s"] = row.latency_s
     stats = {k: row.stats.get(k) for k in STAT_FIELDS}
     return {
-        "id": measurement_id,
         "job_id": None,
         "model_id": None,
         "source": MeasurementSource.imported.value,

@@ -12,12 +12,12 @@ import uuid
 from datetime import timedelta
 
 from pydantic import SecretStr
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from latlab.schemas import DeviceDescriptor, DeviceOut, DeviceRegistered, DeviceSource, RegisterIn
 from latlab.server.auth import hash_token, key_matches, new_device_token
 from latlab.server.db import utcnow
+from latlab.server.devices import repository
 from latlab.server.errors import InvalidInput, NotFound, Unauthorized
 from latlab.server.tables import Device
 
@@ -53,25 +53,14 @@ def register_device(
         created_at=now,
         last_seen_at=now,
     )
-    session.add(device)
-    session.flush()
+    repository.add(session, device)
     return DeviceRegistered(device_id=device.id, token=token)
 
 
 def count_online(session: Session, offline_after_s: float) -> int:
     """Agent devices, not revoked, heard from within ``offline_after_s`` (``device_out``'s
     ``online``, counted in SQL)."""
-    since = utcnow() - timedelta(seconds=offline_after_s)
-    return (
-        session.scalar(
-            select(func.count()).where(
-                Device.revoked_at.is_(None),
-                Device.source == DeviceSource.agent.value,
-                Device.last_seen_at >= since,
-            )
-        )
-        or 0
-    )
+    return repository.count_online(session, utcnow() - timedelta(seconds=offline_after_s))
 
 
 def device_out(device: Device, offline_after_s: float) -> DeviceOut:
@@ -101,18 +90,18 @@ def revoke_device(session: Session, device_id: str) -> tuple[Device, bool]:
 
 def get_device(session: Session, ref: str) -> Device:
     """The device whose id is ``ref``, or else the one named ``ref``."""
-    device = session.get(Device, ref)
+    device = repository.get(session, ref)
     if device is not None:
         return device
-    return _one_named(ref, _named(session, ref))
+    return _one_named(ref, repository.named(session, ref))
 
 
 def job_device(session: Session, ref: str) -> Device:
     """A device a job may name (by id or name): registered by an agent, not revoked. Of
     several devices of one name, the one that can run jobs is meant."""
-    device = session.get(Device, ref)
+    device = repository.get(session, ref)
     if device is None:
-        named = _named(session, ref)
+        named = repository.named(session, ref)
         runnable = [d for d in named if d.revoked_at is None and d.source == DeviceSource.agent]
         device = _one_named(ref, runnable or named)
     if device.revoked_at is not None:
@@ -128,12 +117,6 @@ def device_filter(session: Session, ref: str | None) -> str | None:
     return None if ref is None else get_device(session, ref).id
 
 
-def _named(session: Session, name: str) -> list[Device]:
-    return list(
-        session.scalars(select(Device).where(Device.name == name).order_by(Device.created_at))
-    )
-
-
 def _one_named(ref: str, devices: list[Device]) -> Device:
     if not devices:
         raise NotFound(f"no device {ref!r} (no device has this id or name)")
@@ -145,17 +128,11 @@ def _one_named(ref: str, devices: list[Device]) -> Device:
 
 def agent_devices(session: Session) -> list[Device]:
     """Devices that can run jobs (what a selector is matched against), oldest first."""
-    return list(
-        session.scalars(
-            select(Device)
-            .where(Device.revoked_at.is_(None), Device.source == DeviceSource.agent.value)
-            .order_by(Device.created_at)
-        )
-    )
+    return repository.runnable(session)
 
 
 def list_devices(session: Session) -> list[Device]:
-    return list(session.scalars(select(Device).order_by(Device.created_at)))
+    return repository.listed(session)
 
 
 def update_descriptor(session: Session, device_id: str, descriptor: DeviceDescriptor) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     bindparam,
     case,
     false,
+    func,
     or_,
     select,
     update,
@@ -33,17 +34,21 @@ from latlab.server.tables import Job, Measurement, Model, core_table
 
 __all__ = [
     "JobRow",
+    "add",
     "back_to_queue",
     "cancel_pinned_to",
     "candidates",
     "expired_leases",
     "extend",
     "finish",
+    "get",
     "lease",
     "listed",
     "lock",
+    "pending_with_key",
     "requeue_held_by",
     "runs_on",
+    "state_counts",
 ]
 
 jobs = core_table(Job)
@@ -261,3 +266,30 @@ def expired_leases(session: Session, now: datetime) -> Sequence[JobRow]:
 
 def extend(session: Session, job_id: str, expires: datetime, now: datetime) -> None:
     session.execute(_EXTEND, {"job_id": job_id, "expires": expires, "now": now})
+
+
+# --------------------------------------------------------------------------- the ORM side
+
+
+def add(session: Session, job: Job) -> None:
+    """Insert the job in a savepoint: an identical pending job inserted concurrently makes it
+    an ``IntegrityError`` (the unique pending dedup key) that leaves the transaction usable."""
+    with session.begin_nested():
+        session.add(job)
+
+
+def get(session: Session, job_id: str) -> Job | None:
+    return session.get(Job, job_id)
+
+
+def pending_with_key(session: Session, dedup_key: str) -> Job | None:
+    """The queued or leased job with this dedup key."""
+    return session.scalar(
+        select(Job).where(Job.dedup_key == dedup_key, Job.state.in_([QUEUED, LEASED]))
+    )
+
+
+def state_counts(session: Session) -> dict[str, int]:
+    """How many jobs are in each state."""
+    rows = session.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state))
+    return {state: count for state, count in rows}

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -41,7 +40,8 @@ from latlab.server.devices.service import job_device
 from latlab.server.errors import Conflict, InvalidInput, NotFound
 from latlab.server.jobs import repository
 from latlab.server.jobs.repository import JobRow
-from latlab.server.tables import Job, Model
+from latlab.server.models import repository as models
+from latlab.server.tables import Job
 
 __all__ = [
     "ClaimRules",
@@ -124,7 +124,7 @@ def _dedup_key(body: JobCreate) -> str:
 def create_job(session: Session, body: JobCreate, default_max_attempts: int) -> JobOut:
     if (body.device_id is None) == (body.selector is None):
         raise InvalidInput("give exactly one of device_id or selector ({} matches any device)")
-    model = session.get(Model, body.model_id)
+    model = models.get(session, body.model_id)
     if model is None:
         raise NotFound(f"no model {body.model_id!r}; upload it first")
     wanted = runtime_spec(body.config.runtime).model_format  # the config named a known one
@@ -142,7 +142,7 @@ def create_job(session: Session, body: JobCreate, default_max_attempts: int) -> 
     if body.selector is not None:
         _check_selector(body.selector)
     key = _dedup_key(body)
-    existing = _pending_with_key(session, key)
+    existing = repository.pending_with_key(session, key)
     if existing is not None:
         return job_out(existing, deduplicated=True)
     now = utcnow()
@@ -163,10 +163,9 @@ def create_job(session: Session, body: JobCreate, default_max_attempts: int) -> 
         updated_at=now,
     )
     try:
-        with session.begin_nested():
-            session.add(job)
+        repository.add(session, job)
     except IntegrityError:  # an identical request won the race
-        existing = _pending_with_key(session, key)
+        existing = repository.pending_with_key(session, key)
         if existing is None:
             raise
         return job_out(existing, deduplicated=True)
@@ -174,13 +173,8 @@ def create_job(session: Session, body: JobCreate, default_max_attempts: int) -> 
     return job_out(job)
 
 
-def _pending_with_key(session: Session, key: str) -> Job | None:
-    pending = [JobState.queued.value, JobState.leased.value]
-    return session.scalar(select(Job).where(Job.dedup_key == key, Job.state.in_(pending)))
-
-
 def get_job(session: Session, job_id: str) -> Job:
-    job = session.get(Job, job_id)
+    job = repository.get(session, job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r}")
     return job

@@ -9,7 +9,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from latlab.errors import ModelInvalid
@@ -20,6 +19,7 @@ from latlab.schemas import ModelOut, ModelSummary
 from latlab.server.blobstore import BlobStore
 from latlab.server.db import utcnow
 from latlab.server.errors import InvalidInput, NotFound
+from latlab.server.models import repository
 from latlab.server.tables import Model
 from latlab.tflite_summary import is_tflite, summarize_tflite
 
@@ -50,7 +50,7 @@ def store_model(
     Nothing is stored for a file that fails validation or exceeds ``limits``."""
     data = path.read_bytes()
     sha256 = hashlib.sha256(data).hexdigest()
-    existing = session.get(Model, sha256)
+    existing = repository.get(session, sha256)
     if existing is not None:
         path.unlink(missing_ok=True)
         return model_out(existing), False
@@ -74,8 +74,7 @@ def store_model(
         summary=summary.model_dump(mode="json"),
         created_at=utcnow(),
     )
-    session.add(model)
-    session.flush()  # the row first: if the blob write fails, the transaction rolls back
+    repository.add(session, model)  # the row first: if the blob write fails, it rolls back
     stored = blobs.put_file(path)
     assert stored == sha256, "blob store hashed different bytes"
     return model_out(model), True
@@ -93,15 +92,14 @@ def model_out(model: Model) -> ModelOut:
 
 
 def get_model(session: Session, model_id: str) -> Model:
-    model = session.get(Model, model_id)
+    model = repository.get(session, model_id)
     if model is None:
         raise NotFound(f"no model {model_id!r}")
     return model
 
 
 def list_models(session: Session, limit: int, offset: int) -> list[Model]:
-    query = select(Model).order_by(Model.created_at, Model.id).limit(limit).offset(offset)
-    return list(session.scalars(query))
+    return repository.listed(session, limit, offset)
 
 
 def model_graph(session: Session, blobs: BlobStore, model_id: str) -> OpGraph:

@@ -9,7 +9,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from latlab.latency_model import LatencyModel, read_artifact
@@ -20,6 +19,7 @@ from latlab.server.db import utcnow
 from latlab.server.devices.service import get_device
 from latlab.server.errors import InvalidInput, NotFound
 from latlab.server.predict.sources import Source
+from latlab.server.registry import repository
 from latlab.server.tables import Predictor
 from latlab.spaces import get_space
 
@@ -68,17 +68,9 @@ def register_predictor(
         get_space(space, **space_params)
     if plot_png is not None and not plot_png.startswith(PNG_SIGNATURE):
         raise InvalidInput("the plot is not a PNG image")
-    latest = session.scalar(
-        select(func.max(Predictor.version)).where(
-            Predictor.device_id == device.id, Predictor.runtime == runtime
-        )
-    )
+    latest = repository.latest_version(session, device.id, runtime)
     if current:
-        session.execute(
-            update(Predictor)
-            .where(Predictor.device_id == device.id, Predictor.runtime == runtime)
-            .values(current=False)
-        )
+        repository.clear_current(session, device.id, runtime)
     row = Predictor(
         id=uuid.uuid4().hex,
         device_id=device.id,
@@ -86,7 +78,7 @@ def register_predictor(
         runtime=runtime,
         space=space,
         space_params=space_params,
-        version=(latest or 0) + 1,
+        version=latest + 1,
         current=current,
         training={**training, "config": report.get("training_config", training.get("config"))},
         metrics=report.get("metrics", {}),
@@ -95,8 +87,7 @@ def register_predictor(
         plot_sha256=_store(blobs, settings, plot_png) if plot_png is not None else None,
         created_at=utcnow(),
     )
-    session.add(row)
-    session.flush()
+    repository.add(session, row)
     return predictor_out(row)
 
 
@@ -119,26 +110,19 @@ def predictor_out(row: Predictor) -> PredictorOut:
 
 
 def get_predictor(session: Session, predictor_id: str) -> Predictor:
-    row = session.get(Predictor, predictor_id)
+    row = repository.get(session, predictor_id)
     if row is None:
         raise NotFound(f"no predictor {predictor_id!r}")
     return row
 
 
 def list_predictors(session: Session, device_id: str | None) -> list[PredictorOut]:
-    query = select(Predictor).order_by(Predictor.created_at)
-    if device_id is not None:
-        query = query.where(Predictor.device_id == device_id)
-    return [predictor_out(p) for p in session.scalars(query)]
+    return [predictor_out(p) for p in repository.listed(session, device_id)]
 
 
 def make_current(session: Session, predictor_id: str) -> PredictorOut:
     row = get_predictor(session, predictor_id)
-    session.execute(
-        update(Predictor)
-        .where(Predictor.device_id == row.device_id, Predictor.runtime == row.runtime)
-        .values(current=False)
-    )
+    repository.clear_current(session, row.device_id, row.runtime)
     row.current = True
     session.flush()
     return predictor_out(row)
@@ -162,15 +146,10 @@ def _source(row: Predictor) -> Source:
 
 
 def predictor_source(session: Session, predictor_id: str) -> Source | None:
-    row = session.get(Predictor, predictor_id)
+    row = repository.get(session, predictor_id)
     return _source(row) if row is not None else None
 
 
 def predictor_sources(session: Session, device_id: str) -> list[Source]:
     """The device's current predictors (one per runtime), newest first."""
-    rows = session.scalars(
-        select(Predictor)
-        .where(Predictor.device_id == device_id, Predictor.current.is_(True))
-        .order_by(Predictor.created_at.desc())
-    )
-    return [_source(row) for row in rows]
+    return [_source(row) for row in repository.current_of(session, device_id)]

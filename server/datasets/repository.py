@@ -1,0 +1,302 @@
+"""The dataset tables' SQL: campaigns and imports written, progress counted, exports read.
+
+A dataset can hold 10^5 measurements: imports insert with Core statements batched by the driver,
+and exports read columns, not ORM objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Select, func, insert, select
+from sqlalchemy.orm import Session
+
+from latlab.datasets.dump import STAT_FIELDS, MeasurementRow, OpRow
+from latlab.schemas import DatasetSource, DatasetState, JobState
+from latlab.server.db import reserve_ids
+from latlab.server.tables import (
+    Dataset,
+    DatasetArch,
+    DatasetEntry,
+    Device,
+    Job,
+    Measurement,
+    OpMeasurement,
+    core_table,
+)
+
+__all__ = [
+    "IN_CHUNK",
+    "add",
+    "add_archs",
+    "add_entries",
+    "arch_count",
+    "arch_ids",
+    "archs",
+    "devices",
+    "entry_count",
+    "entry_device_ids",
+    "get",
+    "insert_imported",
+    "job_states",
+    "listed",
+    "measurement_rows",
+    "next_preparing",
+    "next_unprepared_arch",
+    "op_rows",
+    "prepared_count",
+]
+
+#: Ids per ``IN (...)`` query.
+IN_CHUNK = 500
+
+_archs = core_table(DatasetArch)
+_entries = core_table(DatasetEntry)
+_measurements = core_table(Measurement)
+
+
+# --------------------------------------------------------------------------- writes
+
+
+def add(session: Session, dataset: Dataset) -> None:
+    session.add(dataset)
+    session.flush()
+
+
+def add_archs(session: Session, dataset_id: str, archs: Sequence[tuple[str, str]]) -> None:
+    """The dataset's archs, (encoded arch, index) in position order."""
+    session.execute(
+        insert(_archs),
+        [
+            {"dataset_id": dataset_id, "position": i, "arch": arch, "arch_index": index}
+            for i, (arch, index) in enumerate(archs)
+        ],
+    )
+
+
+def arch_ids(session: Session, dataset_id: str) -> dict[str, int]:
+    """Row id by encoded arch."""
+    rows = session.execute(
+        select(DatasetArch.arch, DatasetArch.id).where(DatasetArch.dataset_id == dataset_id)
+    )
+    return {arch: arch_id for arch, arch_id in rows}
+
+
+def add_entries(session: Session, arch_id: int, jobs: dict[str, str]) -> None:
+    """A campaign arch's entries: its job on each device (job id by device id)."""
+    session.add_all(
+        DatasetEntry(dataset_arch_id=arch_id, device_id=device_id, job_id=job_id)
+        for device_id, job_id in jobs.items()
+    )
+    session.flush()
+
+
+def insert_imported(
+    session: Session,
+    measurements: Sequence[dict[str, Any]],
+    entries: Sequence[tuple[int, str]],
+) -> None:
+    """Imported measurements (rows of ``measurements`` without their ids) and one entry each,
+    (arch row id, device id) in the same order."""
+    ids = reserve_ids(session, _measurements, len(measurements))
+    session.execute(
+        insert(_measurements),
+        [{**row, "id": m_id} for row, m_id in zip(measurements, ids, strict=True)],
+    )
+    session.execute(
+        insert(_entries),
+        [
+            {"dataset_arch_id": arch_id, "device_id": device_id, "measurement_id": m_id}
+            for (arch_id, device_id), m_id in zip(entries, ids, strict=True)
+        ],
+    )
+    session.flush()
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def get(session: Session, dataset_id: str) -> Dataset | None:
+    return session.get(Dataset, dataset_id)
+
+
+def listed(session: Session) -> list[Dataset]:
+    return list(session.scalars(select(Dataset).order_by(Dataset.created_at)))
+
+
+def next_preparing(session: Session) -> Dataset | None:
+    """The oldest campaign still being prepared, locked (skipped if another worker holds it)."""
+    return session.scalar(
+        select(Dataset)
+        .where(Dataset.state == DatasetState.preparing.value)
+        .order_by(Dataset.created_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+
+
+def next_unprepared_arch(session: Session, dataset_id: str) -> DatasetArch | None:
+    return session.scalar(
+        select(DatasetArch)
+        .where(DatasetArch.dataset_id == dataset_id, DatasetArch.model_id.is_(None))
+        .order_by(DatasetArch.position)
+        .limit(1)
+    )
+
+
+def archs(session: Session, dataset_id: str) -> list[DatasetArch]:
+    return list(
+        session.scalars(
+            select(DatasetArch)
+            .where(DatasetArch.dataset_id == dataset_id)
+            .order_by(DatasetArch.position)
+        )
+    )
+
+
+def devices(session: Session, device_ids: Sequence[str]) -> list[Device]:
+    return [session.get_one(Device, d) for d in device_ids]
+
+
+def arch_count(session: Session, dataset_id: str) -> int:
+    return session.scalar(select(func.count()).where(DatasetArch.dataset_id == dataset_id)) or 0
+
+
+def prepared_count(session: Session, dataset_id: str) -> int:
+    """Archs exported and queued."""
+    query = select(func.count()).where(
+        DatasetArch.dataset_id == dataset_id, DatasetArch.model_id.is_not(None)
+    )
+    return session.scalar(query) or 0
+
+
+def _entries_of(dataset_id: str) -> Select[int]:
+    return (
+        select(func.count())
+        .select_from(DatasetEntry)
+        .join(DatasetArch, DatasetArch.id == DatasetEntry.dataset_arch_id)
+        .where(DatasetArch.dataset_id == dataset_id)
+    )
+
+
+def entry_count(session: Session, dataset_id: str) -> int:
+    return session.scalar(_entries_of(dataset_id)) or 0
+
+
+def job_states(session: Session, dataset_id: str) -> dict[str, int]:
+    """How many of the campaign's jobs are in each state."""
+    rows = session.execute(
+        _entries_of(dataset_id)
+        .join(Job, Job.id == DatasetEntry.job_id)
+        .with_only_columns(Job.state, func.count())
+        .group_by(Job.state)
+    )
+    return {state: count for state, count in rows}
+
+
+def entry_device_ids(session: Session, dataset_id: str) -> list[str]:
+    """The devices the dataset has entries for, sorted."""
+    rows = session.scalars(
+        select(DatasetEntry.device_id)
+        .join(DatasetArch, DatasetArch.id == DatasetEntry.dataset_arch_id)
+        .where(DatasetArch.dataset_id == dataset_id)
+        .distinct()
+    )
+    return sorted(rows)
+
+
+_HEADLINE_COLUMNS = (
+    Measurement.id,
+    Measurement.device_id,
+    Measurement.source,
+    Measurement.median_ms,
+    Measurement.provenance,
+    Measurement.n,
+    *(getattr(Measurement, k) for k in STAT_FIELDS),
+    Measurement.runtime,
+    Measurement.runtime_version,
+    Measurement.provider,
+    Measurement.threads,
+    Measurement.protocol_version,
+    Measurement.agent_version,
+    Measurement.created_at,
+)
+
+
+def measurement_rows(
+    session: Session, dataset: Dataset, *, with_samples: bool
+) -> list[MeasurementRow]:
+    """Columns, not ORM objects. An import keeps each device's rows in file order; a
+    campaign lists its done jobs' measurements by arch position."""
+    query = (
+        select(DatasetArch.arch, *_HEADLINE_COLUMNS)
+        .add_columns(*([Measurement.samples_ms] if with_samples else []))
+        .select_from(DatasetEntry)
+        .join(DatasetArch, DatasetArch.id == DatasetEntry.dataset_arch_id)
+        .where(DatasetArch.dataset_id == dataset.id)
+    )
+    if dataset.source == DatasetSource.imported:
+        query = query.join(Measurement, Measurement.id == DatasetEntry.measurement_id).order_by(
+            Measurement.id
+        )
+    else:
+        query = (
+            query.join(Job, Job.id == DatasetEntry.job_id)
+            .join(Measurement, Measurement.job_id == Job.id)
+            .where(Job.state == JobState.done.value)
+            .order_by(DatasetArch.position, DatasetEntry.device_id)
+        )
+    n_stats = len(STAT_FIELDS)
+    out = []
+    for row in session.execute(query):
+        arch, m_id, device_id, source, median_ms, provenance, n = row[:7]
+        stats = dict(zip(STAT_FIELDS, row[7 : 7 + n_stats], strict=True))
+        runtime, version, provider, threads, protocol, agent, created_at = row[
+            7 + n_stats : 14 + n_stats
+        ]
+        out.append(
+            MeasurementRow(
+                measurement_id=m_id,
+                arch=arch,
+                device_id=device_id,
+                source=source,
+                latency_ms=median_ms,
+                latency_s=(provenance or {}).get("latency_s"),
+                n=n,
+                stats=stats,
+                samples_ms=list(row[14 + n_stats]) if with_samples else None,
+                runtime=runtime,
+                runtime_version=version,
+                provider=provider,
+                threads=threads,
+                protocol_version=protocol,
+                agent_version=agent,
+                created_at=created_at.isoformat(),
+                provenance=provenance,
+            )
+        )
+    return out
+
+
+def op_rows(session: Session, measurement_ids: Sequence[int]) -> list[OpRow]:
+    ops: list[OpRow] = []
+    for start in range(0, len(measurement_ids), IN_CHUNK):
+        for op in session.scalars(
+            select(OpMeasurement)
+            .where(OpMeasurement.measurement_id.in_(measurement_ids[start : start + IN_CHUNK]))
+            .order_by(OpMeasurement.measurement_id, OpMeasurement.seq)
+        ):
+            ops.append(
+                OpRow(
+                    op.measurement_id,
+                    op.seq,
+                    op.node_name,
+                    op.op_type,
+                    op.provider,
+                    op.dur_us,
+                    op.n,
+                    list(op.source_nodes),
+                )
+            )
+    return ops
