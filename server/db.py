@@ -14,11 +14,11 @@ import fcntl
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -32,11 +32,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from latlab import migrations
 
 __all__ = [
+    "IN_CHUNK",
     "alembic_config",
     "create_db_engine",
     "current_revision",
     "end_session",
     "head_revision",
+    "in_chunks",
     "is_sqlite",
     "reserve_ids",
     "session_scope",
@@ -181,6 +183,18 @@ def _sqlite_serialised_writes(engine: Engine) -> None:
     @event.listens_for(engine, "checkin")
     def _on_checkin(_: Any, record: Any) -> None:
         leave(record.info)  # a connection given back mid-transaction (never expected)
+
+
+T = TypeVar("T")
+
+#: Ids per ``IN (...)`` query: a dataset or LUT reads the rows of 10^5 measurements.
+IN_CHUNK = 500
+
+
+def in_chunks(ids: Sequence[T]) -> Iterator[Sequence[T]]:
+    """``ids`` in slices of at most ``IN_CHUNK``, one ``IN (...)`` query each."""
+    for start in range(0, len(ids), IN_CHUNK):
+        yield ids[start : start + IN_CHUNK]
 
 
 def reserve_ids(session: Session, table: Table, n: int) -> list[int]:

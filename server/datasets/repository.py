@@ -14,12 +14,11 @@ from sqlalchemy.orm import Session
 
 from latlab.datasets.dump import STAT_FIELDS, MeasurementRow, OpRow
 from latlab.schemas import DatasetSource, DatasetState, JobState
-from latlab.server.db import reserve_ids
+from latlab.server.db import in_chunks, reserve_ids
 from latlab.server.tables import (
     Dataset,
     DatasetArch,
     DatasetEntry,
-    Device,
     Job,
     Measurement,
     OpMeasurement,
@@ -27,14 +26,12 @@ from latlab.server.tables import (
 )
 
 __all__ = [
-    "IN_CHUNK",
     "add",
     "add_archs",
     "add_entries",
     "arch_count",
     "arch_ids",
     "archs",
-    "devices",
     "entry_count",
     "entry_device_ids",
     "get",
@@ -47,9 +44,6 @@ __all__ = [
     "op_rows",
     "prepared_count",
 ]
-
-#: Ids per ``IN (...)`` query.
-IN_CHUNK = 500
 
 _archs = core_table(DatasetArch)
 _entries = core_table(DatasetEntry)
@@ -153,10 +147,6 @@ def archs(session: Session, dataset_id: str) -> list[DatasetArch]:
             .order_by(DatasetArch.position)
         )
     )
-
-
-def devices(session: Session, device_ids: Sequence[str]) -> list[Device]:
-    return [session.get_one(Device, d) for d in device_ids]
 
 
 def arch_count(session: Session, dataset_id: str) -> int:
@@ -281,10 +271,10 @@ def measurement_rows(
 
 def op_rows(session: Session, measurement_ids: Sequence[int]) -> list[OpRow]:
     ops: list[OpRow] = []
-    for start in range(0, len(measurement_ids), IN_CHUNK):
+    for chunk in in_chunks(measurement_ids):
         for op in session.scalars(
             select(OpMeasurement)
-            .where(OpMeasurement.measurement_id.in_(measurement_ids[start : start + IN_CHUNK]))
+            .where(OpMeasurement.measurement_id.in_(chunk))
             .order_by(OpMeasurement.measurement_id, OpMeasurement.seq)
         ):
             ops.append(

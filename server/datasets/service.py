@@ -24,6 +24,7 @@ from latlab.schemas import (
 )
 from latlab.server.datasets import repository
 from latlab.server.db import utcnow
+from latlab.server.devices import repository as device_repository
 from latlab.server.devices.service import agent_devices, job_device
 from latlab.server.errors import InvalidInput, NotFound
 from latlab.server.jobs.service import device_can_run, selector_matches
@@ -162,7 +163,7 @@ def dataset_dump(session: Session, dataset: Dataset, full: bool) -> DatasetDump:
     unmeasured). ``full``: with raw samples and per-op rows (Parquet)."""
     space = get_space(dataset.space, **dataset.space_params)
     archs = repository.archs(session, dataset.id)
-    devices = repository.devices(session, _device_ids(session, dataset))
+    devices = device_repository.by_ids(session, _device_ids(session, dataset))
     measurements = repository.measurement_rows(session, dataset, with_samples=full)
     ops = repository.op_rows(session, [m.measurement_id for m in measurements]) if full else []
     return DatasetDump(

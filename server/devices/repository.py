@@ -4,6 +4,7 @@ seconds); the ORM for the rest."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from latlab.server.tables import Device, core_table
 
 __all__ = [
     "add",
+    "by_ids",
     "by_token_hash",
     "count_online",
     "get",
@@ -57,6 +59,11 @@ def add(session: Session, device: Device) -> None:
 
 def get(session: Session, device_id: str) -> Device | None:
     return session.get(Device, device_id)
+
+
+def by_ids(session: Session, device_ids: Sequence[str]) -> list[Device]:
+    """These devices, in this order (each must exist)."""
+    return [session.get_one(Device, d) for d in device_ids]
 
 
 def named(session: Session, name: str) -> list[Device]:

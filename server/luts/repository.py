@@ -10,10 +10,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from latlab.schemas import JobState, LutState, MeasurementSource
+from latlab.server.db import in_chunks
 from latlab.server.tables import DatasetArch, Job, Lut, LutKernel, Measurement, OpMeasurement
 
 __all__ = [
-    "IN_CHUNK",
     "Whole",
     "add",
     "add_kernels",
@@ -30,9 +30,6 @@ __all__ = [
     "pending_micro_jobs",
     "profiles",
 ]
-
-#: Ids per ``IN (...)`` query.
-IN_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -183,8 +180,7 @@ def profiles(
 ) -> dict[int, list[tuple[float, list[str]]]]:
     """Each measurement's per-op rows in run order: (dur_us, the graph nodes it computed)."""
     ops: dict[int, list[tuple[float, list[str]]]] = {m: [] for m in measurement_ids}
-    for start in range(0, len(measurement_ids), IN_CHUNK):
-        chunk = list(measurement_ids[start : start + IN_CHUNK])
+    for chunk in in_chunks(measurement_ids):
         for m_id, dur_us, sources in session.execute(
             select(OpMeasurement.measurement_id, OpMeasurement.dur_us, OpMeasurement.source_nodes)
             .where(OpMeasurement.measurement_id.in_(chunk))

@@ -79,9 +79,10 @@ def create_lut(session: Session, body: LutCreate) -> LutOut:
             space.parse(arch)
     elif body.archs is not None or body.n is not None:
         raise InvalidInput("archs and n need a space")
-    missing = set(body.model_ids or []) - models.existing_ids(session, body.model_ids or [])
+    stored = models.existing_ids(session, body.model_ids or [])
+    missing = [m for m in body.model_ids or [] if m not in stored]
     if missing:
-        raise NotFound(f"no model {min(missing)!r}")
+        raise NotFound(f"no model {missing[0]!r}")
     if body.dataset_id is not None:
         get_dataset(session, body.dataset_id)
     if body.source == LutSource.micro_models:
