@@ -1,12 +1,15 @@
-"""Fixtures: a real database (SQLite file, or a fresh PostgreSQL database), a live server
+"""Fixtures: a real database (a SQLite file, or a fresh PostgreSQL database; both copied from
+one migrated per session, or empty for the migration tests), a live server
 (uvicorn on 127.0.0.1, a free port), clients, a registered device, an uploaded model."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -15,6 +18,7 @@ import pytest
 from latlab.client import AgentClient, Client
 from latlab.schemas import DeviceRegistered, ModelOut
 from latlab.server.config import Settings
+from latlab.server.db import create_db_engine, upgrade_to_head
 from latlab.server.embedded import EmbeddedServer
 from tests.factories import API_KEY, cnn_bytes, make_settings, register
 from tests.phone import Phone, install_phone
@@ -35,36 +39,90 @@ def _pg_available() -> str | None:
 _PG_PROBLEM = _pg_available()
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+def _require_pg() -> None:
     if _PG_PROBLEM is not None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI needs PostgreSQL: {_PG_PROBLEM}")
         pytest.skip(_PG_PROBLEM)
-    name = f"latlab_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _pg_url(name: str) -> str:
     base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    return f"postgresql+psycopg://{base.split('://', 1)[1]}/{name}"
+
+
+@contextmanager
+def _pg_database(template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database (a copy of ``template`` when given), dropped afterwards."""
+    name = f"latlab_t_{uuid.uuid4().hex[:12]}"
+    copy_of = f' TEMPLATE "{template}"' if template else ""
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"{copy_of}')
     try:
-        yield f"postgresql+psycopg://{base.split('://', 1)[1]}/{name}"
+        yield name
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Run the test on SQLite and on PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'latlab.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
+def _migrate(url: str) -> None:
+    engine = create_db_engine(url)
+    try:
+        upgrade_to_head(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def _pg_template() -> Iterator[str]:
+    """One PostgreSQL database migrated to head per session; each test gets a copy of it."""
+    with _pg_database() as name:
+        _migrate(_pg_url(name))
+        yield name
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file migrated to head per session; each test gets a copy of it."""
+    path = tmp_path_factory.mktemp("template") / "latlab.db"
+    _migrate(f"sqlite:///{path}")
+    return path
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'latlab.db'}"
+def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh PostgreSQL database at head for one test (a copy of the session's migrated
+    template, so the server's own migration on start finds nothing to do), dropped afterwards."""
+    _require_pg()
+    template: str = request.getfixturevalue("_pg_template")
+    with _pg_database(template) as name:
+        yield _pg_url(name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, _sqlite_template: Path) -> str:
+    """A SQLite file at head for one test (a copy of the session's migrated template)."""
+    path = tmp_path / "latlab.db"
+    shutil.copyfile(_sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Run the test on SQLite and on PostgreSQL, each database at head."""
+    url: str = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database (no tables), on SQLite and on PostgreSQL: for the migration tests."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    _require_pg()
+    with _pg_database() as name:
+        yield _pg_url(name)
 
 
 @pytest.fixture

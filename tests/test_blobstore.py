@@ -155,12 +155,10 @@ def test_a_deleted_bucket_fails_the_check(tmp_path: Path, s3_endpoint: str) -> N
 
 
 def test_an_upload_while_the_bucket_is_gone_is_a_503_and_stores_nothing(
-    tmp_path: Path, s3_endpoint: str
+    tmp_path: Path, sqlite_url: str, s3_endpoint: str
 ) -> None:
     bucket = new_bucket_name()
-    settings = make_settings(
-        tmp_path, f"sqlite:///{tmp_path / 'l.db'}", **s3_settings(s3_endpoint, bucket)
-    )
+    settings = make_settings(tmp_path, sqlite_url, **s3_settings(s3_endpoint, bucket))
     data = cnn_bytes(seed=11)
     with EmbeddedServer(settings) as server, Client(server.url, API_KEY) as client:
         s3_client(s3_endpoint).delete_bucket(Bucket=bucket)

@@ -212,10 +212,8 @@ def test_a_bad_import_is_refused_and_nothing_is_stored(
     assert nothing_stored(client)
 
 
-def test_an_import_over_the_size_limit_is_refused(tmp_path: Path) -> None:
-    settings = make_settings(
-        tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", max_import_bytes=10_000
-    )
+def test_an_import_over_the_size_limit_is_refused(tmp_path: Path, sqlite_url: str) -> None:
+    settings = make_settings(tmp_path, sqlite_url, max_import_bytes=10_000)
     with EmbeddedServer(settings) as server, Client(server.url, API_KEY) as client:
         big = b"space,arch,device,latency_ms\n" + b"nb201,1,d,1\n" * 2000
         with pytest.raises(ApiError) as err:

@@ -6,18 +6,22 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
+from latlab.client import Client
 from latlab.server.db import create_db_engine, current_revision, head_revision, upgrade_to_head
+from latlab.server.embedded import EmbeddedServer
 from latlab.server.tables import Base
 from latlab.spaces.nb201 import Nb201
+from tests.factories import API_KEY, make_settings
 
 
-def test_migrations_run_from_empty_to_head(db_url: str) -> None:
-    engine = create_db_engine(db_url)
+def test_migrations_run_from_empty_to_head(empty_db_url: str) -> None:
+    engine = create_db_engine(empty_db_url)
     try:
         assert current_revision(engine) is None
         upgrade_to_head(engine)
@@ -28,8 +32,25 @@ def test_migrations_run_from_empty_to_head(db_url: str) -> None:
         engine.dispose()
 
 
-def test_migrated_schema_matches_the_orm_tables(db_url: str) -> None:
-    engine = create_db_engine(db_url)
+def test_a_server_started_on_an_empty_database_migrates_it(
+    tmp_path: Path, empty_db_url: str
+) -> None:
+    """The other tests start servers on copies of a database migrated once per session; the
+    server's own migration on start is this path."""
+    with (
+        EmbeddedServer(make_settings(tmp_path, empty_db_url)) as server,
+        Client(server.url, API_KEY) as client,
+    ):
+        assert client.models() == []
+    engine = create_db_engine(empty_db_url)
+    try:
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_migrated_schema_matches_the_orm_tables(empty_db_url: str) -> None:
+    engine = create_db_engine(empty_db_url)
     try:
         upgrade_to_head(engine)
         with engine.connect() as conn:
@@ -39,8 +60,8 @@ def test_migrated_schema_matches_the_orm_tables(db_url: str) -> None:
         engine.dispose()
 
 
-def test_upgrading_twice_is_a_no_op(db_url: str) -> None:
-    engine = create_db_engine(db_url)
+def test_upgrading_twice_is_a_no_op(empty_db_url: str) -> None:
+    engine = create_db_engine(empty_db_url)
     try:
         upgrade_to_head(engine)
         upgrade_to_head(engine)
@@ -49,12 +70,12 @@ def test_upgrading_twice_is_a_no_op(db_url: str) -> None:
         engine.dispose()
 
 
-def test_every_migration_downgrades_to_empty_and_upgrades_again(db_url: str) -> None:
+def test_every_migration_downgrades_to_empty_and_upgrades_again(empty_db_url: str) -> None:
     from alembic import command
 
     from latlab.server.db import alembic_config
 
-    engine = create_db_engine(db_url)
+    engine = create_db_engine(empty_db_url)
     try:
         upgrade_to_head(engine)
         command.downgrade(alembic_config(engine), "base")
@@ -66,10 +87,10 @@ def test_every_migration_downgrades_to_empty_and_upgrades_again(db_url: str) -> 
         engine.dispose()
 
 
-def test_replicas_starting_at_once_migrate_once(db_url: str) -> None:
+def test_replicas_starting_at_once_migrate_once(empty_db_url: str) -> None:
     """Several server processes started together on an empty database (compose ``--scale``,
     a rolling deploy): one migrates, the others wait for it and find the schema at head."""
-    engines = [create_db_engine(db_url) for _ in range(4)]
+    engines = [create_db_engine(empty_db_url) for _ in range(4)]
     start = threading.Barrier(len(engines))
     errors: list[BaseException] = []
 
@@ -94,7 +115,7 @@ def test_replicas_starting_at_once_migrate_once(db_url: str) -> None:
 
 
 def test_upgrading_renumbers_stored_nas_bench_201_rows_to_the_benchmark_index(
-    db_url: str,
+    empty_db_url: str,
 ) -> None:
     """Rows written before 0005 carry the base-5 index; from 0005 on the index is the benchmark's
     own, so a join with its accuracies by index stays right."""
@@ -104,7 +125,7 @@ def test_upgrading_renumbers_stored_nas_bench_201_rows_to_the_benchmark_index(
 
     space = Nb201()
     archs = [space.from_index(i) for i in (0, 1, 9, 123)]
-    engine = create_db_engine(db_url)
+    engine = create_db_engine(empty_db_url)
     try:
         command.upgrade(alembic_config(engine), "0004")
         with engine.begin() as conn:
@@ -141,7 +162,9 @@ def stored_indices(engine: Engine) -> dict[str, str]:
     return {arch: index for arch, index in rows}
 
 
-def test_upgrading_fills_the_runtime_identity_columns_from_stored_configs(db_url: str) -> None:
+def test_upgrading_fills_the_runtime_identity_columns_from_stored_configs(
+    empty_db_url: str,
+) -> None:
     """0006 reads each stored job config for the runtime, provider and identity key that
     claims and LUT builds then match in SQL: a job and its measurement stored before it get
     the values a job created now would get."""
@@ -153,7 +176,7 @@ def test_upgrading_fills_the_runtime_identity_columns_from_stored_configs(db_url
     config = {"runtime": "litert", "threads": 2, "delegate": "xnnpack"}
     expected = stored_config(config)
     now = datetime.now(UTC)
-    engine = create_db_engine(db_url)
+    engine = create_db_engine(empty_db_url)
     try:
         command.upgrade(alembic_config(engine), "0005")
         with engine.begin() as conn:

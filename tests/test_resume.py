@@ -104,9 +104,9 @@ def test_preparing_resumes_where_it_stopped(tmp_path: Path, db_url: str) -> None
 
 
 def test_a_micro_model_lut_measured_across_a_server_restart_times_each_kernel_once(
-    tmp_path: Path,
+    tmp_path: Path, sqlite_url: str
 ) -> None:
-    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    settings = make_settings(tmp_path, sqlite_url)
     first = EmbeddedServer(settings).start()
     agent = start_agent(first.url, tmp_path, name="cpu-lut")
     second: EmbeddedServer | None = None
