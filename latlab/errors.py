@@ -4,13 +4,14 @@
 
     LatlabError
     ├── ModelInvalid        a model file that cannot be accepted (bad bytes, external data, ...)
+    ├── InputRejected       untrusted input past a bound (nested too deep, ...)
     └── ApiError            the server answered with an error (status, code, message)
         └── ServerUnreachable   no answer at all (connection refused, timeout)
 """
 
 from __future__ import annotations
 
-__all__ = ["ApiError", "LatlabError", "ModelInvalid", "ServerUnreachable"]
+__all__ = ["ApiError", "InputRejected", "LatlabError", "ModelInvalid", "ServerUnreachable"]
 
 
 class LatlabError(Exception):
@@ -19,6 +20,11 @@ class LatlabError(Exception):
 
 class ModelInvalid(LatlabError):
     """The model file is not something latlab can accept; the message says why."""
+
+
+class InputRejected(LatlabError, ValueError):
+    """Untrusted input past one of ``latlab.untrusted``'s bounds; the message says which. A
+    ``ValueError`` too, so a pydantic validator that raises it makes a validation error."""
 
 
 class ApiError(LatlabError):

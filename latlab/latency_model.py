@@ -20,10 +20,12 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
+from latlab import untrusted
 from latlab.errors import LatlabError
 from latlab.graph import OpGraph
 from latlab.plugins import Registry
 from latlab.schemas import EstimatedOp
+from latlab.untrusted import excerpt
 
 __all__ = [
     "AUTO",
@@ -126,7 +128,9 @@ def kind_class(kind: str) -> type[LatencyModel]:
     try:
         return known[kind]
     except KeyError:
-        raise ArtifactError(f"unknown predictor kind {kind!r}; known: {', '.join(known)}") from None
+        raise ArtifactError(
+            f"unknown predictor kind {excerpt(kind)}; known: {', '.join(known)}"
+        ) from None
 
 
 def to_artifact(model: LatencyModel) -> bytes:
@@ -142,7 +146,7 @@ def artifact_kind(data: bytes) -> tuple[str, bytes]:
         if not sep or len(header) > MAX_HEADER_BYTES:
             raise ArtifactError("a latency-model artifact without its header line")
         try:
-            kind = json.loads(header)["kind"]
+            kind = untrusted.loads(header, "artifact header")["kind"]
         except (ValueError, KeyError, TypeError) as exc:
             raise ArtifactError(f"a latency-model artifact with a malformed header: {exc}") from exc
         if not isinstance(kind, str):

@@ -122,19 +122,7 @@ def summarize_onnx(model: onnx.ModelProto) -> ModelSummary:
         node_macs = _node_macs(node, shapes)
         macs = None if macs is None or node_macs is None else macs + node_macs
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    largest = max(
-        (
-            (tensor_bytes(_dims(vi), _itemsize(vi.type.tensor_type.elem_type)), vi.name)
-            for vi in [*graph.input, *graph.value_info, *graph.output]
-            if vi.type.HasField("tensor_type")
-        ),
-        default=None,
-    )
-    largest_init = max(
-        ((tensor_bytes(list(t.dims), _itemsize(t.data_type)), t.name) for t in graph.initializer),
-        default=None,
-    )
-    largest = max((x for x in (largest, largest_init) if x is not None), default=None)
+    largest = _largest_tensor(model)
     return ModelSummary(
         n_nodes=len(graph.node),
         op_counts=dict(sorted(Counter(n.op_type for n in graph.node).items())),
@@ -147,6 +135,27 @@ def summarize_onnx(model: onnx.ModelProto) -> ModelSummary:
         largest_tensor=None if largest is None else largest[1],
         largest_tensor_bytes=None if largest is None else largest[0],
     )
+
+
+def _largest_tensor(model: onnx.ModelProto) -> tuple[int, str] | None:
+    """(bytes, name) of the largest tensor whose shape is known, in every graph: the main one
+    and each subgraph (``If`` branches, ``Loop`` and ``Scan`` bodies), values, initializers
+    and constant attributes alike."""
+    sizes: list[tuple[int, str]] = []
+    for graph in _all_graphs(model.graph):
+        sizes.extend(
+            (tensor_bytes(_dims(vi), _itemsize(vi.type.tensor_type.elem_type)), vi.name)
+            for vi in [*graph.input, *graph.value_info, *graph.output]
+            if vi.type.HasField("tensor_type")
+        )
+        sizes.extend(
+            (tensor_bytes(list(t.dims), _itemsize(t.data_type)), t.name) for t in graph.initializer
+        )
+    sizes.extend(
+        (tensor_bytes(list(t.dims), _itemsize(t.data_type)), t.name or "<constant>")
+        for t in _tensors(model)
+    )
+    return max(sizes, default=None)
 
 
 def _itemsize(elem_type: int) -> int:

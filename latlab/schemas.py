@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from latlab.runtimes import AnsweredConfig, ModelFormat, RuntimeConfig, default_config
 from latlab.spaces.base import GraphForm
-from latlab.wire import In, Out
+from latlab.untrusted import INT32_MAX, JSON_INT_MAX
+from latlab.wire import Count, In, JsonInt, Out
 
 __all__ = [
     "MAX_PREDICT_ITEMS",
@@ -116,7 +117,7 @@ class DeviceDescriptor(BaseModel):
     cpu_model: str = Field(default="", max_length=200)
     cpu_arch: str = Field(default="", max_length=50)
     cpu_cores: int = Field(default=0, ge=0, le=4096)
-    ram_bytes: int = Field(default=0, ge=0)
+    ram_bytes: int = Field(default=0, ge=0, le=JSON_INT_MAX)
     os: str = Field(default="", max_length=200)
     gpu: str | None = Field(default=None, max_length=200)
     #: Phones and boards: maker and model (``samsung SM-G991B``), SoC, adb serial.
@@ -228,7 +229,7 @@ class JobCreate(In):
     device_id: str | None = Field(default=None, max_length=DEVICE_REF_MAX)
     #: Descriptor fields that a device must match exactly (``{"cpu_arch": "x86_64"}``); a
     #: ``labels.KEY`` entry matches a label. Used when ``device_id`` is not given.
-    selector: dict[str, str | int] | None = Field(default=None, max_length=32)
+    selector: dict[str, str | JsonInt] | None = Field(default=None, max_length=32)
     config: RuntimeConfig = Field(default_factory=default_config)
     max_attempts: int | None = Field(default=None, ge=1, le=100)
 
@@ -276,7 +277,7 @@ class JobFailureIn(LeaseIn):
 
 
 class WarmupInfo(BaseModel):
-    n: int = Field(ge=0)
+    n: int = Field(ge=0, le=INT32_MAX)
     total_ms: float = Field(ge=0)
 
 
@@ -290,7 +291,7 @@ class OpTiming(BaseModel):
     #: Kernel time over the profiled runs: the median where the profiler gives every run
     #: (onnxruntime), the mean where it reports only that (benchmark_model; see op_profile).
     dur_us: float = Field(ge=0, allow_inf_nan=False)
-    n: int = Field(ge=1)
+    n: int = Field(ge=1, le=INT32_MAX)
     #: Nodes of the uploaded graph this kernel computes (a fused kernel lists several; a
     #: layout conversion the runtime inserted lists none).
     source_nodes: list[str] = Field(default_factory=list)
@@ -304,7 +305,7 @@ class ReportedStats(BaseModel):
 
     #: The tool that computed them.
     reported_by: str = Field(max_length=100)
-    count: int = Field(ge=1)
+    count: int = Field(ge=1, le=INT32_MAX)
     mean_ms: SampleMs
     std_ms: SampleMs | None = None
     min_ms: SampleMs | None = None
@@ -323,8 +324,8 @@ class Measured(BaseModel):
     runtime_version: str = Field(max_length=100)
     #: The execution provider / delegate that actually ran the model.
     provider: str = Field(max_length=100)
-    threads: int = Field(ge=1, le=2**31 - 1)
-    input_shapes: dict[str, list[int]]
+    threads: int = Field(ge=1, le=INT32_MAX)
+    input_shapes: dict[str, list[Count]]
     warmup: WarmupInfo
     #: Wall time the runner spent timing (sessions, warm-up, timed runs, profiled pass).
     timing_wall_s: float = Field(ge=0)
@@ -439,14 +440,14 @@ class DatasetCreate(In):
 
     name: Name
     space: str = Field(min_length=1, max_length=50)
-    space_params: dict[str, int] = Field(default_factory=dict, max_length=8)
+    space_params: dict[str, JsonInt] = Field(default_factory=dict, max_length=8)
     #: Indices or any string form of the space; or give ``n`` (and ``seed``) to sample.
-    archs: list[str | int] | None = Field(default=None, min_length=1, max_length=100_000)
+    archs: list[str | JsonInt] | None = Field(default=None, min_length=1, max_length=100_000)
     n: int | None = Field(default=None, ge=1, le=100_000)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=INT32_MAX)
     #: Ids or names.
     device_ids: list[str] | None = Field(default=None, min_length=1, max_length=1000)
-    selector: dict[str, str | int] | None = Field(default=None, max_length=32)
+    selector: dict[str, str | JsonInt] | None = Field(default=None, max_length=32)
     config: RuntimeConfig = Field(default_factory=default_config)
     #: How the archs are written out: dead ops pruned (deployment toolchains) or every op kept
     #: (a framework's eager code, e.g. NAS-Bench-201's PyTorch cells).
@@ -515,10 +516,10 @@ class LutCreate(In):
     source: LutSource
     config: RuntimeConfig = Field(default_factory=default_config)
     space: str | None = Field(default=None, max_length=50)
-    space_params: dict[str, int] = Field(default_factory=dict, max_length=8)
-    archs: list[str | int] | None = Field(default=None, min_length=1, max_length=10_000)
+    space_params: dict[str, JsonInt] = Field(default_factory=dict, max_length=8)
+    archs: list[str | JsonInt] | None = Field(default=None, min_length=1, max_length=10_000)
     n: int | None = Field(default=None, ge=1, le=10_000)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=INT32_MAX)
     model_ids: list[str] | None = Field(default=None, min_length=1, max_length=10_000)
     dataset_id: str | None = Field(default=None, max_length=64)
 
@@ -574,8 +575,8 @@ class PredictQuery(In):
     #: plug-in's): the first of that kind. The server checks it against the kinds it knows.
     predictor: str = Field(default="auto", max_length=50)
     space: str | None = Field(default=None, max_length=50)
-    space_params: dict[str, int] = Field(default_factory=dict, max_length=8)
-    archs: list[str | int] | None = Field(default=None, min_length=1)
+    space_params: dict[str, JsonInt] = Field(default_factory=dict, max_length=8)
+    archs: list[str | JsonInt] | None = Field(default=None, min_length=1)
     model_ids: list[str] | None = Field(default=None, min_length=1)
 
 

@@ -44,19 +44,20 @@ def summarize_tflite(data: bytes, max_nodes: int = MAX_NODES) -> ModelSummary:
         raise ModelInvalid("not a TFLite model: no TFL3 flatbuffer identifier")
     schema = _schema()
     try:  # a malformed flatbuffer fails anywhere while it is read: struct, index, unicode errors
-        return _summary(schema, schema.Model.GetRootAs(data, 0), max_nodes)
+        return _summary(schema, schema.Model.GetRootAs(data, 0), max_nodes, len(data))
     except ModelInvalid:
         raise
     except Exception as exc:
         raise ModelInvalid(f"the TFLite flatbuffer does not parse: {exc}") from exc
 
 
-def _summary(schema: Any, model: Any, max_nodes: int) -> ModelSummary:
+def _summary(schema: Any, model: Any, max_nodes: int, size: int) -> ModelSummary:
     if model.SubgraphsLength() < 1:
         raise ModelInvalid("the TFLite model has no subgraph")
-    n_nodes = model.Subgraphs(0).OperatorsLength()
-    if n_nodes > max_nodes:
-        raise ModelInvalid(f"the TFLite model has {n_nodes} nodes; the limit is {max_nodes}")
+    graphs = [model.Subgraphs(g) for g in range(model.SubgraphsLength())]
+    n_all = sum(g.OperatorsLength() for g in graphs)
+    if n_all > max_nodes:
+        raise ModelInvalid(f"the TFLite model has {n_all} nodes; the limit is {max_nodes}")
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     types = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     codes = []
@@ -65,19 +66,24 @@ def _summary(schema: Any, model: Any, max_nodes: int) -> ModelSummary:
         builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
         custom = code.CustomCode()
         codes.append(custom.decode() if custom else names.get(builtin, f"BUILTIN_{builtin}"))
-    graph = model.Subgraphs(0)
-    ops: Counter[str] = Counter()
-    for i in range(graph.OperatorsLength()):
-        index = graph.Operators(i).OpcodeIndex()
-        if not 0 <= index < len(codes):
-            raise ModelInvalid(f"operator {i} names opcode {index} of {len(codes)}")
-        ops[codes[index]] += 1
+    _check_buffers(model, size)
+    largest: tuple[int, str] | None = None
+    for g, graph in enumerate(graphs):
+        _check_indices(model, graph, g, len(codes))
+        for i in range(graph.TensorsLength()):
+            t = graph.Tensors(i)
+            shape = [int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else []
+            tensor_size = tensor_bytes(list(shape), _itemsize(types.get(t.Type(), "?")))
+            if largest is None or tensor_size > largest[0]:
+                largest = (tensor_size, (t.Name() or b"").decode(errors="replace"))
+    graph = graphs[0]
+    ops: Counter[str] = Counter(
+        codes[graph.Operators(i).OpcodeIndex()] for i in range(graph.OperatorsLength())
+    )
     if not ops:
         raise ModelInvalid("the TFLite graph has no operators")
 
     def tensor(index: int) -> TensorInfo:
-        if not 0 <= index < graph.TensorsLength():
-            raise ModelInvalid(f"tensor {index} of {graph.TensorsLength()} does not exist")
         t = graph.Tensors(index)
         signature = t.ShapeSignatureAsNumpy() if t.ShapeSignatureLength() else t.ShapeAsNumpy()
         shape: list[int | str | None] = [
@@ -88,17 +94,12 @@ def _summary(schema: Any, model: Any, max_nodes: int) -> ModelSummary:
         )
 
     params = 0
-    largest: tuple[int, str] | None = None
     for i in range(graph.TensorsLength()):
         t = graph.Tensors(i)
-        shape: list[int | str | None] = (
-            [int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else []
-        )
-        size = tensor_bytes(shape, _itemsize(types.get(t.Type(), "?")))
-        if largest is None or size > largest[0]:
-            largest = (size, (t.Name() or b"").decode(errors="replace"))
         buffer = t.Buffer()
-        if 0 < buffer < model.BuffersLength() and model.Buffers(buffer).DataLength() > 0:
+        if buffer > 0 and (
+            model.Buffers(buffer).DataLength() > 0 or model.Buffers(buffer).Offset() > 1
+        ):
             params += prod(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else 1
     return ModelSummary(
         n_nodes=sum(ops.values()),
@@ -112,6 +113,52 @@ def _summary(schema: Any, model: Any, max_nodes: int) -> ModelSummary:
         largest_tensor=None if largest is None else largest[1],
         largest_tensor_bytes=None if largest is None else largest[0],
     )
+
+
+def _check_buffers(model: Any, size: int) -> None:
+    """A buffer stored after the flatbuffer (models over 2 GB) lies inside the file."""
+    for b in range(model.BuffersLength()):
+        buffer = model.Buffers(b)
+        offset, length = int(buffer.Offset()), int(buffer.Size())
+        if offset > 1 and offset + length > size:
+            raise ModelInvalid(
+                f"buffer {b} points at bytes {offset}..{offset + length} of a {size}-byte file"
+            )
+
+
+def _check_indices(model: Any, graph: Any, g: int, n_codes: int) -> None:
+    """Every index of subgraph ``g`` points at something that exists: operators at opcodes,
+    operators and the subgraph at tensors (-1: an optional input left out), tensors at
+    buffers. LiteRT's loader would refuse the file later, on the device."""
+    n_tensors, n_buffers = graph.TensorsLength(), model.BuffersLength()
+    where = f"subgraph {g}"
+
+    def in_range(indices: Any, what: str, optional: bool) -> None:
+        for index in indices:
+            if not (0 <= int(index) < n_tensors or (optional and int(index) == -1)):
+                raise ModelInvalid(f"{where}: {what} names tensor {int(index)} of {n_tensors}")
+
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        if not 0 <= op.OpcodeIndex() < n_codes:
+            raise ModelInvalid(
+                f"{where}: operator {i} names opcode {op.OpcodeIndex()} of {n_codes}"
+            )
+        for what, length, values in (
+            ("inputs", op.InputsLength, op.InputsAsNumpy),
+            ("outputs", op.OutputsLength, op.OutputsAsNumpy),
+            ("intermediates", op.IntermediatesLength, op.IntermediatesAsNumpy),
+        ):
+            if length():
+                in_range(values(), f"operator {i}'s {what}", optional=what == "inputs")
+    if graph.InputsLength():
+        in_range(graph.InputsAsNumpy(), "an input", optional=False)
+    if graph.OutputsLength():
+        in_range(graph.OutputsAsNumpy(), "an output", optional=False)
+    for i in range(n_tensors):
+        buffer = graph.Tensors(i).Buffer()
+        if not 0 <= buffer < max(n_buffers, 1):
+            raise ModelInvalid(f"{where}: tensor {i} names buffer {buffer} of {n_buffers}")
 
 
 def _itemsize(type_name: str) -> int:

@@ -1,31 +1,25 @@
 """The two base classes of every wire model: what the server accepts and what it answers.
 
 A body the server accepts forbids unknown fields (a typo in a request is a 422, not a silently
-ignored option) and any NUL character in its text (no database stores it; PostgreSQL refuses
-it in text and JSON).
+ignored option), any NUL character in its text (no database stores it; PostgreSQL refuses
+it in text and JSON), nesting deeper than ``MAX_DEPTH`` and integers beyond ±2^53
+(``latlab.untrusted.check_value``; a field stored in a 32-bit column bounds itself further).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["In", "Out", "without_nul"]
+from latlab.untrusted import INT32_MAX, JSON_INT_MAX, check_value
 
+__all__ = ["Count", "In", "JsonInt", "Out"]
 
-def without_nul(value: Any, where: str = "body") -> None:
-    """``ValueError`` if any text in ``value`` (keys included) holds a NUL character."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"{where}: text may not contain NUL characters")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            without_nul(key, where)
-            without_nul(item, f"{where}.{key}")
-    elif isinstance(value, list | tuple):
-        for item in value:
-            without_nul(item, where)
+#: An integer every JSON reader keeps exactly: one stored inside a JSON column, an arch index.
+JsonInt = Annotated[int, Field(ge=-JSON_INT_MAX, le=JSON_INT_MAX)]
+#: A count stored in a 32-bit column.
+Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
 
 
 class In(BaseModel):
@@ -35,8 +29,8 @@ class In(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        without_nul(data)
+    def _bounded(cls, data: Any) -> Any:
+        check_value(data)
         return data
 
 

@@ -8,6 +8,7 @@ from typing import Self
 
 import numpy as np
 
+from latlab import untrusted
 from latlab.graph import OpGraph
 from latlab.latency_model import Estimates, LatencyModel
 from latlab.lut.errors import LutError
@@ -49,7 +50,7 @@ class LutModel(LatencyModel):
     @classmethod
     def from_payload(cls, data: bytes) -> Self:
         try:
-            document = json.loads(data)
+            document = untrusted.loads(data, "LUT")
         except ValueError as exc:
             raise LutError(f"not a latlab LUT: {exc}") from exc
         if not isinstance(document, dict):

@@ -10,6 +10,7 @@ from typing import Any
 
 from latlab.lut.errors import LutError
 from latlab.schemas import LutSource
+from latlab.untrusted import excerpt
 
 __all__ = [
     "FORMAT_VERSION",
@@ -95,7 +96,7 @@ class LookupTable:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LookupTable:
         if data.get("format_version") != FORMAT_VERSION:
-            raise LutError(f"unsupported LUT format version {data.get('format_version')!r}")
+            raise LutError(f"unsupported LUT format version {excerpt(data.get('format_version'))}")
         try:
             return cls(
                 rules=data["rules"],

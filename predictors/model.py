@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
+from latlab import untrusted
 from latlab.graph import OpGraph
 from latlab.latency_model import Estimates, LatencyModel
 from latlab.predictors.errors import PredictorError
@@ -35,6 +36,41 @@ __all__ = ["FORMAT_VERSION", "GcnConfig", "GcnPredictor", "Member", "TargetScale
 
 FORMAT_VERSION = 3
 META = "meta.json"
+
+
+#: The most an artifact's arrays may take unpacked (a 4 x 600-unit ensemble takes a few MB).
+MAX_UNPACKED_BYTES = 512 * 1024 * 1024
+
+
+def _check_declared_sizes(data: bytes) -> None:
+    """Refuse an artifact whose arrays declare more bytes than their members hold, or more than
+    ``MAX_UNPACKED_BYTES`` in all, before numpy allocates any (a 359-byte file can declare 4 TB)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+            if sum(m.file_size for m in members) > MAX_UNPACKED_BYTES:
+                raise PredictorError(
+                    f"the artifact unpacks to more than {MAX_UNPACKED_BYTES} bytes"
+                )
+            for member in members:
+                with archive.open(member) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    shape, _, dtype = read_header(f)
+                    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                    if declared > member.file_size:
+                        raise PredictorError(
+                            f"array {member.filename[:60]} declares {declared:,} bytes in a "
+                            f"{member.file_size:,}-byte member"
+                        )
+    except PredictorError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise PredictorError(f"not a latlab predictor artifact: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -222,9 +258,10 @@ class GcnPredictor(LatencyModel):
 
     @classmethod
     def from_payload(cls, data: bytes) -> Self:
+        _check_declared_sizes(data)
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                header = json.loads(npz[META].tobytes())
+                header = untrusted.loads(npz[META].tobytes(), "predictor header")
                 arrays = {name: npz[name] for name in npz.files if name != META}
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise PredictorError(f"not a latlab predictor artifact: {exc}") from exc

@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import FastAPI, Response
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
@@ -46,6 +46,7 @@ from latlab.server.predict.cache import PredictorCache
 from latlab.server.predict.endpoints import router as predict_router
 from latlab.server.prometheus import CONTENT_TYPE, HttpMetrics, Labels, Metrics
 from latlab.server.registry.endpoints import router as registry_router
+from latlab.server.routing import api_router
 from latlab.server.uploads import BodyLimit
 
 __all__ = ["create_app"]
@@ -115,7 +116,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.latlab = state
     install_error_handlers(app)
-    v1 = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+    v1 = api_router(prefix="/v1", responses=ERROR_RESPONSES)
     for router in (
         devices_router,
         models_router,

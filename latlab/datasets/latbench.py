@@ -13,8 +13,10 @@ import math
 import pickle
 from typing import Any
 
+from latlab import untrusted
 from latlab.datasets.dump import DatasetDump
 from latlab.errors import LatlabError
+from latlab.untrusted import excerpt
 
 __all__ = [
     "MS_PER_S",
@@ -76,13 +78,17 @@ def _check(table: object, where: str) -> dict[tuple[int, ...], float]:
     out: dict[tuple[int, ...], float] = {}
     for key, value in table.items():
         if not isinstance(key, tuple) or not all(isinstance(v, int) for v in key):
-            raise DatasetFileError(f"{where}: key {key!r} is not a tuple of op ids")
+            raise DatasetFileError(f"{where}: key {excerpt(key)} is not a tuple of op ids")
         try:
             seconds = float(value)
         except (TypeError, ValueError):
-            raise DatasetFileError(f"{where}: latency {value!r} of {key} is not a number") from None
+            raise DatasetFileError(
+                f"{where}: latency {excerpt(value)} of {excerpt(key)} is not a number"
+            ) from None
         if not math.isfinite(seconds) or seconds <= 0:
-            raise DatasetFileError(f"{where}: latency {value!r} of {key} is not a positive number")
+            raise DatasetFileError(
+                f"{where}: latency {excerpt(value)} of {excerpt(key)} is not a positive number"
+            )
         out[tuple(int(v) for v in key)] = seconds
     return out
 
@@ -97,7 +103,7 @@ def read_latbench_pickle(data: bytes, where: str = "pickle") -> dict[tuple[int, 
 
 def read_latbench_json(data: bytes, where: str = "json") -> dict[tuple[int, ...], float]:
     try:
-        raw = json.loads(data)
+        raw = untrusted.loads(data, where)
         table = {tuple(int(v) for v in key.split(",")): value for key, value in raw.items()}
     except (ValueError, AttributeError) as exc:
         raise DatasetFileError(f"{where}: not a LatBench JSON file ({exc})") from exc

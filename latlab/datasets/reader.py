@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from latlab import untrusted
 from latlab.datasets.dump import STAT_FIELDS
 from latlab.datasets.latbench import (
     MS_PER_S,
@@ -32,6 +32,7 @@ from latlab.datasets.latbench import (
     read_latbench_json,
     read_latbench_pickle,
 )
+from latlab.untrusted import excerpt
 
 __all__ = ["CSV_REQUIRED", "ImportRow", "ImportTable", "read_import"]
 
@@ -80,7 +81,23 @@ def read_import(files: Iterable[tuple[str, bytes]]) -> ImportTable:
         _read_one(table, name, data)
     if not table.rows:
         raise DatasetFileError("no latency rows in the given files")
+    _check_text(table)
     return table
+
+
+def _check_text(table: ImportTable) -> None:
+    """No NUL character in any text a file gave (names inside a Parquet table or an archive's
+    member names reach the database too; PostgreSQL refuses NUL and SQLite would store it)."""
+    for texts, where in (
+        (table.spaces, "a space name"),
+        (table.forms, "a graph form"),
+        (table.files, "a file name"),
+    ):
+        if any("\x00" in text for text in texts):
+            raise DatasetFileError(f"{where} holds a NUL character")
+    for row in table.rows:
+        if any("\x00" in text for text in (row.arch, row.device, row.file, row.runtime or "")):
+            raise DatasetFileError(f"{row.file}: a row's text holds a NUL character")
 
 
 def _read_one(table: ImportTable, name: str, data: bytes, member: str | None = None) -> None:
@@ -123,9 +140,9 @@ def _number(value: str, where: str, column: str) -> float:
     try:
         number = float(value)
     except ValueError:
-        raise DatasetFileError(f"{where}: {column} {value!r} is not a number") from None
+        raise DatasetFileError(f"{where}: {column} {excerpt(value)} is not a number") from None
     if not math.isfinite(number) or number <= 0:
-        raise DatasetFileError(f"{where}: {column} {value!r} is not a positive number")
+        raise DatasetFileError(f"{where}: {column} {excerpt(value)} is not a positive number")
     return number
 
 
@@ -134,8 +151,13 @@ def _add_csv(table: ImportTable, name: str, data: bytes) -> None:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DatasetFileError(f"{name}: not UTF-8 text ({exc})") from exc
+    if "\x00" in text:
+        raise DatasetFileError(f"{name}: text may not contain NUL characters")
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [h.strip() for h in reader.fieldnames or []]
+    try:
+        header = [h.strip() for h in reader.fieldnames or []]
+    except csv.Error as exc:  # a field over the csv module's limit (128 KiB), ...
+        raise DatasetFileError(f"{name}: not a readable CSV header ({exc})") from exc
     missing = [c for c in CSV_REQUIRED if c not in header]
     if missing:
         raise DatasetFileError(
@@ -201,7 +223,7 @@ def _member(archive: zipfile.ZipFile, name: str, info: zipfile.ZipInfo) -> bytes
     try:
         return archive.read(info)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise DatasetFileError(f"{name}: cannot read {info.filename!r} ({exc})") from exc
+        raise DatasetFileError(f"{name}: cannot read {excerpt(info.filename)} ({exc})") from exc
 
 
 def _add_parquet(
@@ -248,7 +270,7 @@ def _parquet_rows(archive: zipfile.ZipFile, name: str, info: zipfile.ZipInfo) ->
 def _metadata(name: str, data: bytes) -> tuple[str, str | None]:
     """The space and the graph form (None: not said) that ``dataset.json`` names."""
     try:
-        metadata = json.loads(data)
+        metadata = untrusted.loads(data, f"{name}: {METADATA}")
         space = metadata["space"]
         form = metadata.get("form")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:

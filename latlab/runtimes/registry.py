@@ -23,6 +23,7 @@ from pydantic_core import CoreSchema, PydanticCustomError
 from latlab.errors import LatlabError
 from latlab.plugins import Registry
 from latlab.runtimes.spec import FusionRules, ProtocolConfig, RuntimeSpec
+from latlab.untrusted import excerpt
 
 __all__ = [
     "BUILTIN",
@@ -77,7 +78,9 @@ def runtime_spec(name: str) -> RuntimeSpec:
     try:
         return known[name]
     except KeyError:
-        raise UnknownRuntime(f"unknown runtime {name!r}; known: {', '.join(known)}") from None
+        raise UnknownRuntime(
+            f"unknown runtime {excerpt(name)}; known: {', '.join(known)}"
+        ) from None
 
 
 def rules_for(name: str) -> FusionRules:
@@ -87,7 +90,7 @@ def rules_for(name: str) -> FusionRules:
         if spec.fusion is not None and spec.fusion.name == name:
             return spec.fusion
     known = sorted({s.fusion.name for s in specs if s.fusion is not None})
-    raise UnknownRuntime(f"no fusion rules {name!r}; known: {', '.join(known)}")
+    raise UnknownRuntime(f"no fusion rules {excerpt(name)}; known: {', '.join(known)}")
 
 
 def _by_runtime(value: Any, handler: ValidatorFunctionWrapHandler) -> ProtocolConfig:

@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -59,7 +59,9 @@ class ProtocolConfig(In):
     profile_ops: bool = True
     profile_runs: int = Field(default=10, ge=1, le=10_000)
     #: Pin the timing thread to these CPU ids (Linux), if given.
-    cpu_affinity: list[int] | None = Field(default=None, max_length=4096)
+    cpu_affinity: list[Annotated[int, Field(ge=0, le=65_535)]] | None = Field(
+        default=None, max_length=4096
+    )
     #: Seed of the generated inputs.
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
 

@@ -7,6 +7,7 @@ from typing import Any
 from latlab.spaces.base import ArchError, GraphForm, SearchSpace, UnknownSpace
 from latlab.spaces.nb201 import Nb201
 from latlab.spaces.proxyless import Proxyless
+from latlab.untrusted import excerpt
 
 __all__ = ["SPACES", "ArchError", "GraphForm", "SearchSpace", "UnknownSpace", "get_space"]
 
@@ -19,9 +20,9 @@ SPACES: dict[str, type[Any]] = {
 def get_space(name: str, **params: Any) -> SearchSpace[Any]:
     """The space called ``name``, built with its parameters (``resolution=160``)."""
     if name not in SPACES:
-        raise UnknownSpace(f"unknown search space {name!r}; known: {', '.join(SPACES)}")
+        raise UnknownSpace(f"unknown search space {excerpt(name)}; known: {', '.join(SPACES)}")
     try:
         space: SearchSpace[Any] = SPACES[name](**params)
     except TypeError as exc:
-        raise UnknownSpace(f"bad parameters for space {name!r}: {exc}") from None
+        raise UnknownSpace(f"bad parameters for space {excerpt(name)}: {exc}") from None
     return space

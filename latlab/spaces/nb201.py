@@ -42,6 +42,7 @@ import numpy as np
 
 from latlab.graph import GraphBuilder, OpGraph
 from latlab.spaces.base import ArchError, GraphForm
+from latlab.untrusted import excerpt
 
 __all__ = ["EDGES", "OPS", "Nb201", "Nb201Arch"]
 
@@ -170,12 +171,12 @@ class Nb201:
         match = _STRING.match(text.strip())
         if match is None:
             raise ArchError(
-                f"not a NAS-Bench-201 arch string: {text!r} (expected |op~0|+|op~0|op~1|+|op~0|op~1|op~2|)"
+                f"not a NAS-Bench-201 arch string: {excerpt(text)} (expected |op~0|+|op~0|op~1|+|op~0|op~1|op~2|)"
             )
         try:
             return Nb201Arch(tuple(OPS.index(name) for name in match.groups()))
         except ValueError:
-            raise ArchError(f"unknown op in {text!r}; ops are {', '.join(OPS)}") from None
+            raise ArchError(f"unknown op in {excerpt(text)}; ops are {', '.join(OPS)}") from None
 
     def from_vector(self, vector: tuple[int, ...] | list[int]) -> Nb201Arch:
         ops = tuple(int(v) for v in vector)
@@ -195,7 +196,9 @@ class Nb201:
         parts = text.strip("()[]").split(",")
         if len(parts) == len(EDGES) and all(p.strip().isdigit() for p in parts):
             return self.from_vector([int(p) for p in parts])
-        raise ArchError(f"not a NAS-Bench-201 arch: {arch!r} (give an index, a string or a vector)")
+        raise ArchError(
+            f"not a NAS-Bench-201 arch: {excerpt(arch)} (give an index, a string or a vector)"
+        )
 
     def encode(self, arch: Nb201Arch) -> str:
         return arch.string

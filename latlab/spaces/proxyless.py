@@ -21,6 +21,7 @@ import numpy as np
 
 from latlab.graph import GraphBuilder, OpGraph
 from latlab.spaces.base import ArchError, GraphForm
+from latlab.untrusted import excerpt
 
 __all__ = ["CHOICES", "Proxyless", "ProxylessArch"]
 
@@ -100,7 +101,7 @@ class Proxyless:
             return self._check(tuple(tokens[t] for t in text.strip().split("-")))
         except KeyError as exc:
             raise ArchError(
-                f"unknown block {exc.args[0]!r} in {text!r}; blocks are k{{3,5,7}}e{{3,4,6}} or skip"
+                f"unknown block {excerpt(exc.args[0])} in {excerpt(text)}; blocks are k{{3,5,7}}e{{3,4,6}} or skip"
             ) from None
 
     def parse(self, arch: str | int) -> ProxylessArch:

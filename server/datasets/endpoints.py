@@ -5,22 +5,25 @@ import json
 import zipfile
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, Response, UploadFile, status
+from fastapi import File, Form, Request, Response, UploadFile, status
 
+from latlab import untrusted
 from latlab.datasets.latbench import write_latbench
 from latlab.datasets.reader import METADATA, read_import
 from latlab.datasets.tables import datasheet, write_csv, write_parquet
+from latlab.errors import InputRejected
 from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut
 from latlab.server.datasets import imports, service
 from latlab.server.deps import SessionDep, StateDep, UserAuth, UserWrite
 from latlab.server.errors import BadRequest, InvalidInput
+from latlab.server.routing import api_router
 from latlab.server.uploads import check_declared_length, copy_limited, safe_filename
 from latlab.spaces import GraphForm
 
 #: Form text without NUL characters (JSON bodies are checked by the schemas).
 NO_NUL = r"^[^\x00]*$"
 
-router = APIRouter(tags=["datasets"])
+router = api_router(tags=["datasets"])
 
 
 @router.post(
@@ -110,9 +113,12 @@ def _space_params(text: str | None) -> dict[str, int]:
     if not text:
         return {}
     try:
-        params = json.loads(text)
+        params = untrusted.loads(text, "space_params")
+    except InputRejected:
+        raise
     except ValueError as exc:
         raise InvalidInput(f"space_params is not JSON: {exc}") from exc
+    untrusted.check_value(params, "space_params")
     if not isinstance(params, dict) or not all(
         isinstance(k, str) and isinstance(v, int) for k, v in params.items()
     ):

@@ -38,6 +38,7 @@ from latlab.server.devices import repository as device_repository
 from latlab.server.errors import InvalidInput
 from latlab.server.tables import Dataset, Device
 from latlab.spaces import GraphForm, get_space
+from latlab.untrusted import excerpt
 
 __all__ = ["import_dataset"]
 
@@ -139,7 +140,7 @@ def _form(table: ImportTable, requested: GraphForm | None) -> GraphForm | None:
         return GraphForm(form)
     except ValueError:
         raise InvalidInput(
-            f"unknown graph form {form[:40]!r}; known: {', '.join(GraphForm)}"
+            f"unknown graph form {excerpt(form)}; known: {', '.join(GraphForm)}"
         ) from None
 
 
@@ -163,7 +164,7 @@ def _refuse_duplicates(rows: list[ImportRow], canonical: dict[str, tuple[str, in
         key = (canonical[row.arch][0], row.device)
         if key in seen:
             raise InvalidInput(
-                f"{row.file}: arch {row.arch!r} on device {row.device!r} is given twice"
+                f"{row.file}: arch {excerpt(row.arch)} on device {excerpt(row.device)} is given twice"
             )
         seen.add(key)
 
@@ -174,7 +175,7 @@ def _runtimes(rows: list[ImportRow], default: str | None) -> list[str]:
     for row, runtime in zip(rows, out, strict=True):
         if len(runtime) > MAX_RUNTIME_CHARS:
             raise InvalidInput(
-                f"{row.file}: runtime {runtime[:40]!r}... is longer than {MAX_RUNTIME_CHARS} "
+                f"{row.file}: runtime {excerpt(runtime)} is longer than {MAX_RUNTIME_CHARS} "
                 "characters"
             )
     return out
@@ -205,7 +206,7 @@ def _imported_device(session: Session, name: str) -> tuple[Device, bool]:
     """The imported device of this name, created on first use (then True). Its token hash is
     of a token nobody holds: it can never call the agent API."""
     if len(name) > 200:
-        raise InvalidInput(f"device name {name[:40]!r}... is longer than 200 characters")
+        raise InvalidInput(f"device name {excerpt(name)} is longer than 200 characters")
     existing = device_repository.imported_named(session, name)
     if existing is not None:
         return existing, False

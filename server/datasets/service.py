@@ -33,6 +33,7 @@ from latlab.server.tables import (
     Device,
 )
 from latlab.spaces import GraphForm, get_space
+from latlab.untrusted import excerpt
 
 __all__ = [
     "create_campaign",
@@ -103,7 +104,7 @@ def _devices(session: Session, body: DatasetCreate) -> list[Device]:
 def get_dataset(session: Session, dataset_id: str) -> Dataset:
     dataset = repository.get(session, dataset_id)
     if dataset is None:
-        raise NotFound(f"no dataset {dataset_id!r}")
+        raise NotFound(f"no dataset {excerpt(dataset_id)}")
     return dataset
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import status
 from sqlalchemy.orm import Session
 
 from latlab.schemas import DeviceOut, DeviceRegistered, HeartbeatIn, HeartbeatOut, RegisterIn
@@ -18,8 +18,9 @@ from latlab.server.deps import (
 )
 from latlab.server.devices import service
 from latlab.server.jobs.service import extend_lease, release_device_jobs
+from latlab.server.routing import api_router
 
-router = APIRouter(tags=["devices"])
+router = api_router(tags=["devices"])
 
 
 @router.post(

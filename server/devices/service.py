@@ -20,6 +20,7 @@ from latlab.server.db import utcnow
 from latlab.server.devices import repository
 from latlab.server.errors import InvalidInput, NotFound, Unauthorized
 from latlab.server.tables import Device
+from latlab.untrusted import excerpt
 
 __all__ = [
     "agent_devices",
@@ -105,9 +106,9 @@ def job_device(session: Session, ref: str) -> Device:
         runnable = [d for d in named if d.revoked_at is None and d.source == DeviceSource.agent]
         device = _one_named(ref, runnable or named)
     if device.revoked_at is not None:
-        raise NotFound(f"no device {ref!r}")
+        raise NotFound(f"no device {excerpt(ref)}")
     if device.source != DeviceSource.agent:
-        raise InvalidInput(f"device {ref!r} is imported (published data): it runs no jobs")
+        raise InvalidInput(f"device {excerpt(ref)} is imported (published data): it runs no jobs")
     return device
 
 
@@ -119,10 +120,10 @@ def device_filter(session: Session, ref: str | None) -> str | None:
 
 def _one_named(ref: str, devices: list[Device]) -> Device:
     if not devices:
-        raise NotFound(f"no device {ref!r} (no device has this id or name)")
+        raise NotFound(f"no device {excerpt(ref)} (no device has this id or name)")
     if len(devices) > 1:
         ids = ", ".join(d.id for d in devices)
-        raise InvalidInput(f"{len(devices)} devices are named {ref!r} ({ids}): give the id")
+        raise InvalidInput(f"{len(devices)} devices are named {excerpt(ref)} ({ids}): give the id")
     return devices[0]
 
 

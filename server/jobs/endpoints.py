@@ -3,7 +3,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import Query, Response, status
 from sqlalchemy.orm import Session
 
 from latlab.schemas import ClaimedJob, JobCreate, JobFailureIn, JobOut, JobState, LeaseIn
@@ -19,9 +19,10 @@ from latlab.server.deps import (
 )
 from latlab.server.devices.service import device_filter
 from latlab.server.jobs import service
+from latlab.server.routing import api_router
 
-router = APIRouter(tags=["jobs"])
-agent_router = APIRouter(prefix="/agent", tags=["agent"])
+router = api_router(tags=["jobs"])
+agent_router = api_router(prefix="/agent", tags=["agent"])
 
 
 @router.post(

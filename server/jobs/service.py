@@ -42,6 +42,7 @@ from latlab.server.jobs import repository
 from latlab.server.jobs.repository import JobRow
 from latlab.server.models import repository as models
 from latlab.server.tables import Job
+from latlab.untrusted import excerpt
 
 __all__ = [
     "ClaimRules",
@@ -76,7 +77,9 @@ def _check_selector(selector: dict[str, str | int]) -> None:
     for key in selector:
         if key not in SELECTOR_FIELDS and not key.startswith("labels."):
             allowed = ", ".join(sorted(SELECTOR_FIELDS))
-            raise InvalidInput(f"unknown selector field {key!r}; use one of {allowed}, labels.KEY")
+            raise InvalidInput(
+                f"unknown selector field {excerpt(key)}; use one of {allowed}, labels.KEY"
+            )
 
 
 def selector_matches(selector: dict[str, Any], name: str, descriptor: dict[str, Any]) -> bool:
@@ -126,7 +129,7 @@ def create_job(session: Session, body: JobCreate, default_max_attempts: int) -> 
         raise InvalidInput("give exactly one of device_id or selector ({} matches any device)")
     model = models.get(session, body.model_id)
     if model is None:
-        raise NotFound(f"no model {body.model_id!r}; upload it first")
+        raise NotFound(f"no model {excerpt(body.model_id)}; upload it first")
     wanted = runtime_spec(body.config.runtime).model_format  # the config named a known one
     if model.format != wanted.value:
         raise InvalidInput(
@@ -176,7 +179,7 @@ def create_job(session: Session, body: JobCreate, default_max_attempts: int) -> 
 def get_job(session: Session, job_id: str) -> Job:
     job = repository.get(session, job_id)
     if job is None:
-        raise NotFound(f"no job {job_id!r}")
+        raise NotFound(f"no job {excerpt(job_id)}")
     return job
 
 
@@ -302,7 +305,7 @@ def locked_job(session: Session, job_id: str) -> JobRow:
     """The job's row, locked for this transaction; NotFound if there is none."""
     job = repository.lock(session, job_id)
     if job is None:
-        raise NotFound(f"no job {job_id!r}")
+        raise NotFound(f"no job {excerpt(job_id)}")
     return job
 
 

@@ -3,14 +3,15 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import Query, Response, status
 
 from latlab.schemas import LutCreate, LutFormat, LutOut
 from latlab.server.deps import SessionDep, StateDep, UserAuth, UserWrite
 from latlab.server.devices.service import device_filter
 from latlab.server.luts import service
+from latlab.server.routing import api_router
 
-router = APIRouter(tags=["luts"])
+router = api_router(tags=["luts"])
 
 
 @router.post(

@@ -34,6 +34,7 @@ from latlab.server.models import repository as models
 from latlab.server.predict.sources import Source
 from latlab.server.tables import Device, Lut
 from latlab.spaces import get_space
+from latlab.untrusted import excerpt
 
 __all__ = [
     "create_lut",
@@ -82,7 +83,7 @@ def create_lut(session: Session, body: LutCreate) -> LutOut:
     stored = models.existing_ids(session, body.model_ids or [])
     missing = [m for m in body.model_ids or [] if m not in stored]
     if missing:
-        raise NotFound(f"no model {missing[0]!r}")
+        raise NotFound(f"no model {excerpt(missing[0])}")
     if body.dataset_id is not None:
         get_dataset(session, body.dataset_id)
     if body.source == LutSource.micro_models:
@@ -116,14 +117,14 @@ def create_lut(session: Session, body: LutCreate) -> LutOut:
 def _device(session: Session, device_id: str) -> Device:
     device = get_device(session, device_id)  # an id or a name
     if device.revoked_at is not None:
-        raise NotFound(f"no device {device_id!r}")
+        raise NotFound(f"no device {excerpt(device_id)}")
     return device
 
 
 def get_lut(session: Session, lut_id: str) -> Lut:
     lut = repository.get(session, lut_id)
     if lut is None:
-        raise NotFound(f"no LUT {lut_id!r}")
+        raise NotFound(f"no LUT {excerpt(lut_id)}")
     return lut
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import Path, Query, Response, status
 from sqlalchemy.orm import Session
 
 from latlab.schemas import MeasurementIn, MeasurementOut
@@ -18,9 +18,10 @@ from latlab.server.deps import (
 )
 from latlab.server.devices.service import device_filter
 from latlab.server.measurements import service
+from latlab.server.routing import api_router
 
-router = APIRouter(tags=["measurements"])
-agent_router = APIRouter(prefix="/agent", tags=["agent"])
+router = api_router(tags=["measurements"])
+agent_router = api_router(prefix="/agent", tags=["agent"])
 
 
 @router.get("/measurements", response_model=list[MeasurementOut], dependencies=[UserAuth])

@@ -4,16 +4,17 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
+from fastapi import File, Query, Request, Response, UploadFile, status
 from fastapi.responses import StreamingResponse
 
 from latlab.schemas import ModelOut
 from latlab.server.deps import Offset, SessionDep, StateDep, UserAuth, UserOrDevice, UserWrite
 from latlab.server.errors import BadRequest
 from latlab.server.models import service
+from latlab.server.routing import api_router
 from latlab.server.uploads import check_declared_length, copy_limited, safe_filename
 
-router = APIRouter(tags=["models"])
+router = api_router(tags=["models"])
 
 
 @router.post(

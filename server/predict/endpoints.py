@@ -2,14 +2,14 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter
 from fastapi.responses import Response
 
 from latlab.schemas import PredictDevicesOut, PredictDevicesRequest, PredictOut, PredictRequest
 from latlab.server.deps import AppState, SessionDep, StateDep, UserAuth
 from latlab.server.predict import service
+from latlab.server.routing import api_router
 
-router = APIRouter(tags=["predict"])
+router = api_router(tags=["predict"])
 
 
 @router.post("/predict", response_model=PredictOut, dependencies=[UserAuth])

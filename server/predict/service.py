@@ -26,6 +26,7 @@ from latlab.server.models.service import model_graph
 from latlab.server.predict.cache import PredictorCache
 from latlab.server.predict.sources import Source
 from latlab.server.registry.service import predictor_source, predictor_sources
+from latlab.untrusted import excerpt
 
 __all__ = ["MAX_BATCH", "MAX_DEVICES", "predict_latency", "predict_latency_on_devices"]
 
@@ -93,7 +94,7 @@ def _source(session: Session, device_id: str, body: PredictRequest) -> Source:
     if body.version is not None:
         found = predictor_source(session, body.version) or lut_source(session, body.version)
         if found is None:
-            raise NotFound(f"no LUT or predictor {body.version!r}")
+            raise NotFound(f"no LUT or predictor {excerpt(body.version)}")
         if found.device_id != device_id:
             raise InvalidInput(
                 f"{body.version} belongs to device {found.device_id}, not {device_id}"

@@ -1,19 +1,21 @@
 from __future__ import annotations
 
 import io
-import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
+from fastapi import File, Form, Query, Request, Response, UploadFile, status
 
+from latlab import untrusted
+from latlab.errors import InputRejected
 from latlab.schemas import PredictorOut
 from latlab.server.deps import SessionDep, StateDep, UserAuth, UserWrite
 from latlab.server.devices.service import device_filter
 from latlab.server.errors import InvalidInput, NotFound
 from latlab.server.registry import service
+from latlab.server.routing import api_router
 from latlab.server.uploads import check_declared_length, copy_limited
 
-router = APIRouter(tags=["predictors"])
+router = api_router(tags=["predictors"])
 
 #: A predictor artifact (a few MB for 4 x 600 units) and its plot.
 MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
@@ -23,9 +25,12 @@ def _json_object(text: str | None, what: str) -> dict[str, Any]:
     if not text:
         return {}
     try:
-        value = json.loads(text)
+        value = untrusted.loads(text, what)
+    except InputRejected:
+        raise
     except ValueError as exc:
         raise InvalidInput(f"{what} is not JSON: {exc}") from exc
+    untrusted.check_value(value, what)
     if not isinstance(value, dict):
         raise InvalidInput(f"{what} must be a JSON object")
     return value

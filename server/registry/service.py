@@ -22,6 +22,7 @@ from latlab.server.predict.sources import Source
 from latlab.server.registry import repository
 from latlab.server.tables import Predictor
 from latlab.spaces import get_space
+from latlab.untrusted import excerpt
 
 __all__ = [
     "get_predictor",
@@ -112,7 +113,7 @@ def predictor_out(row: Predictor) -> PredictorOut:
 def get_predictor(session: Session, predictor_id: str) -> Predictor:
     row = repository.get(session, predictor_id)
     if row is None:
-        raise NotFound(f"no predictor {predictor_id!r}")
+        raise NotFound(f"no predictor {excerpt(predictor_id)}")
     return row
 
 
