@@ -1,6 +1,7 @@
-"""A job's deadline: a config setting scaled from the protocol and bounded; the server refuses
-a result after the deadline and fails a job whose agent keeps its lease alive past it. On
-SQLite and PostgreSQL."""
+"""A job's deadline: a config setting scaled from the protocol and bounded; the agent stops a
+model that never finishes (or takes all the memory) and fails its job, then measures the next;
+the server refuses a result after the deadline and fails a job whose agent keeps its lease
+alive past it. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,18 +12,25 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
+from latlab.agent.config import AgentSettings
+from latlab.agent.main import background_agent
+from latlab.agent.worker import RunnerProcess
 from latlab.client import Client
 from latlab.errors import ApiError
 from latlab.runtimes import MAX_DEADLINE_S, parse_config
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import JobState
 from latlab.server.embedded import EmbeddedServer
-from tests.factories import API_KEY, cnn_bytes, make_settings, register, wait_for
+from tests.endless_models import memory_hog_onnx, never_ending_onnx
+from tests.factories import API_KEY, ENROLL_KEY, cnn_bytes, make_settings, register, wait_for
 from tests.test_api_jobs import result_for, status_of
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+FAST = OnnxRuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=10, timed_s=0, profile_runs=3)
+#: The deadline the hostile jobs ask for.
+SHORT_S = 2.0
 
 
 # --------------------------------------------------------------------------- the setting
@@ -121,3 +129,68 @@ def test_a_job_whose_agent_keeps_its_lease_alive_past_the_deadline_is_failed(
     assert beat.status == 409
     assert failed.attempts == 1 and failed.state == JobState.failed
     assert "deadline of 1 s passed on device" in (failed.error or "")
+
+
+# --------------------------------------------------------------------------- the agent
+
+
+def agent_settings(url: str, tmp_path: Path, **overrides: object) -> AgentSettings:
+    values: dict[str, object] = {
+        "server_url": url,
+        "enroll_key": SecretStr(ENROLL_KEY),
+        "name": "deadline",
+        "state_file": tmp_path / "agent.json",
+        "cache_dir": tmp_path / "cache",
+        "claim_wait_s": 0.5,
+    }
+    values.update(overrides)
+    return AgentSettings(**values)  # type: ignore[arg-type]
+
+
+def test_an_agent_fails_a_never_ending_model_at_its_deadline_then_measures_the_next_job(
+    server_on_both: EmbeddedServer, tmp_path: Path
+) -> None:
+    """The runner is stuck inside onnxruntime's Loop (no Python between two iterations): the
+    agent kills its runner process at the deadline, well before the server's grace runs out,
+    reports the job failed, and times the next job in a new one."""
+    with (
+        Client(server_on_both.url, API_KEY) as client,
+        background_agent(agent_settings(server_on_both.url, tmp_path)) as agent,
+    ):
+        endless = client.upload_model("endless.onnx", data=never_ending_onnx())
+        model = client.upload_model("m.onnx", data=cnn_bytes())
+        stuck = client.create_job(
+            endless.id, selector={}, config=FAST.model_copy(update={"deadline_s": SHORT_S})
+        )
+        after = client.create_job(model.id, selector={}, config=FAST)
+        failed, done = client.wait_jobs([stuck.id, after.id], timeout_s=120)
+        runner = agent.runners["onnxruntime"]
+        stats = agent.stats
+    assert failed.state == JobState.failed
+    assert failed.error == f"deadline of {SHORT_S:g} s passed: stopped"  # the agent's words
+    assert done.state == JobState.done, done.error
+    assert stats.failed == [stuck.id] and stats.done == [after.id]
+    assert isinstance(runner, RunnerProcess) and runner.starts == 2  # killed, then a new one
+
+
+def test_an_agent_fails_a_model_that_exhausts_memory_then_measures_the_next_job(
+    server_on_both: EmbeddedServer, tmp_path: Path
+) -> None:
+    """The runner process's memory is capped: onnxruntime's allocation fails there, not the
+    host's memory, and the job fails with onnxruntime's words."""
+    settings = agent_settings(server_on_both.url, tmp_path, runner_memory_bytes=2**30)
+    with (
+        Client(server_on_both.url, API_KEY) as client,
+        background_agent(settings) as agent,
+    ):
+        hog = client.upload_model("hog.onnx", data=memory_hog_onnx())
+        model = client.upload_model("m.onnx", data=cnn_bytes())
+        greedy = client.create_job(hog.id, selector={}, config=FAST)
+        after = client.create_job(model.id, selector={}, config=FAST)
+        failed, done = client.wait_jobs([greedy.id, after.id], timeout_s=120)
+        stats = agent.stats
+    assert failed.state == JobState.failed
+    assert "onnxruntime failed to run the model" in (failed.error or "")
+    assert "alloc" in (failed.error or "")
+    assert done.state == JobState.done, done.error
+    assert stats.failed == [greedy.id] and stats.done == [after.id]
