@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from latlab.agent.isolation import host_cpus
+from latlab.agent.worker import default_memory_bytes
 
 __all__ = ["AgentSettings"]
 
@@ -43,6 +44,14 @@ class AgentSettings(BaseSettings):
     #: agent (heartbeats, downloads, uploads) to the host's other CPUs. A job's own
     #: ``cpu_affinity`` wins. ``"1"`` or ``"2,3"`` in the environment.
     timing_cpus: list[int] | None = Field(default=None, min_length=1, max_length=4096)
+    #: Time each job in a child process, kept from one job to the next, that the agent kills
+    #: when the job must stop (its deadline passed, the agent stops, the lease was lost) —
+    #: inside a runtime's C code too. Off: in the agent's own process, where a job stops only
+    #: between two runs and a model that never returns keeps the device.
+    runner_process: bool = True
+    #: The memory (heap and private mappings, bytes) the runner process may take: a model that
+    #: wants more fails with an out-of-memory error. Default: ¾ of the host's; 0: no limit.
+    runner_memory_bytes: int = Field(default_factory=default_memory_bytes, ge=0)
     #: Labels the device advertises (``{"lab": "rack-2"}``); selectors match ``labels.KEY``.
     labels: dict[str, str] = Field(default_factory=dict)
     #: An Android phone on this host (its adb serial): the agent times TFLite models on it

@@ -3,7 +3,9 @@
 Heartbeats extend the lease while a job is timed; a lost lease (the server requeued or the
 user cancelled the job) aborts the measurement. Server errors and unreachable servers are
 retried with capped exponential backoff; a stop request releases a leased job back to the queue.
-A model that cannot be timed is reported as a failed job with the runner's error text.
+A model that cannot be timed is reported as a failed job with the runner's error text, and so
+is a job whose deadline (``config.deadline_s`` from its claim) passes: the runner is stopped
+(a ``RunnerProcess`` is killed, whatever the runtime is doing) and the agent goes on.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from latlab.agent.config import AgentSettings
 from latlab.agent.errors import Interrupted, RunnerError, RunnerUnavailable
 from latlab.agent.runners.base import Runner, Timing
 from latlab.agent.thermal import ThermalGate
+from latlab.agent.worker import RunnerProcess
 from latlab.client import AgentClient
 from latlab.errors import ApiError, ServerUnreachable
 from latlab.schemas import PROTOCOL_VERSION, ClaimedJob, MeasurementIn
@@ -64,6 +67,13 @@ class Agent:
         self.thermal = thermal
         self.stats = AgentStats()
         self._backoff_s = 0.0
+
+    def close(self) -> None:
+        """Stop the runner processes and close the client (after ``run`` has returned)."""
+        for runner in self.runners.values():
+            if isinstance(runner, RunnerProcess):
+                runner.close()
+        self.client.close()
 
     # ------------------------------------------------------------------ the loop
 
@@ -113,15 +123,18 @@ class Agent:
 
     def process(self, job: ClaimedJob) -> None:
         log.info("job claimed", extra={"job_id": job.job_id, "model_id": job.model_id})
+        deadline = _Deadline(job.config.deadline_s)
         lease = _LeaseKeeper(self.client, job, self.stop)
         lease.start()
         try:
-            timing = self._time(job, lease)
+            timing = self._time(job, lease, deadline)
         except Interrupted:
             lease.finish()
             if lease.lost.is_set():
                 log.warning("job abandoned: lease lost", extra={"job_id": job.job_id})
                 self.stats.lost.append(job.job_id)
+            elif deadline.passed():
+                self._report_failure(job, f"deadline of {deadline.seconds:g} s passed: stopped")
             else:
                 self._release(job)
             return
@@ -141,13 +154,13 @@ class Agent:
         lease.finish()
         self._upload(job, timing)
 
-    def _time(self, job: ClaimedJob, lease: _LeaseKeeper) -> Timing:
+    def _time(self, job: ClaimedJob, lease: _LeaseKeeper, deadline: _Deadline) -> Timing:
         runner = self.runners.get(job.config.runtime)
         if runner is None:
             raise RunnerUnavailable(f"this agent has no {job.config.runtime} runner")
 
         def should_stop() -> bool:
-            return self.stop.is_set() or lease.lost.is_set()
+            return self.stop.is_set() or lease.lost.is_set() or deadline.passed()
 
         path = self._fetch(job, should_stop)
         config = job.config
@@ -212,6 +225,17 @@ class Agent:
                     self.stats.lost.append(job.job_id)
                     return False
                 time.sleep(self._next_backoff_s("upload", exc))
+
+
+class _Deadline:
+    """A job's deadline, ``seconds`` from now, on this agent's monotonic clock."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._at = time.monotonic() + seconds
+
+    def passed(self) -> bool:
+        return time.monotonic() >= self._at
 
 
 class _LeaseKeeper:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from latlab.agent.adb import Adb
 from latlab.agent.cache import ModelCache
 from latlab.agent.config import AgentSettings
-from latlab.agent.errors import RegistrationError
+from latlab.agent.errors import RegistrationError, RunnerUnavailable
 from latlab.agent.isolation import keep_off
 from latlab.agent.loop import Agent, AgentStats
 from latlab.agent.probe import probe_descriptor, probe_phone_descriptor
@@ -19,10 +19,11 @@ from latlab.agent.runners import available_runners, phone_runners
 from latlab.agent.runners.base import Runner
 from latlab.agent.state import AgentState, load_state, save_state
 from latlab.agent.thermal import ThermalGate, host_temperature_c
+from latlab.agent.worker import RunnerProcess
 from latlab.client import AgentClient
 from latlab.errors import ApiError
 
-__all__ = ["background_agent", "connect_agent", "run_agent"]
+__all__ = ["background_agent", "connect_agent", "in_processes", "run_agent"]
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,14 @@ def connect_agent(
     """Register (or reuse the saved registration), report the descriptor, build the Agent.
 
     With ``adb_serial`` the agent is that phone's: its one runner is benchmark_model on the
-    phone and its descriptor is the phone's, not this host's."""
+    phone and its descriptor is the phone's, not this host's. ``runners`` are used as given;
+    without them the agent loads this host's (or phone's), each in a ``RunnerProcess`` unless
+    ``settings.runner_process`` is off."""
     adb = Adb(settings.adb_serial, settings.adb_path) if settings.adb_serial else None
     if runners is None:
         runners = available_runners() if adb is None else phone_runners(settings, adb)
+        if settings.runner_process:
+            runners = in_processes(runners, settings.runner_memory_bytes)
     if not runners:
         raise RegistrationError("no runtime is installed: pip install 'latlab[agent]'")
     infos = [r.info() for r in runners.values()]
@@ -82,6 +87,19 @@ def connect_agent(
     )
 
 
+def in_processes(runners: dict[str, Runner], memory_bytes: int) -> dict[str, Runner]:
+    """Each runner in a ``RunnerProcess``; one that cannot be sent to a process (it does not
+    pickle) stays in this one, with a warning: a deadline stops it only between two runs."""
+    wrapped: dict[str, Runner] = {}
+    for name, runner in runners.items():
+        try:
+            wrapped[name] = RunnerProcess(runner, memory_bytes=memory_bytes)
+        except RunnerUnavailable as exc:
+            log.warning("%s; it times in the agent's process", exc)
+            wrapped[name] = runner
+    return wrapped
+
+
 def thermal_gate(settings: AgentSettings, adb: Adb | None) -> ThermalGate | None:
     """The gate the settings ask for: a phone's thermal status, or this host's temperature."""
     poll_s = settings.thermal_poll_s
@@ -108,7 +126,7 @@ def run_agent(settings: AgentSettings, stop: threading.Event) -> AgentStats:
     try:
         return agent.run()
     finally:
-        agent.client.close()
+        agent.close()
 
 
 @contextlib.contextmanager
@@ -126,4 +144,4 @@ def background_agent(
     finally:
         stop.set()
         worker.join(timeout=60)
-        agent.client.close()
+        agent.close()

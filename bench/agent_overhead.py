@@ -5,9 +5,13 @@
    (warm-up then timed runs), interleaved over several rounds in one process. Prints the
    ratio of medians per model. Goal: <= 1.02. The same for the LiteRT runner against a plain
    ``Interpreter.invoke()`` loop, on NAS-Bench-201 archs written as TFLite (XNNPACK on).
-2. Job overhead: through the whole queue (embedded server on SQLite + an agent thread, real
+2. The runner process (``latlab.agent.worker``, the agent's default): the same models timed by
+   the onnxruntime runner in this process and in a ``RunnerProcess``, interleaved; the ratio
+   of medians (goal: <= 1.02, and about 1.00), what starting the process costs (once per
+   agent, and after each job it had to kill) and what it adds to a job once started.
+3. Job overhead: through the whole queue (embedded server on SQLite + an agent thread, real
    HTTP), time from job submission to the result stored, minus the time spent in the timed
-   and warm-up runs themselves. Goal: <= 100 ms.
+   and warm-up runs themselves, with the runner process and without. Goal: <= 100 ms.
 
     python bench/agent_overhead.py [--rounds 5] [--jobs 5]
 """
@@ -32,6 +36,7 @@ from latlab.agent.main import background_agent
 from latlab.agent.runners.base import Runner
 from latlab.agent.runners.litert import LiteRtRunner
 from latlab.agent.runners.ort import OrtRunner
+from latlab.agent.worker import RunnerProcess
 from latlab.client import Client
 from latlab.demo_models import DEMO_CNNS, make_cnn
 from latlab.export.tflite import to_tflite
@@ -106,12 +111,14 @@ def fidelity(
     runner: Runner,
     plain: Callable[[Path, RuntimeConfig], float],
     config: RuntimeConfig,
+    title: str = "1. timing fidelity",
+    columns: tuple[str, str] = ("plain_ms", "agent_ms"),
 ) -> None:
     print(
-        f"\n1. timing fidelity, {runner.name} (threads=1, {rounds} interleaved rounds, warm-up "
+        f"\n{title}, {runner.name} (threads=1, {rounds} interleaved rounds, warm-up "
         f"{config.warmup_runs} runs/{config.warmup_s} s, timed {config.timed_runs} runs/{config.timed_s} s)"
     )
-    print(f"{'model':<10}{'plain_ms':>10}{'agent_ms':>10}{'ratio':>8}")
+    print(f"{'model':<10}{columns[0]:>10}{columns[1]:>12}{'ratio':>8}")
     ratios = []
     for name, path in paths.items():
         plain_ms: list[float] = []
@@ -126,11 +133,60 @@ def fidelity(
                     agent_ms.append(statistics.median(timing.samples_ms))
         p, a = statistics.median(plain_ms), statistics.median(agent_ms)
         ratios.append(a / p)
-        print(f"{name:<10}{p:>10.3f}{a:>10.3f}{a / p:>8.3f}")
+        print(f"{name:<10}{p:>10.3f}{a:>12.3f}{a / p:>8.3f}")
     print(f"worst ratio {max(ratios):.3f} (goal <= 1.02)")
 
 
+def in_process_median_ms(path: Path, config: RuntimeConfig) -> float:
+    """The agent's runner in this process (what an agent with ``runner_process`` off does)."""
+    return statistics.median(OrtRunner().time(path, config, lambda: False).samples_ms)
+
+
+def runner_process(paths: dict[str, Path], rounds: int, n_jobs: int) -> None:
+    process = RunnerProcess(OrtRunner())
+    try:
+        fidelity(
+            paths,
+            rounds,
+            process,
+            in_process_median_ms,
+            CONFIG,
+            "2. the runner process",
+            ("in_proc_ms", "process_ms"),
+        )
+    finally:
+        process.close()
+    first = next(iter(paths.values()))
+    starts, added = [], []
+    for _ in range(rounds):
+        process = RunnerProcess(OrtRunner())
+        try:
+            t0 = time.perf_counter()
+            process.time(first, CONFIG, lambda: False)  # starts the process
+            started = time.perf_counter() - t0
+            for _ in range(n_jobs):
+                t0 = time.perf_counter()
+                timing = process.time(first, CONFIG, lambda: False)
+                added.append(time.perf_counter() - t0 - timing.timing_wall_s)
+            # the same job in this process, already imported: the first job's extra is the start
+            in_process = OrtRunner().time(first, CONFIG, lambda: False)
+            starts.append(started - in_process.timing_wall_s)
+        finally:
+            process.close()
+    print(
+        f"process start (a fresh interpreter, onnxruntime imported): median "
+        f"{statistics.median(starts) * 1e3:.0f} ms over {rounds} starts; once started, a job "
+        f"pays {statistics.median(added) * 1e3:.2f} ms more than its timing (median of "
+        f"{len(added)} jobs of {first.stem})"
+    )
+
+
 def job_overhead(paths: dict[str, Path], n_jobs: int) -> None:
+    for in_a_process in (True, False):
+        _job_overhead(paths, n_jobs, in_a_process)
+
+
+def _job_overhead(paths: dict[str, Path], n_jobs: int, in_a_process: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         settings = Settings(
@@ -147,12 +203,14 @@ def job_overhead(paths: dict[str, Path], n_jobs: int) -> None:
                     state_file=root / "agent.json",
                     cache_dir=root / "cache",
                     claim_wait_s=5,
+                    runner_process=in_a_process,
                 )
             ),
         ):
+            where = "in a runner process" if in_a_process else "in the agent's process"
             print(
-                f"\n2. job overhead through the queue ({n_jobs} jobs per model, SQLite, "
-                "loopback HTTP, model cached after the first job)"
+                f"\n3. job overhead through the queue, timed {where} ({n_jobs} jobs per model, "
+                "SQLite, loopback HTTP, model cached and process started by a first job)"
             )
             print(f"{'model':<10}{'e2e_ms':>9}{'runs_ms':>9}{'overhead_ms':>13}")
             worst = 0.0
@@ -201,6 +259,7 @@ def main() -> None:
             tflite[f"nb201-{index}"] = path
         litert = LiteRtConfig(**CONFIG.model_dump(exclude=set(CONFIG.settings()) | {"runtime"}))
         fidelity(tflite, args.rounds, LiteRtRunner(), plain_litert_median_ms, litert)
+        runner_process(paths, args.rounds, args.jobs)
         job_overhead(paths, args.jobs)
         print(f"\n(total {time.monotonic() - started:.0f} s)")
 

@@ -246,6 +246,8 @@ class JobOut(Out):
     error: str | None
     claimed_by: str | None
     lease_expires_at: datetime | None
+    #: While leased: when its deadline is up (a later result is refused, the job fails).
+    deadline_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     #: A claimed job's lease; agents extend it with heartbeats while they time.
     lease_s: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
+    #: A leased job's deadline is its config's ``deadline_s`` from the claim plus this (the
+    #: agent stops the job at ``deadline_s`` by its own clock and then reports it): a result
+    #: that comes later is refused and the job fails; the reaper fails a job past it.
+    deadline_grace_s: float = Field(default=30.0, ge=0, le=3600)
     #: Longest a claim long-poll may wait for a job.
     claim_wait_max_s: float = Field(default=30.0, ge=0)
     #: A waiting claim re-checks the database at least this often (wake-ups come at once; the

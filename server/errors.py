@@ -8,6 +8,7 @@
     ├── Forbidden               403 forbidden      (a token of the wrong kind)
     ├── NotFound                404 not_found
     ├── Conflict                409 conflict       (stale lease, job already finished, ...)
+    │   └── DeadlinePassed      409 deadline_passed (a result after its job's deadline)
     ├── PayloadTooLarge         413 too_large
     ├── InvalidInput            422 invalid        (a model that fails validation, ...)
     │                           (any LatlabError that reaches a request is a 422 too)
@@ -32,6 +33,7 @@ from latlab.errors import LatlabError
 __all__ = [
     "BadRequest",
     "Conflict",
+    "DeadlinePassed",
     "Forbidden",
     "InvalidInput",
     "NotFound",
@@ -72,6 +74,12 @@ class NotFound(ServerError):
 
 class Conflict(ServerError):
     status, code = 409, "conflict"
+
+
+class DeadlinePassed(Conflict):
+    """A result came after its job's deadline: refused, and the job ends failed."""
+
+    code = "deadline_passed"
 
 
 class PayloadTooLarge(ServerError):

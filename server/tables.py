@@ -137,6 +137,9 @@ class Job(Base):
     claimed_by: Mapped[str | None] = mapped_column(ForeignKey("devices.id"), nullable=True)
     lease_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: When the lease's time is up whatever the heartbeats say (leased at + the config's
+    #: ``deadline_s`` + the server's grace): a later result is refused and the job fails.
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -4,14 +4,15 @@ run with the real onnxruntime runner in test_e2e.py.
 It is a ``ProtocolRunner`` like the real ones (it passes the runner contract suite): the base
 pins, runs the protocol and builds the timing; the fake's run does nothing but sleep its share
 of ``sleep_s`` and the protocol's clock is a counter that advances 1 ms per read, so a job takes
-``sleep_s`` whatever the config's seconds say."""
+``sleep_s`` whatever the config's seconds say. It pickles, so it times in a ``RunnerProcess``
+too (its record of timed models is then the child's)."""
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from latlab.agent.errors import RunnerError
 from latlab.agent.runners.base import LoadedModel, ProtocolRunner
@@ -24,6 +25,17 @@ TICK_NS = 1_000_000
 SLICE_S = 0.01
 
 
+class Ticks:
+    """The fake's clock: ``TICK_NS`` more at every read."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+
+    def __call__(self) -> int:
+        self.ns += TICK_NS
+        return self.ns - TICK_NS
+
+
 class FakeRunner(ProtocolRunner[OnnxRuntimeConfig, LoadedModel]):
     name = "onnxruntime"
     config_type = OnnxRuntimeConfig
@@ -33,8 +45,13 @@ class FakeRunner(ProtocolRunner[OnnxRuntimeConfig, LoadedModel]):
         self.fail_with = fail_with
         self.timed: list[Path] = []
         self._lock = threading.Lock()
-        ticks = itertools.count(0, TICK_NS)
-        self.clock = lambda: next(ticks)  # type: ignore[method-assign,assignment]
+        self.clock = Ticks()  # type: ignore[method-assign,assignment]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
 
     def info(self) -> RuntimeInfo:
         return RuntimeInfo(name=self.name, version="fake", providers=["CPUExecutionProvider"])
@@ -60,3 +77,10 @@ class FakeRunner(ProtocolRunner[OnnxRuntimeConfig, LoadedModel]):
         return LoadedModel(
             run_once=run_once, input_shapes={"input": [1, 3, 16, 16]}, provider=config.provider
         )
+
+
+class CrashingRunner(FakeRunner):
+    """A runner with a bug: loading any model raises something no runner should."""
+
+    def load(self, model_path: Path, config: OnnxRuntimeConfig) -> LoadedModel:
+        raise ValueError("a bug in the runner")

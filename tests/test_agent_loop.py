@@ -1,5 +1,6 @@
-"""The agent loop's error handling: backoff while the server is away, lost leases, the model
-cache. (The same paths run with the real runner in test_e2e.py.)"""
+"""The agent loop's error handling: backoff while the server is away, lost leases, deadlines,
+the model cache. (The same paths run with the real runner in test_e2e.py and
+test_deadlines.py.)"""
 
 from __future__ import annotations
 
@@ -155,3 +156,28 @@ def test_a_model_download_cut_by_a_server_outage_is_retried_not_failed(
         stop.set()
         worker.join(timeout=30)
         agent.client.close()
+
+
+def test_a_job_past_its_deadline_fails_between_two_runs_and_the_agent_goes_on(
+    tmp_path: Path, live_server: EmbeddedServer
+) -> None:
+    """A runner in the agent's own process stops at the first run after the deadline (one in a
+    runner process is killed at once: test_deadlines.py)."""
+    runner = FakeRunner(sleep_s=3)  # every job takes 3 s
+    stop = threading.Event()
+    agent = connect_agent(settings_for(live_server.url, tmp_path), {"onnxruntime": runner}, stop)
+    worker = threading.Thread(target=agent.run)
+    worker.start()
+    try:
+        with Client(live_server.url, API_KEY) as client:
+            model = client.upload_model("m.onnx", data=cnn_bytes())
+            short = client.create_job(model.id, selector={}, config=OnnxRuntimeConfig(deadline_s=1))
+            usual = client.create_job(model.id, selector={}, config=OnnxRuntimeConfig(seed=1))
+            failed, done = client.wait_jobs([short.id, usual.id], timeout_s=60)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+        agent.client.close()
+    assert failed.state == JobState.failed and failed.error == "deadline of 1 s passed: stopped"
+    assert done.state == JobState.done
+    assert agent.stats.failed == [short.id] and agent.stats.done == [usual.id]

@@ -50,6 +50,8 @@ def test_upload_then_create_and_list_a_job(
         "--runs",
         "20",
         "--no-profile",
+        "--deadline-s",
+        "90",
         url=live_server.url,
     )
     assert created.returncode == 0, created.stderr
@@ -57,6 +59,7 @@ def test_upload_then_create_and_list_a_job(
     job = client.job(job_id)
     assert job.state == JobState.queued and job.selector == {"cpu_arch": "x86_64"}
     assert job.config.timed_runs == 20 and not job.config.profile_ops
+    assert job.config.deadline_s == 90
 
     listed = latlab("jobs", "list", url=live_server.url)
     assert listed.returncode == 0 and job_id in listed.stdout

@@ -1,7 +1,8 @@
 """The runner contract: what the agent loop relies on from every runner of the agent's host,
 run against each of them the same way: onnxruntime, LiteRT, the fake the queue tests use, and
 the plug-in of DESIGN.md's worked example (tests/plugins/ort_basic.py). A new runtime's runner
-joins ``CASES`` and must pass all of it.
+joins ``CASES`` and must pass all of it, in the agent's process and in a runner process (the
+agent's default, ``latlab.agent.worker``).
 
 (benchmark_model times on a phone, not through the protocol: test_benchmark_model_runner.py.)"""
 
@@ -17,6 +18,7 @@ import pytest
 from latlab.agent.errors import Interrupted, RunnerError
 from latlab.agent.runners import available_runners, load_runner
 from latlab.agent.runners.base import LoadedModel, ProtocolRunner
+from latlab.agent.worker import RunnerProcess
 from latlab.export.files import model_file
 from latlab.runtimes import ModelFormat, ProtocolConfig, runtime_spec, runtimes
 from latlab.runtimes.litert import LiteRtConfig
@@ -208,6 +210,38 @@ def test_a_config_of_another_runtime_is_refused(
         other = LiteRtConfig(**PROTOCOL)
     with pytest.raises(RunnerError, match=f"the {runner.name} runner got a"):
         runner.time(model_path, other, _never)
+
+
+def test_a_runner_times_in_a_runner_process_as_it_does_in_the_agent_s(
+    runner: ProtocolRunner,  # type: ignore[type-arg]
+    case: Case,
+    model_path: Path,
+    tmp_path: Path,
+) -> None:
+    """The agent's default (latlab.agent.worker): the runner sent to a child process keeps
+    the protocol, the provider, the pinning, the profiled pass and its refusals."""
+    cpus = [max(os.sched_getaffinity(0))] if CAN_PIN else None
+    garbage = tmp_path / f"garbage.{case.model_format.value}"
+    if not isinstance(runner, FakeRunner):  # the fake reads no bytes: a missing file it refuses
+        garbage.write_bytes(b"\x08\x01 not a model")
+    other = LiteRtConfig(**PROTOCOL) if case.config.runtime != "litert" else CASES["fake"].config
+    process = RunnerProcess(runner)
+    try:
+        timing = process.time(
+            model_path, case.config.model_copy(update={"cpu_affinity": cpus}), _never
+        )
+        with pytest.raises(RunnerError):
+            process.time(garbage, case.config, _never)
+        with pytest.raises(RunnerError, match=f"the {runner.name} runner got a"):
+            process.time(model_path, other, _never)
+    finally:
+        process.close()
+    assert timing.runtime == runner.name and timing.provider == case.config.provider
+    assert timing.warmup.n >= case.config.warmup_runs
+    assert len(timing.samples_ms) >= case.config.timed_runs
+    assert timing.provenance is not None and timing.provenance["host"]["cpus"] == cpus
+    assert bool(timing.ops) == case.profiles
+    assert process.starts == 1  # refusals keep the process
 
 
 def test_every_registered_host_runtime_loads_its_own_runner() -> None:

@@ -120,6 +120,12 @@ def add_runtime_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--runs", type=int, help="at least this many timed runs")
     sp.add_argument("--min-s", type=float, help="at least this many seconds of timed runs")
     sp.add_argument("--no-profile", action="store_true", help="skip the per-op profiled pass")
+    sp.add_argument(
+        "--deadline-s",
+        type=float,
+        help="fail the job if a device has no result this long after claiming it "
+        "(default: 600 s + 10x the warm-up and timed seconds)",
+    )
 
 
 #: The flag of each config field where the CLI names it otherwise.
@@ -144,6 +150,7 @@ def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
         "timed_runs": args.runs,
         "timed_s": args.min_s,
         "profile_ops": not args.no_profile,
+        "deadline_s": args.deadline_s,
     }
     runtime = args.runtime or DEFAULT_RUNTIME
     try:

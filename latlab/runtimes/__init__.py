@@ -20,11 +20,19 @@ from latlab.runtimes.registry import (
     runtimes,
     stored_config,
 )
-from latlab.runtimes.spec import FusionRules, ModelFormat, ProtocolConfig, RuntimeSpec
+from latlab.runtimes.spec import (
+    MAX_DEADLINE_S,
+    FusionRules,
+    ModelFormat,
+    ProtocolConfig,
+    RuntimeSpec,
+    default_deadline_s,
+)
 
 __all__ = [
     "DEFAULT_RUNTIME",
     "ENTRY_POINT_GROUP",
+    "MAX_DEADLINE_S",
     "AnsweredConfig",
     "FusionRules",
     "ModelFormat",
@@ -34,6 +42,7 @@ __all__ = [
     "UnknownRuntime",
     "UnregisteredConfig",
     "default_config",
+    "default_deadline_s",
     "parse_config",
     "rules_for",
     "runtime_spec",

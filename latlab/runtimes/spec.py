@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
@@ -19,7 +20,24 @@ from pydantic import Field
 
 from latlab.wire import In
 
-__all__ = ["FusionRules", "ModelFormat", "ProtocolConfig", "RuntimeSpec"]
+__all__ = [
+    "DEADLINE_BASE_S",
+    "DEADLINE_PROTOCOL_FACTOR",
+    "MAX_DEADLINE_S",
+    "FusionRules",
+    "ModelFormat",
+    "ProtocolConfig",
+    "RuntimeSpec",
+    "default_deadline_s",
+]
+
+#: A job's default deadline: this much for what the protocol counts in runs rather than seconds
+#: (a slow model's 10 warm-up, 50 timed and 13 profiled runs), the download and the loads ...
+DEADLINE_BASE_S = 600.0
+#: ... plus this many times the protocol's own seconds (warm-up and timed).
+DEADLINE_PROTOCOL_FACTOR = 10.0
+#: The longest deadline a job may ask for (6 h): past it a device is out of the lab too long.
+MAX_DEADLINE_S = 6 * 3600.0
 
 
 class ModelFormat(StrEnum):
@@ -43,6 +61,14 @@ class FusionRules:
     free: frozenset[str] = frozenset({"Identity", "Dropout"})
 
 
+def default_deadline_s(protocol: Mapping[str, Any]) -> float:
+    """A job's deadline when its config names none, scaled from the protocol's seconds:
+    ``DEADLINE_BASE_S + DEADLINE_PROTOCOL_FACTOR * (warmup_s + timed_s)`` (630 s for the default
+    protocol, at most 12,600 s), never over ``MAX_DEADLINE_S``."""
+    seconds = float(protocol.get("warmup_s", 0.0)) + float(protocol.get("timed_s", 0.0))
+    return min(MAX_DEADLINE_S, DEADLINE_BASE_S + DEADLINE_PROTOCOL_FACTOR * seconds)
+
+
 class ProtocolConfig(In):
     """How to time a model: the settings every runtime shares (threads, the measurement
     protocol, pinning, inputs). Each runtime's config model extends it with its own settings
@@ -64,6 +90,10 @@ class ProtocolConfig(In):
     )
     #: Seed of the generated inputs.
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    #: The longest the job may take on a device, from its claim to its result (download, load,
+    #: warm-up, timed and profiled runs): past it the agent stops the runtime and the job ends
+    #: ``failed``, and the server refuses a late result. Default: ``default_deadline_s``.
+    deadline_s: float = Field(default_factory=default_deadline_s, ge=1, le=MAX_DEADLINE_S)
 
     #: The fields of the shared protocol; the rest of a config's fields are the runtime's.
     SHARED: ClassVar[frozenset[str]] = frozenset(
@@ -78,6 +108,7 @@ class ProtocolConfig(In):
             "profile_runs",
             "cpu_affinity",
             "seed",
+            "deadline_s",
         }
     )
 

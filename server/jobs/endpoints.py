@@ -91,7 +91,9 @@ async def claim(
     wait_s: Annotated[float, Query(ge=0, le=300)] = 0,
 ) -> ClaimedJob | Response:
     """Lease the next job for this device, waiting up to ``wait_s`` seconds for one (long poll)."""
-    rules = service.ClaimRules(lease_s=state.settings.lease_s)
+    rules = service.ClaimRules(
+        lease_s=state.settings.lease_s, deadline_grace_s=state.settings.deadline_grace_s
+    )
     deadline = time.monotonic() + min(wait_s, state.settings.claim_wait_max_s)
 
     def attempt(session: Session, device: DeviceRef) -> ClaimedJob | None:

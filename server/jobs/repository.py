@@ -69,6 +69,7 @@ _LEASE = (
         state=LEASED,
         lease_token=bindparam("token"),
         lease_expires_at=bindparam("expires"),
+        deadline_at=bindparam("deadline"),
         claimed_by=bindparam("claimant"),
         attempts=jobs.c.attempts + 1,
         updated_at=bindparam("now"),
@@ -85,6 +86,7 @@ def _queued_values(*, count: bool) -> dict[str, Any]:
         "error": bindparam("reason"),
         "lease_token": None,
         "lease_expires_at": None,
+        "deadline_at": None,
         "updated_at": bindparam("now"),
     }
     if not count:
@@ -98,6 +100,7 @@ _FINISHED_VALUES: dict[str, Any] = {
     "state": bindparam("new_state"),
     "error": bindparam("reason"),
     "lease_expires_at": None,
+    "deadline_at": None,
     "finished_at": bindparam("now"),
     "updated_at": bindparam("now"),
 }
@@ -215,10 +218,17 @@ def _candidates(runtimes: tuple[tuple[str, tuple[str, ...]], ...]) -> Select[Any
 
 
 def lease(
-    session: Session, job_id: str, device_id: str, token: str, expires: datetime, now: datetime
+    session: Session,
+    job_id: str,
+    device_id: str,
+    token: str,
+    expires: datetime,
+    deadline: datetime,
+    now: datetime,
 ) -> bool:
-    """Lease a queued job (compare-and-set on its state); False if another device took it."""
-    params = {"job_id": job_id, "claimant": device_id, "token": token}
+    """Lease a queued job until ``expires`` (heartbeats extend it) and at most until
+    ``deadline`` (compare-and-set on its state); False if another device took it."""
+    params = {"job_id": job_id, "claimant": device_id, "token": token, "deadline": deadline}
     result = session.execute(_LEASE, {**params, "expires": expires, "now": now})
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
@@ -255,10 +265,14 @@ def cancel_pinned_to(session: Session, device_id: str, reason: str, now: datetim
 
 
 def expired_leases(session: Session, now: datetime) -> Sequence[JobRow]:
-    """Leased jobs whose lease ran out, locked (those another reaper holds skipped)."""
+    """Leased jobs whose lease ran out or whose deadline passed, locked (those another reaper
+    holds skipped)."""
     query = (
         select(jobs)
-        .where(jobs.c.state == LEASED, jobs.c.lease_expires_at < now)
+        .where(
+            jobs.c.state == LEASED,
+            or_(jobs.c.lease_expires_at < now, jobs.c.deadline_at < now),
+        )
         .with_for_update(skip_locked=True)
     )
     return session.execute(query).all()

@@ -53,10 +53,12 @@ __all__ = [
     "device_can_run",
     "extend_lease",
     "fail_job",
+    "fail_past_deadline",
     "get_job",
     "job_out",
     "list_jobs",
     "locked_job",
+    "missed_deadline",
     "reap_expired_leases",
     "release_job",
     "selector_matches",
@@ -198,6 +200,7 @@ def job_out(
         error=job.error,
         claimed_by=job.claimed_by,
         lease_expires_at=job.lease_expires_at,
+        deadline_at=job.deadline_at,
         created_at=job.created_at,
         updated_at=job.updated_at,
         finished_at=job.finished_at,
@@ -247,6 +250,9 @@ def _current(session: Session, job_id: str) -> JobOut:
 @dataclass(frozen=True)
 class ClaimRules:
     lease_s: float
+    #: Added to a job's ``deadline_s`` for its deadline on the server (the agent stops at
+    #: ``deadline_s`` by its own clock, then reports).
+    deadline_grace_s: float = 0.0
 
 
 def claim_job(
@@ -281,8 +287,10 @@ def claim_job(
             if row.selector and not selector_matches(row.selector, device_name, descriptor):
                 continue
             token = new_lease_token()
+            config = stored_config(row.config)
             expires = now + timedelta(seconds=rules.lease_s)
-            if not repository.lease(session, row.id, device_id, token, expires, now):
+            deadline = now + timedelta(seconds=config.deadline_s + rules.deadline_grace_s)
+            if not repository.lease(session, row.id, device_id, token, expires, deadline, now):
                 continue  # another device took it between our read and our write
             log.info("job leased", extra={"job_id": row.id, "device_id": device_id})
             return ClaimedJob(
@@ -293,7 +301,7 @@ def claim_job(
                 model_id=row.model_id,
                 model_format=ModelFormat(row.model_format),
                 model_size_bytes=row.model_size_bytes,
-                config=stored_config(row.config),
+                config=config,
             )
         if len(rows) < page:
             return None
@@ -343,6 +351,18 @@ def release_job(session: Session, device_id: str, job_id: str, lease_token: str)
     return _current(session, job_id)
 
 
+def missed_deadline(job: JobRow, now: datetime) -> str | None:
+    """Why the leased ``job`` is over at ``now`` whatever its lease says: its deadline passed
+    (None while it has not, or for a job leased before deadlines were kept)."""
+    if job.deadline_at is None or now <= job.deadline_at:
+        return None
+    deadline_s = stored_config(job.config).deadline_s
+    return (
+        f"deadline of {deadline_s:g} s passed on device {job.claimed_by} "
+        f"(no result by {job.deadline_at.isoformat(timespec='seconds')})"
+    )
+
+
 def is_repeat(job: JobRow, state: JobState, device_id: str, lease_token: str) -> bool:
     """Whether a finish the device reports again already happened (the same lease)."""
     return bool(
@@ -361,6 +381,22 @@ def fail_job(session: Session, device_id: str, job_id: str, lease_token: str, er
     return _current(session, job_id)
 
 
+def fail_past_deadline(session: Session, device_id: str, job_id: str, lease_token: str) -> None:
+    """End the job ``failed`` if this device's lease on it is past its deadline (its result
+    came too late); anything else is left as it is."""
+    job = locked_job(session, job_id)
+    if job.state != JobState.leased.value or (job.claimed_by, job.lease_token) != (
+        device_id,
+        lease_token,
+    ):
+        return
+    now = utcnow()
+    missed = missed_deadline(job, now)
+    if missed is not None:
+        repository.finish(session, job_id, JobState.failed, f"{missed}; result refused", now)
+        log.warning("job failed: %s", missed, extra={"job_id": job_id, "device_id": device_id})
+
+
 def release_device_jobs(session: Session, device_id: str) -> tuple[int, int]:
     """A revoked device's work: queued or leased jobs pinned to it cancelled, other jobs it
     holds back to the queue (the attempt not counted). Returns (requeued, cancelled)."""
@@ -372,10 +408,17 @@ def release_device_jobs(session: Session, device_id: str) -> tuple[int, int]:
 
 
 def reap_expired_leases(session: Session) -> int:
-    """Requeue jobs whose lease ran out (their agent vanished); fail them past max attempts."""
+    """Requeue jobs whose lease ran out (their agent vanished); fail them past max attempts.
+    Fail jobs whose deadline passed (their agent keeps the lease alive but never finishes):
+    the model would take any device as long, so it is not tried again."""
     now = utcnow()
     expired = repository.expired_leases(session, now)
     for job in expired:
+        missed = missed_deadline(job, now)
+        if missed is not None:
+            repository.finish(session, job.id, JobState.failed, missed, now)
+            log.warning("job failed: %s", missed, extra={"job_id": job.id})
+            continue
         reason = f"lease expired on device {job.claimed_by} (attempt {job.attempts})"
         if job.attempts >= job.max_attempts:
             error = f"{reason}; gave up after {job.max_attempts} attempts"

@@ -17,6 +17,8 @@ from latlab.server.deps import (
     as_device,
 )
 from latlab.server.devices.service import device_filter
+from latlab.server.errors import DeadlinePassed
+from latlab.server.jobs import service as jobs
 from latlab.server.measurements import service
 from latlab.server.routing import api_router
 
@@ -71,12 +73,20 @@ async def upload_result(
     token: DeviceToken,
     state: StateDep,
 ) -> MeasurementOut:
-    """Store the result of a leased job; 409 for a stale or unknown lease, 200 for a repeat."""
+    """Store the result of a leased job; 409 for a stale or unknown lease or a result after
+    the job's deadline (the job then ends failed), 200 for a repeat."""
 
     def store(session: Session, device: DeviceRef) -> tuple[MeasurementOut, bool]:
         return service.store_result(session, device.id, job_id, body)
 
-    stored, created = await as_device(state, token, store)
+    def fail_late(session: Session, device: DeviceRef) -> None:
+        jobs.fail_past_deadline(session, device.id, job_id, body.lease_token)
+
+    try:
+        stored, created = await as_device(state, token, store)
+    except DeadlinePassed:
+        await as_device(state, token, fail_late)  # the refusal's own transaction
+        raise
     if created:
         state.metrics.results.inc()
         state.metrics.measurement_seconds.observe(body.timing_wall_s, runtime=body.runtime)

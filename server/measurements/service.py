@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from latlab.schemas import JobState, MeasurementIn, MeasurementOut, MeasurementSource
 from latlab.server.db import utcnow
-from latlab.server.errors import InvalidInput, NotFound
+from latlab.server.errors import DeadlinePassed, InvalidInput, NotFound
 from latlab.server.jobs import repository as jobs
-from latlab.server.jobs.service import is_repeat, live_lease, locked_job
+from latlab.server.jobs.service import is_repeat, live_lease, locked_job, missed_deadline
 from latlab.server.measurements import repository
 from latlab.server.measurements.mapping import measurement_out, op_values, row_values
 from latlab.stats import REPORTED_HEADLINE, latency_stats, reported_latency_stats
@@ -29,7 +29,8 @@ def store_result(
     session: Session, device_id: str, job_id: str, body: MeasurementIn
 ) -> tuple[MeasurementOut, bool]:
     """Store the agent's result and finish the job: (the stored measurement without samples
-    and ops, created). A repeat of a stored result is a no-op."""
+    and ops, created). A repeat of a stored result is a no-op; a result after the job's
+    deadline is ``DeadlinePassed``."""
     job = locked_job(session, job_id)
     if is_repeat(job, JobState.done, device_id, body.lease_token):
         stored = repository.by_job(session, job_id)
@@ -37,6 +38,9 @@ def store_result(
             raise NotFound(f"job {job_id} has no measurement")
         return measurement_out(stored, samples=False), False
     live_lease(job, device_id, body.lease_token)
+    missed = missed_deadline(job, utcnow())
+    if missed is not None:  # the endpoint fails the job (this transaction is rolled back)
+        raise DeadlinePassed(f"job {job_id}: {missed}; the result is refused")
     provenance = dict(body.provenance or {})
     if body.reported is not None:
         stats = reported_latency_stats(body.reported)
