@@ -25,7 +25,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, Table, create_engine, event, func, select, text
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,6 +35,7 @@ from latlab import migrations
 __all__ = [
     "IN_CHUNK",
     "alembic_config",
+    "connection_problem",
     "create_db_engine",
     "current_revision",
     "end_session",
@@ -280,6 +282,28 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def connection_problem(url: str, exc: BaseException) -> str:
+    """One line saying which database could not be used and why, without the password (what
+    ``latlab server`` prints instead of SQLAlchemy's text and web link)."""
+    try:
+        parsed = make_url(url)
+        port = f":{parsed.port}" if parsed.port else ""
+        where = f"{parsed.get_backend_name()} database {parsed.database or ''!s}"
+        if parsed.host:
+            where += f" at {parsed.host}{port}"
+    except ArgumentError:
+        return "LATLAB_DATABASE_URL is not a database URL (e.g. postgresql+psycopg://user@host/db)"
+    if isinstance(exc, ImportError):
+        cause = f"its driver is not installed (no module {exc.name or '?'})"
+    else:
+        cause = str(exc.orig if isinstance(exc, DBAPIError) else exc)
+        cause = cause.split("(Background on this error", 1)[0]
+        cause = " ".join(line.strip() for line in cause.splitlines() if line.strip())
+        if parsed.password:
+            cause = cause.replace(parsed.password, "***")
+    return f"the {where} cannot be used: {cause[:300]}"
 
 
 def upgrade_to_head(engine: Engine) -> None:

@@ -117,7 +117,7 @@ def test_a_server_whose_stores_do_not_answer_exits_1_with_the_reason(tmp_path: P
             },
             "the blob store does not answer",
         ),
-        ({"LATLAB_DATABASE_URL": f"postgresql+psycopg://nobody@{dead}/x"}, "database does not"),
+        ({"LATLAB_DATABASE_URL": f"postgresql+psycopg://nobody@{dead}/x"}, "cannot be used"),
     ]:
         result = subprocess.run(
             [LATLAB, "server", "--port", str(free_port())],
@@ -424,3 +424,30 @@ def test_devices_are_listed_and_revoked_only_with_a_read_write_key(
     revoked = latlab("devices", "revoke", registered.device_id, url=live_server.url)
     assert revoked.returncode == 0 and f"revoked {registered.device_id}" in revoked.stdout
     assert client.device(registered.device_id).online is False
+
+
+@pytest.mark.parametrize(
+    ("database_url", "says"),
+    [
+        ("postgresql+psycopg://postgres:hunter2@127.0.0.1:1/x", "database x at 127.0.0.1:1"),
+        ("postgresql+psycopg://postgres:hunter2@nohost.invalid/x", "nohost.invalid"),
+        ("mysql://u:hunter2@127.0.0.1/x", "driver is not installed"),
+        ("not a url", "not a database URL"),
+    ],
+)
+def test_a_server_that_cannot_use_its_database_says_so_in_one_line(
+    tmp_path: Path, database_url: str, says: str
+) -> None:
+    env = {
+        **os.environ,
+        "LATLAB_DATA_DIR": str(tmp_path),
+        "LATLAB_DATABASE_URL": database_url,
+    }
+    result = subprocess.run(
+        [LATLAB, "server", "--port", "0"], capture_output=True, text=True, env=env, timeout=60
+    )
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert result.returncode == 1, result.stderr
+    assert len(errors) == 1 and says in errors[0], result.stderr
+    assert "hunter2" not in result.stderr and "sqlalche.me" not in result.stderr
+    assert "Traceback" not in result.stderr

@@ -26,6 +26,7 @@ def cmd_server(args: argparse.Namespace) -> int:
     from latlab.server.app import create_app
     from latlab.server.config import Settings
     from latlab.server.credentials import ensure_credentials
+    from latlab.server.db import connection_problem
     from latlab.server.errors import ServerError
 
     settings = ensure_credentials(Settings())
@@ -33,8 +34,9 @@ def cmd_server(args: argparse.Namespace) -> int:
         app = create_app(settings)
     except ServerError as exc:  # the blob store does not answer
         raise LatlabError(f"the server cannot start: {exc.message}") from exc
-    except SQLAlchemyError as exc:
-        raise LatlabError(f"the server cannot start: the database does not answer: {exc}") from exc
+    except (SQLAlchemyError, ImportError) as exc:  # down, refused, unknown, driver missing
+        problem = connection_problem(settings.resolved_database_url, exc)
+        raise LatlabError(f"the server cannot start: {problem}") from None
     # log_config=None: uvicorn's loggers go through latlab's handler (text or --log-json)
     uvicorn.run(
         app,
