@@ -26,6 +26,7 @@ __all__ = [
     "check_value",
     "excerpt",
     "loads",
+    "loads_field",
 ]
 
 #: How deep a JSON document or decoded value may nest (objects and arrays). latlab's own
@@ -80,6 +81,19 @@ def loads(data: bytes | str, where: str = "body") -> Any:
     holds an integer too long to convert) raises ``ValueError`` as ``json.loads`` does."""
     check_json_depth(data, where)
     return json.loads(data)
+
+
+def loads_field(text: str, where: str) -> Any:
+    """A form field (or any text) holding JSON: parsed with ``loads`` and checked with
+    ``check_value``; ``InputRejected`` names the field when it is not JSON or past a bound."""
+    try:
+        value = loads(text, where)
+    except InputRejected:
+        raise
+    except ValueError as exc:
+        raise InputRejected(f"{where} is not JSON: {exc}") from exc
+    check_value(value, where)
+    return value
 
 
 def check_value(value: Any, where: str = "body") -> None:

@@ -11,7 +11,6 @@ from latlab import untrusted
 from latlab.datasets.latbench import write_latbench
 from latlab.datasets.reader import METADATA, read_import
 from latlab.datasets.tables import datasheet, write_csv, write_parquet
-from latlab.errors import InputRejected
 from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut
 from latlab.server.datasets import imports, service
 from latlab.server.deps import SessionDep, StateDep, UserAuth, UserWrite
@@ -112,13 +111,7 @@ def import_dataset(
 def _space_params(text: str | None) -> dict[str, int]:
     if not text:
         return {}
-    try:
-        params = untrusted.loads(text, "space_params")
-    except InputRejected:
-        raise
-    except ValueError as exc:
-        raise InvalidInput(f"space_params is not JSON: {exc}") from exc
-    untrusted.check_value(params, "space_params")
+    params = untrusted.loads_field(text, "space_params")
     if not isinstance(params, dict) or not all(
         isinstance(k, str) and isinstance(v, int) for k, v in params.items()
     ):

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 from fastapi import File, Form, Query, Request, Response, UploadFile, status
 
 from latlab import untrusted
-from latlab.errors import InputRejected
 from latlab.schemas import PredictorOut
 from latlab.server.deps import SessionDep, StateDep, UserAuth, UserWrite
 from latlab.server.devices.service import device_filter
@@ -24,13 +23,7 @@ MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
 def _json_object(text: str | None, what: str) -> dict[str, Any]:
     if not text:
         return {}
-    try:
-        value = untrusted.loads(text, what)
-    except InputRejected:
-        raise
-    except ValueError as exc:
-        raise InvalidInput(f"{what} is not JSON: {exc}") from exc
-    untrusted.check_value(value, what)
+    value = untrusted.loads_field(text, what)
     if not isinstance(value, dict):
         raise InvalidInput(f"{what} must be a JSON object")
     return value
