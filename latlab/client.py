@@ -33,6 +33,7 @@ from latlab.schemas import (
     DatasetCreate,
     DatasetFormat,
     DatasetOut,
+    DatasetState,
     DeviceDescriptor,
     DeviceOut,
     DeviceRegistered,
@@ -285,14 +286,14 @@ class Client(_Http):
         poll_s: float = 0.5,
         on_progress: Callable[[DatasetOut], None] | None = None,
     ) -> DatasetOut:
-        """Wait until every entry of the campaign is done or failed."""
+        """Wait until every entry of the campaign is done or failed (or the campaign failed)."""
         deadline = time.monotonic() + timeout_s
         while True:
             dataset = self.dataset(dataset_id)
             if on_progress is not None:
                 on_progress(dataset)
             p = dataset.progress
-            if p.prepared == p.archs and p.pending == 0:
+            if dataset.state not in (DatasetState.preparing, DatasetState.measuring):
                 return dataset
             if time.monotonic() > deadline:
                 raise TimeoutError(

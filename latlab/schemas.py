@@ -433,6 +433,8 @@ class DatasetState(StrEnum):
     measuring = "measuring"
     #: Every entry of the campaign is done or failed.
     done = "done"
+    #: No arch of the campaign could be prepared (``error`` says why).
+    failed = "failed"
     #: An import: complete when created.
     ready = "ready"
 
@@ -461,6 +463,9 @@ class DatasetProgress(BaseModel):
     devices: int
     #: Archs exported, uploaded and queued (a campaign prepares them in the background).
     prepared: int
+    #: Archs that could not be prepared (each counts as failed on every device).
+    unprepared: int = 0
+    #: Entries (arch x device) measured, failed (including those of unprepared archs) and left.
     done: int
     failed: int
     pending: int

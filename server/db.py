@@ -31,6 +31,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from latlab import migrations
+from latlab.server import blob_ledger
 
 __all__ = [
     "IN_CHUNK",
@@ -237,12 +238,14 @@ def end_session(session: Session, *, commit: bool) -> None:
     try:
         if commit:
             session.commit()
+            blob_ledger.forget(session)
         else:
             session.rollback()
     except BaseException:
         session.rollback()
         raise
     finally:
+        blob_ledger.roll_back(session)  # what a rolled-back session stored (none after a commit)
         session.close()
 
 

@@ -253,6 +253,10 @@ class DatasetArch(Base):
     arch_index: Mapped[str] = mapped_column(String(40))
     #: The exported model, once prepared (campaigns only).
     model_id: Mapped[str | None] = mapped_column(ForeignKey("models.id"), nullable=True)
+    #: Why the arch could not be prepared: it is left out of the campaign's jobs.
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Unexpected errors while preparing it so far (the third fails it).
+    failures: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
 
 
 class DatasetEntry(Base):
@@ -289,6 +293,8 @@ class Lut(Base):
     state: Mapped[str] = mapped_column(String(16))
     table: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Unexpected errors while preparing or assembling it so far (the third fails it).
+    failures: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     built_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 

@@ -4,13 +4,18 @@ stopped too."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+import os
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from pathlib import Path
 from typing import IO, Any
 
 from fastapi import Request, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from latlab.server.config import Settings
 from latlab.server.errors import PayloadTooLarge
 
 __all__ = [
@@ -19,11 +24,29 @@ __all__ = [
     "check_declared_length",
     "copy_limited",
     "safe_filename",
+    "scratch_file",
 ]
 
 #: Room for the multipart framing around the files themselves.
 MULTIPART_SLACK_BYTES = 64 * 1024
 CHUNK_BYTES = 1 << 20
+
+
+@contextlib.contextmanager
+def scratch_file(settings: Settings, suffix: str = "") -> Iterator[Path]:
+    """A new empty file in the upload folder, for bytes on their way into the blob store
+    (an upload, an exported arch, a micro-model, a predictor's artifact). The blob store
+    consumes it on success; whatever is left when the block ends, by success or by any error,
+    is removed, so a failing request or background step leaves no file behind."""
+    work_dir = settings.upload_dir
+    work_dir.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=work_dir, suffix=suffix)
+    os.close(fd)
+    path = Path(name)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def check_declared_length(request: Request, limit: int) -> None:

@@ -12,7 +12,7 @@ from latlab.export.onnx import to_onnx
 from latlab.graph import OpGraph
 from latlab.onnx_summary import load_onnx
 from latlab.opkey import graph_cost
-from latlab.spaces import ArchError, get_space
+from latlab.spaces import ArchError, SpaceParamError, get_space
 from latlab.spaces.proxyless import RADIX, Proxyless
 
 SPACE = Proxyless(resolution=64)
@@ -89,5 +89,5 @@ def test_the_resolution_is_a_parameter_of_the_space() -> None:
     space = get_space("proxyless", resolution=96)
     graph = space.graph(space.example())
     assert graph.spec("input").shape == (1, 3, 96, 96)
-    with pytest.raises(ArchError):
+    with pytest.raises(SpaceParamError, match="a multiple of 32"):
         Proxyless(resolution=100)

@@ -40,6 +40,7 @@ def _summary(d: DatasetOut) -> str:
         f"{d.id}  {d.name}  {d.source.value} {d.state.value}  space={d.space}  "
         f"form={d.form.value if d.form else 'unknown'}  "
         f"archs={p.archs} devices={p.devices} done={p.done} failed={p.failed} pending={p.pending}"
+        + (f" unprepared={p.unprepared}" if p.unprepared else "")
     )
 
 

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 
 from latlab.errors import LatlabError
 from latlab.graph import OpGraph
+from latlab.untrusted import excerpt
 
-__all__ = ["ArchError", "GraphForm", "SearchSpace", "UnknownSpace"]
+__all__ = [
+    "ArchError",
+    "GraphForm",
+    "Param",
+    "SearchSpace",
+    "SpaceParamError",
+    "UnknownSpace",
+    "check_params",
+]
 
 
 class GraphForm(StrEnum):
@@ -33,12 +43,51 @@ class UnknownSpace(LatlabError):
     pass
 
 
+class SpaceParamError(LatlabError):
+    """A space parameter the space does not have, or a value outside its bounds."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """An integer parameter of a space and the values it may take. The bounds keep every
+    network the space exports to a size a device can run and a server can store: a request
+    naming a value outside them is refused before any background work starts."""
+
+    low: int
+    high: int
+    multiple_of: int = 1
+
+    def describe(self) -> str:
+        step = f", a multiple of {self.multiple_of}" if self.multiple_of > 1 else ""
+        return f"{self.low}..{self.high}{step}"
+
+    def check(self, space: str, name: str, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpaceParamError(f"{space} {name} must be an integer, got {type(value).__name__}")
+        if not self.low <= value <= self.high or value % self.multiple_of:
+            raise SpaceParamError(f"{space} {name} must be {self.describe()}; got {value}")
+        return value
+
+
+def check_params(space: str, params: Mapping[str, Param], values: Mapping[str, Any]) -> None:
+    """Every name one of the space's parameters, every value within its bounds."""
+    for name, value in values.items():
+        if name not in params:
+            known = ", ".join(f"{n} ({p.describe()})" for n, p in params.items())
+            raise SpaceParamError(
+                f"{space} has no parameter {excerpt(name)}; its parameters: {known}"
+            )
+        params[name].check(space, name, value)
+
+
 A = TypeVar("A", bound=Hashable)
 
 
 class SearchSpace(Protocol[A]):
     name: str
     description: str
+    #: The integer parameters a request may set (``space_params``), with their bounds.
+    params: ClassVar[Mapping[str, Param]]
     #: Number of architectures (indices run 0..size-1).
     size: int
 

@@ -34,14 +34,15 @@ import functools
 import itertools
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 
 from latlab.graph import GraphBuilder, OpGraph
-from latlab.spaces.base import ArchError, GraphForm
+from latlab.spaces.base import ArchError, GraphForm, Param, SpaceParamError, check_params
 from latlab.untrusted import excerpt
 
 __all__ = ["EDGES", "OPS", "Nb201", "Nb201Arch"]
@@ -136,6 +137,13 @@ class Nb201:
     name = "nb201"
     description = "NAS-Bench-201 cells in the benchmark's CIFAR network (1x3x32x32)"
     size = SIZE
+    #: The network downsamples 4x; at 512 its largest activation is 64 MB (float32) with the
+    #: default channels.
+    params: ClassVar[Mapping[str, Param]] = {
+        "resolution": Param(4, 512, multiple_of=4),
+        "cells_per_stage": Param(1, 16),
+        "n_classes": Param(1, 10_000),
+    }
 
     def __init__(
         self,
@@ -144,6 +152,13 @@ class Nb201:
         cells_per_stage: int = 5,
         n_classes: int = 10,
     ) -> None:
+        check_params(
+            self.name,
+            self.params,
+            {"resolution": resolution, "cells_per_stage": cells_per_stage, "n_classes": n_classes},
+        )
+        if len(channels) != 3 or not all(1 <= c <= 1024 for c in channels):
+            raise SpaceParamError(f"nb201 channels are 3 widths in 1..1024, got {channels}")
         self.resolution = resolution
         self.channels = channels
         self.cells_per_stage = cells_per_stage

@@ -14,13 +14,15 @@ significant. The input resolution (default 224) is a parameter of the space.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from math import prod
+from typing import ClassVar
 
 import numpy as np
 
 from latlab.graph import GraphBuilder, OpGraph
-from latlab.spaces.base import ArchError, GraphForm
+from latlab.spaces.base import ArchError, GraphForm, Param, check_params
 from latlab.untrusted import excerpt
 
 __all__ = ["CHOICES", "Proxyless", "ProxylessArch"]
@@ -65,10 +67,15 @@ class Proxyless:
     name = "proxyless"
     description = "MobileNetV2/ProxylessNAS layer-wise space: kernel 3/5/7, expansion 3/4/6, skips"
     size = prod(RADIX)
+    #: The network downsamples 32x; at 512 its largest activation is 25 MB (float32), at 10,000
+    #: classes its classifier 51 MB.
+    params: ClassVar[Mapping[str, Param]] = {
+        "resolution": Param(32, 512, multiple_of=32),
+        "n_classes": Param(1, 10_000),
+    }
 
     def __init__(self, resolution: int = 224, n_classes: int = 1000) -> None:
-        if resolution < 32 or resolution % 32:
-            raise ArchError(f"resolution must be a multiple of 32, at least 32; got {resolution}")
+        check_params(self.name, self.params, {"resolution": resolution, "n_classes": n_classes})
         self.resolution = resolution
         self.n_classes = n_classes
 

@@ -17,7 +17,7 @@ from latlab.server.deps import SessionDep, StateDep, UserAuth, UserWrite
 from latlab.server.errors import BadRequest, InvalidInput
 from latlab.server.routing import api_router
 from latlab.server.uploads import check_declared_length, copy_limited, safe_filename
-from latlab.spaces import GraphForm
+from latlab.spaces import GraphForm, get_space
 
 #: Form text without NUL characters (JSON bodies are checked by the schemas).
 NO_NUL = r"^[^\x00]*$"
@@ -94,6 +94,8 @@ def import_dataset(
             raise BadRequest(f"{upload.filename or 'a file'} is empty")
         contents.append((safe_filename(upload.filename, "upload"), buffer.getvalue()))
     params = _space_params(space_params)
+    if space:
+        get_space(space, **params)  # an unknown space or parameter is refused before reading
     table = read_import(contents)  # a DatasetFileError (a LatlabError) answers 422
     del contents
     return imports.import_dataset(

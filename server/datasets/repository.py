@@ -34,6 +34,7 @@ __all__ = [
     "archs",
     "entry_count",
     "entry_device_ids",
+    "first_error",
     "get",
     "insert_imported",
     "job_states",
@@ -43,6 +44,7 @@ __all__ = [
     "next_unprepared_arch",
     "op_rows",
     "prepared_count",
+    "unprepared_failed_count",
 ]
 
 _archs = core_table(DatasetArch)
@@ -133,7 +135,29 @@ def next_preparing(session: Session) -> Dataset | None:
 def next_unprepared_arch(session: Session, dataset_id: str) -> DatasetArch | None:
     return session.scalar(
         select(DatasetArch)
-        .where(DatasetArch.dataset_id == dataset_id, DatasetArch.model_id.is_(None))
+        .where(
+            DatasetArch.dataset_id == dataset_id,
+            DatasetArch.model_id.is_(None),
+            DatasetArch.error.is_(None),
+        )
+        .order_by(DatasetArch.position)
+        .limit(1)
+    )
+
+
+def unprepared_failed_count(session: Session, dataset_id: str) -> int:
+    """Archs that could not be prepared (they have no jobs)."""
+    query = select(func.count()).where(
+        DatasetArch.dataset_id == dataset_id, DatasetArch.error.is_not(None)
+    )
+    return session.scalar(query) or 0
+
+
+def first_error(session: Session, dataset_id: str) -> str | None:
+    """Why the first arch that could not be prepared failed."""
+    return session.scalar(
+        select(DatasetArch.error)
+        .where(DatasetArch.dataset_id == dataset_id, DatasetArch.error.is_not(None))
         .order_by(DatasetArch.position)
         .limit(1)
     )

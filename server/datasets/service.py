@@ -122,13 +122,19 @@ def dataset_out(session: Session, dataset: Dataset) -> DatasetOut:
         )
     else:
         prepared = repository.prepared_count(session, dataset.id)
+        unprepared = repository.unprepared_failed_count(session, dataset.id)
         states = Counter(repository.job_states(session, dataset.id))
         done = states[JobState.done.value]
-        failed = states[JobState.failed.value] + states[JobState.cancelled.value]
+        failed = (
+            states[JobState.failed.value]
+            + states[JobState.cancelled.value]
+            + unprepared * len(device_ids)
+        )
         progress = DatasetProgress(
             archs=n_archs,
             devices=len(device_ids),
             prepared=prepared,
+            unprepared=unprepared,
             done=done,
             failed=failed,
             pending=n_archs * len(device_ids) - done - failed,

@@ -11,8 +11,7 @@ the database: a restarted server resumes a LUT where it stopped.
 from __future__ import annotations
 
 import logging
-import tempfile
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -26,14 +25,17 @@ from latlab.lut.micro import unique_kernels
 from latlab.lut.table import LookupTable
 from latlab.runtimes import rules_for, stored_config
 from latlab.schemas import JobCreate, LutSource, LutState
+from latlab.server.background import guarded
 from latlab.server.blobstore import BlobStore
 from latlab.server.config import Settings
 from latlab.server.db import utcnow
+from latlab.server.errors import ServerError
 from latlab.server.jobs.service import create_job
 from latlab.server.luts import repository
 from latlab.server.luts.service import measured
-from latlab.server.models.service import model_graph, store_model
+from latlab.server.models.service import ModelLimits, model_graph, store_model
 from latlab.server.tables import Lut, LutKernel, Measurement
+from latlab.server.uploads import scratch_file
 from latlab.spaces import get_space
 
 __all__ = ["advance_next"]
@@ -50,23 +52,39 @@ def advance_next(session: Session, blobs: BlobStore, settings: Settings) -> bool
     measured; False when there is nothing to do."""
     lut = repository.next_preparing(session)
     if lut is not None:
-        try:
-            if lut.source == LutSource.measured_ops:
-                _finish(lut, _build_measured_ops(session, blobs, lut))
-            else:
-                _queue_micro_models(session, blobs, settings, lut)
-        except (LatlabError, KeyError, ValueError) as exc:
-            _fail(lut, str(exc))
+        if lut.source == LutSource.measured_ops:
+            _guarded(session, lut, lambda: _finish(lut, _build_measured_ops(session, blobs, lut)))
+        else:
+            _guarded(session, lut, lambda: _queue_micro_models(session, blobs, settings, lut))
         return True
-    for lut in repository.measuring(session):
-        if repository.pending_micro_jobs(session, lut.id):
-            continue
-        try:
-            _finish(lut, _assemble_micro(session, blobs, lut))
-        except (LatlabError, KeyError, ValueError) as exc:
-            _fail(lut, str(exc))
-        return True
-    return False
+    measured_lut = next(
+        (
+            m
+            for m in repository.measuring(session)
+            if not repository.pending_micro_jobs(session, m.id)
+        ),
+        None,
+    )
+    if measured_lut is None:
+        return False
+    _guarded(
+        session,
+        measured_lut,
+        lambda: _finish(measured_lut, _assemble_micro(session, blobs, measured_lut)),
+    )
+    return True
+
+
+def _guarded(session: Session, lut: Lut, work: Callable[[], None]) -> None:
+    """The LUT's work, its partial writes (micro-models, jobs) undone if it fails; the LUT
+    failed at once for what its inputs cause, on the third time for anything else."""
+    guarded(
+        session,
+        lut,
+        work,
+        lambda error: _fail(lut, error),
+        (LatlabError, ServerError, KeyError, ValueError),
+    )
 
 
 def _finish(lut: Lut, table: LookupTable) -> None:
@@ -127,13 +145,12 @@ def _queue_micro_models(session: Session, blobs: BlobStore, settings: Settings, 
     if not micro:
         raise LutError("the given archs or models have no kernel that costs time")
     config = stored_config(lut.config)
-    work_dir = settings.upload_dir
-    work_dir.mkdir(parents=True, exist_ok=True)
+    limits = ModelLimits.of(settings)
     rows = []
     for key, (kernel, graph) in micro.items():
-        with tempfile.NamedTemporaryFile(dir=work_dir, suffix=".onnx", delete=False) as tmp:
-            tmp.write(to_onnx(graph, seed=MICRO_SEED).SerializeToString())
-        model, _ = store_model(session, blobs, Path(tmp.name), f"kernel-{kernel.op_type}.onnx")
+        with scratch_file(settings, suffix=".onnx") as path:
+            path.write_bytes(to_onnx(graph, seed=MICRO_SEED).SerializeToString())
+            model, _ = store_model(session, blobs, path, f"kernel-{kernel.op_type}.onnx", limits)
         job = create_job(
             session,
             JobCreate(model_id=model.id, device_id=lut.device_id, config=config),

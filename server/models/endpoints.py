@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import File, Query, Request, Response, UploadFile, status
@@ -12,7 +10,12 @@ from latlab.server.deps import Offset, SessionDep, StateDep, UserAuth, UserOrDev
 from latlab.server.errors import BadRequest
 from latlab.server.models import service
 from latlab.server.routing import api_router
-from latlab.server.uploads import check_declared_length, copy_limited, safe_filename
+from latlab.server.uploads import (
+    check_declared_length,
+    copy_limited,
+    safe_filename,
+    scratch_file,
+)
 
 router = api_router(tags=["models"])
 
@@ -34,16 +37,9 @@ def upload_model(
     """Upload an ONNX model; its id is the sha256 of its bytes. 201 new, 200 already stored."""
     limit = state.settings.max_model_bytes
     check_declared_length(request, limit)
-    tmp_dir = state.settings.upload_dir
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=tmp_dir, delete=False) as tmp:
-        tmp_path = Path(tmp.name)
-        try:
+    with scratch_file(state.settings) as tmp_path:
+        with tmp_path.open("wb") as tmp:
             copied = copy_limited(file, tmp, limit)
-        except BaseException:
-            tmp_path.unlink(missing_ok=True)
-            raise
-    try:
         if copied == 0:
             raise BadRequest("the uploaded file is empty")
         model, created = service.store_model(
@@ -51,13 +47,8 @@ def upload_model(
             state.blobs,
             tmp_path,
             safe_filename(file.filename, "model.onnx"),
-            service.ModelLimits(
-                max_nodes=state.settings.max_model_nodes,
-                max_tensor_bytes=state.settings.max_tensor_bytes,
-            ),
+            service.ModelLimits.of(state.settings),
         )
-    finally:
-        tmp_path.unlink(missing_ok=True)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return model
 

@@ -16,7 +16,9 @@ from latlab.graph import OpGraph
 from latlab.onnx_summary import MAX_NODES, load_onnx, summarize_onnx
 from latlab.runtimes import ModelFormat
 from latlab.schemas import ModelOut, ModelSummary
+from latlab.server import blob_ledger
 from latlab.server.blobstore import BlobStore
+from latlab.server.config import Settings
 from latlab.server.db import utcnow
 from latlab.server.errors import InvalidInput, NotFound
 from latlab.server.models import repository
@@ -37,6 +39,10 @@ class ModelLimits:
 
     max_nodes: int = MAX_NODES
     max_tensor_bytes: int = 4 * 1024**3
+
+    @classmethod
+    def of(cls, settings: Settings) -> ModelLimits:
+        return cls(max_nodes=settings.max_model_nodes, max_tensor_bytes=settings.max_tensor_bytes)
 
 
 def store_model(
@@ -76,6 +82,7 @@ def store_model(
     )
     repository.add(session, model)  # the row first: if the blob write fails, it rolls back
     stored = blobs.put_file(path)
+    blob_ledger.note(session, blobs, stored)  # deleted again if the transaction rolls back
     assert stored == sha256, "blob store hashed different bytes"
     return model_out(model), True
 

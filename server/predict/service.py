@@ -26,6 +26,7 @@ from latlab.server.models.service import model_graph
 from latlab.server.predict.cache import PredictorCache
 from latlab.server.predict.sources import Source
 from latlab.server.registry.service import predictor_source, predictor_sources
+from latlab.spaces import get_space
 from latlab.untrusted import excerpt
 
 __all__ = ["MAX_BATCH", "MAX_DEVICES", "predict_latency", "predict_latency_on_devices"]
@@ -83,8 +84,10 @@ def _items(body: PredictRequest) -> list[str | int]:
     items: list[str | int] = list(body.archs if body.archs is not None else body.model_ids or [])
     if len(items) > MAX_BATCH:
         raise PayloadTooLarge(f"{len(items)} items in one call; at most {MAX_BATCH}")
-    if body.archs is not None and body.space is None:
-        raise InvalidInput("archs need a space")
+    if body.archs is not None:
+        if body.space is None:
+            raise InvalidInput("archs need a space")
+        get_space(body.space, **body.space_params)  # an unknown space or parameter: a 422 first
     return items
 
 

@@ -4,9 +4,7 @@ metrics; one version per device + runtime is current."""
 
 from __future__ import annotations
 
-import tempfile
 import uuid
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -21,6 +19,7 @@ from latlab.server.errors import InvalidInput, NotFound
 from latlab.server.predict.sources import Source
 from latlab.server.registry import repository
 from latlab.server.tables import Predictor
+from latlab.server.uploads import scratch_file
 from latlab.spaces import get_space
 from latlab.untrusted import excerpt
 
@@ -38,14 +37,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _store(blobs: BlobStore, settings: Settings, data: bytes) -> str:
-    work = settings.upload_dir
-    work.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=work, delete=False) as tmp:
-        tmp.write(data)
-    try:
-        return blobs.put_file(Path(tmp.name))
-    finally:
-        Path(tmp.name).unlink(missing_ok=True)
+    with scratch_file(settings) as path:
+        path.write_bytes(data)
+        return blobs.put_file(path)
 
 
 def register_predictor(

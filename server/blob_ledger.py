@@ -1,0 +1,50 @@
+"""Blobs a transaction wrote, deleted again if it rolls back.
+
+The blob store is not part of the database's transaction: a request or background step that
+stores a model and then fails would leave the model's file behind with no row naming it.
+``store_model`` notes each new blob here; ``db.end_session`` deletes the noted blobs when the
+session rolls back (and forgets them when it commits), and ``background.guarded`` deletes those
+noted inside a savepoint it rolls back. A blob is only noted when no row named its bytes, so
+another transaction can only share it by storing the same bytes in the same instant.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.orm import Session
+
+from latlab.server.blobstore import BlobStore
+
+__all__ = ["forget", "mark", "note", "roll_back"]
+
+log = logging.getLogger(__name__)
+
+_KEY = "latlab.new_blobs"
+
+
+def note(session: Session, blobs: BlobStore, sha256: str) -> None:
+    session.info.setdefault(_KEY, []).append((blobs, sha256))
+
+
+def mark(session: Session) -> int:
+    """A point to roll back to: the number of blobs noted so far."""
+    return len(session.info.get(_KEY, ()))
+
+
+def roll_back(session: Session, since: int = 0) -> None:
+    """Delete the blobs noted after ``since``; one the store fails to delete is logged and left
+    (an unnamed file costs space, not correctness; the error being handled matters more)."""
+    noted: list[tuple[BlobStore, str]] = session.info.get(_KEY, [])
+    for blobs, sha256 in reversed(noted[since:]):
+        try:
+            blobs.delete(sha256)
+        except Exception:
+            log.warning(
+                "could not delete a rolled-back blob", exc_info=True, extra={"sha256": sha256}
+            )
+    del noted[since:]
+
+
+def forget(session: Session) -> None:
+    session.info.pop(_KEY, None)
