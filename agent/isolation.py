@@ -25,11 +25,20 @@ from typing import Any
 
 from latlab.agent.errors import RunnerError
 
-__all__ = ["HostWatch", "host_cpus", "keep_off", "pin_process", "split_cpus", "timing_core"]
+__all__ = [
+    "HostWatch",
+    "cpu_clock",
+    "host_cpus",
+    "keep_off",
+    "pin_process",
+    "split_cpus",
+    "timing_core",
+]
 
 log = logging.getLogger(__name__)
 
 PROC_STAT = Path("/proc/stat")
+CPUFREQ = Path("/sys/devices/system/cpu")
 #: /proc/stat counts in USER_HZ ticks.
 TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 #: Fields of a ``cpuN`` line: user nice system idle iowait irq softirq steal (guest counted in
@@ -89,13 +98,26 @@ class HostWatch:
         self._cpu_s0 = time.process_time()
 
     def stop(self) -> dict[str, Any]:
-        """The provenance block: the CPUs, the host's load, and (pinned, on Linux) the share of
-        the timing CPUs' time that went to anything else, and to the hypervisor (steal)."""
-        if self._result is not None:
-            return self._result
-        result: dict[str, Any] = {"cpus": self.cpus}
+        """The provenance block since ``start()`` (kept: a second call returns the same)."""
+        if self._result is None:
+            self._result = self._report()
+        return self._result
+
+    def lap(self) -> dict[str, Any]:
+        """The provenance block since ``start()`` or the last lap, and a new lap begins (one
+        per timing attempt)."""
+        result = self._report()
+        self.start()
+        return result
+
+    def _report(self) -> dict[str, Any]:
+        """The CPUs, the host's load and CPU count, the timing CPU's clock and governor where
+        Linux exposes them, and (pinned, on Linux) the share of the timing CPUs' time that went
+        to anything else, and to the hypervisor (steal)."""
+        result: dict[str, Any] = {"cpus": self.cpus, "host_cpus": os.cpu_count()}
         if hasattr(os, "getloadavg"):
             result["load_1m"] = round(os.getloadavg()[0], 2)
+        result.update(cpu_clock(self.cpus[0] if self.cpus else 0))
         stat1 = _cpu_ticks(self.cpus) if self.cpus else None
         if self._stat0 is not None and stat1 is not None:
             total, idle, steal = (b - a for a, b in zip(self._stat0, stat1, strict=True))
@@ -105,8 +127,20 @@ class HostWatch:
                 other = max(0.0, total - idle - steal - own)
                 result["other_busy_pct"] = round(100 * other / total, 2)
                 result["steal_pct"] = round(100 * steal / total, 2)
-        self._result = result
         return result
+
+
+def cpu_clock(cpu: int, root: Path = CPUFREQ) -> dict[str, Any]:
+    """The CPU's current and maximum clock (MHz) and its governor, from Linux's cpufreq; empty
+    where the kernel exposes none (most VMs)."""
+    base = root / f"cpu{cpu}" / "cpufreq"
+    found: dict[str, Any] = {}
+    for key, name in (("freq_mhz", "scaling_cur_freq"), ("max_freq_mhz", "cpuinfo_max_freq")):
+        with contextlib.suppress(OSError, ValueError):
+            found[key] = int((base / name).read_text().strip()) / 1000  # kHz
+    with contextlib.suppress(OSError):
+        found["governor"] = (base / "scaling_governor").read_text().strip()[:40]
+    return found
 
 
 def _cpu_ticks(cpus: Sequence[int]) -> list[int] | None:

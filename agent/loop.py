@@ -28,7 +28,7 @@ from latlab.agent.thermal import ThermalGate
 from latlab.agent.worker import RunnerProcess
 from latlab.client import AgentClient
 from latlab.errors import ApiError, ServerUnreachable
-from latlab.schemas import PROTOCOL_VERSION, ClaimedJob, MeasurementIn
+from latlab.schemas import ClaimedJob, MeasurementIn
 
 __all__ = ["Agent", "AgentStats"]
 
@@ -186,7 +186,7 @@ class Agent:
         body = MeasurementIn(
             **dict(timing),
             lease_token=job.lease_token,
-            protocol_version=PROTOCOL_VERSION,
+            protocol_version=job.config.protocol_version,
             agent_version=latlab.__version__,
         )
         if self._deliver(job, lambda: self.client.upload_result(job.job_id, body)):

@@ -1,26 +1,34 @@
-"""How fast does the dataset builder measure a search space, and how much of its time is
-spent measuring?
+"""How fast does the dataset builder measure a search space, how much of its time is spent
+measuring, and how well do its numbers repeat?
 
-A campaign of N NAS-Bench-201 archs (default 200) with the protocol's default config on this
-machine's CPU: an embedded server (SQLite, or ``--database-url``) and one agent in a process
-of its own (``latlab agent``, as deployed). Prints:
+A campaign of N NAS-Bench-201 archs (default 200) with the protocol's default config (or
+``--protocol fixed``) on this machine's CPU: an embedded server (SQLite, or ``--database-url``)
+and one agent in a process of its own (``latlab agent``, as deployed). Then, unless
+``--passes 1``, the same archs again in reverse order, in a second campaign. Prints per pass:
 
 - archs/hour: measurements finished per hour of wall time, campaign created -> last result;
-- efficiency = (sum of the protocol's own run time: warm-up + timed runs) / wall time.
-  Goal: >= 0.8. The rest is split into the runner's other work (session creation, the
-  separate per-op profiled pass) and everything outside the runner (claim, download, upload,
-  storing), per arch.
+- efficiency = (sum of the protocol's own run time: warm-up + timed runs) / wall time, the
+  rest split into the runner's other work (session creation, re-timings' extra runs count as
+  protocol time, the separate per-op profiled pass) and everything outside the runner (claim,
+  download, upload, storing), per arch;
+- the verdicts (latlab.quality) and the median half-width of the medians' 95 % intervals;
 
-    python bench/dataset_build.py [--n 200] [--seed 0] [--no-profile] [--database-url URL]
+and the repeatability between the passes: median |relative difference| of each arch's median,
+and the share of archs within 1 % and 3 %.
+
+    python bench/dataset_build.py [--n 200] [--seed 0] [--protocol adaptive|fixed]
+        [--passes 2] [--no-profile] [--database-url URL]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import secrets
-import statistics
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from _lab import bench_lab
@@ -28,7 +36,8 @@ from _lab import bench_lab
 from latlab.client import Client
 from latlab.progress import follow_dataset
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
-from latlab.schemas import DatasetCreate, MeasurementOut
+from latlab.schemas import DatasetCreate, DatasetFormat, MeasurementOut
+from latlab.spaces.nb201 import Nb201
 
 
 def all_measurements(client: Client, device_id: str) -> list[MeasurementOut]:
@@ -40,62 +49,107 @@ def all_measurements(client: Client, device_id: str) -> list[MeasurementOut]:
             return rows
 
 
+def run_pass(
+    client: Client, device_id: str, archs: list[str], config: OnnxRuntimeConfig, label: str
+) -> tuple[float, dict[str, float]]:
+    """One campaign over ``archs`` in their order: (wall seconds, median ms by arch)."""
+    t0 = time.monotonic()
+    dataset = client.create_dataset(
+        DatasetCreate(name=label, space="nb201", archs=archs, device_ids=[device_id], config=config)
+    )
+    follow_dataset(client, dataset.id, timeout_s=24 * 3600, poll_s=0.5)
+    wall_s = time.monotonic() - t0
+    rows = csv.DictReader(
+        io.StringIO(client.export_dataset(dataset.id, DatasetFormat.csv).decode())
+    )
+    return wall_s, {r["arch"]: float(r["latency_ms"]) for r in rows}
+
+
+def report_pass(label: str, wall_s: float, rows: list[MeasurementOut]) -> None:
+    n = len(rows)
+    protocol_s = [(m.warmup.total_ms + sum(m.samples_ms or [])) / 1e3 for m in rows]
+    retimed_s = [
+        sum(a["n"] * a["median_ms"] for a in (m.provenance or {}).get("retimed", [])) / 1e3
+        for m in rows
+    ]
+    runner_s = [m.timing_wall_s for m in rows]
+    inside = sum(protocol_s) + sum(retimed_s)
+    print(
+        f"\n{label}: {n} archs, {sum(1 for m in rows if (m.provenance or {}).get('retimed'))} re-timed"
+    )
+    print(f"wall time          {wall_s:9.1f} s   ({wall_s / n:.3f} s per arch)")
+    print(f"archs/hour         {n / wall_s * 3600:9.0f}")
+    print(
+        f"protocol run time  {inside:9.1f} s   ({inside / n:.3f} s per arch, re-timings included)"
+    )
+    print(
+        f"runner, other      {sum(runner_s) - inside:9.1f} s   "
+        f"({(sum(runner_s) - inside) / n:.3f} s per arch: session creation, profiled pass)"
+    )
+    print(
+        f"outside runner     {wall_s - sum(runner_s):9.1f} s   "
+        f"({(wall_s - sum(runner_s)) / n:.3f} s per arch: claim, download, upload, store)"
+    )
+    print(f"efficiency         {inside / wall_s:9.3f}")
+    verdicts = Counter(m.quality.verdict for m in rows)
+    widths = sorted(m.quality.ci_halfwidth_pct or 0.0 for m in rows)
+    print(
+        "verdicts           "
+        + ", ".join(f"{v} {c}" for v, c in verdicts.most_common())
+        + f"; median CI half-width {widths[n // 2]:.2f} %"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--protocol", choices=["adaptive", "fixed"], default="adaptive")
+    parser.add_argument("--passes", type=int, choices=[1, 2], default=2)
     parser.add_argument("--no-profile", action="store_true", help="skip the per-op pass")
     parser.add_argument("--database-url", help="default: SQLite in a temporary directory")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="latlab-bench-"))
     api_key, enroll_key = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-    config = OnnxRuntimeConfig(profile_ops=not args.no_profile)
+    config = OnnxRuntimeConfig(protocol=args.protocol, profile_ops=not args.no_profile)
+    archs = [a.string for a in Nb201().sample(args.n, seed=args.seed)]
+    passes: list[tuple[float, dict[str, float]]] = []
     with bench_lab(work, api_key, enroll_key, args.database_url) as (client, device, settings):
-        t0 = time.monotonic()
-        dataset = client.create_dataset(
-            DatasetCreate(
-                name=f"bench-nb201-{args.n}",
-                space="nb201",
-                n=args.n,
-                seed=args.seed,
-                device_ids=[device.id],
-                config=config,
-            )
-        )
-        done = follow_dataset(client, dataset.id, timeout_s=24 * 3600, poll_s=0.5)
-        wall_s = time.monotonic() - t0
-        rows = all_measurements(client, device.id)
+        for k in range(args.passes):
+            order = archs if k == 0 else archs[::-1]
+            passes.append(run_pass(client, device.id, order, config, f"bench-nb201-{args.n}-{k}"))
+        rows = sorted(all_measurements(client, device.id), key=lambda m: m.id)
 
-    protocol_s = [(m.warmup.total_ms + sum(m.samples_ms or [])) / 1e3 for m in rows]
-    runner_s = [m.timing_wall_s for m in rows]
-    n = len(rows)
     print(
-        f"\ndataset builder: {n} NAS-Bench-201 archs on {device.descriptor.cpu_model}, "
-        f"{done.progress.failed} failed, 1 agent process, server on {settings.resolved_database_url.split(':')[0]}"
+        f"\ndataset builder: {args.n} NAS-Bench-201 archs on {device.descriptor.cpu_model}, "
+        f"1 agent process, server on {settings.resolved_database_url.split(':')[0]}"
     )
     print(
-        f"config: warm-up {config.warmup_runs} runs/{config.warmup_s} s, timed "
-        f"{config.timed_runs} runs/{config.timed_s} s, {config.threads} thread, "
-        f"per-op profile {'on' if config.profile_ops else 'off'}"
+        f"config: {config.protocol.value} protocol (version {config.protocol_version}): warm-up "
+        f"{config.warmup_runs} runs/{config.warmup_s} s"
+        + (f" up to {config.warmup_max_s} s" if args.protocol == "adaptive" else "")
+        + f", timed {config.timed_runs} runs/{config.timed_s} s"
+        + (
+            f" up to {config.timed_max_s} s until the median's 95 % CI is within "
+            f"±{config.target_ci_pct} %, {config.retimes} re-timings"
+            if args.protocol == "adaptive"
+            else ""
+        )
+        + f", {config.threads} thread, per-op profile "
+        + (f"{config.profile_runs} runs" if config.profile_ops else "off")
     )
-    print(f"wall time          {wall_s:9.1f} s   ({wall_s / n:.3f} s per arch)")
-    print(f"archs/hour         {n / wall_s * 3600:9.0f}")
-    print(
-        f"protocol run time  {sum(protocol_s):9.1f} s   ({statistics.mean(protocol_s):.3f} s per arch)"
-    )
-    print(
-        f"runner, other      {sum(runner_s) - sum(protocol_s):9.1f} s   "
-        f"({(sum(runner_s) - sum(protocol_s)) / n:.3f} s per arch: session creation, profiled pass)"
-    )
-    print(
-        f"outside runner     {wall_s - sum(runner_s):9.1f} s   "
-        f"({(wall_s - sum(runner_s)) / n:.3f} s per arch: claim, download, upload, store)"
-    )
-    efficiency = sum(protocol_s) / wall_s
-    print(
-        f"efficiency         {efficiency:9.3f}     (goal >= 0.8: {'met' if efficiency >= 0.8 else 'NOT met'})"
-    )
+    for k, (wall_s, _) in enumerate(passes):
+        report_pass(f"pass {k + 1}", wall_s, rows[k * args.n : (k + 1) * args.n])
+    if len(passes) == 2:
+        first, second = passes[0][1], passes[1][1]
+        diffs = sorted(abs(second[a] - first[a]) / first[a] for a in archs)
+        print(
+            f"\nrepeatability (pass 2 in reverse order): median |relative difference| "
+            f"{100 * diffs[len(diffs) // 2]:.2f} %, within 1 %: "
+            f"{sum(d <= 0.01 for d in diffs) / len(diffs):.1%}, within 3 %: "
+            f"{sum(d <= 0.03 for d in diffs) / len(diffs):.1%}"
+        )
 
 
 if __name__ == "__main__":

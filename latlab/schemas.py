@@ -20,7 +20,6 @@ from latlab.wire import Count, In, JsonInt, Out
 
 __all__ = [
     "MAX_PREDICT_ITEMS",
-    "PROTOCOL_VERSION",
     "UNKNOWN_RUNTIME",
     "ClaimedJob",
     "DatasetCreate",
@@ -53,6 +52,7 @@ __all__ = [
     "Measured",
     "MeasurementIn",
     "MeasurementOut",
+    "MeasurementQuality",
     "MeasurementSource",
     "ModelFormat",
     "ModelOut",
@@ -73,10 +73,6 @@ __all__ = [
     "Timing",
     "WarmupInfo",
 ]
-
-#: Version of the measurement protocol (agent/protocol.py). Bump it when a change to the
-#: protocol could change a number; every measurement records the version it was taken with.
-PROTOCOL_VERSION = "1"
 
 #: The runtime of imported rows when neither the file nor the import names one.
 UNKNOWN_RUNTIME = "unknown"
@@ -389,6 +385,21 @@ class MeasurementSource(StrEnum):
     imported = "imported"
 
 
+class MeasurementQuality(BaseModel):
+    """How far to trust a measured number (``latlab.quality``): the verdict and the rule that
+    gave it, the median's 95 % interval, the spread and the drift within the run. None where
+    nothing was assessed (an imported number, a row stored before verdicts)."""
+
+    #: ok, noisy, drifting, interfered, throttled, or unknown (too few samples).
+    verdict: str | None = None
+    verdict_rule: str | None = None
+    ci_low_ms: float | None = None
+    ci_high_ms: float | None = None
+    ci_halfwidth_pct: float | None = None
+    cv_pct: float | None = None
+    drift_pct: float | None = None
+
+
 class MeasurementOut(Out, Measured):
     id: int
     job_id: str | None
@@ -402,6 +413,7 @@ class MeasurementOut(Out, Measured):
     #: The runtime config it was measured with; None for an imported number.
     config: AnsweredConfig | None
     stats: LatencyStats
+    quality: MeasurementQuality = MeasurementQuality()
     samples_ms: list[float] | None = None
     ops: list[OpTiming] | None = None
     created_at: datetime

@@ -43,6 +43,7 @@ __all__ = [
     "head_revision",
     "in_chunks",
     "is_sqlite",
+    "release",
     "reserve_ids",
     "session_scope",
     "upgrade_to_head",
@@ -231,6 +232,13 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         end_session(session, commit=False)
         raise
     end_session(session, commit=True)
+
+
+def release(session: Session) -> None:
+    """End a session's reads before a long computation that writes nothing: its transaction is
+    committed (nothing to write) and its connection given back — on SQLite, the one write gate
+    every transaction holds. The session begins a new transaction if it is used again."""
+    session.commit()
 
 
 def end_session(session: Session, *, commit: bool) -> None:

@@ -19,7 +19,9 @@ from latlab.spaces.nb201 import Nb201
 from tests.factories import API_KEY, make_settings, register, scrape
 from tests.test_e2e import start_agent
 
-FAST = OnnxRuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=10, timed_s=0, profile_runs=5)
+FAST = OnnxRuntimeConfig(
+    protocol="fixed", warmup_runs=2, warmup_s=0, timed_runs=10, timed_s=0, profile_runs=5
+)
 SPACE = Nb201()
 ARCHS = [a.string for a in SPACE.sample(6, seed=11)]
 

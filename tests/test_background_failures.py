@@ -38,7 +38,9 @@ from latlab.spaces import SPACES, Param, SpaceParamError, get_space
 from tests.factories import API_KEY, cnn_bytes, make_settings, register, wait_for
 from tests.test_api_models import stored_blobs
 
-FAST = OnnxRuntimeConfig(warmup_runs=1, warmup_s=0, timed_runs=3, timed_s=0, profile_runs=1)
+FAST = OnnxRuntimeConfig(
+    protocol="fixed", warmup_runs=1, warmup_s=0, timed_runs=3, timed_s=0, profile_runs=1
+)
 #: 40 nodes exported (skips only) and 340 (a 3x3 conv on every edge)
 SMALL = "|skip_connect~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|"
 LARGE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"

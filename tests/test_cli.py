@@ -303,7 +303,9 @@ def test_lut_build_show_export_and_predict(
     agent = start_agent(live_server.url, tmp_path, name="cli-lut")
     try:
         device = client.devices()[0]
-        fast = OnnxRuntimeConfig(warmup_runs=1, warmup_s=0, timed_runs=3, timed_s=0, profile_runs=2)
+        fast = OnnxRuntimeConfig(
+            protocol="fixed", warmup_runs=1, warmup_s=0, timed_runs=3, timed_s=0, profile_runs=2
+        )
         body = DatasetCreate(name="d", space="nb201", n=3, device_ids=[device.id], config=fast)
         client.wait_dataset(client.create_dataset(body).id, timeout_s=120)
     finally:

@@ -14,6 +14,7 @@ import pytest
 
 from latlab.client import Client
 from latlab.errors import ApiError
+from latlab.quality import Verdict
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import DatasetCreate, DatasetFormat, JobState
 from latlab.server.embedded import EmbeddedServer
@@ -22,7 +23,9 @@ from latlab.spaces.nb201 import Nb201
 from tests.factories import register, wait_for
 from tests.test_e2e import RunningAgent, start_agent
 
-FAST = OnnxRuntimeConfig(warmup_runs=1, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=1)
+FAST = OnnxRuntimeConfig(
+    protocol="fixed", warmup_runs=1, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=1
+)
 SPACE = Nb201()
 
 
@@ -73,6 +76,18 @@ def test_a_campaign_of_20_nb201_archs_is_measured_and_exports_in_every_format(
     assert all(len(m["samples_ms"]) == m["n"] >= 5 for m in measurements)
     # each row says where it was timed and what else ran there (unpinned here)
     assert all("load_1m" in json.loads(m["provenance"])["host"] for m in measurements)
+    # and how far to trust it: the verdict the API answers, the median inside its interval
+    answered = {m.id: m.quality for m in client.measurements(device_id=device.id, limit=100)}
+    for m in measurements:
+        assert m["verdict"] == answered[m["measurement_id"]].verdict
+        assert m["verdict"] in {v.value for v in Verdict}
+        assert m["ci_low_ms"] <= m["median_ms"] <= m["ci_high_ms"]
+    csv_rows = list(csv.DictReader(io.StringIO(exports[DatasetFormat.csv].decode())))
+    assert {r["verdict"] for r in csv_rows} == {m["verdict"] for m in measurements}
+    assert (
+        b"## Quality" in tables["README.md"]
+        and b"assessed measurements are `ok`" in tables["README.md"]
+    )
     ops = pq.read_table(io.BytesIO(tables["op_measurements.parquet"])).to_pylist()
     assert ops and {o["measurement_id"] for o in ops} == {m["measurement_id"] for m in measurements}
     assert b"CC BY 4.0" in tables["README.md"] and b"milliseconds" in tables["README.md"]

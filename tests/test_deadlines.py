@@ -28,7 +28,9 @@ from tests.factories import API_KEY, ENROLL_KEY, cnn_bytes, make_settings, regis
 from tests.test_api_jobs import result_for, status_of
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-FAST = OnnxRuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=10, timed_s=0, profile_runs=3)
+FAST = OnnxRuntimeConfig(
+    protocol="fixed", warmup_runs=2, warmup_s=0, timed_runs=10, timed_s=0, profile_runs=3
+)
 #: The deadline the hostile jobs ask for.
 SHORT_S = 2.0
 
@@ -37,12 +39,16 @@ SHORT_S = 2.0
 
 
 def test_a_deadline_is_scaled_from_the_protocol_unless_given_and_is_bounded() -> None:
-    default = OnnxRuntimeConfig()
-    assert default.deadline_s == 600 + 10 * (1.0 + 2.0)
-    assert OnnxRuntimeConfig(warmup_s=60, timed_s=240).deadline_s == 600 + 10 * 300
+    default = OnnxRuntimeConfig()  # adaptive: the caps, warm-up 1 s and 3 x 5 s timed
+    assert default.deadline_s == 600 + 10 * (1.0 + 3 * 5.0)
+    fixed = OnnxRuntimeConfig(protocol="fixed")
+    assert fixed.deadline_s == 600 + 10 * (1.0 + 2.0)
+    assert OnnxRuntimeConfig(protocol="fixed", warmup_s=60, timed_s=240).deadline_s == 600 + 3000
+    assert OnnxRuntimeConfig(warmup_max_s=60, timed_max_s=80, retimes=0).deadline_s == 600 + 1400
     assert OnnxRuntimeConfig(deadline_s=5).deadline_s == 5
     # stored with the job: what a stored config without one reads back as
-    assert parse_config({"timed_s": 10}).model_dump()["deadline_s"] == 600 + 10 * 11
+    assert parse_config({"timed_s": 10}).model_dump()["deadline_s"] == 600 + 10 * 16
+    assert parse_config({"protocol": "fixed", "timed_s": 10}).deadline_s == 600 + 10 * 11
     # the protocol's settings, not the runtime's: measurements with any deadline compare
     assert OnnxRuntimeConfig(deadline_s=5).identity() == default.identity()
     for bad in (0.5, MAX_DEADLINE_S + 1):

@@ -27,7 +27,9 @@ from latlab.server.embedded import EmbeddedServer
 from tests.factories import API_KEY, ENROLL_KEY, cnn_bytes, make_settings
 from tests.fake_runner import FakeRunner
 
-FAST = OnnxRuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=10, timed_s=0, profile_runs=3)
+FAST = OnnxRuntimeConfig(
+    protocol="fixed", warmup_runs=2, warmup_s=0, timed_runs=10, timed_s=0, profile_runs=3
+)
 
 
 def agent_settings(url: str, tmp_path: Path, name: str = "e2e") -> AgentSettings:

@@ -20,7 +20,7 @@ import pytest
 from latlab.agent.config import AgentSettings
 from latlab.agent.isolation import keep_off, split_cpus, timing_core
 from latlab.agent.main import connect_agent
-from latlab.agent.protocol import run_protocol
+from latlab.agent.protocol import Phase, run_protocol
 from latlab.client import Client
 from latlab.runtimes import RuntimeConfig
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
@@ -72,13 +72,11 @@ def test_another_process_on_the_timing_cpu_shows_in_the_measurement() -> None:
 
 def test_the_protocol_runs_without_the_garbage_collector_and_restores_it() -> None:
     states: list[bool] = []
-    run_protocol(
-        lambda: states.append(gc.isenabled()), warmup_runs=2, warmup_s=0, timed_runs=3, timed_s=0
-    )
+    run_protocol(lambda: states.append(gc.isenabled()), Phase(2, 0), Phase(3, 0))
     assert states == [False] * 5 and gc.isenabled()
     gc.disable()
     try:
-        run_protocol(lambda: None, warmup_runs=1, warmup_s=0, timed_runs=1, timed_s=0)
+        run_protocol(lambda: None, Phase(1, 0), Phase(1, 0))
         assert not gc.isenabled()  # left as the caller had it
     finally:
         gc.enable()

@@ -24,7 +24,7 @@ from tests.factories import API_KEY, NB201_CONV_CELL, cpu_descriptor
 pytest.importorskip("ai_edge_litert", reason="LiteRT is not installed: pip install -e '.[tflite]'")
 
 SPACE = Nb201()
-QUICK = LiteRtConfig(warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0)
+QUICK = LiteRtConfig(protocol="fixed", warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0)
 
 
 @pytest.fixture(scope="module")

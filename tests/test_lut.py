@@ -33,7 +33,9 @@ from latlab.runtimes.tflite import TFLITE
 from latlab.spaces.nb201 import Nb201
 
 SPACE = Nb201()
-FAST = OnnxRuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=10, timed_s=0, profile_runs=5)
+FAST = OnnxRuntimeConfig(
+    protocol="fixed", warmup_runs=2, warmup_s=0, timed_runs=10, timed_s=0, profile_runs=5
+)
 ALL_3X3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
 

@@ -220,3 +220,59 @@ def test_upgrading_fills_the_runtime_identity_columns_from_stored_configs(
         assert measured == expected.identity_key()
     finally:
         engine.dispose()
+
+
+def test_upgrading_assesses_the_measurements_stored_before_verdicts(empty_db_url: str) -> None:
+    """0009 gives every measured row the verdict and interval the server gives a new result,
+    from its stored samples and host report; an imported row keeps none."""
+    from alembic import command
+
+    from latlab.quality import assess
+    from latlab.server.db import alembic_config
+
+    now = datetime.now(UTC)
+    steady = [1.0 + 0.001 * (i % 5) for i in range(60)]
+    engine = create_db_engine(empty_db_url)
+    try:
+        command.upgrade(alembic_config(engine), "0008")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO devices (id, name, token_hash, descriptor, created_at, "
+                    "last_seen_at) VALUES ('dev', 'cpu', 'h', '{}', :now, :now)"
+                ),
+                {"now": now},
+            )
+            for source, samples, host in (
+                ("measured", steady, {"other_busy_pct": 30.0}),
+                ("measured", steady, {}),
+                ("measured", [1.0, 2.0], {}),
+                ("imported", [], None),
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO measurements (source, device_id, runtime, runtime_version, "
+                        "provider, threads, protocol_version, agent_version, input_shapes, "
+                        "config, warmup_n, warmup_total_ms, n, median_ms, samples_ms, "
+                        "provenance, timing_wall_s, created_at) VALUES (:source, 'dev', 'ort', "
+                        "'1', 'cpu', 1, '1', '0', '{}', '{}', 1, 1.0, :n, 1.0, :samples, "
+                        ":provenance, 1.0, :now)"
+                    ),
+                    {
+                        "source": source,
+                        "n": len(samples),
+                        "samples": json.dumps(samples),
+                        "provenance": json.dumps({"host": host} if host is not None else {}),
+                        "now": now,
+                    },
+                )
+        upgrade_to_head(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT verdict, ci_low_ms, ci_high_ms FROM measurements ORDER BY id")
+            ).all()
+    finally:
+        engine.dispose()
+    assert [r.verdict for r in rows] == ["interfered", "ok", "unknown", None]
+    expected = assess(steady)
+    assert (rows[1].ci_low_ms, rows[1].ci_high_ms) == (expected.ci_low_ms, expected.ci_high_ms)

@@ -22,7 +22,9 @@ from latlab.server.embedded import EmbeddedServer
 from tests.factories import API_KEY, ENROLL_KEY, cnn_bytes, scrape
 from tests.test_e2e import start_agent
 
-FAST = OnnxRuntimeConfig(warmup_runs=1, warmup_s=0, timed_runs=3, timed_s=0, profile_ops=False)
+FAST = OnnxRuntimeConfig(
+    protocol="fixed", warmup_runs=1, warmup_s=0, timed_runs=3, timed_s=0, profile_ops=False
+)
 
 
 def test_metrics_count_what_happened_by_route_not_by_id(

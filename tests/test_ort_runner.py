@@ -20,7 +20,9 @@ from latlab.agent.runners.ort import OrtRunner, device_binding, provider_chain, 
 from latlab.demo_models import DEMO_CNNS, make_cnn
 from latlab.runtimes.onnxruntime import ExecutionProvider, GraphOptimization, OnnxRuntimeConfig
 
-FAST = OnnxRuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=2)
+FAST = OnnxRuntimeConfig(
+    protocol="fixed", warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=2
+)
 
 
 def save(model: onnx.ModelProto, tmp_path: Path, name: str = "m.onnx") -> Path:

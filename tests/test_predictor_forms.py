@@ -23,7 +23,9 @@ from tests.test_e2e import RunningAgent, start_agent
 
 SPACE = Nb201()
 #: Short, but a median of 15 runs of a 0.3-6 ms model is steady enough to tell 1.7x apart.
-QUICK = OnnxRuntimeConfig(warmup_runs=3, warmup_s=0, timed_runs=15, timed_s=0, profile_ops=False)
+QUICK = OnnxRuntimeConfig(
+    protocol="fixed", warmup_runs=3, warmup_s=0, timed_runs=15, timed_s=0, profile_ops=False
+)
 TRAIN = GcnConfig(
     hidden=32,
     layers=2,

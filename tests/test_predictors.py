@@ -22,6 +22,7 @@ from latlab.predictors.gcn import Gcn
 from latlab.predictors.linear import LinearModel
 from latlab.predictors.model import GcnConfig, GcnPredictor, Member, TargetScale
 from latlab.predictors.train import fold_indices, train_predictor
+from latlab.server.predict.cache import TABLE_MIN_REQUEST
 from latlab.spaces import GraphForm
 from latlab.spaces.nb201 import Nb201
 from tests.factories import shared_path
@@ -285,6 +286,14 @@ def test_the_endpoint_serves_the_current_gcn_with_its_uncertainty(client: Client
     assert [p.latency_ms for p in out.predictions] == pytest.approx(expected.tolist(), rel=1e-5)
     assert spread is not None
     assert [p.uncertainty_ms for p in out.predictions] == pytest.approx(spread.tolist(), rel=1e-4)
+    # a search job's batch builds the table of all 15,625; the small request before it was
+    # predicted as it was, and the table answers it with the same numbers
+    batch = client.predict(device_id, space="nb201", archs=list(range(TABLE_MIN_REQUEST)))
+    assert len(batch.predictions) == TABLE_MIN_REQUEST
+    again = client.predict(device_id, space="nb201", archs=archs[:5])
+    assert [p.latency_ms for p in again.predictions] == pytest.approx(
+        [p.latency_ms for p in out.predictions], rel=1e-5
+    )
 
     second = client.upload_predictor(
         to_artifact(random_predictor(members=1)),

@@ -20,7 +20,9 @@ from latlab.spaces.nb201 import Nb201
 @pytest.mark.slow
 def test_quickstart_measures_a_nb201_sample_and_exports_it(tmp_path: Path) -> None:
     out = io.StringIO()
-    config = OnnxRuntimeConfig(warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=2)
+    config = OnnxRuntimeConfig(
+        protocol="fixed", warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=2
+    )
     result = run_quickstart(tmp_path / "qs", out, config, n_archs=6, seed=3)
     text = out.getvalue()
 

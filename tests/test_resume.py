@@ -23,7 +23,9 @@ from latlab.spaces.nb201 import Nb201
 from tests.factories import API_KEY, ENROLL_KEY, cpu_descriptor, make_settings, wait_for
 from tests.test_e2e import start_agent
 
-FAST = OnnxRuntimeConfig(warmup_runs=1, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=1)
+FAST = OnnxRuntimeConfig(
+    protocol="fixed", warmup_runs=1, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=1
+)
 
 
 def test_a_campaign_measured_across_a_server_restart_measures_each_arch_once(

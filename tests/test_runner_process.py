@@ -26,7 +26,13 @@ from tests.factories import cnn_bytes, wait_for
 from tests.fake_runner import CrashingRunner, FakeRunner
 
 FAST = OnnxRuntimeConfig(
-    warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0, profile_ops=False, deadline_s=60
+    protocol="fixed",
+    warmup_runs=2,
+    warmup_s=0,
+    timed_runs=5,
+    timed_s=0,
+    profile_ops=False,
+    deadline_s=60,
 )
 
 

@@ -83,7 +83,7 @@ try:
         device = c.devices()[0]
         print("advertised", [r.name for r in device.descriptor.runtimes])
         model = c.upload_model("m.onnx", data=cnn_bytes())
-        config = OrtBasicConfig(warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=2)
+        config = OrtBasicConfig(protocol="fixed", warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=2)
         job = c.create_job(model.id, device_id=device.id, config=config)
         [done] = c.wait_jobs([job.id], timeout_s=120)
         assert done.state == JobState.done, done.error

@@ -5,8 +5,11 @@ job. Runners of the agent's host extend ``ProtocolRunner``: they only load a mod
 (``load``, returning a ``LoadedModel`` with one run and the inputs it was given) and may add a
 profiled pass; the base pins the timing thread (``latlab.agent.isolation.timing_core``), runs the
 measurement protocol (``latlab.agent.protocol``), records what else ran on the timing CPU and builds
-the ``Timing``, the same way for every runtime. A runtime that times itself (benchmark_model on
-a phone) implements ``Runner`` directly.
+the ``Timing``, the same way for every runtime. Under the adaptive protocol, a timed phase whose
+verdict (``latlab.quality``) is noisy, drifting or interfered is timed again, up to the config's
+``retimes``; the last attempt is the measurement and the earlier ones' verdicts are in its
+provenance (``retimed``). A runtime that times itself (benchmark_model on a phone) implements
+``Runner`` directly.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 from latlab.agent.errors import RunnerError
 from latlab.agent.isolation import timing_core
-from latlab.agent.protocol import run_protocol
+from latlab.agent.protocol import phases, run_protocol
+from latlab.quality import RETIMABLE, Quality, assess
+from latlab.runtimes import Protocol as TimingProtocol
 from latlab.runtimes import ProtocolConfig, RuntimeConfig
 from latlab.schemas import OpTiming, RuntimeInfo, Timing
 
@@ -109,22 +114,25 @@ class ProtocolRunner(ABC, Generic[C, M]):
     ) -> Timing:
         started = time.perf_counter()
         own = self._own(config)
+        warmup, timed = phases(own)
+        retimes = own.retimes if own.protocol == TimingProtocol.adaptive else 0
+        earlier: list[dict[str, Any]] = []
         with timing_core(own.cpu_affinity) as host:
             loaded = self.load(model_path, own)
             try:
-                result = run_protocol(
-                    loaded.run_once,
-                    warmup_runs=own.warmup_runs,
-                    warmup_s=own.warmup_s,
-                    timed_runs=own.timed_runs,
-                    timed_s=own.timed_s,
-                    should_stop=should_stop,
-                    clock=self.clock,
-                )
-                host_during_timing = host.stop()
+                while True:
+                    result = run_protocol(
+                        loaded.run_once, warmup, timed, should_stop=should_stop, clock=self.clock
+                    )
+                    host_during_timing = host.lap()
+                    quality = assess(result.samples_ms, host_during_timing)
+                    if quality.verdict not in RETIMABLE or len(earlier) >= retimes:
+                        break
+                    earlier.append(_attempt(result.samples_ms, quality))
             finally:
                 loaded.close()
             profile = self.profile(loaded, own, should_stop) if own.profile_ops else None
+        retimed = {"retimed": earlier} if earlier else {}
         return Timing(
             runtime=self.name,
             runtime_version=self.version(),
@@ -136,11 +144,22 @@ class ProtocolRunner(ABC, Generic[C, M]):
             timing_wall_s=time.perf_counter() - started,
             op_profile=None if profile is None else profile.about,
             ops=[] if profile is None else list(profile.ops),
-            provenance={**loaded.provenance, "host": host_during_timing},
+            provenance={**loaded.provenance, "host": host_during_timing, **retimed},
         )
 
     def _own(self, config: RuntimeConfig) -> C:
         return cast(C, own_config(self.name, config, self.config_type))
+
+
+def _attempt(samples_ms: tuple[float, ...], quality: Quality) -> dict[str, Any]:
+    """What the provenance keeps of an attempt that was timed again."""
+    ordered = sorted(samples_ms)
+    return {
+        "verdict": quality.verdict.value,
+        "rule": quality.rule,
+        "n": len(ordered),
+        "median_ms": ordered[len(ordered) // 2],
+    }
 
 
 K = TypeVar("K", bound=ProtocolConfig)

@@ -18,7 +18,7 @@ import onnxruntime as ort
 from latlab.agent.errors import RunnerError, RunnerUnavailable
 from latlab.agent.inputs import make_inputs
 from latlab.agent.ort_profile import kernel_times, map_to_source, unmapped
-from latlab.agent.protocol import run_protocol
+from latlab.agent.protocol import Phase, run_protocol
 from latlab.agent.runners.base import LoadedModel, Profile, ProtocolRunner
 from latlab.graph import unique_node_names
 from latlab.onnx_summary import external_data_tensors
@@ -280,10 +280,8 @@ def _profile(
             sess = _session(data, opts, providers)
         run_protocol(
             partial(_run, sess, feeds),
-            warmup_runs=0,
-            warmup_s=0,
-            timed_runs=PROFILE_WARMUP_RUNS + config.profile_runs,
-            timed_s=0,
+            Phase(0, 0),
+            Phase(PROFILE_WARMUP_RUNS + config.profile_runs, 0),
             should_stop=should_stop,
         )
         profile_path = Path(sess.end_profiling())

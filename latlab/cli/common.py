@@ -115,16 +115,29 @@ def add_runtime_flags(sp: argparse.ArgumentParser) -> None:
         action="store_true",
         help="litert, benchmark_model: the TFLite GPU delegate",
     )
-    sp.add_argument("--warmup-runs", type=int)
-    sp.add_argument("--warmup-s", type=float)
+    sp.add_argument(
+        "--protocol",
+        choices=["adaptive", "fixed"],
+        help="adaptive (the default): timed until the median's 95 %% interval is within "
+        "--target-ci-pct; fixed: exactly the floors below (benchmark_model: fixed only)",
+    )
+    sp.add_argument("--warmup-runs", type=int, help="at least this many warm-up runs")
+    sp.add_argument("--warmup-s", type=float, help="at least this many seconds of warm-up")
     sp.add_argument("--runs", type=int, help="at least this many timed runs")
     sp.add_argument("--min-s", type=float, help="at least this many seconds of timed runs")
+    sp.add_argument("--max-s", type=float, help="adaptive: at most this many seconds timed")
+    sp.add_argument(
+        "--target-ci-pct", type=float, help="adaptive: the interval's half-width to reach (1 %%)"
+    )
+    sp.add_argument(
+        "--retimes", type=int, help="adaptive: re-timings of a noisy or interfered run (2)"
+    )
     sp.add_argument("--no-profile", action="store_true", help="skip the per-op profiled pass")
     sp.add_argument(
         "--deadline-s",
         type=float,
         help="fail the job if a device has no result this long after claiming it "
-        "(default: 600 s + 10x the warm-up and timed seconds)",
+        "(default: 600 s + 10x the protocol's seconds: its caps for the adaptive one)",
     )
 
 
@@ -135,6 +148,7 @@ CONFIG_FLAGS = {
     "execution_provider": "--provider",
     "timed_runs": "--runs",
     "timed_s": "--min-s",
+    "timed_max_s": "--max-s",
 }
 
 
@@ -145,10 +159,14 @@ def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
         "use_gpu": True if args.gpu_delegate else None,
         "threads": args.threads,
         "execution_provider": args.provider,
+        "protocol": args.protocol,
         "warmup_runs": args.warmup_runs,
         "warmup_s": args.warmup_s,
         "timed_runs": args.runs,
         "timed_s": args.min_s,
+        "timed_max_s": args.max_s,
+        "target_ci_pct": args.target_ci_pct,
+        "retimes": args.retimes,
         "profile_ops": not args.no_profile,
         "deadline_s": args.deadline_s,
     }
@@ -156,7 +174,8 @@ def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
     try:
         return parse_config({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
-        raise UsageError("; ".join(_config_error(e, runtime) for e in exc.errors())) from None
+        errors = [e for e in exc.errors() if e.get("type") != "default_factory_not_called"]
+        raise UsageError("; ".join(_config_error(e, runtime) for e in errors)) from None
 
 
 def _config_error(error: Any, runtime: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 __all__ = [
     "INDEX_NOTE",
+    "QUALITY_FIELDS",
     "STAT_FIELDS",
     "ArchRow",
     "DatasetDump",
@@ -24,6 +25,16 @@ INDEX_NOTE = {
 }
 #: The statistics beside the headline median, in ms (what ``MeasurementRow.stats`` holds).
 STAT_FIELDS = ("mean_ms", "std_ms", "min_ms", "max_ms", "p10_ms", "p90_ms", "p99_ms", "iqr_ms")
+#: How far to trust the headline (``latlab.quality``; what ``MeasurementRow.quality`` holds):
+#: the verdict, the median's 95 % interval (ms), its half-width, the CV and drift (%).
+QUALITY_FIELDS = (
+    "verdict",
+    "ci_low_ms",
+    "ci_high_ms",
+    "ci_halfwidth_pct",
+    "cv_pct",
+    "drift_pct",
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,8 @@ class MeasurementRow:
     #: Facts at measuring time that change the number: the timing CPU and what else ran on it
     #: (``host``), a GPU's IO binding, a phone's thermal status, an import's source.
     provenance: dict[str, Any] | None = None
+    #: The verdict and interval (QUALITY_FIELDS); None values where nothing was assessed.
+    quality: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from latlab.datasets.dump import INDEX_NOTE, STAT_FIELDS, DatasetDump
+from latlab.datasets.dump import INDEX_NOTE, QUALITY_FIELDS, STAT_FIELDS, DatasetDump
 
 __all__ = ["CSV_COLUMNS", "datasheet", "write_csv", "write_parquet"]
 
@@ -24,6 +24,9 @@ CSV_COLUMNS = (
     "n",
     "p10_ms",
     "p90_ms",
+    "verdict",
+    "ci_low_ms",
+    "ci_high_ms",
 )
 
 
@@ -47,6 +50,9 @@ def write_csv(dump: DatasetDump) -> dict[str, bytes]:
                 m.n,
                 _opt(m.stats.get("p10_ms")),
                 _opt(m.stats.get("p90_ms")),
+                m.quality.get("verdict") or "",
+                _opt(m.quality.get("ci_low_ms")),
+                _opt(m.quality.get("ci_high_ms")),
             ]
         )
     return {"measurements.csv": out.getvalue().encode()}
@@ -87,6 +93,14 @@ def datasheet(dump: DatasetDump) -> str:
         "- `dur_us` (op_measurements): microseconds; median kernel time over the profiled runs, taken in a",
         "  separate profiled session; `source_nodes` are the exported graph's nodes the kernel computes.",
         "- Imported rows (`source = imported`) carry only the published figure; see `provenance`.",
+        "- `verdict`: how far to trust the median (latlab.quality): `ok`, `noisy` (95 % interval",
+        "  half-width over 2 %), `drifting` (last third's median over 3 % from the first's), `interfered`",
+        "  (other work or steal on the timing CPU), `throttled` (thermal limit, clock under 85 % of max),",
+        "  `unknown` (too few samples); `ci_low_ms`/`ci_high_ms`: the median's 95 % interval.",
+        "",
+        "## Quality",
+        "",
+        *_quality_lines(dump),
     ]
     if dump.config:
         lines += [
@@ -125,6 +139,30 @@ def datasheet(dump: DatasetDump) -> str:
     return "\n".join(lines)
 
 
+def _quality_lines(dump: DatasetDump) -> list[str]:
+    measured = [m for m in dump.measurements if m.quality.get("verdict")]
+    if not measured:
+        return ["No measurement of this dataset was assessed (imported figures only)."]
+    verdicts = Counter(m.quality["verdict"] for m in measured)
+    widths = sorted(
+        m.quality["ci_halfwidth_pct"]
+        for m in measured
+        if m.quality.get("ci_halfwidth_pct") is not None
+    )
+    lines = [
+        f"{verdicts.get('ok', 0) / len(measured):.1%} of {len(measured)} assessed measurements are "
+        "`ok` ("
+        + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items(), key=lambda x: -x[1]))
+        + ")."
+    ]
+    if widths:
+        lines.append(
+            f"Median half-width of the 95 % interval: {widths[len(widths) // 2]:.2f} % "
+            f"(90th percentile {widths[int(0.9 * (len(widths) - 1))]:.2f} %)."
+        )
+    return lines
+
+
 def write_parquet(dump: DatasetDump) -> dict[str, bytes]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -156,6 +194,7 @@ def write_parquet(dump: DatasetDump) -> dict[str, bytes]:
             "median_ms": m.latency_ms,
             "n": m.n,
             **{k: m.stats.get(k) for k in STAT_FIELDS},
+            **{k: m.quality.get(k) for k in QUALITY_FIELDS},
             "samples_ms": m.samples_ms,
             "runtime": m.runtime,
             "runtime_version": m.runtime_version,
@@ -203,6 +242,7 @@ def write_parquet(dump: DatasetDump) -> dict[str, bytes]:
                 ("n", i64),
             ]
             + [(k, f64) for k in STAT_FIELDS]
+            + [(k, s if k == "verdict" else f64) for k in QUALITY_FIELDS]
             + [
                 ("samples_ms", pa.list_(f64)),
                 ("runtime", s),

@@ -15,6 +15,7 @@ import json
 import secrets
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -28,7 +29,7 @@ from latlab.latency_model import to_artifact
 from latlab.metrics import RegressionMetrics, regression_metrics, spearman
 from latlab.opkey import graph_cost
 from latlab.progress import follow_dataset, follow_lut
-from latlab.runtimes import RuntimeConfig
+from latlab.runtimes import Protocol, RuntimeConfig
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut, LutCreate, LutSource, LutState
 from latlab.server.config import Settings
@@ -57,6 +58,9 @@ class ArchResult:
     p90_ms: float
     n: int
     ops_sum_ms: float
+    #: How far to trust the median (latlab.quality).
+    verdict: str
+    ci_halfwidth_pct: float | None
 
 
 @dataclass(frozen=True)
@@ -136,11 +140,20 @@ def _measure(
             config=config,
         )
     )
+    if config.protocol == Protocol.adaptive:
+        how = (
+            f"the adaptive protocol (warm-up until the median settles, up to "
+            f"{config.warmup_max_s} s; timed runs until its 95 % interval is within "
+            f"±{config.target_ci_pct} %, {config.timed_s}-{config.timed_max_s} s)"
+        )
+    else:
+        how = (
+            f"warm-up {config.warmup_runs} runs/{config.warmup_s} s, "
+            f"timed {config.timed_runs} runs/{config.timed_s} s"
+        )
     print(
         f"dataset  {created.id}: {n_archs} {SPACE} archs (seed {seed}) exported to ONNX and "
-        f"queued; each timed with warm-up {config.warmup_runs} runs/{config.warmup_s} s, "
-        f"timed {config.timed_runs} runs/{config.timed_s} s, {config.threads} thread, "
-        f"then profiled per op",
+        f"queued; each timed with {how}, {config.threads} thread, then profiled per op",
         file=out,
         flush=True,
     )
@@ -195,6 +208,8 @@ def _results(parquet_zip: Path) -> list[ArchResult]:
                 p90_ms=m["p90_ms"],
                 n=m["n"],
                 ops_sum_ms=ops_us.get(m["measurement_id"], 0.0) / 1e3,
+                verdict=m["verdict"] or "unknown",
+                ci_halfwidth_pct=m["ci_halfwidth_pct"],
             )
         )
     return sorted(results, key=lambda r: r.median_ms)
@@ -202,22 +217,25 @@ def _results(parquet_zip: Path) -> list[ArchResult]:
 
 def _render(archs: list[ArchResult]) -> str:
     header = (
-        f"\n{'index':>6}{'MMACs':>9}{'median_ms':>11}{'p10_ms':>9}{'p90_ms':>9}{'n':>7}"
-        f"{'ops_sum_ms':>12}  arch"
+        f"\n{'index':>6}{'MMACs':>9}{'median_ms':>11}{'±CI %':>7}{'p10_ms':>9}{'p90_ms':>9}"
+        f"{'n':>7}{'ops_sum_ms':>12}  {'verdict':<11}arch"
     )
     shown = archs if len(archs) <= 2 * SHOWN else archs[:SHOWN] + archs[-SHOWN:]
     lines = [header]
     for i, r in enumerate(shown):
         if i == SHOWN and len(archs) > 2 * SHOWN:
             lines.append(f"{'...':>6}")
+        ci = "" if r.ci_halfwidth_pct is None else f"{r.ci_halfwidth_pct:.2f}"
         lines.append(
-            f"{r.index:>6}{r.macs / 1e6:>9.1f}{r.median_ms:>11.3f}{r.p10_ms:>9.3f}"
-            f"{r.p90_ms:>9.3f}{r.n:>7}{r.ops_sum_ms:>12.3f}  {r.arch}"
+            f"{r.index:>6}{r.macs / 1e6:>9.1f}{r.median_ms:>11.3f}{ci:>7}{r.p10_ms:>9.3f}"
+            f"{r.p90_ms:>9.3f}{r.n:>7}{r.ops_sum_ms:>12.3f}  {r.verdict:<11}{r.arch}"
         )
     rho = spearman([r.macs for r in archs], [r.median_ms for r in archs])
+    verdicts = Counter(r.verdict for r in archs)
     lines.append(
         f"\nlatency {archs[0].median_ms:.3f}..{archs[-1].median_ms:.3f} ms; "
-        f"Spearman rho(MACs, latency) = {rho:.3f}"
+        f"Spearman rho(MACs, latency) = {rho:.3f}\n"
+        f"verdicts: {', '.join(f'{v} {n}' for v, n in verdicts.most_common())}"
     )
     return "\n".join(lines)
 

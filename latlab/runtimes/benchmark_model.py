@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from latlab.runtimes.spec import ModelFormat, RuntimeSpec
+from latlab.runtimes.spec import ModelFormat, Protocol, RuntimeSpec
 from latlab.runtimes.tflite import TFLITE, TfliteConfig
 
 __all__ = ["SPEC", "BenchmarkModelConfig"]
@@ -12,6 +12,8 @@ __all__ = ["SPEC", "BenchmarkModelConfig"]
 
 class BenchmarkModelConfig(TfliteConfig):
     runtime: Literal["benchmark_model"] = "benchmark_model"
+    #: benchmark_model times itself (its --num_runs/--min_secs): only the fixed protocol.
+    protocol: Literal[Protocol.fixed] = Protocol.fixed
 
 
 SPEC = RuntimeSpec(

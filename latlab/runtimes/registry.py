@@ -22,7 +22,7 @@ from pydantic_core import CoreSchema, PydanticCustomError
 
 from latlab.errors import LatlabError
 from latlab.plugins import Registry
-from latlab.runtimes.spec import FusionRules, ProtocolConfig, RuntimeSpec
+from latlab.runtimes.spec import FusionRules, Protocol, ProtocolConfig, RuntimeSpec
 from latlab.untrusted import excerpt
 
 __all__ = [
@@ -164,6 +164,8 @@ def stored_config(data: dict[str, Any]) -> ProtocolConfig:
     stored before the runtimes had configs of their own carried every runtime's) are left
     out, so old rows read as what they meant."""
     name = str(data.get("runtime", DEFAULT_RUNTIME))
+    if "protocol" not in data:  # stored before the adaptive protocol: timed with the fixed one
+        data = {**data, "protocol": Protocol.fixed.value}
     spec = runtimes().get(name)
     if spec is None:  # its plug-in is not installed here (any more)
         return UnregisteredConfig.model_validate(data)

@@ -24,8 +24,10 @@ __all__ = [
     "DEADLINE_BASE_S",
     "DEADLINE_PROTOCOL_FACTOR",
     "MAX_DEADLINE_S",
+    "PROTOCOL_VERSIONS",
     "FusionRules",
     "ModelFormat",
+    "Protocol",
     "ProtocolConfig",
     "RuntimeSpec",
     "default_deadline_s",
@@ -63,10 +65,38 @@ class FusionRules:
 
 def default_deadline_s(protocol: Mapping[str, Any]) -> float:
     """A job's deadline when its config names none, scaled from the protocol's seconds:
-    ``DEADLINE_BASE_S + DEADLINE_PROTOCOL_FACTOR * (warmup_s + timed_s)`` (630 s for the default
-    protocol, at most 12,600 s), never over ``MAX_DEADLINE_S``."""
-    seconds = float(protocol.get("warmup_s", 0.0)) + float(protocol.get("timed_s", 0.0))
+    ``DEADLINE_BASE_S + DEADLINE_PROTOCOL_FACTOR * seconds``, where seconds are the fixed
+    protocol's ``warmup_s + timed_s`` (630 s by default) or the adaptive protocol's caps,
+    ``warmup_max_s + timed_max_s`` for the run and each re-timing (760 s by default); never
+    over ``MAX_DEADLINE_S``."""
+    if protocol.get("protocol") == Protocol.fixed:
+        seconds = float(protocol.get("warmup_s", 0.0)) + float(protocol.get("timed_s", 0.0))
+    else:
+        attempts = 1 + int(protocol.get("retimes", 0))
+        seconds = float(protocol.get("warmup_max_s", 0.0)) + attempts * float(
+            protocol.get("timed_max_s", 0.0)
+        )
     return min(MAX_DEADLINE_S, DEADLINE_BASE_S + DEADLINE_PROTOCOL_FACTOR * seconds)
+
+
+class Protocol(StrEnum):
+    """How long a model is timed (``agent/protocol.py``)."""
+
+    #: Warm-up until the running median settles, timed runs until the median's 95 % interval
+    #: is within ``target_ci_pct``; floors and caps in runs and seconds; a run whose verdict is
+    #: not ``ok`` re-timed up to ``retimes`` times.
+    adaptive = "adaptive"
+    #: At least ``warmup_runs`` and ``warmup_s``, then at least ``timed_runs`` and ``timed_s``.
+    fixed = "fixed"
+
+
+#: The version every measurement records for each protocol.
+PROTOCOL_VERSIONS = {Protocol.fixed: "1", Protocol.adaptive: "2"}
+
+
+def _by_protocol(fixed: Any, adaptive: Any) -> Any:
+    """A default that depends on the config's ``protocol`` (declared before it)."""
+    return lambda data: fixed if data.get("protocol") == Protocol.fixed else adaptive
 
 
 class ProtocolConfig(In):
@@ -77,13 +107,26 @@ class ProtocolConfig(In):
     runtime: str
     #: Intra-op threads. 1 is the stable default: 2+ threads jitter 2-5x on small hosts.
     threads: int = Field(default=1, ge=1, le=256)
-    warmup_runs: int = Field(default=10, ge=0, le=100_000)
-    warmup_s: float = Field(default=1.0, ge=0, le=600)
-    timed_runs: int = Field(default=50, ge=1, le=100_000)
-    timed_s: float = Field(default=2.0, ge=0, le=600)
+    protocol: Protocol = Protocol.adaptive
+    #: Warm-up: at least this many runs and seconds (the fixed protocol's whole warm-up; the
+    #: adaptive one's floor). Defaults: fixed 10 runs and 1 s, adaptive 3 runs and 0.1 s.
+    warmup_runs: int = Field(default_factory=_by_protocol(10, 3), ge=0, le=100_000)
+    warmup_s: float = Field(default_factory=_by_protocol(1.0, 0.1), ge=0, le=600)
+    #: Timed runs: at least this many runs and seconds. Defaults: fixed 50 runs and 2 s,
+    #: adaptive 20 runs and 0.5 s.
+    timed_runs: int = Field(default_factory=_by_protocol(50, 20), ge=1, le=100_000)
+    timed_s: float = Field(default_factory=_by_protocol(2.0, 0.5), ge=0, le=600)
+    #: Adaptive: the warm-up's cap in seconds, the timed runs' caps in seconds and runs, and
+    #: the target half-width of the median's 95 % interval relative to the median (%).
+    warmup_max_s: float = Field(default=1.0, ge=0, le=600)
+    timed_max_s: float = Field(default=5.0, ge=0, le=600)
+    timed_max_runs: int = Field(default=20_000, ge=1, le=1_000_000)
+    target_ci_pct: float = Field(default=1.0, gt=0, le=100)
+    #: Adaptive: times a run whose verdict is noisy, drifting or interfered is timed again.
+    retimes: int = Field(default=2, ge=0, le=10)
     #: Per-op times from a separate profiled pass (never from the timed runs).
     profile_ops: bool = True
-    profile_runs: int = Field(default=10, ge=1, le=10_000)
+    profile_runs: int = Field(default_factory=_by_protocol(10, 5), ge=1, le=10_000)
     #: Pin the timing thread to these CPU ids (Linux), if given.
     cpu_affinity: list[Annotated[int, Field(ge=0, le=65_535)]] | None = Field(
         default=None, max_length=4096
@@ -100,6 +143,12 @@ class ProtocolConfig(In):
         {
             "runtime",
             "threads",
+            "protocol",
+            "warmup_max_s",
+            "timed_max_s",
+            "timed_max_runs",
+            "target_ci_pct",
+            "retimes",
             "warmup_runs",
             "warmup_s",
             "timed_runs",
@@ -111,6 +160,11 @@ class ProtocolConfig(In):
             "deadline_s",
         }
     )
+
+    @property
+    def protocol_version(self) -> str:
+        """What a measurement timed with this config records as its ``protocol_version``."""
+        return PROTOCOL_VERSIONS[self.protocol]
 
     @property
     def provider(self) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Select, func, insert, select
 from sqlalchemy.orm import Session
 
-from latlab.datasets.dump import STAT_FIELDS, MeasurementRow, OpRow
+from latlab.datasets.dump import QUALITY_FIELDS, STAT_FIELDS, MeasurementRow, OpRow
 from latlab.schemas import DatasetSource, DatasetState, JobState
 from latlab.server.db import in_chunks, reserve_ids
 from latlab.server.tables import (
@@ -235,6 +235,7 @@ _HEADLINE_COLUMNS = (
     Measurement.protocol_version,
     Measurement.agent_version,
     Measurement.created_at,
+    *(getattr(Measurement, k) for k in QUALITY_FIELDS),
 )
 
 
@@ -261,33 +262,30 @@ def measurement_rows(
             .where(Job.state == JobState.done.value)
             .order_by(DatasetArch.position, DatasetEntry.device_id)
         )
-    n_stats = len(STAT_FIELDS)
     out = []
     for row in session.execute(query):
-        arch, m_id, device_id, source, median_ms, provenance, n = row[:7]
-        stats = dict(zip(STAT_FIELDS, row[7 : 7 + n_stats], strict=True))
-        runtime, version, provider, threads, protocol, agent, created_at = row[
-            7 + n_stats : 14 + n_stats
-        ]
+        m = row._mapping
+        provenance = m["provenance"]
         out.append(
             MeasurementRow(
-                measurement_id=m_id,
-                arch=arch,
-                device_id=device_id,
-                source=source,
-                latency_ms=median_ms,
+                measurement_id=m["id"],
+                arch=m["arch"],
+                device_id=m["device_id"],
+                source=m["source"],
+                latency_ms=m["median_ms"],
                 latency_s=(provenance or {}).get("latency_s"),
-                n=n,
-                stats=stats,
-                samples_ms=list(row[14 + n_stats]) if with_samples else None,
-                runtime=runtime,
-                runtime_version=version,
-                provider=provider,
-                threads=threads,
-                protocol_version=protocol,
-                agent_version=agent,
-                created_at=created_at.isoformat(),
+                n=m["n"],
+                stats={k: m[k] for k in STAT_FIELDS},
+                samples_ms=list(m["samples_ms"]) if with_samples else None,
+                runtime=m["runtime"],
+                runtime_version=m["runtime_version"],
+                provider=m["provider"],
+                threads=m["threads"],
+                protocol_version=m["protocol_version"],
+                agent_version=m["agent_version"],
+                created_at=m["created_at"].isoformat(),
                 provenance=provenance,
+                quality={k: m[k] for k in QUALITY_FIELDS},
             )
         )
     return out

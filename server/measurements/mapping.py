@@ -14,7 +14,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from latlab.schemas import LatencyStats, MeasurementIn, MeasurementOut, OpTiming, WarmupInfo
+from latlab.schemas import (
+    LatencyStats,
+    MeasurementIn,
+    MeasurementOut,
+    MeasurementQuality,
+    OpTiming,
+    WarmupInfo,
+)
 from latlab.server.tables import Measurement, core_table
 
 __all__ = ["COLUMNS", "measurement_out", "op_values", "row_values"]
@@ -25,6 +32,7 @@ COLUMNS = frozenset(core_table(Measurement).c.keys())
 FLATTENED: dict[str, tuple[type[BaseModel], str]] = {
     "warmup": (WarmupInfo, "warmup_"),
     "stats": (LatencyStats, ""),
+    "quality": (MeasurementQuality, ""),
 }
 #: Upload fields that are not columns of the row: the lease (checked, not stored), the per-op
 #: rows (a table of their own) and a runtime's reported statistics (turned into ``stats``).
@@ -35,7 +43,7 @@ def _stored_columns() -> frozenset[str]:
     """The columns an upload fills; a field added to the models without its column fails
     here, when the server starts, not on the first upload."""
     names: set[str] = set()
-    for name in [*MeasurementIn.model_fields, "stats"]:
+    for name in [*MeasurementIn.model_fields, "stats", "quality"]:
         if name in FLATTENED:
             model, prefix = FLATTENED[name]
             names.update(f"{prefix}{key}" for key in model.model_fields)
@@ -49,10 +57,13 @@ def _stored_columns() -> frozenset[str]:
 _stored_columns()
 
 
-def row_values(body: MeasurementIn, stats: LatencyStats) -> dict[str, Any]:
+def row_values(
+    body: MeasurementIn, stats: LatencyStats, quality: MeasurementQuality
+) -> dict[str, Any]:
     """The columns of an uploaded measurement's row (the job's ids and config come apart)."""
     data = body.model_dump(mode="json", exclude=set(NOT_STORED))
     data["stats"] = stats.model_dump()
+    data["quality"] = quality.model_dump()
     values: dict[str, Any] = {}
     for name, value in data.items():
         if name in FLATTENED:

@@ -11,6 +11,7 @@ import logging
 
 from sqlalchemy.orm import Session
 
+from latlab.quality import assess, measurement_quality
 from latlab.schemas import JobState, MeasurementIn, MeasurementOut, MeasurementSource
 from latlab.server.db import utcnow
 from latlab.server.errors import DeadlinePassed, InvalidInput, NotFound
@@ -46,14 +47,19 @@ def store_result(
         stats = reported_latency_stats(body.reported)
         provenance["headline"] = REPORTED_HEADLINE
         provenance["reported"] = body.reported.model_dump()
+        quality = measurement_quality(assess([]))
     else:
         try:
             stats = latency_stats(body.samples_ms)
         except ValueError as exc:
             raise InvalidInput(str(exc)) from exc
+        host = provenance.get("host")
+        quality = measurement_quality(
+            assess(body.samples_ms, host if isinstance(host, dict) else None)
+        )
     now = utcnow()
     row = {
-        **row_values(body, stats),
+        **row_values(body, stats, quality),
         "job_id": job.id,
         "source": MeasurementSource.measured.value,
         "model_id": job.model_id,

@@ -1,7 +1,9 @@
 """Latency models kept in memory for serving: each source loaded once; for a space small
 enough to enumerate (NAS-Bench-201: 15,625 archs), a model that predicts in cheap batches
-(``LatencyModel.tabulate``) predicts every arch once on first use and answers are read from
-that table."""
+(``LatencyModel.tabulate``) predicts every arch once, on the first request of at least
+``TABLE_MIN_REQUEST`` archs (a search job's batch), and answers are read from that table; a
+smaller request before it is predicted as it is (a few archs in milliseconds, where the table
+takes seconds)."""
 
 from __future__ import annotations
 
@@ -24,8 +26,10 @@ __all__ = ["TABLE_MAX_ARCHS", "PredictorCache", "Served"]
 
 log = logging.getLogger(__name__)
 
-#: Spaces up to this size get a table of every arch's prediction.
+#: Spaces up to this size get a table of every arch's prediction ...
 TABLE_MAX_ARCHS = 100_000
+#: ... built by the first request of at least this many archs.
+TABLE_MIN_REQUEST = 1000
 MAX_LOADED = 8
 
 
@@ -65,10 +69,15 @@ class PredictorCache:
         """The model's estimates for archs of a space, as a request gives them (indices,
         strings, vectors); an ``ArchError`` names one the space does not have."""
         space = get_space(space_name, **space_params)
-        if not served.model.tabulate or space.size > TABLE_MAX_ARCHS:
+        key = (space_name, repr(sorted(space_params.items())))
+        if (
+            not served.model.tabulate
+            or space.size > TABLE_MAX_ARCHS
+            or (len(items) < TABLE_MIN_REQUEST and key not in served.table)
+        ):
             archs = [space.parse(item) for item in items]
             return served.model.predict_archs(space_name, space_params, archs)
-        table = self._table(served, space, space_name, space_params)
+        table = self._table(served, space, space_params, key)
         if all(type(i) is int and 0 <= i < space.size for i in items):
             idx = np.asarray(items, dtype=np.int64)  # a search job's usual form: no parsing
         else:
@@ -77,14 +86,13 @@ class PredictorCache:
         return Estimates(latency_ms=table.latency_ms[idx], uncertainty_ms=std)
 
     def _table(
-        self, served: Served, space: Any, space_name: str, space_params: dict[str, Any]
+        self, served: Served, space: Any, space_params: dict[str, Any], key: tuple[str, str]
     ) -> Estimates:
-        key = (space_name, repr(sorted(space_params.items())))
         with self._lock:
             if key not in served.table:
                 started = time.perf_counter()
                 every = [space.from_index(i) for i in range(space.size)]
-                served.table[key] = served.model.predict_archs(space_name, space_params, every)
+                served.table[key] = served.model.predict_archs(key[0], space_params, every)
                 log.info(
                     "prediction table built",
                     extra={

@@ -19,6 +19,7 @@ from latlab.schemas import (
     PredictRequest,
 )
 from latlab.server.blobstore import BlobStore
+from latlab.server.db import release
 from latlab.server.devices.service import get_device
 from latlab.server.errors import InvalidInput, NotFound, PayloadTooLarge
 from latlab.server.luts.service import lut_source, lut_sources
@@ -44,11 +45,14 @@ def predict_latency(
     items = _items(body)
     source = _source(session, device.id, body)
     served = cache.get(source, blobs)
+    graphs = [model_graph(session, blobs, str(m)) for m in items] if body.archs is None else []
+    # nothing more to read: give the connection back before computing (a first NB201 table
+    # takes seconds, and on SQLite an open transaction holds the one write gate)
+    release(session)
     if body.archs is not None:
         assert body.space is not None
         estimates = cache.predict_archs(served, body.space, body.space_params, items)
     else:
-        graphs = [model_graph(session, blobs, str(m)) for m in items]
         estimates = served.model.predict_graphs(graphs)
     return PredictOut(
         device_id=device.id,
