@@ -131,16 +131,25 @@ def _loop(
     samples: list[int] = []
     append = samples.append
     min_ns = int(phase.min_s * NS_PER_S)
+    max_runs = phase.max_runs if phase.max_runs is not None else 1 << 62
+    max_ns = int(phase.max_s * NS_PER_S) if phase.max_s is not None else 1 << 62
+    check_at = 0
     start = end = clock()
-    while len(samples) < phase.min_runs or end - start < min_ns:
+    while True:
+        if len(samples) >= phase.min_runs and end - start >= min_ns:  # the floors are met
+            if phase.done is None or len(samples) >= max_runs or end - start >= max_ns:
+                break
+            if len(samples) >= check_at:
+                if phase.done(samples):
+                    break
+                check_at = len(samples) + max(1, len(samples) // 10)
         if should_stop():
             raise Interrupted("stop requested during the measurement")
         t0 = clock()
         run_once()
         end = clock()
         append(end - t0)
-    if phase.done is None:
-        return samples
+    return samples
     max_runs = phase.max_runs if phase.max_runs is not None else 1 << 62
     max_ns = int(phase.max_s * NS_PER_S) if phase.max_s is not None else 1 << 62
     check_at = len(samples)

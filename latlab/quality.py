@@ -93,7 +93,10 @@ def _median_sorted(a: Sequence[float]) -> float:
 def median_ci(samples: Sequence[float]) -> tuple[float, float]:
     """The 95 % interval of the median: order statistics of ranks ``n/2 -+ z*sqrt(n)/2``
     (1-based, widened outward), the whole range for fewer than ``MIN_SAMPLES``."""
-    a = sorted(samples)
+    return _ci_sorted(sorted(samples))
+
+
+def _ci_sorted(a: Sequence[float]) -> tuple[float, float]:
     n = len(a)
     if n == 0:
         raise ValueError("median_ci needs at least one sample")
@@ -106,9 +109,11 @@ def median_ci(samples: Sequence[float]) -> tuple[float, float]:
 
 
 def ci_halfwidth_pct(samples: Sequence[float]) -> float:
-    """Half the median interval's width relative to the median, in %."""
-    low, high = median_ci(samples)
-    median = _median_sorted(sorted(samples))
+    """Half the median interval's width relative to the median, in % (one sort: the adaptive
+    protocol calls it while it times)."""
+    a = sorted(samples)
+    low, high = _ci_sorted(a)
+    median = _median_sorted(a)
     return 100 * (high - low) / 2 / median if median > 0 else math.inf
 
 
