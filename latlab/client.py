@@ -29,6 +29,7 @@ from latlab.errors import ApiError, ServerUnreachable
 from latlab.runtimes import RuntimeConfig
 from latlab.schemas import (
     MAX_PREDICT_ITEMS,
+    CanaryPoint,
     ClaimedJob,
     DatasetCreate,
     DatasetFormat,
@@ -126,6 +127,14 @@ class Client(_Http):
         """The device with this id, or else with this name (an ``ApiError`` 422 naming the ids
         when several devices share the name): ``client.device(name).id`` is its id."""
         return DeviceOut.model_validate(self._json("GET", f"/v1/devices/{_segment(device)}"))
+
+    def device_canary(
+        self, device: str, *, runtime_identity: str | None = None, limit: int = 1000
+    ) -> list[CanaryPoint]:
+        """The device's canary series, oldest first: its reference model timed between jobs."""
+        params = _params(runtime_identity=runtime_identity, limit=limit)
+        rows = self._json("GET", f"/v1/devices/{_segment(device)}/canary", params=params)
+        return [CanaryPoint.model_validate(r) for r in rows]
 
     def revoke_device(self, device: str) -> DeviceOut:
         """Revoke the device's token (a read-write key); its jobs are requeued or cancelled."""
@@ -286,7 +295,8 @@ class Client(_Http):
         poll_s: float = 0.5,
         on_progress: Callable[[DatasetOut], None] | None = None,
     ) -> DatasetOut:
-        """Wait until every entry of the campaign is done or failed (or the campaign failed)."""
+        """Wait until every entry of the campaign is done or failed and the device canaries
+        around them are checked (a drifted window measured again), or the campaign failed."""
         deadline = time.monotonic() + timeout_s
         while True:
             dataset = self.dataset(dataset_id)

@@ -34,7 +34,10 @@ def follow_dataset(
 
         def show(d: DatasetOut) -> None:
             p = d.progress
-            bar.set_postfix(prepared=f"{p.prepared}/{p.archs}", failed=p.failed, refresh=False)
+            extra = {"remeasured": p.remeasured} if p.remeasured else {}
+            bar.set_postfix(
+                prepared=f"{p.prepared}/{p.archs}", failed=p.failed, refresh=False, **extra
+            )
             bar.update(p.done + p.failed - bar.n)
 
         return client.wait_dataset(dataset_id, timeout_s=timeout_s, poll_s=poll_s, on_progress=show)

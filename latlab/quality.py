@@ -15,24 +15,31 @@ from the samples and the host's report, and stores it with the measurement.
   the timing CPUs, hypervisor steal, or a load over the host's CPUs when unpinned),
   ``drifting``, ``noisy`` (interval half-width over ``noisy_ci_pct``), else ``ok``. Too few
   samples to say (under ``MIN_SAMPLES``) is ``unknown``.
+- Across runs, the device canary (a reference model timed between a device's jobs): a
+  measurement's window is the canaries just before and after it, and its drift the one of them
+  further from the median of a campaign's canaries (``canary_windows``).
 """
 
 from __future__ import annotations
 
 import math
+import statistics
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from latlab.schemas import MeasurementQuality
 
 __all__ = [
     "MIN_SAMPLES",
+    "CanaryWindows",
     "Quality",
     "QualityRules",
     "Verdict",
     "assess",
+    "canary_windows",
     "ci_halfwidth_pct",
     "drift_pct",
     "measurement_quality",
@@ -175,10 +182,15 @@ def assess(
 ) -> Quality:
     """The quality of one measurement's timed samples (in run order) and host report."""
     if len(samples_ms) < MIN_SAMPLES:
+        # the host can still say (a phone that reports statistics only, and its heat)
         low_high = median_ci(samples_ms) if samples_ms else (None, None)
-        return Quality(
+        verdict, rule = _host_rule(host or {}, rules) or (
             Verdict.unknown,
             f"{len(samples_ms)} samples: at least {MIN_SAMPLES} are needed to judge",
+        )
+        return Quality(
+            verdict,
+            rule,
             low_high[0],
             low_high[1],
             None,
@@ -228,3 +240,48 @@ def measurement_quality(quality: Quality) -> MeasurementQuality:
         cv_pct=quality.cv_pct,
         drift_pct=quality.drift_pct,
     )
+
+
+class _Ordered(Protocol):
+    def __lt__(self, other: Any, /) -> bool: ...
+
+
+T = TypeVar("T", bound=_Ordered)
+
+
+@dataclass(frozen=True)
+class CanaryWindows:
+    #: The median of the canaries that bound the measurements (ms); None without canaries.
+    reference_ms: float | None
+    #: Per measurement: its window's drift, signed %, relative to the reference.
+    drift_pct: list[float | None]
+    #: (max - min) / reference of those canaries, %.
+    spread_pct: float | None
+    #: How many canaries bound the measurements.
+    n: int
+
+
+def canary_windows(canaries: Sequence[tuple[T, float]], at: Sequence[T]) -> CanaryWindows:
+    """Each measurement time in ``at`` against the device's canaries (time, median ms; sorted
+    by time). The canaries that bound them, from the last one at or before the first
+    measurement to the first one after the last, give the reference (their median); a
+    measurement's drift is that of the canary just before or just after it, whichever is
+    further from the reference (one side where there is one)."""
+    if not canaries or not at:
+        return CanaryWindows(None, [None] * len(at), None, 0)
+    times = [t for t, _ in canaries]
+    lo = max(0, bisect_right(times, min(at)) - 1)
+    hi = min(len(canaries), bisect_right(times, max(at)) + 1)
+    bounding = [ms for _, ms in canaries[lo:hi]]
+    reference = statistics.median(bounding)
+
+    def pct(ms: float) -> float:
+        return 100.0 * (ms / reference - 1.0)
+
+    drift: list[float | None] = []
+    for t in at:
+        i = bisect_right(times, t)
+        near = [pct(canaries[j][1]) for j in (i - 1, i) if 0 <= j < len(canaries)]
+        drift.append(max(near, key=abs))
+    spread = 100.0 * (max(bounding) - min(bounding)) / reference
+    return CanaryWindows(reference, drift, spread, len(bounding))

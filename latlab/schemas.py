@@ -21,6 +21,7 @@ from latlab.wire import Count, In, JsonInt, Out
 __all__ = [
     "MAX_PREDICT_ITEMS",
     "UNKNOWN_RUNTIME",
+    "CanaryPoint",
     "ClaimedJob",
     "DatasetCreate",
     "DatasetFormat",
@@ -39,6 +40,7 @@ __all__ = [
     "JobCreate",
     "JobFailureIn",
     "JobOut",
+    "JobPurpose",
     "JobState",
     "LatencyStats",
     "LeaseIn",
@@ -217,6 +219,14 @@ class JobState(StrEnum):
         return self in (JobState.queued, JobState.leased)
 
 
+class JobPurpose(StrEnum):
+    #: A user's, campaign's or LUT's model.
+    measure = "measure"
+    #: The device's reference model, queued by the server between other jobs so that a change
+    #: in the device's speed shows (``latlab devices canary``).
+    canary = "canary"
+
+
 class JobCreate(In):
     """Time one model on one device, or on any one device whose descriptor matches."""
 
@@ -248,6 +258,7 @@ class JobOut(Out):
     updated_at: datetime
     finished_at: datetime | None
     measurement_id: int | None = None
+    purpose: JobPurpose = JobPurpose.measure
     #: True when the request matched a pending identical job and that job is returned.
     deduplicated: bool = False
 
@@ -417,6 +428,24 @@ class MeasurementOut(Out, Measured):
     samples_ms: list[float] | None = None
     ops: list[OpTiming] | None = None
     created_at: datetime
+    purpose: JobPurpose = JobPurpose.measure
+
+
+class CanaryPoint(Out):
+    """One timing of a device's reference model (``GET /v1/devices/{id}/canary``)."""
+
+    measurement_id: int
+    job_id: str | None
+    model_id: str | None
+    measured_at: datetime
+    median_ms: float
+    ci_low_ms: float | None
+    ci_high_ms: float | None
+    verdict: str | None
+    runtime: str
+    provider: str
+    threads: int
+    runtime_identity: str | None
 
 
 # --------------------------------------------------------------------------- datasets
@@ -441,9 +470,10 @@ class DatasetSource(StrEnum):
 class DatasetState(StrEnum):
     #: A campaign's archs are being exported, uploaded and queued.
     preparing = "preparing"
-    #: Every arch is queued; measurements are coming in.
+    #: Every arch is queued; measurements are coming in (and, when all are in, the device
+    #: canaries around them are checked: a drifted window is measured again).
     measuring = "measuring"
-    #: Every entry of the campaign is done or failed.
+    #: Every entry of the campaign is done or failed, and its canaries checked.
     done = "done"
     #: No arch of the campaign could be prepared (``error`` says why).
     failed = "failed"
@@ -468,6 +498,11 @@ class DatasetCreate(In):
     #: How the archs are written out: dead ops pruned (deployment toolchains) or every op kept
     #: (a framework's eager code, e.g. NAS-Bench-201's PyTorch cells).
     form: GraphForm = GraphForm.pruned
+    #: A measurement is drifted when a device canary just before or after it differs from the
+    #: median of the campaign's canaries on that device by more than this (%).
+    canary_limit_pct: float = Field(default=5.0, gt=0, le=100)
+    #: Times a drifted measurement is measured again (0: kept, marked ``drifted`` in exports).
+    remeasure_drifted: int = Field(default=1, ge=0, le=5)
 
 
 class DatasetProgress(BaseModel):
@@ -481,6 +516,8 @@ class DatasetProgress(BaseModel):
     done: int
     failed: int
     pending: int
+    #: Entries measured again because the device's canary drifted around them.
+    remeasured: int = 0
 
 
 class DatasetOut(Out):

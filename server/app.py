@@ -18,8 +18,10 @@ import latlab
 from latlab.schemas import ErrorBody, JobState
 from latlab.server.background import BackgroundWork
 from latlab.server.blobstore import open_blob_store
+from latlab.server.canary.service import CanaryModels
 from latlab.server.config import Settings
 from latlab.server.datasets import builder as datasets_builder
+from latlab.server.datasets import canary_check
 from latlab.server.datasets.endpoints import router as datasets_router
 from latlab.server.db import (
     create_db_engine,
@@ -72,12 +74,16 @@ def create_app(settings: Settings) -> FastAPI:
     """Build the app; migrations run to head here, before the first request."""
     engine = create_db_engine(settings.resolved_database_url)
     upgrade_to_head(engine)
+    blobs = open_blob_store(settings)
     state = AppState(
         settings=settings,
         sessions=sessionmaker(engine, expire_on_commit=False),
-        blobs=open_blob_store(settings),
+        blobs=blobs,
+        canaries=CanaryModels(blobs, settings),
         notifier=JobNotifier(),
-        background=BackgroundWork([datasets_builder.prepare_next, luts_builder.advance_next]),
+        background=BackgroundWork(
+            [datasets_builder.prepare_next, canary_check.check_next, luts_builder.advance_next]
+        ),
         predictors=PredictorCache(),
         metrics=Metrics(),
     )

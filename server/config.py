@@ -74,6 +74,14 @@ class Settings(BaseSettings):
     offline_after_s: float = Field(default=90.0, gt=0)
     #: How often the lease reaper runs in the background.
     reap_every_s: float = Field(default=5.0, gt=0)
+    #: The device canary (server/canary.py): before a device's next job it times the reference
+    #: model when it has not with that job's runtime identity yet, after this many jobs, or
+    #: after this many seconds; 0 and 0 turn it off.
+    canary_every_jobs: int = Field(default=25, ge=0, le=1_000_000)
+    canary_every_s: float = Field(default=300.0, ge=0)
+    #: A finished campaign waits this long for the canary that closes its last window on a
+    #: device (queued when its jobs are done) before it is checked without it.
+    canary_close_wait_s: float = Field(default=120.0, ge=0)
 
     @field_validator(
         "s3_bucket",

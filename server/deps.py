@@ -20,6 +20,7 @@ from latlab.server.prometheus import Metrics
 
 if TYPE_CHECKING:
     from latlab.server.background import BackgroundWork
+    from latlab.server.canary.service import CanaryModels
     from latlab.server.predict.cache import PredictorCache
 from latlab.server.devices import repository as devices
 
@@ -45,6 +46,7 @@ class AppState:
     settings: Settings
     sessions: sessionmaker[Session]
     blobs: BlobStore
+    canaries: CanaryModels
     notifier: JobNotifier
     background: BackgroundWork
     predictors: PredictorCache

@@ -109,6 +109,8 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         Index("ix_jobs_state_created_at", "state", "created_at"),
+        # a device's last canary job with a runtime identity (server/canary.py)
+        Index("ix_jobs_device_purpose", "device_id", "purpose", "runtime_identity", "created_at"),
         # Identical pending requests are one job: enforced by the database, not by luck.
         Index(
             "uq_jobs_pending_dedup_key",
@@ -130,6 +132,9 @@ class Job(Base):
     provider: Mapped[str] = mapped_column(String(100))
     runtime_identity: Mapped[str] = mapped_column(String(64))
     dedup_key: Mapped[str] = mapped_column(String(64))
+    #: "measure" (a user's, campaign's or LUT's job) or "canary" (the device's reference model,
+    #: queued by the server every so often: server/canary.py).
+    purpose: Mapped[str] = mapped_column(String(16), server_default="measure", default="measure")
     state: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer)
@@ -153,7 +158,14 @@ class Measurement(Base):
     __tablename__ = "measurements"
     __table_args__ = (
         Index("ix_measurements_model_device", "model_id", "device_id"),
-        Index("ix_measurements_device_runtime_identity", "device_id", "runtime_identity"),
+        # a device's measurements with one runtime identity, canaries apart, in time order
+        Index(
+            "ix_measurements_device_identity_purpose",
+            "device_id",
+            "runtime_identity",
+            "purpose",
+            "created_at",
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -163,6 +175,8 @@ class Measurement(Base):
     model_id: Mapped[str | None] = mapped_column(ForeignKey("models.id"))
     #: "measured" by an agent here, or "imported" from a published dataset (no raw samples).
     source: Mapped[str] = mapped_column(String(16), server_default="measured")
+    #: Its job's purpose: "measure" or "canary" (imports: "measure").
+    purpose: Mapped[str] = mapped_column(String(16), server_default="measure", default="measure")
     #: Where an imported number comes from and which statistic it is.
     provenance: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
@@ -278,6 +292,8 @@ class DatasetEntry(Base):
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
     job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), nullable=True, index=True)
     measurement_id: Mapped[int | None] = mapped_column(ForeignKey("measurements.id"), nullable=True)
+    #: Times the entry was measured again because the device's canary drifted around it.
+    remeasured: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
 
 
 class Lut(Base):

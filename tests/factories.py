@@ -34,6 +34,9 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Set
         "enroll_key": SecretStr(ENROLL_KEY),
         "lease_s": 30.0,
         "reap_every_s": 0.2,
+        # the device canary off: tests count jobs; tests/test_canary.py turns it on
+        "canary_every_jobs": 0,
+        "canary_every_s": 0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -144,6 +144,7 @@ def test_a_model_is_pushed_timed_profiled_and_removed(phone: Phone, tflite_model
         "threads": 4,
         "thermal_status_before": 1,
         "thermal_status_after": 3,  # two passes, each warmed the phone by one step
+        "host": {"thermal": 3, "thermal_limit": 0},  # what latlab.quality judges
         "fixed_performance_mode": False,
         "init_ms": pytest.approx(32.163),
         "binary": BINARY,
@@ -257,6 +258,9 @@ def test_a_phone_agent_takes_a_tflite_job_through_the_queue(
     assert m.provenance is not None and m.provenance["headline"] == "mean"
     assert m.provenance["reported"]["count"] == 64
     assert m.provenance["thermal_status_before"] == 1 and m.provenance["phone"] == SERIAL
+    # a phone throttling (Android thermal status over 0) during the run says so
+    assert m.quality.verdict == "throttled"
+    assert m.quality.verdict_rule is not None and "thermal reading" in m.quality.verdict_rule
     assert m.ops is not None and len(m.ops) == 4 and m.ops[3].dur_us == pytest.approx(3653.0)
 
 

@@ -46,6 +46,13 @@ def test_fewer_samples_than_the_minimum_are_unknown(values: list[float]) -> None
     assert quality.verdict == Verdict.unknown and quality.drift_pct is None
 
 
+def test_a_hot_host_is_throttled_even_without_samples() -> None:
+    # a phone that reports only statistics: its thermal status still judges the run
+    hot = assess([], {"thermal": 2, "thermal_limit": 0})
+    assert hot.verdict == Verdict.throttled and "thermal reading 2" in hot.rule
+    assert assess([], {"thermal": 0, "thermal_limit": 0}).verdict == Verdict.unknown
+
+
 def test_the_interval_narrows_as_runs_add_up() -> None:
     base = [1.0, 1.1, 0.9, 1.05, 0.95, 1.2, 0.8, 1.0]
     widths = [ci_halfwidth_pct(base * k) for k in (2, 8, 32)]

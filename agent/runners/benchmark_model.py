@@ -148,6 +148,7 @@ class BenchmarkModelRunner:
                 "threads": own.threads,
                 "thermal_status_before": thermal_before,
                 "thermal_status_after": thermal_after,
+                "host": _thermal_host(thermal_before, thermal_after),
                 "fixed_performance_mode": self.fixed_performance,
                 "init_ms": _ms(timed.init_us),
                 "binary": self.binary,
@@ -273,3 +274,16 @@ def _op_profile(out: BenchmarkOutput, ops: tuple[OpTiming, ...]) -> dict[str, An
         "mapped_by": None,
         "sum_us": sum(op.dur_us for op in ops),
     }
+
+
+#: Android's thermal status scale: 0 none, 1 light throttling, ... 6 shutdown. Any throttling
+#: changes the numbers, so a run that saw over 0 is ``throttled`` (latlab.quality).
+THERMAL_LIMIT = 0
+
+
+def _thermal_host(before: int | None, after: int | None) -> dict[str, int] | None:
+    """The host report latlab.quality reads: the hotter of the two readings, and the limit."""
+    readings = [r for r in (before, after) if r is not None]
+    if not readings:
+        return None
+    return {"thermal": max(readings), "thermal_limit": THERMAL_LIMIT}

@@ -41,6 +41,7 @@ def _summary(d: DatasetOut) -> str:
         f"form={d.form.value if d.form else 'unknown'}  "
         f"archs={p.archs} devices={p.devices} done={p.done} failed={p.failed} pending={p.pending}"
         + (f" unprepared={p.unprepared}" if p.unprepared else "")
+        + (f" remeasured={p.remeasured}" if p.remeasured else "")
     )
 
 
@@ -64,6 +65,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         selector=selector,
         config=runtime_config(args),
         form=GraphForm(args.form),
+        canary_limit_pct=args.canary_limit_pct,
+        remeasure_drifted=args.remeasure_drifted,
     )
     with client_from(args) as client:
         dataset = client.create_dataset(body)
@@ -172,6 +175,20 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=GraphForm.pruned.value,
         help="pruned: dead ops left out (deployment toolchains); eager: every op computed, "
         "as NAS-Bench-201's PyTorch code runs it",
+    )
+    b.add_argument(
+        "--canary-limit-pct",
+        type=float,
+        default=DatasetCreate.model_fields["canary_limit_pct"].default,
+        help="a measurement is drifted when the device canary before or after it is this far "
+        "(%%) from the campaign's canary median (default %(default)s)",
+    )
+    b.add_argument(
+        "--remeasure-drifted",
+        type=int,
+        default=DatasetCreate.model_fields["remeasure_drifted"].default,
+        help="times a drifted measurement is measured again; 0 keeps it, marked (default "
+        "%(default)s)",
     )
     add_runtime_flags(b)
     b.add_argument("--wait", action="store_true", help="follow it with a progress bar")

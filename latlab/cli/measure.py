@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 from latlab.cli.common import (
@@ -98,6 +99,33 @@ def cmd_devices_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices_canary(args: argparse.Namespace) -> int:
+    with client_from(args) as client:
+        points = client.device_canary(args.device, limit=args.limit)
+    if args.json:
+        print(json.dumps([p.model_dump(mode="json") for p in points], indent=2))
+        return 0
+    if not points:
+        print(f"device {args.device} has no canary timings yet")
+        return 0
+    reference = statistics.median(p.median_ms for p in points)
+    rows = [
+        {
+            "measured_at": p.measured_at.strftime("%Y-%m-%d %H:%M:%S"),
+            "median_ms": f"{p.median_ms:.3f}",
+            "vs_median": f"{100 * (p.median_ms / reference - 1):+.1f}%",
+            "ci_ms": "" if p.ci_low_ms is None else f"{p.ci_low_ms:.3f}-{p.ci_high_ms:.3f}",
+            "verdict": p.verdict or "",
+            "runtime": f"{p.runtime} ({p.provider}, {p.threads} thr)",
+        }
+        for p in points
+    ]
+    print(table(rows, ["measured_at", "median_ms", "vs_median", "ci_ms", "verdict", "runtime"]))
+    spread = 100 * (max(p.median_ms for p in points) - min(p.median_ms for p in points))
+    print(f"{len(points)} canaries, median {reference:.3f} ms, spread {spread / reference:.1f} %")
+    return 0
+
+
 def cmd_devices_revoke(args: argparse.Namespace) -> int:
     with client_from(args) as client:
         for device_id in args.ids:
@@ -166,6 +194,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         dest="devices_cmd", required=True
     )
     add_user_flags(dv.add_parser("list", help="list devices")).set_defaults(func=cmd_devices_list)
+    dc = add_user_flags(dv.add_parser("canary", help="the device's canary series"))
+    dc.add_argument("device", help="device id or name")
+    dc.add_argument("--limit", type=int, default=50, help="the latest N points")
+    dc.add_argument("--json", action="store_true")
+    dc.set_defaults(func=cmd_devices_canary)
     dr = add_user_flags(dv.add_parser("revoke", help="revoke device tokens"))
     dr.add_argument("ids", nargs="+", help="device ids or names")
     dr.set_defaults(func=cmd_devices_revoke)

@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "CANARY_FIELDS",
     "INDEX_NOTE",
     "QUALITY_FIELDS",
     "STAT_FIELDS",
     "ArchRow",
+    "CanaryRow",
     "DatasetDump",
     "DeviceRow",
     "MeasurementRow",
@@ -35,6 +37,9 @@ QUALITY_FIELDS = (
     "cv_pct",
     "drift_pct",
 )
+#: The device canary around each measured row (``MeasurementRow.canary``): ``ok`` or
+#: ``drifted`` (its window's drift past the campaign's limit), and that drift (%).
+CANARY_FIELDS = ("canary", "canary_drift_pct")
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,20 @@ class MeasurementRow:
     provenance: dict[str, Any] | None = None
     #: The verdict and interval (QUALITY_FIELDS); None values where nothing was assessed.
     quality: dict[str, Any] = field(default_factory=dict)
+    #: The canary around it (CANARY_FIELDS); empty where no canary bounds it.
+    canary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CanaryRow:
+    """One timing of a device's reference model during the campaign."""
+
+    device_id: str
+    measured_at: str
+    median_ms: float
+    ci_low_ms: float | None
+    ci_high_ms: float | None
+    verdict: str | None
 
 
 @dataclass(frozen=True)
@@ -105,6 +124,10 @@ class DatasetDump:
     ops: list[OpRow] = field(default_factory=list)
     #: The graph form measured (``pruned``, ``eager``); None: unknown.
     form: str | None = None
+    #: The device canaries that bound the campaign's measurements, per device in time order.
+    canaries: list[CanaryRow] = field(default_factory=list)
+    #: The campaign's drift limit (%) and re-measure rounds; None for an import.
+    canary_limit_pct: float | None = None
 
     def metadata(self) -> dict[str, Any]:
         """What ``dataset.json`` in every export archive says (the importer reads the space)."""

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
+import statistics
 from collections import Counter
 from typing import Any
 
-from latlab.datasets.dump import INDEX_NOTE, QUALITY_FIELDS, STAT_FIELDS, DatasetDump
+from latlab.datasets.dump import (
+    CANARY_FIELDS,
+    INDEX_NOTE,
+    QUALITY_FIELDS,
+    STAT_FIELDS,
+    DatasetDump,
+)
 
 __all__ = ["CSV_COLUMNS", "datasheet", "write_csv", "write_parquet"]
 
@@ -27,6 +35,8 @@ CSV_COLUMNS = (
     "verdict",
     "ci_low_ms",
     "ci_high_ms",
+    "canary",
+    "canary_drift_pct",
 )
 
 
@@ -53,6 +63,8 @@ def write_csv(dump: DatasetDump) -> dict[str, bytes]:
                 m.quality.get("verdict") or "",
                 _opt(m.quality.get("ci_low_ms")),
                 _opt(m.quality.get("ci_high_ms")),
+                m.canary.get("canary") or "",
+                _opt(m.canary.get("canary_drift_pct")),
             ]
         )
     return {"measurements.csv": out.getvalue().encode()}
@@ -101,6 +113,7 @@ def datasheet(dump: DatasetDump) -> str:
         "## Quality",
         "",
         *_quality_lines(dump),
+        *_canary_lines(dump),
     ]
     if dump.config:
         lines += [
@@ -129,6 +142,7 @@ def datasheet(dump: DatasetDump) -> str:
         "- `devices.parquet`: id, name, descriptor (JSON)",
         "- `measurements.parquet`: one row per arch x device with statistics, samples and provenance",
         "- `op_measurements.parquet`: per-kernel rows of the measurements that were profiled",
+        "- `canaries.parquet`: the device canary's timings that bound the measurements",
         "",
         "## Licence",
         "",
@@ -159,6 +173,33 @@ def _quality_lines(dump: DatasetDump) -> list[str]:
         lines.append(
             f"Median half-width of the 95 % interval: {widths[len(widths) // 2]:.2f} % "
             f"(90th percentile {widths[int(0.9 * (len(widths) - 1))]:.2f} %)."
+        )
+    return lines
+
+
+def _canary_lines(dump: DatasetDump) -> list[str]:
+    """Per device: the canary's spread over the campaign and the rows it marks drifted."""
+    if dump.canary_limit_pct is None:
+        return []
+    if not dump.canaries:
+        return ["", "No device canary bounds these measurements (the server's canary was off)."]
+    names = {d.id: d.name for d in dump.devices}
+    lines = [
+        "",
+        f"Device canary (a reference model timed between the jobs; a row is `drifted` when the "
+        f"canary before or after it differs from the campaign's canary median by over "
+        f"{dump.canary_limit_pct:g} %):",
+        "",
+    ]
+    for device_id in dict.fromkeys(c.device_id for c in dump.canaries):
+        ms = sorted(c.median_ms for c in dump.canaries if c.device_id == device_id)
+        mid = statistics.median(ms)
+        rows = [m for m in dump.measurements if m.device_id == device_id and m.canary]
+        drifted = sum(m.canary["canary"] == "drifted" for m in rows)
+        lines.append(
+            f"- {names.get(device_id, device_id)}: {len(ms)} canaries, median {mid:.4g} ms, "
+            f"spread {100 * (ms[-1] - ms[0]) / mid:.1f} % (min {ms[0]:.4g}, max {ms[-1]:.4g} ms); "
+            f"{drifted} of {len(rows)} rows drifted."
         )
     return lines
 
@@ -195,6 +236,7 @@ def write_parquet(dump: DatasetDump) -> dict[str, bytes]:
             "n": m.n,
             **{k: m.stats.get(k) for k in STAT_FIELDS},
             **{k: m.quality.get(k) for k in QUALITY_FIELDS},
+            **{k: m.canary.get(k) for k in CANARY_FIELDS},
             "samples_ms": m.samples_ms,
             "runtime": m.runtime,
             "runtime_version": m.runtime_version,
@@ -243,6 +285,7 @@ def write_parquet(dump: DatasetDump) -> dict[str, bytes]:
             ]
             + [(k, f64) for k in STAT_FIELDS]
             + [(k, s if k == "verdict" else f64) for k in QUALITY_FIELDS]
+            + [("canary", s), ("canary_drift_pct", f64)]
             + [
                 ("samples_ms", pa.list_(f64)),
                 ("runtime", s),
@@ -253,6 +296,16 @@ def write_parquet(dump: DatasetDump) -> dict[str, bytes]:
                 ("agent_version", s),
                 ("created_at", s),
                 ("provenance", s),  # JSON
+            ]
+        ),
+        "canaries": pa.schema(
+            [
+                ("device_id", s),
+                ("measured_at", s),
+                ("median_ms", f64),
+                ("ci_low_ms", f64),
+                ("ci_high_ms", f64),
+                ("verdict", s),
             ]
         ),
         "op_measurements": pa.schema(
@@ -273,5 +326,8 @@ def write_parquet(dump: DatasetDump) -> dict[str, bytes]:
         "devices.parquet": table_bytes(devices, schemas["devices"]),
         "measurements.parquet": table_bytes(measurements, schemas["measurements"]),
         "op_measurements.parquet": table_bytes(ops, schemas["op_measurements"]),
+        "canaries.parquet": table_bytes(
+            [dataclasses.asdict(c) for c in dump.canaries], schemas["canaries"]
+        ),
         "README.md": datasheet(dump).encode(),
     }

@@ -14,6 +14,7 @@ import io
 import json
 import secrets
 import shutil
+import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -114,6 +115,7 @@ def run_quickstart(
         archs = _results(exports[DatasetFormat.parquet])
         accuracy = _predictor_accuracy(client, device.id, config, archs, out)
     print(_render(archs), file=out)
+    print(_render_canary(exports[DatasetFormat.parquet], dataset), file=out)
     print(_render_accuracy(accuracy, len(archs)), file=out)
     print(
         f"\n{len(archs)} {SPACE} archs measured in {time.monotonic() - t0:.1f} s; data in {root}/",
@@ -238,6 +240,27 @@ def _render(archs: list[ArchResult]) -> str:
         f"verdicts: {', '.join(f'{v} {n}' for v, n in verdicts.most_common())}"
     )
     return "\n".join(lines)
+
+
+def _render_canary(parquet_zip: Path, dataset: DatasetOut) -> str:
+    """The device canary during the campaign: its spread and the rows it judged."""
+    import zipfile
+
+    import pyarrow.parquet as pq
+
+    with zipfile.ZipFile(parquet_zip) as archive:
+        canaries = pq.read_table(io.BytesIO(archive.read("canaries.parquet"))).to_pylist()
+        rows = pq.read_table(io.BytesIO(archive.read("measurements.parquet"))).to_pylist()
+    if not canaries:
+        return "canary: none timed (the server's canary is off)"
+    ms = [c["median_ms"] for c in canaries]
+    judged = Counter(r["canary"] for r in rows if r["canary"])
+    return (
+        f"canary: {len(ms)} timings of the reference model between the jobs, "
+        f"{min(ms):.3f}..{max(ms):.3f} ms (spread {100 * (max(ms) - min(ms)) / statistics.median(ms):.1f} %); "
+        f"rows {', '.join(f'{v} {n}' for v, n in judged.most_common())}; "
+        f"re-measured {dataset.progress.remeasured}"
+    )
 
 
 def _predictor_accuracy(

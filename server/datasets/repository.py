@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, func, insert, select
+from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from latlab.datasets.dump import QUALITY_FIELDS, STAT_FIELDS, MeasurementRow, OpRow
@@ -36,14 +36,19 @@ __all__ = [
     "entry_device_ids",
     "first_error",
     "get",
+    "has_pending",
     "insert_imported",
     "job_states",
     "listed",
+    "measured_entries",
     "measurement_rows",
+    "measuring_campaigns",
     "next_preparing",
     "next_unprepared_arch",
     "op_rows",
     "prepared_count",
+    "remeasure",
+    "remeasured_count",
     "unprepared_failed_count",
 ]
 
@@ -207,6 +212,72 @@ def job_states(session: Session, dataset_id: str) -> dict[str, int]:
         .group_by(Job.state)
     )
     return {state: count for state, count in rows}
+
+
+def measuring_campaigns(session: Session) -> list[Dataset]:
+    """Campaigns whose archs are all queued (their measurements may be complete)."""
+    return list(
+        session.scalars(
+            select(Dataset)
+            .where(
+                Dataset.source == DatasetSource.campaign.value,
+                Dataset.state == DatasetState.measuring.value,
+            )
+            .order_by(Dataset.created_at)
+        )
+    )
+
+
+def has_pending(session: Session, dataset_id: str) -> bool:
+    """Whether a job of the campaign is queued or leased (stops at the first)."""
+    query = (
+        select(DatasetEntry.job_id)
+        .join(DatasetArch, DatasetArch.id == DatasetEntry.dataset_arch_id)
+        .join(Job, Job.id == DatasetEntry.job_id)
+        .where(
+            DatasetArch.dataset_id == dataset_id,
+            Job.state.in_([JobState.queued.value, JobState.leased.value]),
+        )
+        .limit(1)
+    )
+    return session.scalar(query) is not None
+
+
+def measured_entries(session: Session, dataset_id: str, device_id: str) -> list[Any]:
+    """The campaign's measured entries on the device, in time order: the entry (its
+    ``dataset_arch_id``, ``remeasured``), the arch's model and the measurement's time."""
+    return list(
+        session.execute(
+            select(
+                DatasetEntry.dataset_arch_id,
+                DatasetEntry.remeasured,
+                DatasetArch.model_id,
+                Measurement.created_at,
+            )
+            .join(DatasetArch, DatasetArch.id == DatasetEntry.dataset_arch_id)
+            .join(Measurement, Measurement.job_id == DatasetEntry.job_id)
+            .where(DatasetArch.dataset_id == dataset_id, DatasetEntry.device_id == device_id)
+            .order_by(Measurement.created_at)
+        )
+    )
+
+
+def remeasure(session: Session, dataset_arch_id: int, device_id: str, job_id: str) -> None:
+    """The entry is measured again by ``job_id``."""
+    session.execute(
+        update(DatasetEntry)
+        .where(
+            DatasetEntry.dataset_arch_id == dataset_arch_id,
+            DatasetEntry.device_id == device_id,
+        )
+        .values(job_id=job_id, remeasured=DatasetEntry.remeasured + 1)
+    )
+
+
+def remeasured_count(session: Session, dataset_id: str) -> int:
+    """Entries measured again at least once because their canary window drifted."""
+    query = _entries_of(dataset_id).where(DatasetEntry.remeasured > 0)
+    return session.scalar(query) or 0
 
 
 def entry_device_ids(session: Session, dataset_id: str) -> list[str]:

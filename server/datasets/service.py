@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
+from dataclasses import replace
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from latlab.datasets.dump import ArchRow, DatasetDump, DeviceRow
+from latlab.datasets.dump import ArchRow, CanaryRow, DatasetDump, DeviceRow, MeasurementRow
+from latlab.quality import canary_windows
 from latlab.runtimes import stored_config
 from latlab.schemas import (
     DatasetCreate,
@@ -22,7 +25,9 @@ from latlab.schemas import (
     DatasetState,
     JobState,
 )
+from latlab.server.canary import repository as canary
 from latlab.server.datasets import repository
+from latlab.server.datasets.canary_check import CanaryLimits
 from latlab.server.db import utcnow
 from latlab.server.devices import repository as device_repository
 from latlab.server.devices.service import agent_devices, job_device
@@ -68,7 +73,12 @@ def create_campaign(session: Session, body: DatasetCreate, max_archs: int = 100_
         state=DatasetState.preparing.value,
         form=body.form.value,
         config=body.config.model_dump(mode="json"),
-        provenance={"devices": [d.id for d in devices], "seed": body.seed, "n": body.n},
+        provenance={
+            "devices": [d.id for d in devices],
+            "seed": body.seed,
+            "n": body.n,
+            "canary": CanaryLimits(body.canary_limit_pct, body.remeasure_drifted).provenance(),
+        },
         created_at=utcnow(),
     )
     repository.add(session, dataset)
@@ -138,17 +148,15 @@ def dataset_out(session: Session, dataset: Dataset) -> DatasetOut:
             done=done,
             failed=failed,
             pending=n_archs * len(device_ids) - done - failed,
+            remeasured=repository.remeasured_count(session, dataset.id),
         )
-    state = DatasetState(dataset.state)
-    if state == DatasetState.measuring and progress.pending == 0:
-        state = DatasetState.done
     return DatasetOut(
         id=dataset.id,
         name=dataset.name,
         space=dataset.space,
         space_params=dataset.space_params,
         source=DatasetSource(dataset.source),
-        state=state,
+        state=DatasetState(dataset.state),
         form=GraphForm(dataset.form) if dataset.form else None,
         config=stored_config(dataset.config) if dataset.config else None,
         provenance=dataset.provenance,
@@ -173,6 +181,11 @@ def dataset_dump(session: Session, dataset: Dataset, full: bool) -> DatasetDump:
     devices = device_repository.by_ids(session, _device_ids(session, dataset))
     measurements = repository.measurement_rows(session, dataset, with_samples=full)
     ops = repository.op_rows(session, [m.measurement_id for m in measurements]) if full else []
+    canaries: list[CanaryRow] = []
+    limit_pct = None
+    if dataset.source == DatasetSource.campaign and dataset.config:
+        limit_pct = CanaryLimits.of(dataset).limit_pct
+        canaries, measurements = _with_canaries(session, dataset, measurements, limit_pct)
     return DatasetDump(
         id=dataset.id,
         name=dataset.name,
@@ -195,4 +208,38 @@ def dataset_dump(session: Session, dataset: Dataset, full: bool) -> DatasetDump:
         devices=[DeviceRow(d.id, d.name, d.descriptor) for d in devices],
         measurements=measurements,
         ops=ops,
+        canaries=canaries,
+        canary_limit_pct=limit_pct,
     )
+
+
+def _with_canaries(
+    session: Session, dataset: Dataset, rows: list[MeasurementRow], limit_pct: float
+) -> tuple[list[CanaryRow], list[MeasurementRow]]:
+    """The canaries that bound each device's rows, and the rows with their window's drift."""
+    identity = stored_config(dataset.config or {}).identity_key()
+    by_device: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        by_device[row.device_id].append(i)
+    out = list(rows)
+    found: list[CanaryRow] = []
+    for device_id, indices in by_device.items():
+        at = [datetime.fromisoformat(rows[i].created_at) for i in indices]
+        points = canary.around(session, device_id, identity, min(at), max(at))
+        windows = canary_windows([(p.measured_at, p.median_ms) for p in points], at)
+        for i, drift in zip(indices, windows.drift_pct, strict=True):
+            if drift is not None:
+                verdict = "drifted" if abs(drift) > limit_pct else "ok"
+                out[i] = replace(rows[i], canary={"canary": verdict, "canary_drift_pct": drift})
+        found += [
+            CanaryRow(
+                device_id,
+                p.measured_at.isoformat(),
+                p.median_ms,
+                p.ci_low_ms,
+                p.ci_high_ms,
+                p.verdict,
+            )
+            for p in points
+        ]
+    return found, out

@@ -1,10 +1,21 @@
 from __future__ import annotations
 
-from fastapi import status
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Query, status
 from sqlalchemy.orm import Session
 
-from latlab.schemas import DeviceOut, DeviceRegistered, HeartbeatIn, HeartbeatOut, RegisterIn
+from latlab.schemas import (
+    CanaryPoint,
+    DeviceOut,
+    DeviceRegistered,
+    HeartbeatIn,
+    HeartbeatOut,
+    RegisterIn,
+)
 from latlab.server.auth import bearer_token
+from latlab.server.canary import repository as canary
 from latlab.server.db import utcnow
 from latlab.server.deps import (
     AuthHeader,
@@ -46,6 +57,25 @@ def get_device(device_id: str, session: SessionDep, state: StateDep) -> DeviceOu
     """The device with this id, or else with this name."""
     return service.device_out(
         service.get_device(session, device_id), state.settings.offline_after_s
+    )
+
+
+@router.get(
+    "/devices/{device_id}/canary", response_model=list[CanaryPoint], dependencies=[UserAuth]
+)
+def device_canary(
+    device_id: str,
+    session: SessionDep,
+    runtime_identity: Annotated[str | None, Query(max_length=64)] = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+) -> list[CanaryPoint]:
+    """The device's canary series, oldest first (the latest ``limit`` points): the reference
+    model timed between its jobs, per runtime identity. A change in the device's speed shows
+    here before it shows in anyone's dataset."""
+    device = service.get_device(session, device_id)
+    return canary.series(
+        session, device.id, runtime_identity=runtime_identity, since=since, limit=limit
     )
 
 

@@ -7,6 +7,7 @@ from fastapi import Query, Response, status
 from sqlalchemy.orm import Session
 
 from latlab.schemas import ClaimedJob, JobCreate, JobFailureIn, JobOut, JobState, LeaseIn
+from latlab.server.canary.service import CanaryPolicy, claim_hook
 from latlab.server.deps import (
     DeviceRef,
     DeviceToken,
@@ -91,8 +92,11 @@ async def claim(
     wait_s: Annotated[float, Query(ge=0, le=300)] = 0,
 ) -> ClaimedJob | Response:
     """Lease the next job for this device, waiting up to ``wait_s`` seconds for one (long poll)."""
+    settings = state.settings
     rules = service.ClaimRules(
-        lease_s=state.settings.lease_s, deadline_grace_s=state.settings.deadline_grace_s
+        lease_s=settings.lease_s,
+        deadline_grace_s=settings.deadline_grace_s,
+        first=claim_hook(state.canaries, CanaryPolicy.of(settings), settings.max_attempts),
     )
     deadline = time.monotonic() + min(wait_s, state.settings.claim_wait_max_s)
 

@@ -37,6 +37,7 @@ __all__ = [
     "add",
     "back_to_queue",
     "cancel_pinned_to",
+    "candidate",
     "candidates",
     "expired_leases",
     "extend",
@@ -176,6 +177,11 @@ def runs_on(runtimes: Sequence[tuple[str, Sequence[str]]]) -> ColumnElement[bool
     return or_(*clauses) if clauses else false()
 
 
+def candidate(session: Session, job_id: str) -> Row[*tuple[Any, ...]] | None:
+    """One queued job by id in the candidates' shape (locked), or None."""
+    return session.execute(_CANDIDATE, {"job_id": job_id}).first()
+
+
 def candidates(
     session: Session,
     device_id: str,
@@ -185,10 +191,29 @@ def candidates(
     offset: int,
 ) -> Sequence[Row[*tuple[Any, ...]]]:
     """Queued jobs this device's runtimes can run, oldest first, locked (others skipped):
-    id, selector, model_id, config and the model's format and size."""
+    id, selector, model_id, config, purpose, runtime identity and the model's format and
+    size."""
     query = _candidates(tuple((name, tuple(providers)) for name, providers in runtimes))
     params = {"device_id": device_id, "limit": limit, "offset": offset}
     return session.execute(query, params).all()
+
+
+_CANDIDATE_COLUMNS = (
+    jobs.c.id,
+    jobs.c.selector,
+    jobs.c.model_id,
+    jobs.c.config,
+    jobs.c.purpose,
+    jobs.c.runtime_identity,
+    models.c.format.label("model_format"),
+    models.c.size_bytes.label("model_size_bytes"),
+)
+_CANDIDATE = (
+    select(*_CANDIDATE_COLUMNS)
+    .join(models, models.c.id == jobs.c.model_id)
+    .where(jobs.c.id == bindparam("job_id"), jobs.c.state == QUEUED)
+    .with_for_update(of=jobs)
+)
 
 
 @functools.lru_cache(maxsize=256)
@@ -196,14 +221,7 @@ def _candidates(runtimes: tuple[tuple[str, tuple[str, ...]], ...]) -> Select[Any
     """The candidates query for one set of advertised runtimes, built once (a lab's devices
     advertise a handful of distinct sets): no statement is built or keyed per claim."""
     return (
-        select(
-            jobs.c.id,
-            jobs.c.selector,
-            jobs.c.model_id,
-            jobs.c.config,
-            models.c.format.label("model_format"),
-            models.c.size_bytes.label("model_size_bytes"),
-        )
+        select(*_CANDIDATE_COLUMNS)
         .join(models, models.c.id == jobs.c.model_id)
         .where(
             jobs.c.state == QUEUED,

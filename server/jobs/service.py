@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from latlab.schemas import (
     DeviceDescriptor,
     JobCreate,
     JobOut,
+    JobPurpose,
     JobState,
     ModelFormat,
 )
@@ -116,17 +118,24 @@ def device_can_run(descriptor: dict[str, Any], config: RuntimeConfig) -> bool:
 # --------------------------------------------------------------------------- user side
 
 
-def _dedup_key(body: JobCreate) -> str:
+def _dedup_key(body: JobCreate, purpose: JobPurpose) -> str:
     identity = {
         "model_id": body.model_id,
         "device_id": body.device_id,
         "selector": body.selector,
         "config": body.config.model_dump(mode="json"),
     }
+    if purpose is not JobPurpose.measure:
+        identity["purpose"] = purpose.value
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-def create_job(session: Session, body: JobCreate, default_max_attempts: int) -> JobOut:
+def create_job(
+    session: Session,
+    body: JobCreate,
+    default_max_attempts: int,
+    purpose: JobPurpose = JobPurpose.measure,
+) -> JobOut:
     if (body.device_id is None) == (body.selector is None):
         raise InvalidInput("give exactly one of device_id or selector ({} matches any device)")
     model = models.get(session, body.model_id)
@@ -146,7 +155,7 @@ def create_job(session: Session, body: JobCreate, default_max_attempts: int) -> 
             )
     if body.selector is not None:
         _check_selector(body.selector)
-    key = _dedup_key(body)
+    key = _dedup_key(body, purpose)
     existing = repository.pending_with_key(session, key)
     if existing is not None:
         return job_out(existing, deduplicated=True)
@@ -161,6 +170,7 @@ def create_job(session: Session, body: JobCreate, default_max_attempts: int) -> 
         provider=body.config.provider,
         runtime_identity=body.config.identity_key(),
         dedup_key=key,
+        purpose=purpose.value,
         state=JobState.queued.value,
         attempts=0,
         max_attempts=body.max_attempts or default_max_attempts,
@@ -205,6 +215,7 @@ def job_out(
         updated_at=job.updated_at,
         finished_at=job.finished_at,
         measurement_id=measurement_id,
+        purpose=JobPurpose(job.purpose),
         deduplicated=deduplicated,
     )
 
@@ -247,12 +258,18 @@ def _current(session: Session, job_id: str) -> JobOut:
 # --------------------------------------------------------------------------- agent side
 
 
+#: Given the job a device is about to be leased (a candidates row), the id of a queued job to
+#: lease it instead, first (server/canary.py: the device's canary), or None.
+FirstHook = Callable[[Session, str, JobRow, datetime], str | None]
+
+
 @dataclass(frozen=True)
 class ClaimRules:
     lease_s: float
     #: Added to a job's ``deadline_s`` for its deadline on the server (the agent stops at
     #: ``deadline_s`` by its own clock, then reports).
     deadline_grace_s: float = 0.0
+    first: FirstHook | None = None
 
 
 def claim_job(
@@ -286,6 +303,10 @@ def claim_job(
         for row in rows:
             if row.selector and not selector_matches(row.selector, device_name, descriptor):
                 continue
+            if rules.first is not None and row.purpose == JobPurpose.measure.value:
+                first_id = rules.first(session, device_id, row, now)
+                first = repository.candidate(session, first_id) if first_id else None
+                row = first if first is not None else row
             token = new_lease_token()
             config = stored_config(row.config)
             expires = now + timedelta(seconds=rules.lease_s)

@@ -43,20 +43,19 @@ def store_result(
     if missed is not None:  # the endpoint fails the job (this transaction is rolled back)
         raise DeadlinePassed(f"job {job_id}: {missed}; the result is refused")
     provenance = dict(body.provenance or {})
+    host = provenance.get("host")
+    host = host if isinstance(host, dict) else None
     if body.reported is not None:
         stats = reported_latency_stats(body.reported)
         provenance["headline"] = REPORTED_HEADLINE
         provenance["reported"] = body.reported.model_dump()
-        quality = measurement_quality(assess([]))
+        quality = measurement_quality(assess([], host))  # the host may say (a hot phone)
     else:
         try:
             stats = latency_stats(body.samples_ms)
         except ValueError as exc:
             raise InvalidInput(str(exc)) from exc
-        host = provenance.get("host")
-        quality = measurement_quality(
-            assess(body.samples_ms, host if isinstance(host, dict) else None)
-        )
+        quality = measurement_quality(assess(body.samples_ms, host))
     now = utcnow()
     row = {
         **row_values(body, stats, quality),
@@ -67,6 +66,7 @@ def store_result(
         "provenance": provenance or None,
         "config": job.config,
         "runtime_identity": job.runtime_identity,
+        "purpose": job.purpose,
         "created_at": now,
     }
     row["id"] = repository.insert_measurement(session, row)
