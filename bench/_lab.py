@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
@@ -29,15 +30,21 @@ LATLAB = str(Path(sys.executable).with_name("latlab"))
 
 @contextlib.contextmanager
 def bench_lab(
-    root: Path, api_key: str, enroll_key: str, database_url: str | None = None
+    root: Path,
+    api_key: str,
+    enroll_key: str,
+    database_url: str | None = None,
+    **settings_overrides: Any,
 ) -> Iterator[tuple[Client, DeviceOut, Settings]]:
     """``latlab.lab.local`` in ``root`` (the timing on the last CPU, the server and this
-    process on the others): the client, the agent's device and the server's settings."""
+    process on the others): the client, the agent's device and the server's settings
+    (``settings_overrides``: any other ``Settings`` field)."""
     settings = Settings(
         data_dir=root,
         database_url=database_url,
         api_keys=[SecretStr(api_key)],
         enroll_key=SecretStr(enroll_key),
+        **settings_overrides,
     )
     # the same port for the same data dir: the agent keeps its registration (and its device
     # its measurements) only while the server's URL stays the same

@@ -13,30 +13,37 @@ and one agent in a process of its own (``latlab agent``, as deployed). Then, unl
   download, upload, storing), per arch;
 - the verdicts (latlab.quality) and the median half-width of the medians' 95 % intervals;
 
-and the repeatability between the passes: median |relative difference| of each arch's median,
+the device canary (a reference model timed every ``--canary-every-jobs`` jobs; 0: off): its
+timings, spread, the archs re-measured because it drifted and those still drifted; and the
+repeatability between the passes (each arch's final number): median |relative difference| of each arch's median,
 and the share of archs within 1 % and 3 %.
 
     python bench/dataset_build.py [--n 200] [--seed 0] [--protocol adaptive|fixed]
         [--passes 2] [--no-profile] [--database-url URL]
+        [--canary-every-jobs 25] [--canary-limit-pct 5] [--remeasure-drifted 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import secrets
+import statistics
 import tempfile
 import time
+import zipfile
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pyarrow.parquet as pq
 from _lab import bench_lab
 
 from latlab.client import Client
 from latlab.progress import follow_dataset
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
-from latlab.schemas import DatasetCreate, DatasetFormat, MeasurementOut
+from latlab.schemas import DatasetCreate, DatasetFormat, JobPurpose, MeasurementOut
 from latlab.spaces.nb201 import Nb201
 
 
@@ -49,23 +56,59 @@ def all_measurements(client: Client, device_id: str) -> list[MeasurementOut]:
             return rows
 
 
+@dataclass
+class Pass:
+    wall_s: float
+    #: The campaign's final measurement per arch (after any re-measure).
+    rows: dict[str, MeasurementOut]
+    #: Measurements a re-measure replaced, and the device canaries timed during the pass.
+    superseded: list[MeasurementOut]
+    canaries: list[MeasurementOut]
+    remeasured: int
+    drifted: int
+
+
 def run_pass(
-    client: Client, device_id: str, archs: list[str], config: OnnxRuntimeConfig, label: str
-) -> tuple[float, dict[str, float]]:
-    """One campaign over ``archs`` in their order: (wall seconds, median ms by arch)."""
+    client: Client,
+    device_id: str,
+    archs: list[str],
+    config: OnnxRuntimeConfig,
+    label: str,
+    canary: dict[str, Any],
+) -> Pass:
+    """One campaign over ``archs`` in their order."""
+    before = {m.id for m in all_measurements(client, device_id)}
     t0 = time.monotonic()
     dataset = client.create_dataset(
-        DatasetCreate(name=label, space="nb201", archs=archs, device_ids=[device_id], config=config)
+        DatasetCreate(
+            name=label,
+            space="nb201",
+            archs=archs,
+            device_ids=[device_id],
+            config=config,
+            **canary,
+        )
     )
-    follow_dataset(client, dataset.id, timeout_s=24 * 3600, poll_s=0.5)
+    done = follow_dataset(client, dataset.id, timeout_s=24 * 3600, poll_s=0.5)
     wall_s = time.monotonic() - t0
-    rows = csv.DictReader(
-        io.StringIO(client.export_dataset(dataset.id, DatasetFormat.csv).decode())
+    with zipfile.ZipFile(io.BytesIO(client.export_dataset(dataset.id, DatasetFormat.parquet))) as z:
+        table = pq.read_table(io.BytesIO(z.read("measurements.parquet"))).to_pylist()
+    new = [m for m in all_measurements(client, device_id) if m.id not in before]
+    by_id = {m.id: m for m in new}
+    final = {r["measurement_id"] for r in table}
+    return Pass(
+        wall_s=wall_s,
+        rows={r["arch"]: by_id[r["measurement_id"]] for r in table},
+        superseded=[m for m in new if m.purpose == JobPurpose.measure and m.id not in final],
+        canaries=[m for m in new if m.purpose == JobPurpose.canary],
+        remeasured=done.progress.remeasured,
+        drifted=sum(r["canary"] == "drifted" for r in table),
     )
-    return wall_s, {r["arch"]: float(r["latency_ms"]) for r in rows}
 
 
-def report_pass(label: str, wall_s: float, rows: list[MeasurementOut]) -> None:
+def report_pass(label: str, p: Pass) -> None:
+    rows = list(p.rows.values())
+    wall_s = p.wall_s
     n = len(rows)
     protocol_s = [(m.warmup.total_ms + sum(m.samples_ms or [])) / 1e3 for m in rows]
     retimed_s = [
@@ -73,6 +116,7 @@ def report_pass(label: str, wall_s: float, rows: list[MeasurementOut]) -> None:
         for m in rows
     ]
     runner_s = [m.timing_wall_s for m in rows]
+    extra_s = sum(m.timing_wall_s for m in p.canaries + p.superseded)
     inside = sum(protocol_s) + sum(retimed_s)
     print(
         f"\n{label}: {n} archs, {sum(1 for m in rows if (m.provenance or {}).get('retimed'))} re-timed"
@@ -87,8 +131,12 @@ def report_pass(label: str, wall_s: float, rows: list[MeasurementOut]) -> None:
         f"({(sum(runner_s) - inside) / n:.3f} s per arch: session creation, profiled pass)"
     )
     print(
-        f"outside runner     {wall_s - sum(runner_s):9.1f} s   "
-        f"({(wall_s - sum(runner_s)) / n:.3f} s per arch: claim, download, upload, store)"
+        f"canary, re-measure {extra_s:9.1f} s   ({len(p.canaries)} canaries, "
+        f"{len(p.superseded)} measurements replaced by a re-measure)"
+    )
+    print(
+        f"outside runner     {wall_s - sum(runner_s) - extra_s:9.1f} s   "
+        f"({(wall_s - sum(runner_s) - extra_s) / n:.3f} s per arch: claim, download, upload, store)"
     )
     print(f"efficiency         {inside / wall_s:9.3f}")
     verdicts = Counter(m.quality.verdict for m in rows)
@@ -98,6 +146,14 @@ def report_pass(label: str, wall_s: float, rows: list[MeasurementOut]) -> None:
         + ", ".join(f"{v} {c}" for v, c in verdicts.most_common())
         + f"; median CI half-width {widths[n // 2]:.2f} %"
     )
+    if p.canaries:
+        ms = [m.stats.median_ms for m in p.canaries]
+        mid = statistics.median(ms)
+        print(
+            f"canary             {len(ms)} timings, {min(ms):.3f}..{max(ms):.3f} ms "
+            f"(spread {100 * (max(ms) - min(ms)) / mid:.1f} %); re-measured {p.remeasured}, "
+            f"drifted at the end {p.drifted}"
+        )
 
 
 def main() -> None:
@@ -108,18 +164,35 @@ def main() -> None:
     parser.add_argument("--passes", type=int, choices=[1, 2], default=2)
     parser.add_argument("--no-profile", action="store_true", help="skip the per-op pass")
     parser.add_argument("--database-url", help="default: SQLite in a temporary directory")
+    parser.add_argument(
+        "--canary-every-jobs", type=int, default=25, help="the device canary; 0: off"
+    )
+    parser.add_argument("--canary-limit-pct", type=float, default=5.0)
+    parser.add_argument("--remeasure-drifted", type=int, default=1)
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="latlab-bench-"))
     api_key, enroll_key = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     config = OnnxRuntimeConfig(protocol=args.protocol, profile_ops=not args.no_profile)
     archs = [a.string for a in Nb201().sample(args.n, seed=args.seed)]
-    passes: list[tuple[float, dict[str, float]]] = []
-    with bench_lab(work, api_key, enroll_key, args.database_url) as (client, device, settings):
+    canary = {
+        "canary_limit_pct": args.canary_limit_pct,
+        "remeasure_drifted": args.remeasure_drifted,
+    }
+    every = args.canary_every_jobs
+    passes: list[Pass] = []
+    with bench_lab(
+        work,
+        api_key,
+        enroll_key,
+        args.database_url,
+        canary_every_jobs=every,
+        canary_every_s=300 if every else 0,
+    ) as (client, device, settings):
         for k in range(args.passes):
             order = archs if k == 0 else archs[::-1]
-            passes.append(run_pass(client, device.id, order, config, f"bench-nb201-{args.n}-{k}"))
-        rows = sorted(all_measurements(client, device.id), key=lambda m: m.id)
+            label = f"bench-nb201-{args.n}-{k}"
+            passes.append(run_pass(client, device.id, order, config, label, canary))
 
     print(
         f"\ndataset builder: {args.n} NAS-Bench-201 archs on {device.descriptor.cpu_model}, "
@@ -139,11 +212,20 @@ def main() -> None:
         + f", {config.threads} thread, per-op profile "
         + (f"{config.profile_runs} runs" if config.profile_ops else "off")
     )
-    for k, (wall_s, _) in enumerate(passes):
-        report_pass(f"pass {k + 1}", wall_s, rows[k * args.n : (k + 1) * args.n])
+    print(
+        f"canary: every {every} jobs, limit {args.canary_limit_pct:g} %, re-measure "
+        f"{args.remeasure_drifted}x"
+        if every
+        else "canary: off"
+    )
+    for k, p in enumerate(passes):
+        report_pass(f"pass {k + 1}", p)
     if len(passes) == 2:
-        first, second = passes[0][1], passes[1][1]
-        diffs = sorted(abs(second[a] - first[a]) / first[a] for a in archs)
+        first, second = passes[0].rows, passes[1].rows
+        diffs = sorted(
+            abs(second[a].stats.median_ms - first[a].stats.median_ms) / first[a].stats.median_ms
+            for a in archs
+        )
         print(
             f"\nrepeatability (pass 2 in reverse order): median |relative difference| "
             f"{100 * diffs[len(diffs) // 2]:.2f} %, within 1 %: "
