@@ -66,6 +66,10 @@ class Pass:
     canaries: list[MeasurementOut]
     remeasured: int
     drifted: int
+    #: Per arch: the median divided by the canary's scale (None without a canary).
+    adjusted_ms: dict[str, float | None]
+    #: The canaries that bound the campaign (canaries.parquet): their median is its reference.
+    reference_ms: float | None
 
 
 def run_pass(
@@ -93,6 +97,7 @@ def run_pass(
     wall_s = time.monotonic() - t0
     with zipfile.ZipFile(io.BytesIO(client.export_dataset(dataset.id, DatasetFormat.parquet))) as z:
         table = pq.read_table(io.BytesIO(z.read("measurements.parquet"))).to_pylist()
+        bounding = pq.read_table(io.BytesIO(z.read("canaries.parquet"))).to_pylist()
     new = [m for m in all_measurements(client, device_id) if m.id not in before]
     by_id = {m.id: m for m in new}
     final = {r["measurement_id"] for r in table}
@@ -103,6 +108,8 @@ def run_pass(
         canaries=[m for m in new if m.purpose == JobPurpose.canary],
         remeasured=done.progress.remeasured,
         drifted=sum(r["canary"] == "drifted" for r in table),
+        adjusted_ms={r["arch"]: r["adjusted_ms"] for r in table},
+        reference_ms=statistics.median(c["median_ms"] for c in bounding) if bounding else None,
     )
 
 
@@ -222,16 +229,34 @@ def main() -> None:
         report_pass(f"pass {k + 1}", p)
     if len(passes) == 2:
         first, second = passes[0].rows, passes[1].rows
-        diffs = sorted(
-            abs(second[a].stats.median_ms - first[a].stats.median_ms) / first[a].stats.median_ms
-            for a in archs
+        repeatability(
+            "the medians",
+            {a: m.stats.median_ms for a, m in first.items()},
+            {a: m.stats.median_ms for a, m in second.items()},
         )
-        print(
-            f"\nrepeatability (pass 2 in reverse order): median |relative difference| "
-            f"{100 * diffs[len(diffs) // 2]:.2f} %, within 1 %: "
-            f"{sum(d <= 0.01 for d in diffs) / len(diffs):.1%}, within 3 %: "
-            f"{sum(d <= 0.03 for d in diffs) / len(diffs):.1%}"
-        )
+        if all(v is not None for p in passes for v in p.adjusted_ms.values()):
+            one, two = passes[0].adjusted_ms, passes[1].adjusted_ms
+            repeatability("canary-adjusted, each campaign's reference", one, two)
+            # one reference speed for both: each pass's adjusted numbers times ref / common
+            ref1, ref2 = passes[0].reference_ms or 1.0, passes[1].reference_ms or 1.0
+            common = statistics.median([ref1, ref2])
+            repeatability(
+                "canary-adjusted, one reference",
+                {a: (v or 0) * ref1 / common for a, v in one.items()},
+                {a: (v or 0) * ref2 / common for a, v in two.items()},
+            )
+
+
+def repeatability(
+    label: str, first: dict[str, float | None], second: dict[str, float | None]
+) -> None:
+    diffs = sorted(abs((second[a] or 0) - (first[a] or 0)) / (first[a] or 1) for a in first)
+    print(
+        f"\nrepeatability, {label} (pass 2 in reverse order): median |relative difference| "
+        f"{100 * diffs[len(diffs) // 2]:.2f} %, within 1 %: "
+        f"{sum(d <= 0.01 for d in diffs) / len(diffs):.1%}, within 3 %: "
+        f"{sum(d <= 0.03 for d in diffs) / len(diffs):.1%}"
+    )
 
 
 if __name__ == "__main__":

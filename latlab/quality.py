@@ -28,7 +28,7 @@ from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from latlab.schemas import MeasurementQuality
 
@@ -242,33 +242,31 @@ def measurement_quality(quality: Quality) -> MeasurementQuality:
     )
 
 
-class _Ordered(Protocol):
-    def __lt__(self, other: Any, /) -> bool: ...
-
-
-T = TypeVar("T", bound=_Ordered)
-
-
 @dataclass(frozen=True)
 class CanaryWindows:
     #: The median of the canaries that bound the measurements (ms); None without canaries.
     reference_ms: float | None
     #: Per measurement: its window's drift, signed %, relative to the reference.
     drift_pct: list[float | None]
+    #: Per measurement: the device's speed then against the reference, from the canary
+    #: interpolated linearly in time between the one before and the one after it (one side
+    #: where there is one): canary(t) / reference. A measurement divided by it is the latency
+    #: at the reference speed, if the device's speed changes every model alike.
+    scale: list[float | None]
     #: (max - min) / reference of those canaries, %.
     spread_pct: float | None
     #: How many canaries bound the measurements.
     n: int
 
 
-def canary_windows(canaries: Sequence[tuple[T, float]], at: Sequence[T]) -> CanaryWindows:
-    """Each measurement time in ``at`` against the device's canaries (time, median ms; sorted
-    by time). The canaries that bound them, from the last one at or before the first
+def canary_windows(canaries: Sequence[tuple[float, float]], at: Sequence[float]) -> CanaryWindows:
+    """Each measurement time in ``at`` (seconds) against the device's canaries (seconds, median
+    ms; sorted by time). The canaries that bound them, from the last one at or before the first
     measurement to the first one after the last, give the reference (their median); a
     measurement's drift is that of the canary just before or just after it, whichever is
     further from the reference (one side where there is one)."""
     if not canaries or not at:
-        return CanaryWindows(None, [None] * len(at), None, 0)
+        return CanaryWindows(None, [None] * len(at), [None] * len(at), None, 0)
     times = [t for t, _ in canaries]
     lo = max(0, bisect_right(times, min(at)) - 1)
     hi = min(len(canaries), bisect_right(times, max(at)) + 1)
@@ -279,9 +277,16 @@ def canary_windows(canaries: Sequence[tuple[T, float]], at: Sequence[T]) -> Cana
         return 100.0 * (ms / reference - 1.0)
 
     drift: list[float | None] = []
+    scale: list[float | None] = []
     for t in at:
         i = bisect_right(times, t)
-        near = [pct(canaries[j][1]) for j in (i - 1, i) if 0 <= j < len(canaries)]
-        drift.append(max(near, key=abs))
+        near = [j for j in (i - 1, i) if 0 <= j < len(canaries)]
+        drift.append(max((pct(canaries[j][1]) for j in near), key=abs))
+        if len(near) == 2:
+            (t0, c0), (t1, c1) = canaries[near[0]], canaries[near[1]]
+            w = (t - t0) / (t1 - t0) if t1 > t0 else 0.0
+            scale.append((c0 + w * (c1 - c0)) / reference)
+        else:
+            scale.append(canaries[near[0]][1] / reference)
     spread = 100.0 * (max(bounding) - min(bounding)) / reference
-    return CanaryWindows(reference, drift, spread, len(bounding))
+    return CanaryWindows(reference, drift, scale, spread, len(bounding))

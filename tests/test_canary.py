@@ -14,7 +14,7 @@ import itertools
 import json
 import zipfile
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -51,8 +51,8 @@ ARCHS = [1, 2, 3, 4, 5, 6]
 # --------------------------------------------------------------------------- the windows
 
 
-def _t(seconds: float) -> datetime:
-    return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+def _t(seconds: float) -> float:
+    return seconds
 
 
 def test_a_window_drifts_with_the_canary_before_or_after_it_furthest_from_the_median() -> None:
@@ -61,6 +61,22 @@ def test_a_window_drifts_with_the_canary_before_or_after_it_furthest_from_the_me
     assert windows.drift_pct == [0.0, 0.0, 100.0]
     assert windows.reference_ms == 10.0 and windows.n == 4
     assert windows.spread_pct == 100.0
+    # the speed then: the canary interpolated in time between its two neighbours
+    assert windows.scale == [1.0, 1.0, 1.5]
+
+
+def test_a_measurement_divided_by_its_scale_is_at_the_reference_speed() -> None:
+    # the device slows down linearly by 20 % over a minute; a model that takes 5 ms at the
+    # reference speed slows down with it
+    canaries = [(_t(0), 10.0), (_t(30), 11.0), (_t(60), 12.0)]
+    at = [_t(10), _t(45)]
+    windows = canary_windows(canaries, at)
+    assert windows.reference_ms == 11.0
+    speed = [(10.0 + 2.0 * t / 60) / 11.0 for t in at]
+    assert windows.scale == pytest.approx(speed)
+    measured = [5.0 * s for s in speed]
+    adjusted = [m / s for m, s in zip(measured, windows.scale, strict=True) if s]
+    assert adjusted == pytest.approx([5.0, 5.0])
 
 
 def test_a_canary_at_the_same_instant_counts_as_before_and_one_side_is_enough() -> None:
@@ -70,11 +86,12 @@ def test_a_canary_at_the_same_instant_counts_as_before_and_one_side_is_enough() 
     windows = canary_windows(canaries, [_t(10), _t(35)])
     assert windows.reference_ms == 10.0 and windows.n == 3
     assert windows.drift_pct == pytest.approx([0.0, 20.0])
+    assert windows.scale == pytest.approx([1.0, 1.2])
 
 
 def test_without_canaries_nothing_is_judged() -> None:
     windows = canary_windows([], [_t(1), _t(2)])
-    assert windows.drift_pct == [None, None] and windows.reference_ms is None
+    assert windows.drift_pct == [None, None] == windows.scale and windows.reference_ms is None
 
 
 def test_only_the_canaries_that_bound_the_measurements_make_the_reference() -> None:
@@ -99,6 +116,14 @@ def test_drift_is_relative_one_of_the_neighbours_and_ignores_the_unit(
     canaries = [(float(i), v) for i, v in enumerate(values)]
     windows = canary_windows(canaries, at)
     scaled = canary_windows([(t, v * scale) for t, v in canaries], at)
+    assert scaled.scale == pytest.approx(windows.scale, rel=1e-9)
+    assert all(
+        s is not None
+        and min(values) / windows.reference_ms - 1e-9
+        <= s
+        <= max(values) / windows.reference_ms + 1e-9
+        for s in windows.scale
+    )
     # (two neighbours equally far either side may swap under rounding: compare magnitudes)
     assert [abs(d or 0) for d in scaled.drift_pct] == pytest.approx(
         [abs(d or 0) for d in windows.drift_pct], rel=1e-9, abs=1e-9
@@ -167,7 +192,7 @@ def test_the_agent_times_the_canary_every_n_jobs_and_after_the_campaign(
     lab: tuple[EmbeddedServer, RunningAgent, Client],
 ) -> None:
     _, _, client = lab
-    dataset = campaign(client)
+    dataset = campaign(client, remeasure_drifted=0)  # a busy host may drift: no extra canaries
     device = client.devices()[0]
     points = client.device_canary(device.id)
     measured = campaign_times(client, dataset.id)
@@ -195,14 +220,17 @@ def test_the_exports_carry_the_canary_per_row_and_as_a_series(
     lab: tuple[EmbeddedServer, RunningAgent, Client],
 ) -> None:
     _, _, client = lab
-    dataset = campaign(client)
+    dataset = campaign(client, remeasure_drifted=0)
     points = client.device_canary(client.devices()[0].id)
 
     rows = list(
         csv.DictReader(io.StringIO(client.export_dataset(dataset.id, DatasetFormat.csv).decode()))
     )
     assert {r["canary"] for r in rows} <= {"ok", "drifted"} and len(rows) == len(ARCHS)
-    assert all(float(r["canary_drift_pct"]) == float(r["canary_drift_pct"]) for r in rows)
+    for r in rows:
+        drift, scale = float(r["canary_drift_pct"]), float(r["canary_scale"])
+        assert abs(drift) < 100 and 0.5 < scale < 2
+        assert float(r["adjusted_ms"]) == pytest.approx(float(r["latency_ms"]) / scale)
 
     archive = zipfile.ZipFile(io.BytesIO(client.export_dataset(dataset.id, DatasetFormat.parquet)))
     series = pq.read_table(io.BytesIO(archive.read("canaries.parquet"))).to_pylist()
@@ -215,7 +243,7 @@ def test_the_exports_carry_the_canary_per_row_and_as_a_series(
     assert f"{len(points)} canaries" in readme and "Device canary" in readme
 
     metadata = json.loads(archive.read("dataset.json"))
-    assert metadata["provenance"]["canary"] == {"limit_pct": 5.0, "remeasure_drifted": 1}
+    assert metadata["provenance"]["canary"] == {"limit_pct": 5.0, "remeasure_drifted": 0}
 
 
 def slow_down_the_last_canary(server: EmbeddedServer, dataset_id: str, factor: float) -> None:

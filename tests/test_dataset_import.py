@@ -112,7 +112,7 @@ def test_a_csv_import_keeps_runtime_and_orders_archs_as_given(client: Client) ->
     assert dataset.progress.archs == 3 and dataset.progress.devices == 2
     rows = client.export_dataset(dataset.id, DatasetFormat.csv).decode().splitlines()
     # no percentiles, no verdict, no canary
-    assert rows[1].endswith("2.5,tflite,imported,0,,,,,,,")
+    assert rows[1].endswith("2.5,tflite,imported,0,,,,,,,,,")
     pixel = next(d for d in dataset.device_ids if client.device(d).name == "pixel")
     assert f",3,pixel,{pixel},1.25,tflite," in rows[2]
 

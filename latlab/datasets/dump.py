@@ -38,8 +38,10 @@ QUALITY_FIELDS = (
     "drift_pct",
 )
 #: The device canary around each measured row (``MeasurementRow.canary``): ``ok`` or
-#: ``drifted`` (its window's drift past the campaign's limit), and that drift (%).
-CANARY_FIELDS = ("canary", "canary_drift_pct")
+#: ``drifted`` (its window's drift past the campaign's limit), that drift (%), the device's
+#: speed then against the campaign's reference (``latlab.quality.CanaryWindows.scale``) and
+#: the median divided by it (the latency at the reference speed; the headline stays raw).
+CANARY_FIELDS = ("canary", "canary_drift_pct", "canary_scale", "adjusted_ms")
 
 
 @dataclass(frozen=True)

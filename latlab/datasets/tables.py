@@ -37,6 +37,8 @@ CSV_COLUMNS = (
     "ci_high_ms",
     "canary",
     "canary_drift_pct",
+    "canary_scale",
+    "adjusted_ms",
 )
 
 
@@ -65,6 +67,8 @@ def write_csv(dump: DatasetDump) -> dict[str, bytes]:
                 _opt(m.quality.get("ci_high_ms")),
                 m.canary.get("canary") or "",
                 _opt(m.canary.get("canary_drift_pct")),
+                _opt(m.canary.get("canary_scale")),
+                _opt(m.canary.get("adjusted_ms")),
             ]
         )
     return {"measurements.csv": out.getvalue().encode()}
@@ -109,6 +113,10 @@ def datasheet(dump: DatasetDump) -> str:
         "  half-width over 2 %), `drifting` (last third's median over 3 % from the first's), `interfered`",
         "  (other work or steal on the timing CPU), `throttled` (thermal limit, clock under 85 % of max),",
         "  `unknown` (too few samples); `ci_low_ms`/`ci_high_ms`: the median's 95 % interval.",
+        "- `canary` (`ok`/`drifted`), `canary_drift_pct`: the device canary (a reference model timed",
+        "  between the jobs) just before or after the row, against the campaign's canary median;",
+        "  `canary_scale`: the device's speed then (the canary interpolated in time / that median);",
+        "  `adjusted_ms` = median / `canary_scale`, the latency at the campaign's reference speed.",
         "",
         "## Quality",
         "",
@@ -285,7 +293,7 @@ def write_parquet(dump: DatasetDump) -> dict[str, bytes]:
             ]
             + [(k, f64) for k in STAT_FIELDS]
             + [(k, s if k == "verdict" else f64) for k in QUALITY_FIELDS]
-            + [("canary", s), ("canary_drift_pct", f64)]
+            + [(k, s if k == "canary" else f64) for k in CANARY_FIELDS]
             + [
                 ("samples_ms", pa.list_(f64)),
                 ("runtime", s),

@@ -106,7 +106,8 @@ def _remeasure(
 ) -> bool:
     """Queue the entries whose window drifted (and may be measured again); True if any."""
     windows = canary_windows(
-        [(p.measured_at, p.median_ms) for p in points], [e.created_at for e in entries]
+        [(p.measured_at.timestamp(), p.median_ms) for p in points],
+        [e.created_at.timestamp() for e in entries],
     )
     again = [
         e

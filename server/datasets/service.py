@@ -226,11 +226,21 @@ def _with_canaries(
     for device_id, indices in by_device.items():
         at = [datetime.fromisoformat(rows[i].created_at) for i in indices]
         points = canary.around(session, device_id, identity, min(at), max(at))
-        windows = canary_windows([(p.measured_at, p.median_ms) for p in points], at)
-        for i, drift in zip(indices, windows.drift_pct, strict=True):
-            if drift is not None:
-                verdict = "drifted" if abs(drift) > limit_pct else "ok"
-                out[i] = replace(rows[i], canary={"canary": verdict, "canary_drift_pct": drift})
+        windows = canary_windows(
+            [(p.measured_at.timestamp(), p.median_ms) for p in points],
+            [t.timestamp() for t in at],
+        )
+        for i, drift, scale in zip(indices, windows.drift_pct, windows.scale, strict=True):
+            if drift is not None and scale is not None:
+                out[i] = replace(
+                    rows[i],
+                    canary={
+                        "canary": "drifted" if abs(drift) > limit_pct else "ok",
+                        "canary_drift_pct": drift,
+                        "canary_scale": scale,
+                        "adjusted_ms": rows[i].latency_ms / scale,
+                    },
+                )
         found += [
             CanaryRow(
                 device_id,
