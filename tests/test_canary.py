@@ -246,20 +246,24 @@ def test_the_exports_carry_the_canary_per_row_and_as_a_series(
     assert metadata["provenance"]["canary"] == {"limit_pct": 5.0, "remeasure_drifted": 0}
 
 
-def slow_down_the_last_canary(server: EmbeddedServer, dataset_id: str, factor: float) -> None:
-    """As if the device had slowed down for its last canary; the campaign is checked again."""
+def slow_down_a_canary(
+    server: EmbeddedServer, dataset_id: str, factor: float, *, from_last: int
+) -> None:
+    """As if the device had slowed down for one canary (0: the last one, 1: the one before);
+    the campaign is checked again."""
     engine = sa.create_engine(server.settings.resolved_database_url)
     try:
         with engine.begin() as conn:
-            last = conn.execute(
+            canary = conn.execute(
                 sa.text(
                     "SELECT id FROM measurements WHERE purpose = 'canary' "
-                    "ORDER BY created_at DESC LIMIT 1"
-                )
+                    "ORDER BY created_at DESC LIMIT 1 OFFSET :k"
+                ),
+                {"k": from_last},
             ).scalar_one()
             conn.execute(
                 sa.text("UPDATE measurements SET median_ms = median_ms * :f WHERE id = :id"),
-                {"f": factor, "id": last},
+                {"f": factor, "id": canary},
             )
             conn.execute(
                 sa.text("UPDATE datasets SET state = 'measuring' WHERE id = :id"),
@@ -269,7 +273,12 @@ def slow_down_the_last_canary(server: EmbeddedServer, dataset_id: str, factor: f
         engine.dispose()
 
 
-def test_a_drifted_window_is_measured_again_after_a_fresh_canary(
+def export_rows(client: Client, dataset_id: str) -> list[dict[str, str]]:
+    text = client.export_dataset(dataset_id, DatasetFormat.csv).decode()
+    return sorted(csv.DictReader(io.StringIO(text)), key=lambda r: float(r["canary_drift_pct"]))
+
+
+def test_a_transient_drift_is_measured_again_after_a_fresh_canary(
     lab: tuple[EmbeddedServer, RunningAgent, Client],
 ) -> None:
     server, _, client = lab
@@ -277,40 +286,48 @@ def test_a_drifted_window_is_measured_again_after_a_fresh_canary(
     before = campaign_times(client, dataset.id)
     n_points = len(client.device_canary(client.devices()[0].id))
 
-    slow_down_the_last_canary(server, dataset.id, factor=3.0)
+    # canaries c0 m1 m2 c1 m3 m4 c2 m5 m6 c3: c2 slow, c3 (now) back at speed
+    slow_down_a_canary(server, dataset.id, factor=3.0, from_last=1)
     again = client.wait_dataset(dataset.id, timeout_s=300)
 
-    # the last two archs were measured between the last good canary and the slow one
-    assert again.state == DatasetState.done and again.progress.remeasured == EVERY
+    drifted = 2 * EVERY  # the archs on either side of the slow canary
+    assert again.state == DatasetState.done and again.progress.remeasured == drifted
     assert again.progress.done == len(ARCHS)
     after = campaign_times(client, dataset.id)
-    assert after[: len(ARCHS) - EVERY] == before[: len(ARCHS) - EVERY]
-    assert min(after[-EVERY:]) > max(before)
+    assert after[: len(ARCHS) - drifted] == before[: len(ARCHS) - drifted]
+    assert min(after[-drifted:]) > max(before)
+    # a fresh canary opens the re-measures, one comes every 2 jobs, one closes them
     points = client.device_canary(client.devices()[0].id)
-    assert len(points) == n_points + 2  # one opens the re-measured window, one closes it
-    rows = list(
-        csv.DictReader(io.StringIO(client.export_dataset(dataset.id, DatasetFormat.csv).decode()))
-    )
-    assert [r["canary"] for r in rows] == ["ok"] * len(ARCHS)
+    assert len(points) == n_points + 1 + drifted // EVERY
+    assert [r["canary"] for r in export_rows(client, dataset.id)] == ["ok"] * len(ARCHS)
 
 
-def test_with_re_measuring_off_a_drifted_window_is_kept_and_marked(
-    lab: tuple[EmbeddedServer, RunningAgent, Client], tmp_path: Path
+def test_a_lasting_drift_is_kept_and_marked_not_measured_again(
+    lab: tuple[EmbeddedServer, RunningAgent, Client],
 ) -> None:
     server, _, client = lab
-    dataset = campaign(client, canary_limit_pct=50.0, remeasure_drifted=0)
-    slow_down_the_last_canary(server, dataset.id, factor=3.0)
+    dataset = campaign(client, canary_limit_pct=50.0)
+    slow_down_a_canary(server, dataset.id, factor=3.0, from_last=0)  # still slow now
     again = client.wait_dataset(dataset.id, timeout_s=300)
     assert again.state == DatasetState.done and again.progress.remeasured == 0
 
-    rows = list(
-        csv.DictReader(io.StringIO(client.export_dataset(dataset.id, DatasetFormat.csv).decode()))
-    )
-    by_time = sorted(rows, key=lambda r: float(r["canary_drift_pct"]))
-    assert [r["canary"] for r in by_time] == ["ok"] * (len(ARCHS) - EVERY) + ["drifted"] * EVERY
-    assert all(float(r["canary_drift_pct"]) > 150 for r in by_time[-EVERY:])
+    rows = export_rows(client, dataset.id)
+    assert [r["canary"] for r in rows] == ["ok"] * (len(ARCHS) - EVERY) + ["drifted"] * EVERY
+    assert all(float(r["canary_drift_pct"]) > 150 for r in rows[-EVERY:])
     archive = zipfile.ZipFile(io.BytesIO(client.export_dataset(dataset.id, DatasetFormat.latbench)))
     assert f"{EVERY} of {len(ARCHS)} rows drifted" in archive.read("README.md").decode()
+
+
+def test_with_re_measuring_off_a_transient_drift_is_marked(
+    lab: tuple[EmbeddedServer, RunningAgent, Client],
+) -> None:
+    server, _, client = lab
+    dataset = campaign(client, canary_limit_pct=50.0, remeasure_drifted=0)
+    slow_down_a_canary(server, dataset.id, factor=3.0, from_last=1)
+    again = client.wait_dataset(dataset.id, timeout_s=300)
+    assert again.state == DatasetState.done and again.progress.remeasured == 0
+    rows = export_rows(client, dataset.id)
+    assert [r["canary"] for r in rows].count("drifted") == 2 * EVERY
 
 
 def test_an_unknown_device_has_no_canary(
