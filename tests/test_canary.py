@@ -39,6 +39,7 @@ from latlab.schemas import (
 from latlab.server.config import Settings
 from latlab.server.embedded import EmbeddedServer
 from tests.factories import API_KEY, make_settings
+from tests.test_cli import latlab
 from tests.test_e2e import RunningAgent, start_agent
 
 FAST = OnnxRuntimeConfig(
@@ -214,6 +215,23 @@ def test_the_agent_times_the_canary_every_n_jobs_and_after_the_campaign(
     assert all(j.device_id == device.id and not j.config.profile_ops for j in jobs)
     measurements = client.measurements(device_id=device.id, limit=1000)
     assert {m.purpose for m in measurements} == {JobPurpose.measure, JobPurpose.canary}
+
+
+def test_the_cli_shows_a_devices_canary_series(
+    lab: tuple[EmbeddedServer, RunningAgent, Client],
+) -> None:
+    server, _, client = lab
+    campaign(client, remeasure_drifted=0)
+    device = client.devices()[0]
+    points = client.device_canary(device.id)
+    shown = latlab("devices", "canary", device.name, url=server.url)
+    assert shown.returncode == 0, shown.stderr
+    assert f"{len(points)} canaries" in shown.stdout
+    assert all(f"{p.median_ms:.3f}" in shown.stdout for p in points)
+    as_json = latlab("devices", "canary", device.id, "--json", "--limit", "2", url=server.url)
+    assert [p["measurement_id"] for p in json.loads(as_json.stdout)] == [
+        p.measurement_id for p in points[-2:]
+    ]
 
 
 def test_the_exports_carry_the_canary_per_row_and_as_a_series(

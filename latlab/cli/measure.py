@@ -114,7 +114,11 @@ def cmd_devices_canary(args: argparse.Namespace) -> int:
             "measured_at": p.measured_at.strftime("%Y-%m-%d %H:%M:%S"),
             "median_ms": f"{p.median_ms:.3f}",
             "vs_median": f"{100 * (p.median_ms / reference - 1):+.1f}%",
-            "ci_ms": "" if p.ci_low_ms is None else f"{p.ci_low_ms:.3f}-{p.ci_high_ms:.3f}",
+            "ci_ms": (
+                ""
+                if p.ci_low_ms is None or p.ci_high_ms is None
+                else f"{p.ci_low_ms:.3f}-{p.ci_high_ms:.3f}"
+            ),
             "verdict": p.verdict or "",
             "runtime": f"{p.runtime} ({p.provider}, {p.threads} thr)",
         }
