@@ -15,10 +15,10 @@ from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 import latlab
-from latlab.schemas import ErrorBody, JobState
+from latlab.schemas import ErrorBody, JobState, ModelFormat
 from latlab.server.background import BackgroundWork
 from latlab.server.blobstore import open_blob_store
-from latlab.server.canary.service import CanaryModels
+from latlab.server.canary.service import CanaryModels, CanaryPolicy
 from latlab.server.config import Settings
 from latlab.server.datasets import builder as datasets_builder
 from latlab.server.datasets import canary_check
@@ -99,6 +99,8 @@ def create_app(settings: Settings) -> FastAPI:
         )
         if relay is not None:
             await run_in_threadpool(relay.start)
+        if CanaryPolicy.of(settings).enabled:
+            await run_in_threadpool(_prepare_canary, state)
         stopping = asyncio.Event()
         tasks = [
             asyncio.create_task(_reap_until(stopping, state)),
@@ -229,3 +231,13 @@ async def _reap_until(stopping: asyncio.Event, state: AppState) -> None:
                 state.notifier.notify_all()
         except Exception:
             log.exception("lease reaper failed; retrying")
+
+
+def _prepare_canary(state: AppState) -> None:
+    """Export and store the ONNX canary model before the first claim (every agent's first
+    claim wants it at once); if it fails, the first claim tries again."""
+    try:
+        with session_scope(state.sessions) as session:
+            state.canaries.model_id(session, ModelFormat.onnx)
+    except Exception:
+        log.warning("could not prepare the canary model; the first claim will", exc_info=True)

@@ -12,6 +12,8 @@ import csv
 import io
 import itertools
 import json
+import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from datetime import datetime
@@ -22,6 +24,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy.orm import sessionmaker
 
 from latlab.client import Client
 from latlab.errors import ApiError
@@ -35,9 +38,14 @@ from latlab.schemas import (
     DatasetState,
     JobPurpose,
     JobState,
+    ModelFormat,
 )
+from latlab.server.blobstore import open_blob_store
+from latlab.server.canary.service import CanaryModels
 from latlab.server.config import Settings
+from latlab.server.db import create_db_engine, session_scope
 from latlab.server.embedded import EmbeddedServer
+from latlab.server.tables import Model
 from tests.factories import API_KEY, make_settings
 from tests.test_cli import latlab
 from tests.test_e2e import RunningAgent, start_agent
@@ -355,3 +363,42 @@ def test_an_unknown_device_has_no_canary(
     with pytest.raises(ApiError) as err:
         client.device_canary("no-such-device")
     assert err.value.status == 404
+
+
+@pytest.mark.postgres
+def test_two_claims_storing_the_canary_model_at_once_share_one_row_and_blob(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Every agent's first claim wants the canary model at the same instant: the transaction
+    that loses the insert takes the winner's row and deletes nothing of it."""
+    settings = make_settings(tmp_path, pg_url)
+    engine = create_db_engine(pg_url)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    blobs = open_blob_store(settings)
+    CanaryModels._ids.clear()  # as in a fresh server process
+    stored = threading.Event()
+    ids: list[str] = []
+
+    def first() -> None:
+        with session_scope(sessions) as session:
+            ids.append(CanaryModels(blobs, settings).model_id(session, ModelFormat.onnx))
+            stored.set()
+            time.sleep(1.5)  # the other one reads "none", exports and waits on our insert
+
+    def second() -> None:
+        stored.wait(60)
+        with session_scope(sessions) as session:
+            ids.append(CanaryModels(blobs, settings).model_id(session, ModelFormat.onnx))
+
+    try:
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert len(ids) == 2 and ids[0] == ids[1]
+        with session_scope(sessions) as session:
+            assert session.scalar(sa.select(sa.func.count()).select_from(Model)) == 1
+        assert blobs.exists(ids[0])
+    finally:
+        engine.dispose()

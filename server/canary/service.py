@@ -15,10 +15,13 @@ checks each of its measurements against the canaries just before and after it
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from latlab.errors import LatlabError
@@ -68,12 +71,14 @@ class CanaryPolicy:
 
 class CanaryModels:
     """The reference model's id per format: exported and stored on first use (the same bytes
-    every time: fixed weights), remembered while it exists."""
+    every time: fixed weights, so the id is known after one export per process)."""
+
+    #: Model id (sha256) per format, shared by every instance: the bytes never change.
+    _ids: ClassVar[dict[ModelFormat, str]] = {}
 
     def __init__(self, blobs: BlobStore, settings: Settings) -> None:
         self.blobs = blobs
         self.settings = settings
-        self._ids: dict[ModelFormat, str] = {}
 
     def model_id(self, session: Session, fmt: ModelFormat) -> str:
         known = self._ids.get(fmt)
@@ -81,17 +86,29 @@ class CanaryModels:
             return known
         space = get_space("nb201")
         graph = space.graph(space.parse(CANARY_ARCH), GraphForm.pruned)
-        with scratch_file(self.settings, suffix=f".{fmt.value}") as path:
-            path.write_bytes(model_file(graph, fmt, seed=CANARY_SEED))
-            model, _ = store_model(
-                session,
-                self.blobs,
-                path,
-                f"canary-nb201.{fmt.value}",
-                ModelLimits.of(self.settings),
-            )
-        self._ids[fmt] = model.id
-        return model.id
+        data = model_file(graph, fmt, seed=CANARY_SEED)
+        sha256 = hashlib.sha256(data).hexdigest()
+        if models.get(session, sha256) is None:
+            self._store(session, fmt, data)
+        type(self)._ids[fmt] = sha256
+        return sha256
+
+    def _store(self, session: Session, fmt: ModelFormat, data: bytes) -> None:
+        """Store it in a savepoint: claims on other connections may store the same bytes at
+        the same instant (every agent's first claim). The row is inserted before the blob is
+        written, so the one that loses the insert wrote nothing and takes the winner's."""
+        try:
+            with session.begin_nested(), scratch_file(self.settings, f".{fmt.value}") as path:
+                path.write_bytes(data)
+                store_model(
+                    session,
+                    self.blobs,
+                    path,
+                    f"canary-nb201.{fmt.value}",
+                    ModelLimits.of(self.settings),
+                )
+        except IntegrityError:
+            log.info("canary model stored by another transaction", extra={"format": fmt.value})
 
 
 def canary_config(config: RuntimeConfig) -> RuntimeConfig:
