@@ -212,14 +212,18 @@ class Client(_Http):
         """Yield each job once as it finishes; ``TimeoutError`` if some have not in time."""
         pending = dict.fromkeys(job_ids)
         deadline = time.monotonic() + timeout_s
+        first = True
         while pending:
             finished = []
             ids = list(pending)
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
-                finished += [
-                    j for j in self.jobs(ids=chunk, limit=len(chunk)) if not j.state.pending
-                ]
+                jobs = self.jobs(ids=chunk, limit=len(chunk))
+                if first and len(jobs) < len(chunk):  # waiting for a job that is not there
+                    unknown = sorted(set(chunk) - {j.id for j in jobs})
+                    raise ApiError(404, "not_found", f"no job {', '.join(unknown[:5])}")
+                finished += [j for j in jobs if not j.state.pending]
+            first = False
             for job in finished:
                 del pending[job.id]
                 yield job

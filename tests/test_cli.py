@@ -163,6 +163,39 @@ def test_space_export_of_a_bad_arch_or_space_is_a_clear_error(tmp_path: Path) ->
         assert not (tmp_path / "x.onnx").exists()
 
 
+def test_space_export_takes_the_format_from_the_outputs_suffix(tmp_path: Path) -> None:
+    def export(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [LATLAB, "space", "export", "nb201", "1", *args], capture_output=True, text=True
+        )
+
+    out = tmp_path / "t.tflite"
+    assert export("-o", str(out)).returncode == 0
+    assert out.read_bytes()[4:8] == b"TFL3"  # a TFLite flatbuffer, not ONNX under its name
+    clash = export("--format", "onnx", "-o", str(tmp_path / "u.tflite"))
+    assert clash.returncode == 2 and "ends in .tflite" in clash.stderr
+    unknown = export("-o", str(tmp_path / "model.bin"))
+    assert unknown.returncode == 2 and "--format onnx|tflite" in unknown.stderr
+    assert not (tmp_path / "u.tflite").exists() and not (tmp_path / "model.bin").exists()
+
+
+def test_a_reader_that_stops_early_is_not_an_error() -> None:
+    # `latlab runtimes | head -1`: the pipe closes before the command has written everything
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run([LATLAB, "runtimes"], stdout=write, stderr=subprocess.PIPE)
+    finally:
+        os.close(write)
+    assert result.returncode == 0 and result.stderr == b""
+
+
+def test_waiting_for_a_job_that_does_not_exist_says_so(live_server: EmbeddedServer) -> None:
+    # (it used to poll for the whole --timeout: the helper's own 60 s limit would end it)
+    result = latlab("jobs", "wait", "0" * 32, "--timeout", "600", url=live_server.url)
+    assert result.returncode == 1 and f"no job {'0' * 32}" in result.stderr
+
+
 @pytest.mark.slow
 def test_dataset_build_follow_export_and_import_back(
     live_server: EmbeddedServer, client: Client, tmp_path: Path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -44,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except UsageError as exc:
         parser.error(str(exc))  # exits 2
+    except BrokenPipeError:  # `latlab ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (LatlabError, TimeoutError, OSError) as exc:
         print(f"latlab: error: {exc}", file=sys.stderr)
         return 1

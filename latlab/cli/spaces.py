@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from latlab.cli.common import UsageError
+
 __all__ = ["add_parsers"]
+
+FORMATS = ("onnx", "tflite")
 
 
 def cmd_space_info(args: argparse.Namespace) -> int:
@@ -31,7 +35,8 @@ def cmd_space_export(args: argparse.Namespace) -> int:
     space = get_space(args.space)
     arch = space.parse(args.arch)
     graph = space.graph(arch, GraphForm(args.form))
-    if args.format == "onnx":
+    fmt = _format(args.format, Path(args.output))
+    if fmt == "onnx":
         from latlab.export.onnx import to_onnx
 
         data = to_onnx(graph, seed=args.seed).SerializeToString()
@@ -46,6 +51,19 @@ def cmd_space_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _format(given: str | None, output: Path) -> str:
+    """The format asked for, or the one the output's suffix names; a mismatch is an error."""
+    suffix = output.suffix.lower().lstrip(".")
+    named = suffix if suffix in FORMATS else None
+    if given is not None and named is not None and given != named:
+        raise UsageError(f"--format {given} but the output {output.name} ends in .{suffix}")
+    if given is None and named is None:
+        raise UsageError(
+            f"give --format onnx|tflite, or an output ending in .onnx or .tflite (not {output.name})"
+        )
+    return given or str(named)
+
+
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp = sub.add_parser("space", help="search spaces").add_subparsers(
         dest="space_cmd", required=True
@@ -56,7 +74,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     se = sp.add_parser("export", help="one architecture as a model file")
     se.add_argument("space")
     se.add_argument("arch", help="index, arch string or vector")
-    se.add_argument("--format", choices=["onnx", "tflite"], default="onnx")
+    se.add_argument(
+        "--format", choices=FORMATS, help="default: the output's suffix (.onnx or .tflite)"
+    )
     se.add_argument(
         "--form",
         choices=["pruned", "eager"],
