@@ -42,6 +42,7 @@ from _lab import bench_lab
 
 from latlab.client import Client
 from latlab.progress import follow_dataset
+from latlab.quality import spread_pct
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import DatasetCreate, DatasetFormat, JobPurpose, MeasurementOut
 from latlab.spaces.nb201 import Nb201
@@ -155,10 +156,9 @@ def report_pass(label: str, p: Pass) -> None:
     )
     if p.canaries:
         ms = [m.stats.median_ms for m in p.canaries]
-        mid = statistics.median(ms)
         print(
             f"canary             {len(ms)} timings, {min(ms):.3f}..{max(ms):.3f} ms "
-            f"(spread {100 * (max(ms) - min(ms)) / mid:.1f} %); re-measured {p.remeasured}, "
+            f"(spread {spread_pct(ms):.1f} %); re-measured {p.remeasured}, "
             f"drifted at the end {p.drifted}"
         )
 

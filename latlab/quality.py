@@ -44,6 +44,7 @@ __all__ = [
     "drift_pct",
     "measurement_quality",
     "median_ci",
+    "spread_pct",
 ]
 
 #: Two-sided 95 % normal quantile.
@@ -242,6 +243,11 @@ def measurement_quality(quality: Quality) -> MeasurementQuality:
     )
 
 
+def spread_pct(values: Sequence[float]) -> float:
+    """(max - min) / median of ``values``, %: how far a series of medians moved."""
+    return 100.0 * (max(values) - min(values)) / statistics.median(values)
+
+
 @dataclass(frozen=True)
 class CanaryWindows:
     #: The median of the canaries that bound the measurements (ms); None without canaries.
@@ -288,5 +294,4 @@ def canary_windows(canaries: Sequence[tuple[float, float]], at: Sequence[float])
             scale.append((c0 + w * (c1 - c0)) / reference)
         else:
             scale.append(canaries[near[0]][1] / reference)
-    spread = 100.0 * (max(bounding) - min(bounding)) / reference
-    return CanaryWindows(reference, drift, scale, spread, len(bounding))
+    return CanaryWindows(reference, drift, scale, spread_pct(bounding), len(bounding))

@@ -18,6 +18,7 @@ from latlab.cli.common import (
     table,
 )
 from latlab.client import Client
+from latlab.quality import spread_pct
 from latlab.schemas import JobState
 
 __all__ = ["add_parsers"]
@@ -125,8 +126,8 @@ def cmd_devices_canary(args: argparse.Namespace) -> int:
         for p in points
     ]
     print(table(rows, ["measured_at", "median_ms", "vs_median", "ci_ms", "verdict", "runtime"]))
-    spread = 100 * (max(p.median_ms for p in points) - min(p.median_ms for p in points))
-    print(f"{len(points)} canaries, median {reference:.3f} ms, spread {spread / reference:.1f} %")
+    spread = spread_pct([p.median_ms for p in points])
+    print(f"{len(points)} canaries, median {reference:.3f} ms, spread {spread:.1f} %")
     return 0
 
 

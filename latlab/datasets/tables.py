@@ -17,6 +17,7 @@ from latlab.datasets.dump import (
     STAT_FIELDS,
     DatasetDump,
 )
+from latlab.quality import spread_pct
 
 __all__ = ["CSV_COLUMNS", "datasheet", "write_csv", "write_parquet"]
 
@@ -206,7 +207,7 @@ def _canary_lines(dump: DatasetDump) -> list[str]:
         drifted = sum(m.canary["canary"] == "drifted" for m in rows)
         lines.append(
             f"- {names.get(device_id, device_id)}: {len(ms)} canaries, median {mid:.4g} ms, "
-            f"spread {100 * (ms[-1] - ms[0]) / mid:.1f} % (min {ms[0]:.4g}, max {ms[-1]:.4g} ms); "
+            f"spread {spread_pct(ms):.1f} % (min {ms[0]:.4g}, max {ms[-1]:.4g} ms); "
             f"{drifted} of {len(rows)} rows drifted."
         )
     return lines

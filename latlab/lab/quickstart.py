@@ -14,7 +14,6 @@ import io
 import json
 import secrets
 import shutil
-import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from latlab.latency_model import to_artifact
 from latlab.metrics import RegressionMetrics, regression_metrics, spearman
 from latlab.opkey import graph_cost
 from latlab.progress import follow_dataset, follow_lut
+from latlab.quality import spread_pct
 from latlab.runtimes import Protocol, RuntimeConfig
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut, LutCreate, LutSource, LutState
@@ -257,7 +257,7 @@ def _render_canary(parquet_zip: Path, dataset: DatasetOut) -> str:
     judged = Counter(r["canary"] for r in rows if r["canary"])
     return (
         f"canary: {len(ms)} timings of the reference model between the jobs, "
-        f"{min(ms):.3f}..{max(ms):.3f} ms (spread {100 * (max(ms) - min(ms)) / statistics.median(ms):.1f} %); "
+        f"{min(ms):.3f}..{max(ms):.3f} ms (spread {spread_pct(ms):.1f} %); "
         f"rows {', '.join(f'{v} {n}' for v, n in judged.most_common())}; "
         f"re-measured {dataset.progress.remeasured}"
     )

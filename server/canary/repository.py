@@ -18,7 +18,7 @@ measurements = core_table(Measurement)
 CANARY, MEASURE = JobPurpose.canary.value, JobPurpose.measure.value
 
 _LAST_CANARY_JOB = (
-    select(jobs.c.state, jobs.c.created_at, jobs.c.finished_at)
+    select(jobs.c.created_at, jobs.c.finished_at)
     .where(
         jobs.c.device_id == bindparam("device_id"),
         jobs.c.purpose == CANARY,
@@ -43,7 +43,8 @@ _MEASURED_SINCE = select(func.count()).select_from(
 def last_canary_job(
     session: Session, device_id: str, identity: str
 ) -> Row[*tuple[Any, ...]] | None:
-    """The device's latest canary job with this runtime identity: state, created, finished."""
+    """The device's latest canary job with this runtime identity: created, finished (None
+    while it is pending)."""
     return session.execute(_LAST_CANARY_JOB, {"device_id": device_id, "identity": identity}).first()
 
 
@@ -56,11 +57,12 @@ def measured_since(
     return int(session.execute(_MEASURED_SINCE, params).scalar_one())
 
 
+#: CanaryPoint's fields, by name.
 _SERIES_COLUMNS = (
-    measurements.c.id,
+    measurements.c.id.label("measurement_id"),
     measurements.c.job_id,
     measurements.c.model_id,
-    measurements.c.created_at,
+    measurements.c.created_at.label("measured_at"),
     measurements.c.median_ms,
     measurements.c.ci_low_ms,
     measurements.c.ci_high_ms,
@@ -96,20 +98,7 @@ def series(
 
 
 def _point(row: Row[*tuple[Any, ...]]) -> CanaryPoint:
-    return CanaryPoint(
-        measurement_id=row.id,
-        job_id=row.job_id,
-        model_id=row.model_id,
-        measured_at=row.created_at,
-        median_ms=row.median_ms,
-        ci_low_ms=row.ci_low_ms,
-        ci_high_ms=row.ci_high_ms,
-        verdict=row.verdict,
-        runtime=row.runtime,
-        provider=row.provider,
-        threads=row.threads,
-        runtime_identity=row.runtime_identity,
-    )
+    return CanaryPoint.model_validate(row._mapping)
 
 
 def around(

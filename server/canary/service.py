@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
@@ -26,8 +27,9 @@ from sqlalchemy.orm import Session
 
 from latlab.errors import LatlabError
 from latlab.export.files import model_file
+from latlab.quality import CanaryWindows, canary_windows
 from latlab.runtimes import RuntimeConfig, runtime_spec, stored_config
-from latlab.schemas import JobCreate, JobPurpose, ModelFormat
+from latlab.schemas import CanaryPoint, JobCreate, JobPurpose, ModelFormat
 from latlab.server.blobstore import BlobStore
 from latlab.server.canary import repository
 from latlab.server.config import Settings
@@ -46,6 +48,7 @@ __all__ = [
     "claim_hook",
     "closing_canary",
     "queue_canary",
+    "windows",
 ]
 
 log = logging.getLogger(__name__)
@@ -109,6 +112,13 @@ class CanaryModels:
                 )
         except IntegrityError:
             log.info("canary model stored by another transaction", extra={"format": fmt.value})
+
+
+def windows(points: Sequence[CanaryPoint], at: Sequence[datetime]) -> CanaryWindows:
+    """``latlab.quality.canary_windows`` of measurements taken at ``at`` against ``points``."""
+    return canary_windows(
+        [(p.measured_at.timestamp(), p.median_ms) for p in points], [t.timestamp() for t in at]
+    )
 
 
 def canary_config(config: RuntimeConfig) -> RuntimeConfig:

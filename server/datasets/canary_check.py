@@ -19,7 +19,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from latlab.quality import canary_windows
 from latlab.runtimes import RuntimeConfig, stored_config
 from latlab.schemas import CanaryPoint, DatasetCreate, DatasetState, JobCreate
 from latlab.server.blobstore import BlobStore
@@ -112,10 +111,7 @@ def _remeasure(
     is within the limit. A shift that lasts would drift the re-measures too (measured on this
     VM: of 175 archs re-measured, 100 drifted again), and a device that never closed its
     window may be gone: their rows are kept and marked."""
-    windows = canary_windows(
-        [(p.measured_at.timestamp(), p.median_ms) for p in points],
-        [e.created_at.timestamp() for e in entries],
-    )
+    windows = canary.windows(points, [e.created_at for e in entries])
     closing = points[-1] if points and points[-1].measured_at > entries[-1].created_at else None
     if closing is None or windows.reference_ms is None:
         return False

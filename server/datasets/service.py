@@ -15,7 +15,6 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from latlab.datasets.dump import ArchRow, CanaryRow, DatasetDump, DeviceRow, MeasurementRow
-from latlab.quality import canary_windows
 from latlab.runtimes import stored_config
 from latlab.schemas import (
     DatasetCreate,
@@ -26,6 +25,7 @@ from latlab.schemas import (
     JobState,
 )
 from latlab.server.canary import repository as canary
+from latlab.server.canary import service as canary_service
 from latlab.server.datasets import repository
 from latlab.server.datasets.canary_check import CanaryLimits
 from latlab.server.db import utcnow
@@ -226,10 +226,7 @@ def _with_canaries(
     for device_id, indices in by_device.items():
         at = [datetime.fromisoformat(rows[i].created_at) for i in indices]
         points = canary.around(session, device_id, identity, min(at), max(at))
-        windows = canary_windows(
-            [(p.measured_at.timestamp(), p.median_ms) for p in points],
-            [t.timestamp() for t in at],
-        )
+        windows = canary_service.windows(points, at)
         for i, drift, scale in zip(indices, windows.drift_pct, windows.scale, strict=True):
             if drift is not None and scale is not None:
                 out[i] = replace(
