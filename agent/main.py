@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import socket
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from latlab.agent.adb import Adb
 from latlab.agent.cache import ModelCache
@@ -22,6 +24,7 @@ from latlab.agent.thermal import ThermalGate, host_temperature_c
 from latlab.agent.worker import RunnerProcess
 from latlab.client import AgentClient
 from latlab.errors import ApiError
+from latlab.schemas import RuntimeInfo
 
 __all__ = ["background_agent", "connect_agent", "in_processes", "run_agent"]
 
@@ -39,6 +42,13 @@ def connect_agent(
     phone and its descriptor is the phone's, not this host's. ``runners`` are used as given;
     without them the agent loads this host's (or phone's), each in a ``RunnerProcess`` unless
     ``settings.runner_process`` is off."""
+    return _connect(settings, runners, stop)[0]
+
+
+def _connect(
+    settings: AgentSettings, runners: dict[str, Runner] | None, stop: threading.Event | None
+) -> tuple[Agent, AgentState, list[RuntimeInfo]]:
+    """``connect_agent``, with the registration (its name always set) and the runtimes."""
     adb = Adb(settings.adb_serial, settings.adb_path) if settings.adb_serial else None
     if runners is None:
         runners = available_runners() if adb is None else phone_runners(settings, adb)
@@ -68,12 +78,14 @@ def connect_agent(
                 )
             name = settings.name or default_name
             registered = client.register(key, name, descriptor)
-            state = AgentState(server_url, registered.device_id, registered.token)
+            state = AgentState(server_url, registered.device_id, registered.token, name)
             save_state(settings.state_file, state)
             log.info("device registered", extra={"device_id": state.device_id})
         else:
             client.heartbeat(descriptor=descriptor)
             log.info("device registration reused", extra={"device_id": state.device_id})
+            if state.name is None:  # a file from before names were kept: the name it would take
+                state = dataclasses.replace(state, name=settings.name or default_name)
     except ApiError as exc:
         client.close()
         if exc.status == 401:
@@ -82,8 +94,22 @@ def connect_agent(
                 f"enrollment key, or delete {settings.state_file} to register again"
             ) from exc
         raise
-    return Agent(
+    agent = Agent(
         client, runners, ModelCache(settings.cache_dir), settings, stop, thermal_gate(settings, adb)
+    )
+    return agent, state, infos
+
+
+def _start_line(
+    state: AgentState, runtimes: Sequence[RuntimeInfo], timing_cpus: Sequence[int] | None
+) -> str:
+    """What ``latlab agent`` prints once it is registered: who it is, where, with what."""
+    offered = ", ".join(f"{r.name} {r.version}" for r in runtimes)
+    timing = f"; timing on CPUs {','.join(map(str, timing_cpus))}" if timing_cpus else ""
+    return (
+        f'agent started: device "{state.name}" ({state.device_id}) on {state.server_url}; '
+        f"runtimes {offered}{timing}; waiting for jobs "
+        "(Ctrl-C stops it and gives a leased job back)"
     )
 
 
@@ -122,7 +148,8 @@ def run_agent(settings: AgentSettings, stop: threading.Event) -> AgentStats:
     if settings.timing_cpus:
         others = keep_off(settings.timing_cpus)
         log.info("timing on CPUs %s, the rest of the agent on %s", settings.timing_cpus, others)
-    agent = connect_agent(settings, stop=stop)
+    agent, state, runtimes = _connect(settings, None, stop)
+    print(_start_line(state, runtimes, settings.timing_cpus), file=sys.stderr, flush=True)
     try:
         return agent.run()
     finally:

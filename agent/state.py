@@ -15,6 +15,8 @@ class AgentState:
     server_url: str
     device_id: str
     token: str
+    #: The name it registered under (absent from files written before it was kept).
+    name: str | None = None
 
 
 def load_state(path: Path) -> AgentState | None:
@@ -25,6 +27,7 @@ def load_state(path: Path) -> AgentState | None:
         server_url=str(data["server_url"]),
         device_id=str(data["device_id"]),
         token=str(data["token"]),
+        name=None if data.get("name") is None else str(data["name"]),
     )
 
 

@@ -5,7 +5,7 @@ answer at all is ``ServerUnreachable``. Wherever a device is named, its id or it
 (the server resolves it; ``Client.device`` gives the device and its id).
 
     >>> from latlab.client import Client
-    >>> with Client("http://127.0.0.1:8000", api_key="...") as c:
+    >>> with Client.connect() as c:  # the server and key `latlab` uses (latlab.config)
     ...     model = c.upload_model("net.onnx")
     ...     job = c.create_job(model.id, device_id="...")
     ...     done = c.wait_jobs([job.id])
@@ -20,11 +20,13 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel
 
+from latlab.config import resolve_connection
 from latlab.errors import ApiError, ServerUnreachable
 from latlab.runtimes import RuntimeConfig
 from latlab.schemas import (
@@ -35,6 +37,7 @@ from latlab.schemas import (
     DatasetFormat,
     DatasetOut,
     DatasetState,
+    Deleted,
     DeviceDescriptor,
     DeviceOut,
     DeviceRegistered,
@@ -56,7 +59,7 @@ from latlab.schemas import (
 )
 from latlab.spaces import GraphForm
 
-__all__ = ["AgentClient", "Client"]
+__all__ = ["AgentClient", "Client", "Page"]
 
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -88,13 +91,34 @@ class _Http:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ServerUnreachable(f"{method} {path}: {exc}") from exc
+            where = str(self._http.base_url).rstrip("/")
+            raise ServerUnreachable(
+                f"no answer from the server at {where} ({method} {path}: {exc})"
+            ) from exc
         if response.status_code >= 400:
             raise _api_error(response)
         return response
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._send(method, path, **kwargs).json()
+
+    def _page(self, path: str, params: dict[str, Any], kind: type[M]) -> Page[M]:
+        response = self._send("GET", path, params=params)
+        total = response.headers.get("X-Total-Count")
+        items = [kind.model_validate(item) for item in response.json()]
+        return Page(items, total=int(total) if total is not None else len(items))
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Page(list[M]):
+    """One page of a list the server pages through: the items, and ``total``, how many match
+    the query in all (its ``X-Total-Count``)."""
+
+    def __init__(self, items: Iterable[M], *, total: int) -> None:
+        super().__init__(items)
+        self.total = total
 
 
 def _api_error(response: httpx.Response) -> ApiError:
@@ -114,6 +138,21 @@ class Client(_Http):
 
     def __init__(self, base_url: str, api_key: str, **kwargs: Any) -> None:
         super().__init__(base_url, api_key, **kwargs)
+
+    @classmethod
+    def connect(
+        cls,
+        server_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        profile: str | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """A client for the server and key the CLI would use: the arguments, else the
+        environment, else a profile saved by ``latlab login``, else a local server's generated
+        key (``latlab.config``)."""
+        found = resolve_connection(server_url, api_key, profile)
+        return cls(found.server_url, found.api_key, **kwargs)
 
     def health(self) -> dict[str, Any]:
         result: dict[str, Any] = self._json("GET", "/healthz")
@@ -152,9 +191,19 @@ class Client(_Http):
     def model(self, model_id: str) -> ModelOut:
         return ModelOut.model_validate(self._json("GET", f"/v1/models/{model_id}"))
 
-    def models(self, *, limit: int = 100, offset: int = 0) -> list[ModelOut]:
-        data = self._json("GET", "/v1/models", params={"limit": limit, "offset": offset})
-        return [ModelOut.model_validate(m) for m in data]
+    def models(
+        self, *, limit: int = 100, offset: int = 0, newest_first: bool = False
+    ) -> Page[ModelOut]:
+        params = {"limit": limit, "offset": offset, "newest_first": newest_first}
+        return self._page("/v1/models", params, ModelOut)
+
+    def delete_model(self, model_id: str, force: bool = False) -> Deleted:
+        """Delete the model with its jobs, measurements and file (a read-write key). An
+        ``ApiError`` 409 names the datasets and LUTs that use it, unless ``force``; the
+        device canary's reference model is never deleted. The answer counts what went."""
+        params = {"force": "true"} if force else None
+        data = self._json("DELETE", f"/v1/models/{_segment(model_id)}", params=params)
+        return Deleted.model_validate(data)
 
     # jobs
     def create_job(
@@ -189,11 +238,18 @@ class Client(_Http):
         ids: list[str] | None = None,
         limit: int = 100,
         offset: int = 0,
-    ) -> list[JobOut]:
+        newest_first: bool = False,
+    ) -> Page[JobOut]:
         params = _params(
-            state=state, model_id=model_id, device_id=device_id, ids=ids, limit=limit, offset=offset
+            state=state,
+            model_id=model_id,
+            device_id=device_id,
+            ids=ids,
+            limit=limit,
+            offset=offset,
+            newest_first=newest_first,
         )
-        return [JobOut.model_validate(j) for j in self._json("GET", "/v1/jobs", params=params)]
+        return self._page("/v1/jobs", params, JobOut)
 
     def cancel_job(self, job_id: str) -> JobOut:
         return JobOut.model_validate(self._json("POST", f"/v1/jobs/{job_id}/cancel"))
@@ -284,6 +340,12 @@ class Client(_Http):
     def datasets(self) -> list[DatasetOut]:
         return [DatasetOut.model_validate(d) for d in self._json("GET", "/v1/datasets")]
 
+    def delete_dataset(self, dataset_id: str) -> Deleted:
+        """Delete the dataset, its archs and entries (a read-write key): pending jobs only it
+        needed are cancelled, an import's measurements go, measured ones stay."""
+        data = self._json("DELETE", f"/v1/datasets/{_segment(dataset_id)}")
+        return Deleted.model_validate(data)
+
     def export_dataset(self, dataset_id: str, fmt: DatasetFormat) -> bytes:
         """The export's bytes: a zip, or CSV text for ``csv``."""
         response = self._send(
@@ -326,6 +388,11 @@ class Client(_Http):
     def luts(self, device_id: str | None = None) -> list[LutOut]:
         data = self._json("GET", "/v1/luts", params=_params(device_id=device_id))
         return [LutOut.model_validate(d) for d in data]
+
+    def delete_lut(self, lut_id: str) -> Deleted:
+        """Delete the LUT with its micro-model jobs and their measurements (a read-write
+        key)."""
+        return Deleted.model_validate(self._json("DELETE", f"/v1/luts/{_segment(lut_id)}"))
 
     def wait_lut(
         self,
@@ -464,6 +531,12 @@ class Client(_Http):
         data = self._json("POST", f"/v1/predictors/{predictor_id}/current")
         return PredictorOut.model_validate(data)
 
+    def delete_predictor(self, predictor_id: str) -> Deleted:
+        """Delete the version and its artifact (a read-write key); if it was current, the
+        newest older version is now (``current_predictor`` in the answer), else none."""
+        data = self._json("DELETE", f"/v1/predictors/{_segment(predictor_id)}")
+        return Deleted.model_validate(data)
+
     def predictor_plot(self, predictor_id: str) -> bytes:
         return self._send("GET", f"/v1/predictors/{predictor_id}/plot").content
 
@@ -489,7 +562,8 @@ class Client(_Http):
         ops: bool = False,
         limit: int = 100,
         offset: int = 0,
-    ) -> list[MeasurementOut]:
+        newest_first: bool = False,
+    ) -> Page[MeasurementOut]:
         params = _params(
             model_id=model_id,
             device_id=device_id,
@@ -498,9 +572,9 @@ class Client(_Http):
             ops=ops,
             limit=limit,
             offset=offset,
+            newest_first=newest_first,
         )
-        data = self._json("GET", "/v1/measurements", params=params)
-        return [MeasurementOut.model_validate(m) for m in data]
+        return self._page("/v1/measurements", params, MeasurementOut)
 
     def measurement(self, measurement_id: int) -> MeasurementOut:
         return MeasurementOut.model_validate(

@@ -38,5 +38,10 @@ class ApiError(LatlabError):
 
 
 class ServerUnreachable(ApiError):
+    """No answer at all (status 0): the message says from where and why."""
+
     def __init__(self, message: str) -> None:
         super().__init__(0, "unreachable", message)
+
+    def __str__(self) -> str:
+        return self.message

@@ -1,8 +1,11 @@
-"""Progress bars for long work the server does (campaigns, LUTs), drawn with tqdm."""
+"""Progress bars for long work the server does (campaigns, LUTs, imports), drawn with tqdm."""
 
 from __future__ import annotations
 
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 from tqdm import tqdm
@@ -10,7 +13,27 @@ from tqdm import tqdm
 from latlab.client import Client
 from latlab.schemas import DatasetOut, LutOut
 
-__all__ = ["follow_dataset", "follow_lut"]
+__all__ = ["elapsed", "follow_dataset", "follow_lut"]
+
+
+@contextmanager
+def elapsed(desc: str, file: TextIO | None = None, every_s: float = 0.5) -> Iterator[None]:
+    """A line that counts the seconds while one long request runs (an import the server
+    parses and stores before it answers: there is nothing finer to count)."""
+    done = threading.Event()
+    with tqdm(desc=desc, bar_format="{desc}: {elapsed}", file=file or sys.stderr) as bar:
+
+        def tick() -> None:
+            while not done.wait(every_s):
+                bar.refresh()
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()
 
 
 def follow_dataset(

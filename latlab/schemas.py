@@ -29,6 +29,8 @@ __all__ = [
     "DatasetProgress",
     "DatasetSource",
     "DatasetState",
+    "Deleted",
+    "DeletedKind",
     "DeviceDescriptor",
     "DeviceOut",
     "DeviceRegistered",
@@ -261,6 +263,9 @@ class JobOut(Out):
     purpose: JobPurpose = JobPurpose.measure
     #: True when the request matched a pending identical job and that job is returned.
     deduplicated: bool = False
+    #: In the answer to a create only: how many online devices could take the job now (0: it
+    #: waits in the queue until one that matches comes online).
+    online_matches: int | None = None
 
 
 # --------------------------------------------------------------------------- agent side
@@ -702,3 +707,30 @@ class PredictorOut(Out):
     artifact_bytes: int
     has_plot: bool
     created_at: datetime
+
+
+# --------------------------------------------------------------------------- deletes
+
+
+class DeletedKind(StrEnum):
+    dataset = "dataset"
+    lut = "lut"
+    predictor = "predictor"
+    model = "model"
+
+
+class Deleted(Out):
+    """What ``DELETE /v1/{datasets,luts,predictors,models}/{id}`` did, in one transaction."""
+
+    kind: DeletedKind
+    id: str
+    #: Rows removed per table (``datasets``, ``dataset_entries``, ``measurements``,
+    #: ``op_measurements``, ``jobs``, ...) and ``blobs`` (files gone from the blob store); every
+    #: kind the delete can remove is listed, zeros included.
+    removed: dict[str, int]
+    #: Rows kept but changed: ``jobs_cancelled`` (pending jobs nothing else needed),
+    #: ``dataset_archs_unprepared`` (archs of campaigns whose model was deleted),
+    #: ``predictors_made_current`` (the version before a deleted current one).
+    changed: dict[str, int] = Field(default_factory=dict)
+    #: A predictor's delete: the version of its device + runtime current now (None: none is).
+    current_predictor: str | None = None

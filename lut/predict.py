@@ -55,9 +55,12 @@ def kernel_latencies_us(
         fit = table.fallback.get(kernel.op_type)
         if fit is None:
             known = ", ".join(sorted(table.fallback)) or "none"
+            nodes = ", ".join(kernel.nodes[:3]) + (", ..." if len(kernel.nodes) > 3 else "")
             raise MissingEntry(
-                f"kernel {kernel.op_type} at nodes {', '.join(kernel.nodes)} has no LUT entry "
-                f"(key {kernel.key}) and no fallback for its op type (fallbacks: {known})"
+                f"kernel {kernel.op_type} (nodes {nodes}) has no entry in this LUT, and the LUT "
+                f"has no fallback for {kernel.op_type} (it has: {known}). Build a LUT that "
+                "covers it: `latlab lut build --device DEVICE --model MODEL_ID` times "
+                "micro-models of that model's own kernels"
             )
         us = fit.estimate_us(kernel.cost.flops, kernel.cost.bytes_moved)
         times.append(us)

@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Response
+from prometheus_client import generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 import latlab
-from latlab.schemas import ErrorBody, JobState, ModelFormat
+from latlab.schemas import ErrorBody, ModelFormat
 from latlab.server.background import BackgroundWork
 from latlab.server.blobstore import open_blob_store
 from latlab.server.canary.service import CanaryModels, CanaryPolicy
@@ -31,10 +32,8 @@ from latlab.server.db import (
     upgrade_to_head,
 )
 from latlab.server.deps import AppState, StateDep
-from latlab.server.devices import service as devices_service
 from latlab.server.devices.endpoints import router as devices_router
 from latlab.server.errors import Unavailable, install_error_handlers
-from latlab.server.jobs import repository as jobs_repository
 from latlab.server.jobs import service as jobs_service
 from latlab.server.jobs.endpoints import agent_router as jobs_agent_router
 from latlab.server.jobs.endpoints import router as jobs_router
@@ -46,7 +45,7 @@ from latlab.server.models.endpoints import router as models_router
 from latlab.server.notify import JobNotifier, PgJobRelay
 from latlab.server.predict.cache import PredictorCache
 from latlab.server.predict.endpoints import router as predict_router
-from latlab.server.prometheus import CONTENT_TYPE, HttpMetrics, Labels, Metrics
+from latlab.server.prometheus import CONTENT_TYPE, DatabaseGauges, HttpMetrics, Metrics
 from latlab.server.registry.endpoints import router as registry_router
 from latlab.server.routing import api_router
 from latlab.server.uploads import BodyLimit
@@ -87,6 +86,8 @@ def create_app(settings: Settings) -> FastAPI:
         predictors=PredictorCache(),
         metrics=Metrics(),
     )
+    state.metrics.registry.register(DatabaseGauges(state.sessions, settings.offline_after_s))
+    state.metrics.claims_waiting.set_function(lambda: state.notifier.waiting)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -189,29 +190,8 @@ async def _metrics(state: StateDep) -> Response:
     """Open: Prometheus text format — jobs by state and queue depth, devices online (from the
     database), and this process's claims, results, measurement and predict timings, HTTP
     requests."""
-
-    def gauges() -> dict[str, tuple[str, list[tuple[Labels, float]]]]:
-        with session_scope(state.sessions) as session:
-            by_state = jobs_repository.state_counts(session)
-            online = devices_service.count_online(session, state.settings.offline_after_s)
-        return {
-            "latlab_jobs": (
-                "Jobs by state.",
-                [((("state", s.value),), float(by_state.get(s.value, 0))) for s in JobState],
-            ),
-            "latlab_queue_depth": (
-                "Jobs waiting for a device.",
-                [((), float(by_state.get(JobState.queued.value, 0)))],
-            ),
-            "latlab_devices_online": ("Agent devices seen recently.", [((), float(online))]),
-            "latlab_claims_waiting": (
-                "Claims of this process long-polling for a job.",
-                [((), float(state.notifier.waiting))],
-            ),
-        }
-
-    text_ = state.metrics.render(await run_in_threadpool(gauges))
-    return Response(text_, media_type=CONTENT_TYPE)
+    body = await run_in_threadpool(generate_latest, state.metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE)
 
 
 async def _reap_until(stopping: asyncio.Event, state: AppState) -> None:

@@ -11,31 +11,37 @@ timeout. PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``.
 from __future__ import annotations
 
 import fcntl
+import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, Table, create_engine, event, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import CursorResult, Result, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from latlab import migrations
 from latlab.server import blob_ledger
+from latlab.server.errors import InvalidInput, NotFound
+from latlab.untrusted import excerpt
 
 __all__ = [
     "IN_CHUNK",
+    "MIN_ID_PREFIX",
+    "affected",
     "alembic_config",
+    "by_id_or_prefix",
     "connection_problem",
     "create_db_engine",
     "current_revision",
@@ -190,6 +196,7 @@ def _sqlite_serialised_writes(engine: Engine) -> None:
 
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 #: Ids per ``IN (...)`` query: a dataset or LUT reads the rows of 10^5 measurements.
 IN_CHUNK = 500
@@ -199,6 +206,40 @@ def in_chunks(ids: Sequence[T]) -> Iterator[Sequence[T]]:
     """``ids`` in slices of at most ``IN_CHUNK``, one ``IN (...)`` query each."""
     for start in range(0, len(ids), IN_CHUNK):
         yield ids[start : start + IN_CHUNK]
+
+
+#: An id shorter than itself is taken as its prefix (the CLI's tables print 12 characters)
+#: from this length on; ids are lowercase hex (uuid4 hex, sha256).
+MIN_ID_PREFIX = 6
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+def by_id_or_prefix(
+    session: Session,
+    ref: str,
+    get: Callable[[Session, str], R | None],
+    column: InstrumentedAttribute[str],
+    what: str,
+) -> R:
+    """The row whose id is ``ref``, else the one row whose id starts with it: an unknown id is
+    a 404, a prefix several ids share a 422 that says to give more of it."""
+    found = get(session, ref)
+    if found is not None:
+        return found
+    matches: list[str] = []
+    if len(ref) >= MIN_ID_PREFIX and _HEX.fullmatch(ref):
+        matches = list(session.scalars(select(column).where(column.like(f"{ref}%")).limit(2)))
+    if len(matches) > 1:
+        raise InvalidInput(f"several {what}s have ids starting {ref!r}: give more of the id")
+    found = get(session, matches[0]) if matches else None
+    if found is None:
+        raise NotFound(f"no {what} {excerpt(ref)}")
+    return found
+
+
+def affected(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE statement changed (its cursor's rowcount)."""
+    return int(cast(CursorResult[Any], result).rowcount)
 
 
 def reserve_ids(session: Session, table: Table, n: int) -> list[int]:
@@ -242,11 +283,12 @@ def release(session: Session) -> None:
 
 
 def end_session(session: Session, *, commit: bool) -> None:
-    """Commit (rolled back if the commit fails) or roll back, then give the connection back."""
+    """Commit (rolled back if the commit fails) or roll back, then give the connection back.
+    Blobs the session's deletes left unnamed are deleted after a commit, never before."""
     try:
         if commit:
             session.commit()
-            blob_ledger.forget(session)
+            blob_ledger.committed(session)  # the blobs its deletes left unnamed go now
         else:
             session.rollback()
     except BaseException:
@@ -254,6 +296,7 @@ def end_session(session: Session, *, commit: bool) -> None:
         raise
     finally:
         blob_ledger.roll_back(session)  # what a rolled-back session stored (none after a commit)
+        blob_ledger.discard_unused(session)  # and what it would have deleted (none after one)
         session.close()
 
 

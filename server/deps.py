@@ -26,6 +26,8 @@ from latlab.server.devices import repository as devices
 
 __all__ = [
     "MAX_INT32",
+    "TOTAL_COUNT",
+    "TOTAL_COUNT_HEADER",
     "AppState",
     "AuthHeader",
     "DeviceRef",
@@ -88,6 +90,18 @@ LAST_SEEN_RESOLUTION_S = 5.0
 #: them are a 422, not a database error.
 MAX_INT32 = 2**31 - 1
 Offset = Annotated[int, Query(ge=0, le=MAX_INT32)]
+#: A paged list's header: how many rows match its filters in all (the page is ``limit`` of them).
+TOTAL_COUNT_HEADER = "X-Total-Count"
+TOTAL_COUNT: dict[int | str, dict[str, Any]] = {
+    200: {
+        "headers": {
+            TOTAL_COUNT_HEADER: {
+                "description": "rows matching the filters in all",
+                "schema": {"type": "integer"},
+            }
+        }
+    }
+}
 
 
 def _user_scope(state: AppState, authorization: str | None) -> str:

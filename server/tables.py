@@ -291,7 +291,9 @@ class DatasetEntry(Base):
     )
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
     job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), nullable=True, index=True)
-    measurement_id: Mapped[int | None] = mapped_column(ForeignKey("measurements.id"), nullable=True)
+    measurement_id: Mapped[int | None] = mapped_column(
+        ForeignKey("measurements.id"), nullable=True, index=True
+    )
     #: Times the entry was measured again because the device's canary drifted around it.
     remeasured: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
 

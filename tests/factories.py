@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from latlab.client import AgentClient
@@ -93,30 +94,27 @@ def shared_path(relative: str) -> Path:
     return path
 
 
-_SAMPLE = re.compile(
-    r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_]+="(?:[^"\\]|\\.)*",?)*\})? (\S+)$'
-)
+def scrape_families(url: str) -> list[Metric]:
+    """GET /metrics and read it with Prometheus' own parser: a malformed line raises, and
+    every family has its HELP and TYPE."""
+    answer = httpx.get(f"{url}/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == CONTENT_TYPE_PLAIN_0_0_4
+    families = list(text_string_to_metric_families(answer.text))
+    assert all(f.documentation and f.type != "unknown" for f in families), answer.text
+    return families
 
 
 def scrape(url: str) -> dict[str, float]:
-    """GET /metrics and read it as Prometheus text: ``'name{labels}'`` -> value. Every line is
-    a HELP or TYPE comment or a well-formed sample, and every sample's metric has both."""
-    answer = httpx.get(f"{url}/metrics")
-    assert answer.status_code == 200
-    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
-    samples: dict[str, float] = {}
-    described: dict[str, set[str]] = {}
-    for line in answer.text.splitlines():
-        if line.startswith("# "):
-            kind, name = line.split()[1:3]
-            described.setdefault(name, set()).add(kind)
-            continue
-        match = _SAMPLE.match(line)
-        assert match is not None, f"not a Prometheus sample: {line!r}"
-        samples[match.group(1) + (match.group(2) or "")] = float(match.group(3))
-        family = re.sub(r"_(bucket|sum|count)$", "", match.group(1))
-        assert described.get(family) == {"HELP", "TYPE"} or described.get(match.group(1)) == {
-            "HELP",
-            "TYPE",
-        }, line
-    return samples
+    """GET /metrics: ``'name{labels}'`` -> value, the labels sorted by name
+    (``'latlab_measurement_seconds_bucket{le="+Inf",runtime="onnxruntime"}'``)."""
+    return {
+        sample.name + _labels(sample.labels): sample.value
+        for family in scrape_families(url)
+        for sample in family.samples
+    }
+
+
+def _labels(labels: dict[str, str]) -> str:
+    pairs = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    return "{" + pairs + "}" if pairs else ""

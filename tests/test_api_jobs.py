@@ -73,7 +73,8 @@ def test_a_job_is_queued_for_a_model_and_a_device(
     job = client.create_job(model.id, device_id=device[1].device_id)
     assert job.state == JobState.queued
     assert job.config == OnnxRuntimeConfig()
-    assert client.job(job.id) == job
+    assert job.online_matches == 1  # the device, heard from at registration
+    assert client.job(job.id) == job.model_copy(update={"online_matches": None})
 
 
 def test_an_identical_pending_request_returns_the_same_job(

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import stat
 import subprocess
 import sys
+import tempfile
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -13,19 +17,34 @@ import pytest
 from latlab.client import Client
 from latlab.latency_model import to_artifact
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
-from latlab.schemas import JobState
+from latlab.schemas import JobState, ModelOut
 from latlab.server.embedded import EmbeddedServer, free_port
 from tests.factories import API_KEY, READ_API_KEY, cnn_bytes, register, shared_path
 
 LATLAB = str(Path(sys.executable).with_name("latlab"))
 
 
-def latlab(*args: str, url: str, key: str | None = API_KEY) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LATLAB_SERVER_URL": url}
-    env.pop("LATLAB_API_KEY", None)
+#: A home with no profile and no local server's credentials (the real one may have both).
+EMPTY_HOME = tempfile.mkdtemp(prefix="latlab-home-")
+
+
+def latlab(
+    *args: str,
+    url: str | None,
+    key: str | None = API_KEY,
+    home: str | Path = EMPTY_HOME,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOME": str(home)}
+    for name in ("LATLAB_API_KEY", "LATLAB_SERVER_URL", "LATLAB_PROFILE", "LATLAB_DATA_DIR"):
+        env.pop(name, None)
+    if url is not None:
+        env["LATLAB_SERVER_URL"] = url
     if key is not None:
         env["LATLAB_API_KEY"] = key
-    return subprocess.run([LATLAB, *args], capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run(
+        [LATLAB, *args], capture_output=True, text=True, env=env, timeout=60, input=stdin
+    )
 
 
 def test_upload_then_create_and_list_a_job(
@@ -64,7 +83,7 @@ def test_upload_then_create_and_list_a_job(
     listed = latlab("jobs", "list", url=live_server.url)
     assert listed.returncode == 0 and job_id in listed.stdout
 
-    waited = latlab("jobs", "wait", job_id, "--timeout", "0.2", url=live_server.url)
+    waited = latlab("jobs", "wait", job_id, "--timeout-s", "0.2", url=live_server.url)
     assert waited.returncode == 1 and "not finished" in waited.stderr
 
 
@@ -100,9 +119,15 @@ def test_runtimes_lists_every_registered_runtime_with_its_own_settings() -> None
     assert "xnnpack=True" in rows["litert"] and " adb " in rows["benchmark_model"]
 
 
-def test_an_unreachable_server_exits_1() -> None:
-    result = latlab("jobs", "list", url=f"http://127.0.0.1:{free_port()}")
-    assert result.returncode == 1 and "unreachable" in result.stderr
+def test_an_unreachable_server_says_which_and_what_to_check() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = latlab("jobs", "list", url=url)
+    assert result.returncode == 1
+    assert f"no answer from the server at {url}" in result.stderr and "Connection refused" in (
+        result.stderr
+    )
+    assert "is `latlab server` running there?" in result.stderr
+    assert "0 unreachable" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_server_whose_stores_do_not_answer_exits_1_with_the_reason(tmp_path: Path) -> None:
@@ -192,7 +217,7 @@ def test_a_reader_that_stops_early_is_not_an_error() -> None:
 
 def test_waiting_for_a_job_that_does_not_exist_says_so(live_server: EmbeddedServer) -> None:
     # (it used to poll for the whole --timeout: the helper's own 60 s limit would end it)
-    result = latlab("jobs", "wait", "0" * 32, "--timeout", "600", url=live_server.url)
+    result = latlab("jobs", "wait", "0" * 32, "--timeout-s", "600", url=live_server.url)
     assert result.returncode == 1 and f"no job {'0' * 32}" in result.stderr
 
 
@@ -355,7 +380,7 @@ def test_lut_build_show_export_and_predict(
     shown = latlab("lut", "show", url=live_server.url)
     assert shown.returncode == 0 and lut_id in shown.stdout
 
-    exported = latlab("lut", "export", lut_id, "--format", "yaml", url=live_server.url)
+    exported = latlab("lut", "export", lut_id, "--format", "yaml", "-o", "-", url=live_server.url)
     assert exported.returncode == 0 and "count:" in exported.stdout and "mean:" in exported.stdout
 
     predicted = latlab(
@@ -444,6 +469,14 @@ def test_train_registers_a_predictor_that_predict_then_uses(
     missing = latlab("train", "--device", "nope", url=live_server.url)
     assert missing.returncode == 1 and "no device 'nope'" in missing.stderr
 
+    # the newest version deleted (by a prefix of its id): the one before is current again
+    newest = max(client.predictors("tpu"), key=lambda p: p.version)
+    deleted = latlab("predictors", "--delete", newest.id[:8], "--yes", url=live_server.url)
+    assert deleted.returncode == 0, deleted.stderr
+    assert f"deleted predictor {newest.id}: removed predictors 1" in deleted.stdout
+    assert "current predictor now" in deleted.stdout
+    assert [p.version for p in client.predictors("tpu") if p.current] == [newest.version - 1]
+
 
 def test_devices_are_listed_and_revoked_only_with_a_read_write_key(
     live_server: EmbeddedServer, client: Client
@@ -486,3 +519,229 @@ def test_a_server_that_cannot_use_its_database_says_so_in_one_line(
     assert len(errors) == 1 and says in errors[0], result.stderr
     assert "hunter2" not in result.stderr and "sqlalche.me" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_usage_errors_show_the_commands_own_usage(live_server: EmbeddedServer) -> None:
+    no_target = latlab("jobs", "create", "--model", "0" * 64, url=live_server.url)
+    assert no_target.returncode == 2
+    assert no_target.stderr.startswith("usage: latlab jobs create")
+    assert "latlab jobs create: error: give --device ID" in no_target.stderr
+
+
+def test_version_and_a_help_written_for_users() -> None:
+    shown = latlab("--version", url=None)
+    assert shown.returncode == 0 and shown.stdout.strip() == f"latlab {version('latlab')}"
+    helped = latlab("--help", url=None)
+    assert helped.returncode == 0
+    for start in ("latlab quickstart", "latlab server", "latlab agent", "latlab login"):
+        assert start in helped.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "missing", "extras"),
+    [
+        (["quickstart"], "torch", "server,agent,train"),
+        (["train", "--device", "x"], "torch", "train"),
+        (["server"], "uvicorn", "server"),
+    ],
+)
+def test_a_missing_extra_is_named_in_one_line_before_any_work(
+    tmp_path: Path, argv: list[str], missing: str, extras: str
+) -> None:
+    # the module hidden as if it were not installed (an import of it raises ImportError)
+    code = (
+        f"import sys; sys.modules[{missing!r}] = None; "
+        f"from latlab.cli import main; sys.exit(main({argv!r}))"
+    )
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "LATLAB_DATA_DIR": str(tmp_path / "data"),
+        "LATLAB_API_KEY": "k",
+        "LATLAB_SERVER_URL": f"http://127.0.0.1:{free_port()}",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"latlab: error: latlab {argv[0]} needs {missing}, not installed here: "
+        f"pip install 'latlab[{extras}]'\n"
+    )
+    assert list(tmp_path.iterdir()) == []  # no quickstart folder, no keys, nothing measured
+
+
+def test_the_quickstart_refuses_too_few_archs_before_it_measures(tmp_path: Path) -> None:
+    result = latlab("quickstart", "--archs", "4", "--dir", str(tmp_path / "qs"), url=None)
+    assert result.returncode == 2 and result.stderr.startswith("usage: latlab quickstart")
+    assert "--archs: at least 8" in result.stderr
+    assert not (tmp_path / "qs").exists()
+
+
+def test_login_keeps_a_profile_that_the_other_commands_use(
+    live_server: EmbeddedServer, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    wrong = latlab("login", "--server", live_server.url, url=None, key=None, home=home, stdin="x\n")
+    assert wrong.returncode == 1 and "401" in wrong.stderr
+    assert not (home / ".latlab").exists()  # a refused key is not kept
+
+    kept = latlab(
+        "login", "--server", live_server.url, url=None, key=None, home=home, stdin=API_KEY + "\n"
+    )
+    assert kept.returncode == 0, kept.stderr
+    assert f"profile 'default': {live_server.url} (0 devices, 0 online)" in kept.stdout
+    profiles = home / ".latlab" / "client.json"
+    assert stat.S_IMODE(profiles.stat().st_mode) == 0o600
+    assert API_KEY not in kept.stdout + kept.stderr
+    assert latlab("jobs", "list", url=None, key=None, home=home).returncode == 0
+
+    read_only = latlab(
+        "login", "--server", live_server.url, "--profile", "ro", "--api-key", READ_API_KEY,
+        url=None, key=None, home=home,
+    )  # fmt: skip
+    assert read_only.returncode == 0 and "--profile ro" in read_only.stdout
+    denied = latlab("devices", "revoke", "x", "--profile", "ro", url=None, key=None, home=home)
+    assert denied.returncode == 1 and "read-only" in denied.stderr
+
+    # a profile's key goes to its own server only
+    elsewhere = f"http://127.0.0.1:{free_port()}"
+    other = latlab("jobs", "list", "--server", elsewhere, url=None, key=None, home=home)
+    assert other.returncode == 2 and f"no API key for {elsewhere}" in other.stderr
+
+
+def test_a_missing_key_says_where_it_was_looked_for_and_a_local_servers_key_is_found(
+    live_server: EmbeddedServer, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    missing = latlab("jobs", "list", url=live_server.url, key=None, home=home)
+    assert missing.returncode == 2 and missing.stderr.startswith("usage: latlab jobs list")
+    for place in ("--api-key", "LATLAB_API_KEY", "client.json", "credentials.json"):
+        assert place in missing.stderr
+    assert f"latlab login --server {live_server.url}" in missing.stderr
+
+    # what `latlab server` generates on this machine (the default data dir)
+    (home / ".latlab").mkdir()
+    (home / ".latlab" / "credentials.json").write_text(
+        json.dumps({"api_key": API_KEY, "enroll_key": "e"})
+    )
+    found = latlab("jobs", "list", url=live_server.url, key=None, home=home)
+    assert found.returncode == 0, found.stderr
+
+
+def test_every_list_has_json(live_server: EmbeddedServer, client: Client, model: ModelOut) -> None:
+    client.create_job(model.id, selector={}, config=OnnxRuntimeConfig())
+    for argv in (
+        ["jobs", "list"],
+        ["models", "list"],
+        ["devices", "list"],
+        ["measurements"],
+        ["dataset", "status"],
+        ["lut", "show"],
+        ["predictors"],
+    ):
+        result = latlab(*argv, "--json", url=live_server.url)
+        assert result.returncode == 0, (argv, result.stderr)
+        assert isinstance(json.loads(result.stdout), list), argv
+    [job] = json.loads(latlab("jobs", "list", "--json", url=live_server.url).stdout)
+    assert job["model_id"] == model.id and job["state"] == "queued"
+
+
+def test_ctrl_c_while_waiting_says_the_job_goes_on_and_how_to_follow_it(
+    live_server: EmbeddedServer, client: Client, model: ModelOut
+) -> None:
+    env = {**os.environ, "LATLAB_SERVER_URL": live_server.url, "LATLAB_API_KEY": API_KEY}
+    waiting = subprocess.Popen(
+        [LATLAB, "jobs", "create", "--model", model.id, "--selector", "labels.rack=9", "--wait"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert waiting.stdout is not None
+    job_id = waiting.stdout.readline().split()[0]  # printed before it waits
+    waiting.send_signal(signal.SIGINT)
+    _, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 130
+    assert "no online device can take it now (selector {'labels.rack': '9'}" in err
+    assert "the job goes on on the server" in err and f"latlab jobs wait {job_id}" in err
+    assert "Traceback" not in err
+    assert client.job(job_id).state == JobState.queued
+
+
+@pytest.mark.slow
+def test_a_jobs_life_through_the_cli(
+    live_server: EmbeddedServer, client: Client, tmp_path: Path
+) -> None:
+    from tests.test_e2e import start_agent
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(cnn_bytes())
+    model_id = latlab("models", "upload", str(path), url=live_server.url).stdout.split()[0]
+    fast = ["--warmup-runs", "1", "--warmup-s", "0", "--runs", "5", "--min-s", "0"]
+    agent = start_agent(live_server.url, tmp_path, name="life-cpu")
+    try:
+        timed = latlab(
+            "jobs", "create", "--model", model_id, "--device", "life-cpu", *fast, "--wait",
+            url=live_server.url,
+        )  # fmt: skip
+    finally:
+        agent.close()
+    assert timed.returncode == 0, timed.stderr
+    job_id = timed.stdout.split()[0]
+    [m] = client.measurements(job_id=job_id)
+    assert f"[1/1] {job_id}  done  median {m.stats.median_ms:.3f} ms" in timed.stdout
+    assert f"(n={m.stats.n}" in timed.stdout and f"measurement {m.id})" in timed.stdout
+
+    shown = latlab("jobs", "show", job_id, url=live_server.url)
+    assert shown.returncode == 0 and f"{job_id}  done  model {model_id}" in shown.stdout
+    assert f"result   median {m.stats.median_ms:.3f} ms" in shown.stdout
+    assert (
+        json.loads(latlab("jobs", "show", job_id, "--json", url=live_server.url).stdout)[
+            "measurement_id"
+        ]
+        == m.id
+    )
+
+    listed = latlab("models", "list", url=live_server.url)
+    assert listed.returncode == 0 and model_id[:12] in listed.stdout and "m.onnx" in listed.stdout
+    model = latlab("models", "show", model_id, url=live_server.url)
+    [ops] = [line for line in model.stdout.splitlines() if line.startswith("ops ")]
+    assert model.returncode == 0 and "Conv 2, " in ops and "Gemm 1" in ops
+    assert f"{m.stats.median_ms:.3f}" in model.stdout  # its measurement, side by side
+
+    queued = client.create_job(model_id, selector={"labels.rack": "9"}, config=OnnxRuntimeConfig())
+    cancelled = latlab("jobs", "cancel", queued.id, url=live_server.url)
+    assert cancelled.returncode == 0 and f"{queued.id}  cancelled" in cancelled.stdout
+    again = latlab("jobs", "cancel", queued.id, job_id, url=live_server.url)
+    assert again.returncode == 1 and "not cancelled" in again.stderr and "already" in again.stderr
+
+
+def test_deletes_ask_first_and_say_what_went(
+    live_server: EmbeddedServer, client: Client, tmp_path: Path
+) -> None:
+    path = tmp_path / "m.onnx"
+    path.write_bytes(cnn_bytes())
+    model_id = latlab("models", "upload", str(path), url=live_server.url).stdout.split()[0]
+    unasked = latlab("models", "delete", model_id, url=live_server.url)  # not on a terminal
+    assert unasked.returncode == 2 and "pass --yes" in unasked.stderr
+    assert client.model(model_id).id == model_id
+
+    published = tmp_path / "published.csv"
+    published.write_text("space,arch,device,latency_ms\nnb201,1,pixel,1.5\nnb201,2,pixel,2.5\n")
+    imported = latlab("dataset", "import", str(published), url=live_server.url)
+    assert imported.returncode == 0 and "importing 1 file" in imported.stderr  # its progress
+    dataset_id = imported.stdout.split()[0]
+    gone = latlab("dataset", "delete", dataset_id[:8], "--yes", url=live_server.url)
+    assert gone.returncode == 0, gone.stderr
+    assert f"deleted dataset {dataset_id}: removed datasets 1" in gone.stdout
+    assert "measurements 2" in gone.stdout  # the import's own numbers go with it
+    assert dataset_id not in latlab("dataset", "status", url=live_server.url).stdout
+
+    refused = latlab("models", "delete", model_id, "--yes", url=live_server.url, key=READ_API_KEY)
+    assert refused.returncode == 1 and "read-only" in refused.stderr
+    deleted = latlab("models", "delete", model_id[:12], "--yes", url=live_server.url)
+    assert deleted.returncode == 0 and f"deleted model {model_id}" in deleted.stdout
+    assert latlab("models", "show", model_id, url=live_server.url).returncode == 1

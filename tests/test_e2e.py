@@ -17,6 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from latlab.agent.config import AgentSettings
+from latlab.agent.isolation import split_cpus
 from latlab.agent.main import background_agent
 from latlab.agent.runners.base import Runner
 from latlab.client import Client
@@ -160,12 +161,14 @@ def test_a_model_onnxruntime_cannot_run_is_reported_failed_by_the_real_runner(
 # --------------------------------------------------------------------------- the agent command
 
 
-def _agent_process(url: str, tmp_path: Path) -> subprocess.Popen[str]:
+def _agent_process(
+    url: str, tmp_path: Path, *options: str, verbose: bool = True, stderr: int = subprocess.STDOUT
+) -> subprocess.Popen[str]:
     exe = Path(sys.executable).with_name("latlab")
     return subprocess.Popen(
         [
             str(exe),
-            "-v",
+            *(["-v"] if verbose else []),
             "agent",
             "--server",
             url,
@@ -177,9 +180,10 @@ def _agent_process(url: str, tmp_path: Path) -> subprocess.Popen[str]:
             str(tmp_path / "cli-agent.json"),
             "--cache-dir",
             str(tmp_path / "cli-cache"),
+            *options,
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=stderr,
         text=True,
         env={**os.environ, "LATLAB_AGENT_CLAIM_WAIT_S": "0.5"},
     )
@@ -225,6 +229,35 @@ def test_the_agent_command_releases_its_job_on_sigterm_and_reuses_its_registrati
         assert done.state == JobState.done, done.error
         assert proc.returncode == 0, out
         assert len(client.devices()) == 1  # the second start reused the saved registration
+
+
+def test_the_agent_command_says_who_it_is_and_that_it_waits_when_it_starts(
+    live_server: EmbeddedServer, tmp_path: Path
+) -> None:
+    split = split_cpus()
+    pinned = [] if split is None else ["--timing-cpus", ",".join(map(str, split[0]))]
+    lines = []
+    for _ in ("registers", "reuses its registration"):
+        proc = _agent_process(
+            live_server.url, tmp_path, *pinned, verbose=False, stderr=subprocess.PIPE
+        )
+        try:
+            assert proc.stderr is not None
+            lines.append(proc.stderr.readline())  # the first line, without -v
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+        assert proc.returncode == 0, lines[-1] + err
+    with Client(live_server.url, API_KEY) as client:
+        [device] = client.devices()
+    for line in lines:
+        assert line.startswith(f'agent started: device "cli-agent" ({device.id}) on ')
+        assert live_server.url in line and "runtimes onnxruntime " in line, line
+        assert "waiting for jobs (Ctrl-C stops it and gives a leased job back)" in line
+        if split is not None:
+            assert f"timing on CPUs {','.join(map(str, split[0]))};" in line
+    assert "agent stopped" in out
 
 
 @pytest.mark.slow

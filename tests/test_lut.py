@@ -191,8 +191,10 @@ def test_an_op_with_no_entry_and_no_fallback_is_an_error(measured: list[Profiled
         table.rules, table.source, table.entries, table.calibration,
         {k: v for k, v in table.fallback.items() if not k.startswith("Conv")},
     )  # fmt: skip
-    with pytest.raises(MissingEntry, match="Conv"):
+    with pytest.raises(MissingEntry, match="Conv") as refused:
         predict(no_conv_fallback, graph)
+    # short (no 500-character key) and saying what to do
+    assert len(str(refused.value)) < 400 and "latlab lut build" in str(refused.value)
 
 
 def test_a_micro_model_lut_is_calibrated_on_whole_models(

@@ -4,29 +4,48 @@ tables and figures, the runtime-config flags, and the usage error (exit 2)."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import math
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from latlab.client import Client
-from latlab.config import ClientSettings
+from latlab.client import Client, Page
+from latlab.config import NoApiKey, resolve_connection
+from latlab.errors import LatlabError
 from latlab.runtimes import DEFAULT_RUNTIME, RuntimeConfig, parse_config, runtimes
+from latlab.schemas import Deleted
 
 __all__ = [
+    "TRANSFER_TIMEOUT_S",
     "UsageError",
+    "add_delete_flags",
+    "add_json_flag",
     "add_runtime_flags",
+    "add_timeout_flag",
     "add_user_flags",
     "archs_from",
     "client_from",
+    "confirm",
     "figure",
+    "following",
+    "full_id",
+    "full_ids",
     "int_params",
     "kv",
     "ms",
+    "print_json",
+    "require_extras",
     "runtime_config",
+    "say_deleted",
+    "say_page",
     "table",
+    "write_output",
 ]
 
 
@@ -34,19 +53,154 @@ class UsageError(Exception):
     """Bad flags: the command exits 2 with the message."""
 
 
+#: What each extra installs that a verb imports, checked before the verb starts its work.
+EXTRA_MODULES = {
+    "server": ("fastapi", "uvicorn", "sqlalchemy", "alembic"),
+    "agent": ("onnxruntime",),
+    "train": ("torch",),
+}
+
+
+def require_extras(command: str, *extras: str) -> None:
+    """Fail in one line, before any work, when an extra the verb needs is not installed."""
+    missing = [
+        module
+        for extra in extras
+        for module in EXTRA_MODULES[extra]
+        if importlib.util.find_spec(module) is None
+    ]
+    if missing:
+        raise LatlabError(
+            f"latlab {command} needs {', '.join(missing)}, not installed here: "
+            f"pip install 'latlab[{','.join(extras)}]'"
+        )
+
+
 def add_user_flags(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    sp.add_argument("--server", help="server URL (env LATLAB_SERVER_URL)")
-    sp.add_argument("--api-key", help="user API key (env LATLAB_API_KEY)")
+    where = sp.add_argument_group(
+        "server and key",
+        "each from the flag, else LATLAB_SERVER_URL / LATLAB_API_KEY, else the profile "
+        "(`latlab login`), else a local server's generated credentials.json",
+    )
+    where.add_argument("--server", help="server URL (default http://127.0.0.1:8000)")
+    where.add_argument("--api-key", help="user API key")
+    where.add_argument("--profile", help="a profile saved by `latlab login` (default: default)")
     return sp
 
 
 def client_from(args: argparse.Namespace, timeout_s: float | None = None) -> Client:
-    settings = ClientSettings()
-    url = args.server or settings.server_url
-    key = args.api_key or settings.api_key.get_secret_value()
-    if not key:
-        raise UsageError("no API key: pass --api-key or set LATLAB_API_KEY")
-    return Client(url, key) if timeout_s is None else Client(url, key, timeout_s=timeout_s)
+    try:
+        found = resolve_connection(args.server, args.api_key, args.profile)
+    except NoApiKey as exc:
+        raise UsageError(str(exc)) from None
+    if timeout_s is None:
+        return Client(found.server_url, found.api_key)
+    return Client(found.server_url, found.api_key, timeout_s=timeout_s)
+
+
+#: Exports, imports and uploads move whole files: give them longer than a plain call.
+TRANSFER_TIMEOUT_S = 600.0
+
+
+def add_timeout_flag(sp: argparse.ArgumentParser, default_s: float) -> None:
+    sp.add_argument(
+        "--timeout-s",
+        type=float,
+        default=default_s,
+        help="give up waiting after this many seconds (default %(default)s; the work goes on)",
+    )
+
+
+def write_output(output: str | None, data: bytes | str, default: str, what: str) -> None:
+    """``-o FILE`` (default ``default``; ``-`` is stdout) and, for a file, one line saying so."""
+    raw = data.encode() if isinstance(data, str) else data
+    if output == "-":
+        sys.stdout.buffer.write(raw)
+        sys.stdout.flush()
+        return
+    path = Path(output or default)
+    path.write_bytes(raw)
+    print(f"{path}  {what}  {len(raw):,} bytes")
+
+
+#: The full length of each kind of id; a shorter one is a prefix the server completes.
+ID_LENGTH = {"model": 64, "job": 32, "dataset": 32}
+
+
+def full_id(client: Client, kind: str, ref: str) -> str:
+    """The full id of a model, job or dataset given by a unique prefix (as the tables print
+    them): the server completes it (an unknown or shared prefix is its 404 or 422)."""
+    if len(ref) >= ID_LENGTH[kind]:
+        return ref
+    if kind == "model":
+        return client.model(ref).id
+    if kind == "job":
+        return client.job(ref).id
+    return client.dataset(ref).id
+
+
+def full_ids(client: Client, kind: str, refs: Sequence[str] | None) -> list[str] | None:
+    return None if refs is None else [full_id(client, kind, ref) for ref in refs]
+
+
+def add_delete_flags(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--yes", action="store_true", help="do not ask (needed when not on a terminal)")
+
+
+def confirm(args: argparse.Namespace, what: str) -> None:
+    """Ask before a delete on a terminal; elsewhere, only ``--yes`` deletes."""
+    if args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"deleting {what} cannot be undone: pass --yes to do it")
+    if input(f"delete {what}? It cannot be undone [y/N] ").strip().lower() not in ("y", "yes"):
+        raise LatlabError("not deleted")
+
+
+def say_deleted(deleted: Deleted) -> None:
+    """What a delete removed and changed, the counts that are not zero."""
+    removed = ", ".join(f"{k} {n}" for k, n in deleted.removed.items() if n) or "nothing else"
+    changed = ", ".join(f"{k} {n}" for k, n in deleted.changed.items() if n)
+    print(f"deleted {deleted.kind.value} {deleted.id}: removed {removed}")
+    if changed:
+        print(f"changed {changed}")
+    if deleted.current_predictor is not None:
+        print(f"current predictor now {deleted.current_predictor}")
+
+
+def say_page(page: Page[Any], what: str) -> None:
+    """Under a table of a page: how many there are in all, when the page is not all of them."""
+    if page.total > len(page):
+        print(
+            f"showing the latest {len(page)} of {page.total:,} {what} (--limit N for more)",
+            file=sys.stderr,
+        )
+
+
+def add_json_flag(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--json", action="store_true", help="the full records as JSON")
+
+
+def print_json(data: BaseModel | Sequence[BaseModel]) -> None:
+    """Records as the API gives them, indented."""
+    if isinstance(data, BaseModel):
+        print(json.dumps(data.model_dump(mode="json"), indent=2))
+    else:
+        print(json.dumps([d.model_dump(mode="json") for d in data], indent=2))
+
+
+@contextmanager
+def following(what: str, again: str) -> Iterator[None]:
+    """Ctrl-C while following server-side work: say that it goes on, and how to follow it
+    again (the command still exits 130)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(
+            f"\nstopped following; {what} goes on on the server. Follow it again with: {again}",
+            file=sys.stderr,
+        )
+        raise
 
 
 def kv(items: Sequence[str] | None, what: str) -> dict[str, str]:

@@ -8,17 +8,26 @@ import sys
 from pathlib import Path
 
 from latlab.cli.common import (
+    TRANSFER_TIMEOUT_S,
     UsageError,
+    add_delete_flags,
+    add_json_flag,
     add_runtime_flags,
+    add_timeout_flag,
     add_user_flags,
     archs_from,
     client_from,
+    confirm,
+    following,
     int_params,
     kv,
+    print_json,
     runtime_config,
+    say_deleted,
     table,
+    write_output,
 )
-from latlab.progress import follow_dataset
+from latlab.progress import elapsed, follow_dataset
 from latlab.schemas import (
     UNKNOWN_RUNTIME,
     DatasetCreate,
@@ -29,9 +38,6 @@ from latlab.schemas import (
 from latlab.spaces import GraphForm
 
 __all__ = ["add_parsers"]
-
-#: Exports and imports move whole datasets: give them longer than a plain call.
-TRANSFER_TIMEOUT_S = 600.0
 
 
 def _summary(d: DatasetOut) -> str:
@@ -72,8 +78,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         dataset = client.create_dataset(body)
         print(_summary(dataset), flush=True)
         if not args.wait:
+            print(f"follow it with: latlab dataset status {dataset.id} --wait", file=sys.stderr)
             return 0
-        done = follow_dataset(client, dataset.id, timeout_s=args.timeout)
+        with following("the campaign", f"latlab dataset status {dataset.id} --wait"):
+            done = follow_dataset(client, dataset.id, timeout_s=args.timeout_s)
         print(_summary(done))
         return 1 if done.progress.failed else 0
 
@@ -81,6 +89,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     with client_from(args) as client:
         if args.id is None:
+            datasets = client.datasets()
+            if args.json:
+                print_json(datasets)
+                return 0
             rows = [
                 {
                     "id": d.id,
@@ -94,14 +106,18 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "failed": d.progress.failed,
                     "pending": d.progress.pending,
                 }
-                for d in client.datasets()
+                for d in datasets
             ]
             columns = list(rows[0]) if rows else ["id", "name", "state"]
             print(table(rows, columns))
             return 0
         dataset = client.dataset(args.id)
         if args.wait and dataset.state in (DatasetState.preparing, DatasetState.measuring):
-            dataset = follow_dataset(client, args.id, timeout_s=args.timeout)
+            with following("the campaign", f"latlab dataset status {dataset.id} --wait"):
+                dataset = follow_dataset(client, dataset.id, timeout_s=args.timeout_s)
+        if args.json:
+            print_json(dataset)
+            return 0
         print(_summary(dataset))
         if dataset.error:
             print(f"error: {dataset.error}")
@@ -111,17 +127,27 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     fmt = DatasetFormat(args.format)
     suffix = ".csv" if fmt == DatasetFormat.csv else ".zip"
-    output = Path(args.output or f"{args.id}-{fmt.value}{suffix}")
     with client_from(args, timeout_s=TRANSFER_TIMEOUT_S) as client:
-        data = client.export_dataset(args.id, fmt)
-    output.write_bytes(data)
-    print(f"{output}  {fmt.value}  {len(data):,} bytes")
+        dataset = client.dataset(args.id)  # a prefix: the file is named by the full id
+        data = client.export_dataset(dataset.id, fmt)
+    write_output(args.output, data, f"{dataset.id}-{fmt.value}{suffix}", fmt.value)
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    confirm(args, f"dataset {args.id}")
+    with client_from(args) as client:
+        say_deleted(client.delete_dataset(args.id))
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     params = int_params(args.param)
-    with client_from(args) as client:
+    size_mb = sum(Path(f).stat().st_size for f in args.files) / 1e6
+    what = (
+        f"importing {len(args.files)} file{'s' if len(args.files) > 1 else ''} ({size_mb:.1f} MB)"
+    )
+    with client_from(args) as client, elapsed(what):
         dataset = client.import_dataset(
             args.files,
             args.name or Path(args.files[0]).stem,
@@ -166,7 +192,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--archs", nargs="+", help="archs: indices, strings or vectors")
     b.add_argument("--archs-file", help="a file with one arch per line")
-    b.add_argument("--device", nargs="+", help="device ids or names")
+    b.add_argument("--device", action="append", help="a device id or name (repeat for several)")
     b.add_argument("--selector", nargs="*", metavar="KEY=VALUE", help="every matching device")
     b.add_argument("--name", help="dataset name (default SPACE-N)")
     b.add_argument(
@@ -192,19 +218,20 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     add_runtime_flags(b)
     b.add_argument("--wait", action="store_true", help="follow it with a progress bar")
-    b.add_argument("--timeout", type=float, default=7 * 24 * 3600)
+    add_timeout_flag(b, 7 * 24 * 3600)
     b.set_defaults(func=cmd_build)
 
     s = add_user_flags(ds.add_parser("status", help="list datasets, or show one"))
     s.add_argument("id", nargs="?", help="dataset id (none: list them all)")
     s.add_argument("--wait", action="store_true", help="follow a running campaign")
-    s.add_argument("--timeout", type=float, default=7 * 24 * 3600)
+    add_timeout_flag(s, 7 * 24 * 3600)
+    add_json_flag(s)
     s.set_defaults(func=cmd_status)
 
     e = add_user_flags(ds.add_parser("export", help="download a dataset"))
     e.add_argument("id")
     e.add_argument("--format", choices=[f.value for f in DatasetFormat], default="latbench")
-    e.add_argument("-o", "--output", help="file (default ID-FORMAT.zip, or .csv)")
+    e.add_argument("-o", "--output", help="file; - for stdout (default ID-FORMAT.zip, or .csv)")
     e.set_defaults(func=cmd_export)
 
     i = add_user_flags(ds.add_parser("import", help="import published or exported files"))
@@ -225,3 +252,17 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         f"(default: stored as {UNKNOWN_RUNTIME!r})",
     )
     i.set_defaults(func=cmd_import)
+
+    x = add_user_flags(
+        ds.add_parser(
+            "delete",
+            help="delete a dataset",
+            description="Delete a dataset: its record, archs and entries. Pending jobs that "
+            "only it needs are cancelled; an import's own measurements go; measured "
+            "measurements, models and devices stay (other datasets, LUTs and predictors use "
+            "them).",
+        )
+    )
+    x.add_argument("id", help="dataset id (or a unique prefix)")
+    add_delete_flags(x)
+    x.set_defaults(func=cmd_delete)

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 from latlab.cli.common import (
     UsageError,
+    add_delete_flags,
+    add_json_flag,
     add_runtime_flags,
+    add_timeout_flag,
     add_user_flags,
     client_from,
+    confirm,
+    following,
+    full_id,
+    full_ids,
     int_params,
+    print_json,
     runtime_config,
+    say_deleted,
     table,
+    write_output,
 )
 from latlab.cli.predict import add_predict_flags
 from latlab.progress import follow_lut
@@ -54,11 +62,18 @@ def cmd_build(args: argparse.Namespace) -> int:
         dataset_id=args.dataset,
     )
     with client_from(args) as client:
-        lut = client.create_lut(body)
+        model_ids = full_ids(client, "model", body.model_ids)
+        dataset_id = (
+            None if body.dataset_id is None else full_id(client, "dataset", body.dataset_id)
+        )
+        lut = client.create_lut(
+            body.model_copy(update={"model_ids": model_ids, "dataset_id": dataset_id})
+        )
         print(_summary(lut), flush=True)
         if not args.wait:
             return 0
-        lut = follow_lut(client, lut.id, timeout_s=args.timeout)
+        with following("the LUT build", f"latlab lut show {lut.id} --wait"):
+            lut = follow_lut(client, lut.id, timeout_s=args.timeout_s)
         print(_summary(lut))
     return 0 if lut.state == LutState.ready else 1
 
@@ -66,6 +81,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     with client_from(args) as client:
         if args.id is None:
+            luts = client.luts(device_id=args.device)
+            if args.json:
+                print_json(luts)
+                return 0
             rows = [
                 {
                     "id": lut.id,
@@ -78,24 +97,36 @@ def cmd_show(args: argparse.Namespace) -> int:
                     if lut.calibration is None or lut.calibration.within_10pct is None
                     else f"{100 * lut.calibration.within_10pct:.0f}%",
                 }
-                for lut in client.luts(device_id=args.device)
+                for lut in luts
             ]
             columns = ["id", "name", "source", "state", "device", "entries", "within_10pct"]
             print(table(rows, columns))
             return 0
-        print(_summary(client.lut(args.id)))
+        lut = client.lut(args.id)
+        if args.wait and lut.state not in (LutState.ready, LutState.failed):
+            with following("the LUT build", f"latlab lut show {lut.id} --wait"):
+                lut = follow_lut(client, lut.id, timeout_s=args.timeout_s)
+    if args.json:
+        print_json(lut)
+    else:
+        print(_summary(lut))
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     fmt = LutFormat(args.format)
     with client_from(args) as client:
-        text = client.export_lut(args.id, fmt)
-    if args.output is None:
-        sys.stdout.write(text)
-    else:
-        Path(args.output).write_text(text)
-        print(f"{args.output}  {fmt.value}  {len(text):,} bytes")
+        lut = client.lut(args.id)  # a prefix: the file is named by the full id
+        text = client.export_lut(lut.id, fmt)
+    suffix = "yaml" if fmt == LutFormat.yaml else "json"
+    write_output(args.output, text, f"{lut.id}.{suffix}", fmt.value)
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    confirm(args, f"LUT {args.id}")
+    with client_from(args) as client:
+        say_deleted(client.delete_lut(args.id))
     return 0
 
 
@@ -116,19 +147,35 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     b.add_argument("--name")
     add_runtime_flags(b)
     b.add_argument("--wait", action="store_true", help="follow it with a progress bar")
-    b.add_argument("--timeout", type=float, default=24 * 3600)
+    add_timeout_flag(b, 24 * 3600)
     b.set_defaults(func=cmd_build)
 
     s = add_user_flags(ls.add_parser("show", help="list LUTs, or show one"))
     s.add_argument("id", nargs="?")
     s.add_argument("--device", help="only this device's LUTs (id or name)")
+    s.add_argument("--wait", action="store_true", help="follow a LUT that is being built")
+    add_timeout_flag(s, 24 * 3600)
+    add_json_flag(s)
     s.set_defaults(func=cmd_show)
 
     e = add_user_flags(ls.add_parser("export", help="a ready LUT as JSON or OFA-style YAML"))
     e.add_argument("id")
     e.add_argument("--format", choices=[f.value for f in LutFormat], default="json")
-    e.add_argument("-o", "--output", help="file (default: stdout)")
+    e.add_argument("-o", "--output", help="file; - for stdout (default ID.json or ID.yaml)")
     e.set_defaults(func=cmd_export)
+
+    x = add_user_flags(
+        ls.add_parser(
+            "delete",
+            help="delete a LUT",
+            description="Delete a LUT: its record and entries, and its micro-model jobs (any "
+            "state) with their measurements, unless another LUT shares them. The micro-model "
+            "files stay as models.",
+        )
+    )
+    x.add_argument("id", help="LUT id (or a unique prefix)")
+    add_delete_flags(x)
+    x.set_defaults(func=cmd_delete)
 
     p = add_user_flags(ls.add_parser("predict", help="latency of archs or models by a LUT"))
     add_predict_flags(p, "lut")

@@ -10,11 +10,17 @@ from typing import Any
 
 from latlab.cli.common import (
     UsageError,
+    add_delete_flags,
+    add_json_flag,
     add_user_flags,
     archs_from,
     client_from,
+    confirm,
     figure,
+    full_ids,
     int_params,
+    print_json,
+    say_deleted,
     table,
 )
 from latlab.lab.train import cmd_train
@@ -28,14 +34,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError("give archs (arguments or --archs-file, with --space) or --model IDs")
     if len(args.device) > 1 and args.version is not None:
         raise UsageError("--version names one device's predictor: give one --device")
-    query: dict[str, Any] = {
-        "space": args.space if archs else None,
-        "archs": archs,
-        "model_ids": args.model,
-        "predictor": args.predictor,
-        "space_params": int_params(args.param),
-    }
     with client_from(args) as client:
+        query: dict[str, Any] = {
+            "space": args.space if archs else None,
+            "archs": archs,
+            "model_ids": full_ids(client, "model", args.model),
+            "predictor": args.predictor,
+            "space_params": int_params(args.param),
+        }
         if len(args.device) == 1:
             answers = [client.predict(args.device[0], version=args.version, **query)]
         else:
@@ -55,25 +61,35 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_predictors(args: argparse.Namespace) -> int:
     with client_from(args) as client:
+        if args.current is not None and args.delete is not None:
+            raise UsageError("--current or --delete, not both")
         if args.current is not None:
             p = client.make_current(args.current)
             print(f"{p.id}  version {p.version} of {p.device_id} is current")
             return 0
-        rows = [
-            {
-                "id": p.id,
-                "device": p.device_id[:12],
-                "runtime": p.runtime,
-                "space": p.space or "-",
-                "version": p.version,
-                "current": "*" if p.current else "",
-                "serves": p.metrics.get("served", "-"),
-                "scored": _scored(p.metrics)[0],
-                "within_10pct": figure(_scored(p.metrics)[1].get("within_10pct"), ".1f", 100, "%"),
-                "rho": figure(_scored(p.metrics)[1].get("spearman")),
-            }
-            for p in client.predictors(args.device)
-        ]
+        if args.delete is not None:
+            confirm(args, f"predictor {args.delete}")
+            say_deleted(client.delete_predictor(args.delete))
+            return 0
+        predictors = client.predictors(args.device)
+    if args.json:
+        print_json(predictors)
+        return 0
+    rows = [
+        {
+            "id": p.id,
+            "device": p.device_id[:12],
+            "runtime": p.runtime,
+            "space": p.space or "-",
+            "version": p.version,
+            "current": "*" if p.current else "",
+            "serves": p.metrics.get("served", "-"),
+            "scored": _scored(p.metrics)[0],
+            "within_10pct": figure(_scored(p.metrics)[1].get("within_10pct"), ".1f", 100, "%"),
+            "rho": figure(_scored(p.metrics)[1].get("spearman")),
+        }
+        for p in predictors
+    ]
     columns = ["id", "device", "runtime", "space", "version", "current", "serves", "scored"]
     print(table(rows, [*columns, "within_10pct", "rho"]))
     return 0
@@ -146,4 +162,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     r = add_user_flags(sub.add_parser("predictors", help="the predictor registry"))
     r.add_argument("--device", help="only this device's (id or name)")
     r.add_argument("--current", metavar="ID", help="make this version current")
+    r.add_argument(
+        "--delete",
+        metavar="ID",
+        help="delete this version and its artifact (if it was current, the newest older one "
+        "becomes current)",
+    )
+    add_delete_flags(r)
+    add_json_flag(r)
     r.set_defaults(func=cmd_predictors)

@@ -30,7 +30,7 @@ from latlab.metrics import RegressionMetrics, regression_metrics, spearman
 from latlab.opkey import graph_cost
 from latlab.progress import follow_dataset, follow_lut
 from latlab.quality import spread_pct
-from latlab.runtimes import Protocol, RuntimeConfig
+from latlab.runtimes import Protocol, RuntimeConfig, runtimes
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut, LutCreate, LutSource, LutState
 from latlab.server.config import Settings
@@ -41,6 +41,9 @@ __all__ = ["DEFAULT_ARCHS", "QuickstartResult", "run_quickstart"]
 #: Sized so the whole quickstart stays within a few minutes on a 2-core machine (about 3.5 s
 #: per arch with the protocol's defaults).
 DEFAULT_ARCHS = 40
+#: Fewer leave too few held-out archs to score on once the training half covers every kernel
+#: type (checked for every size from 8 to 120: at least 3 held out).
+MIN_ARCHS = 8
 SPACE = "nb201"
 #: Rows of the summary table: the fastest and the slowest archs.
 SHOWN = 5
@@ -87,6 +90,8 @@ def run_quickstart(
     seed: int = 0,
 ) -> QuickstartResult:
     """Run the loop in ``root`` (wiped first); print progress and the results to ``out``."""
+    if n_archs < MIN_ARCHS:
+        raise ValueError(f"the quickstart needs at least {MIN_ARCHS} archs, got {n_archs}")
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
@@ -122,8 +127,8 @@ def run_quickstart(
         file=out,
     )
     print(
-        f"browse it: LATLAB_DATA_DIR={root} latlab server, then "
-        f"LATLAB_API_KEY=<api_key in {root}/credentials.json> latlab dataset status",
+        f"browse it: LATLAB_DATA_DIR={root} latlab server, then (the key is found in "
+        f"{root}/credentials.json) LATLAB_DATA_DIR={root} latlab dataset status",
         file=out,
     )
     return QuickstartResult(dataset=dataset, archs=archs, exports=exports, accuracy=accuracy)
@@ -269,7 +274,7 @@ def _predictor_accuracy(
     """LUTs and a GCN from every other arch (by index), checked on the rest, beside a
     FLOPs-only line."""
     by_index = sorted(archs, key=lambda r: r.index)
-    train, test = by_index[0::2], by_index[1::2]
+    train, test = covering_split(by_index, config.runtime)
     train_ids = [r.model_id for r in train]
     true_ms = [r.median_ms for r in test]
     micro_config = config.model_copy(
@@ -310,6 +315,35 @@ def _predictor_accuracy(
         Accuracy("FLOPs-linear", f"{len(train)} archs", regression_metrics(baseline, true_ms))
     )
     return results
+
+
+def covering_split(
+    archs: list[ArchResult], runtime: str
+) -> tuple[list[ArchResult], list[ArchResult]]:
+    """Every other arch to train on, the rest held out; a held-out arch with a kernel type
+    that no training arch has (a LUT could not price it: no entry, no fallback) moves to the
+    training half. Both halves stay in index order."""
+    from latlab.lut.fusion import fuse
+
+    rules = runtimes()[runtime].fusion
+    space = get_space(SPACE)
+
+    def kernel_types(r: ArchResult) -> set[str]:
+        if rules is None:
+            return set()
+        kernels = fuse(space.graph(space.parse(r.arch)), rules)
+        return {k.op_type for k in kernels if k.costs_time}
+
+    train, test = archs[0::2], []
+    covered = set().union(*(kernel_types(r) for r in train))
+    for r in archs[1::2]:
+        types = kernel_types(r)
+        if types <= covered:
+            test.append(r)
+        else:
+            train.append(r)
+            covered |= types
+    return sorted(train, key=lambda r: r.index), test
 
 
 def _gcn_accuracy(

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from latlab.cli.common import kv
+from latlab.cli.common import UsageError, kv, require_extras
 from latlab.errors import LatlabError
 
 __all__ = ["add_parsers"]
@@ -20,6 +20,7 @@ log = logging.getLogger("latlab")
 
 
 def cmd_server(args: argparse.Namespace) -> int:
+    require_extras("server", "server")
     import uvicorn
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -49,6 +50,8 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
+    if args.adb_serial is None:  # a phone agent times with benchmark_model on the phone
+        require_extras("agent", "agent")
     from latlab.agent.config import AgentSettings
     from latlab.agent.main import run_agent
 
@@ -90,7 +93,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    from latlab.lab.quickstart import run_quickstart
+    from latlab.lab.quickstart import MIN_ARCHS, run_quickstart
+
+    if args.archs is not None and args.archs < MIN_ARCHS:
+        raise UsageError(f"--archs: at least {MIN_ARCHS} (half trains the LUTs and the GCN)")
+    require_extras("quickstart", "server", "agent", "train")
 
     extra = {} if args.archs is None else {"n_archs": args.archs}
     run_quickstart(Path(args.dir), out=sys.stdout, **extra)
@@ -144,5 +151,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
     q = sub.add_parser("quickstart", help="the whole loop on this machine, end to end")
     q.add_argument("--dir", default="latlab-quickstart", help="where its data goes (wiped)")
-    q.add_argument("--archs", type=int, help="NAS-Bench-201 archs to measure (default 40)")
+    q.add_argument(
+        "--archs", type=int, help="NAS-Bench-201 archs to measure (default 40, at least 8)"
+    )
     q.set_defaults(func=cmd_quickstart)

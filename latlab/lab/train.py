@@ -9,12 +9,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from latlab.cli.common import client_from, figure
+from latlab.cli.common import client_from, figure, full_ids, require_extras
 
 __all__ = ["cmd_train"]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    require_extras("train", "train")
     from tqdm import tqdm
 
     from latlab.latency_model import to_artifact
@@ -38,7 +39,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 client,
                 device.id,
                 config,
-                dataset_ids=args.dataset or (),
+                dataset_ids=full_ids(client, "dataset", args.dataset) or (),
                 form=args.form,
                 n_test=args.test,
                 split_seed=args.seed,

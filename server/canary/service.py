@@ -83,6 +83,11 @@ class CanaryModels:
         self.blobs = blobs
         self.settings = settings
 
+    @classmethod
+    def known_ids(cls) -> frozenset[str]:
+        """The reference model's ids this process has exported (a delete refuses them)."""
+        return frozenset(cls._ids.values())
+
     def model_id(self, session: Session, fmt: ModelFormat) -> str:
         known = self._ids.get(fmt)
         if known is not None and models.get(session, known) is not None:

@@ -11,7 +11,7 @@ from latlab import untrusted
 from latlab.datasets.latbench import write_latbench
 from latlab.datasets.reader import METADATA, read_import
 from latlab.datasets.tables import datasheet, write_csv, write_parquet
-from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut
+from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut, Deleted
 from latlab.server.datasets import imports, service
 from latlab.server.deps import SessionDep, StateDep, UserAuth, UserWrite
 from latlab.server.errors import BadRequest, InvalidInput
@@ -130,6 +130,15 @@ def list_datasets(session: SessionDep) -> list[DatasetOut]:
 def get_dataset(dataset_id: str, session: SessionDep) -> DatasetOut:
     """The dataset with its progress: archs prepared, entries done, failed and pending."""
     return service.dataset_out(session, service.get_dataset(session, dataset_id))
+
+
+@router.delete("/datasets/{dataset_id}", response_model=Deleted, dependencies=[UserWrite])
+def delete_dataset(dataset_id: str, session: SessionDep) -> Deleted:
+    """Delete the dataset, its archs and entries (one transaction; rows removed per table in
+    the answer). A campaign's pending jobs nothing else needs are cancelled; its measured
+    measurements and models stay (the lab's, shared with other datasets and LUTs). An
+    import's measurements go with it. A campaign still being prepared stops."""
+    return service.delete_dataset(session, dataset_id)
 
 
 @router.get(

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from latlab.datasets.dump import QUALITY_FIELDS, STAT_FIELDS, MeasurementRow, OpRow
 from latlab.schemas import DatasetSource, DatasetState, JobState
-from latlab.server.db import in_chunks, reserve_ids
+from latlab.server.db import affected, in_chunks, reserve_ids
 from latlab.server.tables import (
     Dataset,
     DatasetArch,
@@ -32,6 +32,9 @@ __all__ = [
     "arch_count",
     "arch_ids",
     "archs",
+    "delete_dataset",
+    "delete_entries",
+    "delete_entries_of_model",
     "entry_count",
     "entry_device_ids",
     "first_error",
@@ -40,6 +43,7 @@ __all__ = [
     "insert_imported",
     "job_states",
     "listed",
+    "lock",
     "measured_entries",
     "measurement_rows",
     "measuring_campaigns",
@@ -49,7 +53,9 @@ __all__ = [
     "prepared_count",
     "remeasure",
     "remeasured_count",
+    "unprepare_archs_of_model",
     "unprepared_failed_count",
+    "using_model",
 ]
 
 _archs = core_table(DatasetArch)
@@ -215,7 +221,8 @@ def job_states(session: Session, dataset_id: str) -> dict[str, int]:
 
 
 def measuring_campaigns(session: Session) -> list[Dataset]:
-    """Campaigns whose archs are all queued (their measurements may be complete)."""
+    """Campaigns whose archs are all queued (their measurements may be complete), locked
+    (those another check or a delete holds skipped)."""
     return list(
         session.scalars(
             select(Dataset)
@@ -224,6 +231,7 @@ def measuring_campaigns(session: Session) -> list[Dataset]:
                 Dataset.state == DatasetState.measuring.value,
             )
             .order_by(Dataset.created_at)
+            .with_for_update(skip_locked=True)
         )
     )
 
@@ -383,3 +391,56 @@ def op_rows(session: Session, measurement_ids: Sequence[int]) -> list[OpRow]:
                 )
             )
     return ops
+
+
+# --------------------------------------------------------------------------- deletes
+
+
+def lock(session: Session, dataset_id: str) -> Dataset | None:
+    """The dataset, locked: a builder step or canary check holding it is waited for, and none
+    starts on it until this transaction ends."""
+    return session.scalar(select(Dataset).where(Dataset.id == dataset_id).with_for_update())
+
+
+def delete_entries(session: Session, dataset_id: str) -> list[tuple[str | None, int | None]]:
+    """Delete the dataset's entries; each one's (job id, imported measurement id)."""
+    of_dataset = select(_archs.c.id).where(_archs.c.dataset_id == dataset_id)
+    rows = session.execute(
+        delete(_entries)
+        .where(_entries.c.dataset_arch_id.in_(of_dataset))
+        .returning(_entries.c.job_id, _entries.c.measurement_id)
+    )
+    return [(job_id, measurement_id) for job_id, measurement_id in rows]
+
+
+def delete_dataset(session: Session, dataset_id: str) -> tuple[int, int]:
+    """Delete the dataset and its archs (its entries gone first); (datasets, archs)."""
+    n_archs = affected(session.execute(delete(_archs).where(_archs.c.dataset_id == dataset_id)))
+    n = affected(session.execute(delete(Dataset).where(Dataset.id == dataset_id)))
+    return n, n_archs
+
+
+def using_model(session: Session, model_id: str) -> list[tuple[str, str]]:
+    """The datasets with an arch exported as this model: (id, name), oldest first."""
+    rows = session.execute(
+        select(Dataset.id, Dataset.name)
+        .where(Dataset.id.in_(select(_archs.c.dataset_id).where(_archs.c.model_id == model_id)))
+        .order_by(Dataset.created_at)
+    )
+    return [(dataset_id, name) for dataset_id, name in rows]
+
+
+def delete_entries_of_model(session: Session, model_id: str) -> int:
+    """Delete the entries measured by a job of this model; how many."""
+    of_model = select(Job.id).where(Job.model_id == model_id)
+    return affected(session.execute(delete(_entries).where(_entries.c.job_id.in_(of_model))))
+
+
+def unprepare_archs_of_model(session: Session, model_id: str, error: str) -> int:
+    """The archs exported as this model lose it and fail with ``error`` (counted unprepared;
+    the builder does not prepare them again); how many."""
+    return affected(
+        session.execute(
+            update(_archs).where(_archs.c.model_id == model_id).values(model_id=None, error=error)
+        )
+    )

@@ -22,17 +22,21 @@ from latlab.schemas import (
     DatasetProgress,
     DatasetSource,
     DatasetState,
+    Deleted,
+    DeletedKind,
     JobState,
 )
 from latlab.server.canary import repository as canary
 from latlab.server.canary import service as canary_service
 from latlab.server.datasets import repository
 from latlab.server.datasets.canary_check import CanaryLimits
-from latlab.server.db import utcnow
+from latlab.server.db import by_id_or_prefix, utcnow
 from latlab.server.devices import repository as device_repository
 from latlab.server.devices.service import agent_devices, job_device
 from latlab.server.errors import InvalidInput, NotFound
+from latlab.server.jobs import repository as jobs
 from latlab.server.jobs.service import device_can_run, selector_matches
+from latlab.server.measurements import repository as measurements
 from latlab.server.tables import (
     Dataset,
     Device,
@@ -44,6 +48,7 @@ __all__ = [
     "create_campaign",
     "dataset_dump",
     "dataset_out",
+    "delete_dataset",
     "get_dataset",
     "list_datasets",
 ]
@@ -112,10 +117,47 @@ def _devices(session: Session, body: DatasetCreate) -> list[Device]:
 
 
 def get_dataset(session: Session, dataset_id: str) -> Dataset:
-    dataset = repository.get(session, dataset_id)
+    return by_id_or_prefix(session, dataset_id, repository.get, Dataset.id, "dataset")
+
+
+def delete_dataset(session: Session, dataset_id: str) -> Deleted:
+    """Delete the dataset: its record, archs and entries, in one transaction.
+
+    A campaign's pending jobs that no other dataset or LUT needs are cancelled; its measured
+    measurements stay (the lab's: another dataset or LUT with the same model and config
+    shares them), and so do its models. An import's measurements go unless another entry
+    points at them. A campaign still being prepared may be deleted: the builder's step in
+    progress is waited for, and no other starts on it."""
+    dataset = repository.lock(session, get_dataset(session, dataset_id).id)  # or a prefix
     if dataset is None:
         raise NotFound(f"no dataset {excerpt(dataset_id)}")
-    return dataset
+    entries = repository.delete_entries(session, dataset.id)
+    cancelled = jobs.cancel_unreferenced(
+        session,
+        [job_id for job_id, _ in entries if job_id is not None],
+        f"dataset {dataset.id} was deleted",
+        utcnow(),
+    )
+    imported = measurements.delete_unshared_imports(
+        session, [m_id for _, m_id in entries if m_id is not None]
+    )
+    n, n_archs = repository.delete_dataset(session, dataset.id)
+    log.info(
+        "dataset deleted",
+        extra={"dataset_id": dataset.id, "entries": len(entries), "jobs_cancelled": cancelled},
+    )
+    return Deleted(
+        kind=DeletedKind.dataset,
+        id=dataset.id,
+        removed={
+            "datasets": n,
+            "dataset_archs": n_archs,
+            "dataset_entries": len(entries),
+            "measurements": imported.measurements,
+            "op_measurements": imported.op_measurements,
+        },
+        changed={"jobs_cancelled": cancelled},
+    )
 
 
 def list_datasets(session: Session) -> list[DatasetOut]:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from latlab.schemas import DeviceDescriptor, DeviceOut, DeviceRegistered, DeviceSource, RegisterIn
 from latlab.server.auth import hash_token, key_matches, new_device_token
-from latlab.server.db import utcnow
+from latlab.server.db import by_id_or_prefix, utcnow
 from latlab.server.devices import repository
 from latlab.server.errors import InvalidInput, NotFound, Unauthorized
 from latlab.server.tables import Device
@@ -94,7 +94,10 @@ def get_device(session: Session, ref: str) -> Device:
     device = repository.get(session, ref)
     if device is not None:
         return device
-    return _one_named(ref, repository.named(session, ref))
+    named = repository.named(session, ref)
+    if not named:  # a unique prefix of an id
+        return by_id_or_prefix(session, ref, repository.get, Device.id, "device")
+    return _one_named(ref, named)
 
 
 def job_device(session: Session, ref: str) -> Device:
@@ -104,7 +107,10 @@ def job_device(session: Session, ref: str) -> Device:
     if device is None:
         named = repository.named(session, ref)
         runnable = [d for d in named if d.revoked_at is None and d.source == DeviceSource.agent]
-        device = _one_named(ref, runnable or named)
+        if named:
+            device = _one_named(ref, runnable or named)
+        else:  # a unique prefix of an id
+            device = by_id_or_prefix(session, ref, repository.get, Device.id, "device")
     if device.revoked_at is not None:
         raise NotFound(f"no device {excerpt(ref)}")
     if device.source != DeviceSource.agent:

@@ -9,6 +9,8 @@ from sqlalchemy.orm import Session
 from latlab.schemas import ClaimedJob, JobCreate, JobFailureIn, JobOut, JobState, LeaseIn
 from latlab.server.canary.service import CanaryPolicy, claim_hook
 from latlab.server.deps import (
+    TOTAL_COUNT,
+    TOTAL_COUNT_HEADER,
     DeviceRef,
     DeviceToken,
     Offset,
@@ -41,36 +43,43 @@ def create_job(body: JobCreate, response: Response, session: SessionDep, state: 
         response.status_code = status.HTTP_200_OK
     else:
         state.notifier.notify()
-    return job
+    matches = service.online_matches(session, job, state.settings.offline_after_s)
+    return job.model_copy(update={"online_matches": matches})
 
 
-@router.get("/jobs", response_model=list[JobOut], dependencies=[UserAuth])
+@router.get("/jobs", response_model=list[JobOut], dependencies=[UserAuth], responses=TOTAL_COUNT)
 def list_jobs(
     session: SessionDep,
+    response: Response,
     state: JobState | None = None,
     model_id: str | None = None,
     device_id: str | None = None,
     ids: Annotated[list[str] | None, Query(max_length=1000)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     offset: Offset = 0,
+    newest_first: bool = False,
 ) -> list[JobOut]:
+    """Jobs oldest first (``newest_first``: the latest first); ``X-Total-Count`` says how many
+    match the filters in all."""
+    device = device_filter(session, device_id)
+    total = service.count_jobs(session, state=state, model_id=model_id, device_id=device, ids=ids)
+    response.headers[TOTAL_COUNT_HEADER] = str(total)
     return service.list_jobs(
         session,
         state=state,
         model_id=model_id,
-        device_id=device_filter(session, device_id),
+        device_id=device,
         ids=ids,
         limit=limit,
         offset=offset,
+        newest_first=newest_first,
     )
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, dependencies=[UserAuth])
 def get_job(job_id: str, session: SessionDep) -> JobOut:
-    jobs = service.list_jobs(session, ids=[job_id], limit=1)
-    if not jobs:
-        service.get_job(session, job_id)  # raises NotFound
-    return jobs[0]
+    job = service.get_job(session, job_id)  # an id or a unique prefix; NotFound
+    return service.list_jobs(session, ids=[job.id], limit=1)[0]
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut, dependencies=[UserWrite])
@@ -107,11 +116,11 @@ async def claim(
         # each attempt its own short transaction: a long poll holds none while it waits
         claimed = await as_device(state, token, attempt)
         if claimed is not None:
-            state.metrics.claims.inc(outcome="job")
+            state.metrics.claims.labels(outcome="job").inc()
             return claimed
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            state.metrics.claims.inc(outcome="empty")
+            state.metrics.claims.labels(outcome="empty").inc()
             return Response(status_code=status.HTTP_204_NO_CONTENT)
         await state.notifier.wait(min(state.settings.claim_poll_s, remaining))
 

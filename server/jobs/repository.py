@@ -21,6 +21,8 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    delete,
+    exists,
     false,
     func,
     or_,
@@ -29,23 +31,30 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from latlab.schemas import JobState
-from latlab.server.tables import Job, Measurement, Model, core_table
+from latlab.schemas import JobPurpose, JobState
+from latlab.server.db import affected, in_chunks
+from latlab.server.tables import DatasetEntry, Job, LutKernel, Measurement, Model, core_table
 
 __all__ = [
     "JobRow",
     "add",
     "back_to_queue",
     "cancel_pinned_to",
+    "cancel_unreferenced",
     "candidate",
     "candidates",
+    "delete_ids",
+    "delete_of_model",
     "expired_leases",
     "extend",
     "finish",
     "get",
+    "has_canary_of_model",
     "lease",
     "listed",
     "lock",
+    "lock_of_model",
+    "lock_unreferenced",
     "pending_with_key",
     "requeue_held_by",
     "runs_on",
@@ -133,6 +142,24 @@ _EXTEND = (
 )
 
 
+def _where(
+    state: JobState | None,
+    model_id: str | None,
+    device_id: str | None,
+    ids: Sequence[str] | None,
+) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if state is not None:
+        where.append(jobs.c.state == state.value)
+    if model_id is not None:
+        where.append(jobs.c.model_id == model_id)
+    if device_id is not None:
+        where.append(or_(jobs.c.device_id == device_id, jobs.c.claimed_by == device_id))
+    if ids is not None:
+        where.append(jobs.c.id.in_(ids))
+    return where
+
+
 def listed(
     session: Session,
     *,
@@ -142,22 +169,37 @@ def listed(
     ids: Sequence[str] | None,
     limit: int,
     offset: int,
+    newest_first: bool = False,
 ) -> Sequence[JobRow]:
-    """Jobs oldest first, each with the id of its measurement (``measurement_id``, or None);
-    ``device_id``: pinned to or claimed by that device."""
-    query = select(jobs, measurements.c.id.label("measurement_id")).outerjoin(
-        measurements, measurements.c.job_id == jobs.c.id
+    """Jobs oldest first (or newest first), each with the id of its measurement
+    (``measurement_id``, or None); ``device_id``: pinned to or claimed by that device."""
+    query = (
+        select(jobs, measurements.c.id.label("measurement_id"))
+        .outerjoin(measurements, measurements.c.job_id == jobs.c.id)
+        .where(*_where(state, model_id, device_id, ids))
     )
-    if state is not None:
-        query = query.where(jobs.c.state == state.value)
-    if model_id is not None:
-        query = query.where(jobs.c.model_id == model_id)
-    if device_id is not None:
-        query = query.where(or_(jobs.c.device_id == device_id, jobs.c.claimed_by == device_id))
-    if ids is not None:
-        query = query.where(jobs.c.id.in_(ids))
-    query = query.order_by(jobs.c.created_at, jobs.c.id).limit(limit).offset(offset)
-    return session.execute(query).all()
+    order = (
+        (jobs.c.created_at.desc(), jobs.c.id.desc())
+        if newest_first
+        else (
+            jobs.c.created_at,
+            jobs.c.id,
+        )
+    )
+    return session.execute(query.order_by(*order).limit(limit).offset(offset)).all()
+
+
+def counted(
+    session: Session,
+    *,
+    state: JobState | None,
+    model_id: str | None,
+    device_id: str | None,
+    ids: Sequence[str] | None,
+) -> int:
+    """How many jobs ``listed`` pages through."""
+    query = select(func.count()).select_from(jobs).where(*_where(state, model_id, device_id, ids))
+    return int(session.scalar(query) or 0)
 
 
 def lock(session: Session, job_id: str) -> JobRow | None:
@@ -325,3 +367,71 @@ def state_counts(session: Session) -> dict[str, int]:
     """How many jobs are in each state."""
     rows = session.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state))
     return {state: count for state, count in rows}
+
+
+# --------------------------------------------------------------------------- deletes
+
+_entries = core_table(DatasetEntry)
+_kernels = core_table(LutKernel)
+#: Jobs no dataset entry and no LUT kernel points at (any more: the caller deleted its own).
+_UNREFERENCED = and_(
+    ~exists().where(_entries.c.job_id == jobs.c.id),
+    ~exists().where(_kernels.c.job_id == jobs.c.id),
+)
+
+
+def cancel_unreferenced(
+    session: Session, job_ids: Sequence[str], reason: str, now: datetime
+) -> int:
+    """The pending jobs among ``job_ids`` that no dataset entry or LUT kernel needs, cancelled
+    (kept as history; an agent timing one loses its lease at its next heartbeat); how many."""
+    cancelled = 0
+    for chunk in in_chunks(sorted(set(job_ids))):
+        cancelled += affected(
+            session.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(chunk), jobs.c.state.in_([QUEUED, LEASED]), _UNREFERENCED)
+                .values(**_FINISHED_VALUES, lease_token=None),
+                {"new_state": JobState.cancelled.value, "reason": reason, "now": now},
+            )
+        )
+    return cancelled
+
+
+def lock_unreferenced(session: Session, job_ids: Sequence[str]) -> list[str]:
+    """Those of ``job_ids`` that no dataset entry or LUT kernel needs, locked (a result being
+    stored for one is waited for, so it is deleted with the job)."""
+    found: list[str] = []
+    for chunk in in_chunks(sorted(set(job_ids))):
+        found += session.scalars(
+            select(jobs.c.id).where(jobs.c.id.in_(chunk), _UNREFERENCED).with_for_update(of=jobs)
+        )
+    return found
+
+
+def lock_of_model(session: Session, model_id: str) -> list[str]:
+    """The ids of the model's jobs, locked."""
+    return list(
+        session.scalars(select(jobs.c.id).where(jobs.c.model_id == model_id).with_for_update())
+    )
+
+
+def has_canary_of_model(session: Session, model_id: str) -> bool:
+    """Whether the model was ever a device canary's reference (a canary job names it)."""
+    query = select(jobs.c.id).where(
+        jobs.c.model_id == model_id, jobs.c.purpose == JobPurpose.canary.value
+    )
+    return session.scalar(query.limit(1)) is not None
+
+
+def delete_ids(session: Session, job_ids: Sequence[str]) -> int:
+    """Delete these jobs (their measurements and references gone first); how many."""
+    deleted = 0
+    for chunk in in_chunks(sorted(set(job_ids))):
+        deleted += affected(session.execute(delete(jobs).where(jobs.c.id.in_(chunk))))
+    return deleted
+
+
+def delete_of_model(session: Session, model_id: str) -> int:
+    """Delete the model's jobs (their measurements and references gone first); how many."""
+    return affected(session.execute(delete(jobs).where(jobs.c.model_id == model_id)))

@@ -37,8 +37,8 @@ from latlab.schemas import (
     ModelFormat,
 )
 from latlab.server.auth import new_lease_token
-from latlab.server.db import utcnow
-from latlab.server.devices.service import job_device
+from latlab.server.db import by_id_or_prefix, utcnow
+from latlab.server.devices.service import agent_devices, job_device
 from latlab.server.errors import Conflict, InvalidInput, NotFound
 from latlab.server.jobs import repository
 from latlab.server.jobs.repository import JobRow
@@ -51,6 +51,7 @@ __all__ = [
     "cancel_job",
     "check_lease",
     "claim_job",
+    "count_jobs",
     "create_job",
     "device_can_run",
     "extend_lease",
@@ -102,6 +103,20 @@ def selector_matches(selector: dict[str, Any], name: str, descriptor: dict[str, 
         if have is None or str(have) != str(want):
             return False
     return True
+
+
+def online_matches(session: Session, job: JobOut, offline_after_s: float) -> int:
+    """How many online devices could take ``job`` now (its pinned device, or those its
+    selector matches), each able to run its runtime and provider."""
+    since = utcnow() - timedelta(seconds=offline_after_s)
+    return sum(
+        1
+        for device in agent_devices(session)
+        if device.last_seen_at >= since
+        and (job.device_id == device.id if job.device_id else True)
+        and (job.selector is None or selector_matches(job.selector, device.name, device.descriptor))
+        and device_can_run(device.descriptor, job.config)
+    )
 
 
 def device_can_run(descriptor: dict[str, Any], config: RuntimeConfig) -> bool:
@@ -189,10 +204,7 @@ def create_job(
 
 
 def get_job(session: Session, job_id: str) -> Job:
-    job = repository.get(session, job_id)
-    if job is None:
-        raise NotFound(f"no job {excerpt(job_id)}")
-    return job
+    return by_id_or_prefix(session, job_id, repository.get, Job.id, "job")
 
 
 def job_out(
@@ -229,6 +241,7 @@ def list_jobs(
     ids: list[str] | None = None,
     limit: int = 100,
     offset: int = 0,
+    newest_first: bool = False,
 ) -> list[JobOut]:
     rows = repository.listed(
         session,
@@ -238,16 +251,28 @@ def list_jobs(
         ids=ids,
         limit=limit,
         offset=offset,
+        newest_first=newest_first,
     )
     return [job_out(row, measurement_id=row.measurement_id) for row in rows]
 
 
+def count_jobs(
+    session: Session,
+    *,
+    state: JobState | None = None,
+    model_id: str | None = None,
+    device_id: str | None = None,
+    ids: list[str] | None = None,
+) -> int:
+    return repository.counted(session, state=state, model_id=model_id, device_id=device_id, ids=ids)
+
+
 def cancel_job(session: Session, job_id: str) -> JobOut:
-    job = locked_job(session, job_id)
+    job = locked_job(session, get_job(session, job_id).id)  # an id or a unique prefix
     if not JobState(job.state).pending:
-        raise Conflict(f"job {job_id} is already {job.state}")
-    repository.finish(session, job_id, JobState.cancelled, job.error, utcnow())
-    return _current(session, job_id)
+        raise Conflict(f"job {job.id} is already {job.state}")
+    repository.finish(session, job.id, JobState.cancelled, job.error, utcnow())
+    return _current(session, job.id)
 
 
 def _current(session: Session, job_id: str) -> JobOut:

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import Query, Response, status
 
-from latlab.schemas import LutCreate, LutFormat, LutOut
+from latlab.schemas import Deleted, LutCreate, LutFormat, LutOut
 from latlab.server.deps import SessionDep, StateDep, UserAuth, UserWrite
 from latlab.server.devices.service import device_filter
 from latlab.server.luts import service
@@ -37,6 +37,14 @@ def list_luts(
 def get_lut(lut_id: str, session: SessionDep) -> LutOut:
     """The LUT's state, progress (micro-models done/failed/pending) and calibration."""
     return service.lut_out(session, service.get_lut(session, lut_id))
+
+
+@router.delete("/luts/{lut_id}", response_model=Deleted, dependencies=[UserWrite])
+def delete_lut(lut_id: str, session: SessionDep) -> Deleted:
+    """Delete the LUT and its micro-model rows, with the micro-model jobs no other LUT or
+    dataset shares (any state) and their measurements (one transaction; rows removed per
+    table in the answer). A LUT still being built stops."""
+    return service.delete_lut(session, lut_id)
 
 
 @router.get(

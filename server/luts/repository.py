@@ -5,23 +5,36 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from latlab.schemas import JobState, LutState, MeasurementSource
-from latlab.server.db import in_chunks
-from latlab.server.tables import DatasetArch, Job, Lut, LutKernel, Measurement, OpMeasurement
+from latlab.server.db import affected, in_chunks
+from latlab.server.tables import (
+    DatasetArch,
+    Job,
+    Lut,
+    LutKernel,
+    Measurement,
+    OpMeasurement,
+    core_table,
+)
 
 __all__ = [
     "Whole",
     "add",
     "add_kernels",
     "anchored_ops",
+    "delete_kernels",
+    "delete_kernels_of_model",
+    "delete_lut",
     "get",
     "job_states",
     "kernel_count",
     "listed",
+    "lock",
     "measured_kernels",
     "measured_models",
     "measuring",
@@ -29,6 +42,8 @@ __all__ = [
     "next_preparing",
     "pending_micro_jobs",
     "profiles",
+    "unbuilt_specs",
+    "using_model",
 ]
 
 
@@ -188,3 +203,51 @@ def profiles(
         ):
             ops[m_id].append((dur_us, list(sources)))
     return ops
+
+
+# --------------------------------------------------------------------------- deletes
+
+_kernels = core_table(LutKernel)
+
+
+def lock(session: Session, lut_id: str) -> Lut | None:
+    """The LUT, locked: a builder step holding it is waited for, and none starts on it until
+    this transaction ends."""
+    return session.scalar(select(Lut).where(Lut.id == lut_id).with_for_update())
+
+
+def delete_kernels(session: Session, lut_id: str) -> list[str]:
+    """Delete the LUT's micro-model rows; their job ids."""
+    rows = session.execute(
+        delete(_kernels).where(_kernels.c.lut_id == lut_id).returning(_kernels.c.job_id)
+    )
+    return [job_id for (job_id,) in rows]
+
+
+def delete_lut(session: Session, lut_id: str) -> int:
+    """Delete the LUT's row (its micro-model rows gone first)."""
+    return affected(session.execute(delete(Lut).where(Lut.id == lut_id)))
+
+
+def using_model(session: Session, model_id: str) -> list[tuple[str, str]]:
+    """The LUTs with a micro-model that is this model: (id, name), oldest first."""
+    rows = session.execute(
+        select(Lut.id, Lut.name)
+        .where(Lut.id.in_(select(_kernels.c.lut_id).where(_kernels.c.model_id == model_id)))
+        .order_by(Lut.created_at)
+    )
+    return [(lut_id, name) for lut_id, name in rows]
+
+
+def unbuilt_specs(session: Session) -> list[tuple[str, str, dict[str, Any]]]:
+    """The LUTs still preparing or measuring: (id, name, request), oldest first."""
+    unbuilt = [LutState.preparing.value, LutState.measuring.value]
+    rows = session.execute(
+        select(Lut.id, Lut.name, Lut.spec).where(Lut.state.in_(unbuilt)).order_by(Lut.created_at)
+    )
+    return [(lut_id, name, dict(spec)) for lut_id, name, spec in rows]
+
+
+def delete_kernels_of_model(session: Session, model_id: str) -> int:
+    """Delete the micro-model rows of any LUT that are this model; how many."""
+    return affected(session.execute(delete(_kernels).where(_kernels.c.model_id == model_id)))

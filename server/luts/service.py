@@ -14,6 +14,8 @@ from latlab.lut.model import LutModel
 from latlab.lut.table import LookupTable
 from latlab.runtimes import RuntimeConfig, runtime_spec, stored_config
 from latlab.schemas import (
+    Deleted,
+    DeletedKind,
     JobState,
     LutCalibration,
     LutCreate,
@@ -24,12 +26,14 @@ from latlab.schemas import (
 )
 from latlab.server.blobstore import BlobStore
 from latlab.server.datasets.service import get_dataset
-from latlab.server.db import utcnow
+from latlab.server.db import by_id_or_prefix, utcnow
 from latlab.server.devices.service import get_device, job_device
 from latlab.server.errors import Conflict, InvalidInput, NotFound
+from latlab.server.jobs import repository as jobs
 from latlab.server.jobs.service import device_can_run
 from latlab.server.luts import repository
 from latlab.server.luts.repository import Whole
+from latlab.server.measurements import repository as measurements
 from latlab.server.models import repository as models
 from latlab.server.predict.sources import Source
 from latlab.server.tables import Device, Lut
@@ -38,6 +42,7 @@ from latlab.untrusted import excerpt
 
 __all__ = [
     "create_lut",
+    "delete_lut",
     "get_lut",
     "list_luts",
     "lookup_table",
@@ -122,10 +127,36 @@ def _device(session: Session, device_id: str) -> Device:
 
 
 def get_lut(session: Session, lut_id: str) -> Lut:
-    lut = repository.get(session, lut_id)
+    return by_id_or_prefix(session, lut_id, repository.get, Lut.id, "LUT")
+
+
+def delete_lut(session: Session, lut_id: str) -> Deleted:
+    """Delete the LUT: its record and micro-model rows, in one transaction, with the
+    micro-model jobs no other LUT or dataset shares, whatever their state (an agent timing one
+    loses its lease at its next heartbeat), and their measurements and per-op rows: they time
+    one kernel, nothing but this LUT reads them, and kept they would count as whole models in
+    other LUTs' calibration. The micro-models stay (models are deleted as models). A LUT still
+    being built may be deleted: the builder's step in progress is waited for."""
+    lut = repository.lock(session, get_lut(session, lut_id).id)  # an id or a unique prefix
     if lut is None:
         raise NotFound(f"no LUT {excerpt(lut_id)}")
-    return lut
+    kernel_jobs = repository.delete_kernels(session, lut.id)
+    own = jobs.lock_unreferenced(session, kernel_jobs)  # a result being stored is waited for
+    gone = measurements.delete_of_jobs(session, own)
+    n_jobs = jobs.delete_ids(session, own)
+    n = repository.delete_lut(session, lut.id)
+    log.info("lut deleted", extra={"lut_id": lut.id, "jobs": n_jobs})
+    return Deleted(
+        kind=DeletedKind.lut,
+        id=lut.id,
+        removed={
+            "luts": n,
+            "lut_kernels": len(kernel_jobs),
+            "jobs": n_jobs,
+            "measurements": gone.measurements,
+            "op_measurements": gone.op_measurements,
+        },
+    )
 
 
 def list_luts(session: Session, device_id: str | None = None) -> list[LutOut]:

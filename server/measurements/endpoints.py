@@ -8,6 +8,8 @@ from sqlalchemy.orm import Session
 from latlab.schemas import MeasurementIn, MeasurementOut
 from latlab.server.deps import (
     MAX_INT32,
+    TOTAL_COUNT,
+    TOTAL_COUNT_HEADER,
     DeviceRef,
     DeviceToken,
     Offset,
@@ -26,9 +28,15 @@ router = api_router(tags=["measurements"])
 agent_router = api_router(prefix="/agent", tags=["agent"])
 
 
-@router.get("/measurements", response_model=list[MeasurementOut], dependencies=[UserAuth])
+@router.get(
+    "/measurements",
+    response_model=list[MeasurementOut],
+    dependencies=[UserAuth],
+    responses=TOTAL_COUNT,
+)
 def list_measurements(
     session: SessionDep,
+    response: Response,
     model_id: str | None = None,
     device_id: str | None = None,
     job_id: str | None = None,
@@ -36,17 +44,24 @@ def list_measurements(
     ops: bool = False,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     offset: Offset = 0,
+    newest_first: bool = False,
 ) -> list[MeasurementOut]:
-    """Measurements by model, device or job; raw samples and per-op rows on request."""
+    """Measurements by model, device or job, oldest first (``newest_first``: the latest
+    first); raw samples and per-op rows on request. ``X-Total-Count``: how many match."""
+    filters = {
+        "model_id": model_id,
+        "device_id": device_filter(session, device_id),
+        "job_id": job_id,
+    }
+    response.headers[TOTAL_COUNT_HEADER] = str(service.count_measurements(session, **filters))
     return service.list_measurements(
         session,
-        model_id=model_id,
-        device_id=device_filter(session, device_id),
-        job_id=job_id,
+        **filters,
         samples=samples,
         ops=ops,
         limit=limit,
         offset=offset,
+        newest_first=newest_first,
     )
 
 
@@ -89,7 +104,7 @@ async def upload_result(
         raise
     if created:
         state.metrics.results.inc()
-        state.metrics.measurement_seconds.observe(body.timing_wall_s, runtime=body.runtime)
+        state.metrics.measurement_seconds.labels(runtime=body.runtime).observe(body.timing_wall_s)
     else:
         response.status_code = status.HTTP_200_OK
     return stored

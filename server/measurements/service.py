@@ -84,6 +84,12 @@ def get_measurement(session: Session, measurement_id: int) -> MeasurementOut:
     return measurement_out(row, repository.ops_of(session, [measurement_id])[measurement_id])
 
 
+def count_measurements(
+    session: Session, *, model_id: str | None, device_id: str | None, job_id: str | None
+) -> int:
+    return repository.counted(session, model_id=model_id, device_id=device_id, job_id=job_id)
+
+
 def list_measurements(
     session: Session,
     *,
@@ -94,9 +100,16 @@ def list_measurements(
     ops: bool = False,
     limit: int = 100,
     offset: int = 0,
+    newest_first: bool = False,
 ) -> list[MeasurementOut]:
     rows = repository.listed(
-        session, model_id=model_id, device_id=device_id, job_id=job_id, limit=limit, offset=offset
+        session,
+        model_id=model_id,
+        device_id=device_id,
+        job_id=job_id,
+        limit=limit,
+        offset=offset,
+        newest_first=newest_first,
     )
     by_id = repository.ops_of(session, [r["id"] for r in rows]) if ops else {}
     return [

@@ -5,8 +5,17 @@ from typing import Annotated
 from fastapi import File, Query, Request, Response, UploadFile, status
 from fastapi.responses import StreamingResponse
 
-from latlab.schemas import ModelOut
-from latlab.server.deps import Offset, SessionDep, StateDep, UserAuth, UserOrDevice, UserWrite
+from latlab.schemas import Deleted, ModelOut
+from latlab.server.deps import (
+    TOTAL_COUNT,
+    TOTAL_COUNT_HEADER,
+    Offset,
+    SessionDep,
+    StateDep,
+    UserAuth,
+    UserOrDevice,
+    UserWrite,
+)
 from latlab.server.errors import BadRequest
 from latlab.server.models import service
 from latlab.server.routing import api_router
@@ -53,18 +62,43 @@ def upload_model(
     return model
 
 
-@router.get("/models", response_model=list[ModelOut], dependencies=[UserAuth])
+@router.get(
+    "/models", response_model=list[ModelOut], dependencies=[UserAuth], responses=TOTAL_COUNT
+)
 def list_models(
     session: SessionDep,
+    response: Response,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Offset = 0,
+    newest_first: bool = False,
 ) -> list[ModelOut]:
-    return [service.model_out(m) for m in service.list_models(session, limit, offset)]
+    """Models oldest first (``newest_first``: the latest first); ``X-Total-Count``: how many."""
+    response.headers[TOTAL_COUNT_HEADER] = str(service.count_models(session))
+    models = service.list_models(session, limit, offset, newest_first)
+    return [service.model_out(m) for m in models]
 
 
 @router.get("/models/{model_id}", response_model=ModelOut, dependencies=[UserAuth])
 def get_model(model_id: str, session: SessionDep) -> ModelOut:
     return service.model_out(service.get_model(session, model_id))
+
+
+@router.delete("/models/{model_id}", response_model=Deleted, dependencies=[UserWrite])
+def delete_model(
+    model_id: str,
+    session: SessionDep,
+    state: StateDep,
+    force: Annotated[
+        bool, Query(description="delete it even though datasets or LUTs use it")
+    ] = False,
+) -> Deleted:
+    """Delete the model, its jobs (any state), their measurements and per-op rows, and its
+    file (one transaction; rows removed per table in the answer). 409 naming them while a
+    dataset or LUT uses it, unless ``force``: then their archs or micro-models measured with it
+    go. The device canary's reference model is never deleted (409)."""
+    return service.delete_model(
+        session, state.blobs, model_id, force=force, canary_ids=state.canaries.known_ids()
+    )
 
 
 @router.get(

@@ -4,8 +4,10 @@ stored once by sha256, summarised."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,17 +17,33 @@ from latlab.errors import ModelInvalid
 from latlab.graph import OpGraph
 from latlab.onnx_summary import MAX_NODES, load_onnx, summarize_onnx
 from latlab.runtimes import ModelFormat
-from latlab.schemas import ModelOut, ModelSummary
+from latlab.schemas import Deleted, DeletedKind, ModelOut, ModelSummary
 from latlab.server import blob_ledger
 from latlab.server.blobstore import BlobStore
 from latlab.server.config import Settings
-from latlab.server.db import utcnow
-from latlab.server.errors import InvalidInput, NotFound
+from latlab.server.datasets import repository as datasets
+from latlab.server.db import by_id_or_prefix, utcnow
+from latlab.server.errors import Conflict, InvalidInput, NotFound
+from latlab.server.jobs import repository as jobs
+from latlab.server.luts import repository as luts
+from latlab.server.measurements import repository as measurements
 from latlab.server.models import repository
+from latlab.server.registry import repository as predictors
 from latlab.server.tables import Model
 from latlab.tflite_summary import is_tflite, summarize_tflite
+from latlab.untrusted import excerpt
 
-__all__ = ["ModelLimits", "get_model", "list_models", "model_graph", "model_out", "store_model"]
+__all__ = [
+    "ModelLimits",
+    "delete_model",
+    "get_model",
+    "list_models",
+    "model_graph",
+    "model_out",
+    "store_model",
+]
+
+log = logging.getLogger(__name__)
 
 #: Parsed graphs of stored models, by sha256 (the bytes behind an id never change).
 GRAPH_CACHE_SIZE = 1024
@@ -99,14 +117,17 @@ def model_out(model: Model) -> ModelOut:
 
 
 def get_model(session: Session, model_id: str) -> Model:
-    model = repository.get(session, model_id)
-    if model is None:
-        raise NotFound(f"no model {model_id!r}")
-    return model
+    return by_id_or_prefix(session, model_id, repository.get, Model.id, "model")
 
 
-def list_models(session: Session, limit: int, offset: int) -> list[Model]:
-    return repository.listed(session, limit, offset)
+def list_models(
+    session: Session, limit: int, offset: int, newest_first: bool = False
+) -> list[Model]:
+    return repository.listed(session, limit, offset, newest_first)
+
+
+def count_models(session: Session) -> int:
+    return repository.counted(session)
 
 
 def model_graph(session: Session, blobs: BlobStore, model_id: str) -> OpGraph:
@@ -132,3 +153,96 @@ def model_graph(session: Session, blobs: BlobStore, model_id: str) -> OpGraph:
         while len(_graphs) > GRAPH_CACHE_SIZE:
             _graphs.popitem(last=False)
     return graph
+
+
+#: Users of a model named in a refusal, per kind (then "and N more").
+NAMED_USERS = 5
+
+
+def delete_model(
+    session: Session,
+    blobs: BlobStore,
+    model_id: str,
+    *,
+    force: bool = False,
+    canary_ids: Collection[str] = (),
+) -> Deleted:
+    """Delete the model with its jobs (any state: an agent timing one loses its lease at its
+    next heartbeat), their measurements and per-op rows, and its file (after the commit).
+
+    A model a dataset or a LUT uses is refused (409, naming them) unless ``force``; then the
+    datasets' archs exported as it lose it and their entries (counted unprepared, never
+    prepared again) and the LUTs lose its micro-model rows (a built table is kept whole; one
+    still to be built from it fails). The canary reference model (``canary_ids``, or one a
+    canary job names) is refused even with ``force``: it is every device's speed series."""
+    model_id = get_model(session, model_id).id  # an id or a unique prefix
+    jobs.lock_of_model(session, model_id)  # first: a result being stored for one is waited for
+    model = repository.lock(session, model_id)
+    if model is None:
+        raise NotFound(f"no model {excerpt(model_id)}")
+    if model.id in canary_ids or jobs.has_canary_of_model(session, model.id):
+        raise Conflict(
+            f"model {model.id} is the device canary's reference model: it is never deleted "
+            "(its measurements are every device's speed series)"
+        )
+    users = _users(session, model.id)
+    if users and not force:
+        raise Conflict(
+            f"model {model.id} is still used by {'; '.join(users)}: delete those first, or "
+            "pass force=true to delete it anyway (their archs or micro-models measured with it go)"
+        )
+    entries = datasets.delete_entries_of_model(session, model.id)
+    unprepared = datasets.unprepare_archs_of_model(
+        session, model.id, f"its model {model.id} was deleted"
+    )
+    kernels = luts.delete_kernels_of_model(session, model.id)
+    gone = measurements.delete_of_model(session, model.id)
+    n_jobs = jobs.delete_of_model(session, model.id)
+    n = repository.delete_model(session, model.id)
+    n_blobs = 0
+    if not predictors.names_blob(session, model.id):
+        blob_ledger.note_unused(session, blobs, model.id)  # deleted once this commits
+        n_blobs = 1
+    with _graphs_lock:
+        _graphs.pop(model.id, None)
+    log.info(
+        "model deleted",
+        extra={"model_id": model.id, "jobs": n_jobs, "measurements": gone.measurements},
+    )
+    return Deleted(
+        kind=DeletedKind.model,
+        id=model.id,
+        removed={
+            "models": n,
+            "jobs": n_jobs,
+            "measurements": gone.measurements,
+            "op_measurements": gone.op_measurements,
+            "dataset_entries": entries,
+            "lut_kernels": kernels,
+            "blobs": n_blobs,
+        },
+        changed={"dataset_archs_unprepared": unprepared},
+    )
+
+
+def _users(session: Session, model_id: str) -> list[str]:
+    """What still uses the model, one phrase per kind: the datasets with an arch exported as
+    it, the LUTs with a micro-model that is it or still to be built from it."""
+    using = {
+        "dataset": datasets.using_model(session, model_id),
+        "LUT": luts.using_model(session, model_id)
+        + [
+            (lut_id, name)
+            for lut_id, name, spec in luts.unbuilt_specs(session)
+            if model_id in (spec.get("model_ids") or [])
+        ],
+    }
+    phrases = []
+    for kind, found in using.items():
+        rows = list(dict(found).items())  # one per id, in order
+        if not rows:
+            continue
+        named = ", ".join(f"{i} ({excerpt(name)})" for i, name in rows[:NAMED_USERS])
+        more = f" and {len(rows) - NAMED_USERS} more" if len(rows) > NAMED_USERS else ""
+        phrases.append(f"{len(rows)} {kind}{'s' if len(rows) > 1 else ''}: {named}{more}")
+    return phrases

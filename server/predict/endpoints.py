@@ -38,9 +38,8 @@ def predict_on_devices(
 
 def _count(state: AppState, answers: list[PredictOut], seconds: float) -> None:
     kinds = {a.predictor for a in answers}
-    state.metrics.predict_seconds.observe(
-        seconds, predictor=kinds.pop() if len(kinds) == 1 else "mixed"
-    )
+    predictor = kinds.pop() if len(kinds) == 1 else "mixed"
+    state.metrics.predict_seconds.labels(predictor=predictor).observe(seconds)
     state.metrics.predict_archs.inc(sum(len(a.predictions) for a in answers))
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import File, Form, Query, Request, Response, UploadFile, status
 
 from latlab import untrusted
-from latlab.schemas import PredictorOut
+from latlab.schemas import Deleted, PredictorOut
 from latlab.server.deps import SessionDep, StateDep, UserAuth, UserWrite
 from latlab.server.devices.service import device_filter
 from latlab.server.errors import InvalidInput, NotFound
@@ -85,6 +85,13 @@ def list_predictors(
 def get_predictor(predictor_id: str, session: SessionDep) -> PredictorOut:
     """Version, training data, held-out metrics."""
     return service.predictor_out(service.get_predictor(session, predictor_id))
+
+
+@router.delete("/predictors/{predictor_id}", response_model=Deleted, dependencies=[UserWrite])
+def delete_predictor(predictor_id: str, session: SessionDep, state: StateDep) -> Deleted:
+    """Delete the version, its artifact and plot. If it was current, the newest older version
+    of its device + runtime becomes current (``current_predictor`` in the answer), else none."""
+    return service.delete_predictor(session, state.blobs, predictor_id)
 
 
 @router.post(

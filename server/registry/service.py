@@ -4,26 +4,29 @@ metrics; one version per device + runtime is current."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from latlab.latency_model import LatencyModel, read_artifact
-from latlab.schemas import PredictorOut
+from latlab.schemas import Deleted, DeletedKind, PredictorOut
+from latlab.server import blob_ledger
 from latlab.server.blobstore import BlobStore
 from latlab.server.config import Settings
-from latlab.server.db import utcnow
+from latlab.server.db import by_id_or_prefix, utcnow
 from latlab.server.devices.service import get_device
-from latlab.server.errors import InvalidInput, NotFound
+from latlab.server.errors import InvalidInput
+from latlab.server.models import repository as models
 from latlab.server.predict.sources import Source
 from latlab.server.registry import repository
 from latlab.server.tables import Predictor
 from latlab.server.uploads import scratch_file
 from latlab.spaces import get_space
-from latlab.untrusted import excerpt
 
 __all__ = [
+    "delete_predictor",
     "get_predictor",
     "list_predictors",
     "make_current",
@@ -32,6 +35,8 @@ __all__ = [
     "predictor_sources",
     "register_predictor",
 ]
+
+log = logging.getLogger(__name__)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -105,10 +110,7 @@ def predictor_out(row: Predictor) -> PredictorOut:
 
 
 def get_predictor(session: Session, predictor_id: str) -> Predictor:
-    row = repository.get(session, predictor_id)
-    if row is None:
-        raise NotFound(f"no predictor {excerpt(predictor_id)}")
-    return row
+    return by_id_or_prefix(session, predictor_id, repository.get, Predictor.id, "predictor")
 
 
 def list_predictors(session: Session, device_id: str | None) -> list[PredictorOut]:
@@ -121,6 +123,46 @@ def make_current(session: Session, predictor_id: str) -> PredictorOut:
     row.current = True
     session.flush()
     return predictor_out(row)
+
+
+def delete_predictor(session: Session, blobs: BlobStore, predictor_id: str) -> Deleted:
+    """Delete the version and its artifact and plot (after the commit, unless another row
+    names the same bytes). If it was current, the newest older version of its device +
+    runtime becomes current, else none is (predictions fall back to the device's other
+    sources). Its version number may be given again: the next upload after the highest
+    version's delete takes that number."""
+    row = get_predictor(session, predictor_id)
+    made_current = 0
+    if row.current:
+        previous = repository.newest_before(session, row.device_id, row.runtime, row.version)
+        if previous is not None:
+            previous.current = True
+            made_current = 1
+        now_current = previous
+    else:
+        now_current = repository.current_version(session, row.device_id, row.runtime)
+    n = repository.delete_predictor(session, row.id)
+    session.flush()
+    unused = 0
+    for sha256 in dict.fromkeys(s for s in (row.artifact_sha256, row.plot_sha256) if s):
+        if not repository.names_blob(session, sha256) and models.get(session, sha256) is None:
+            blob_ledger.note_unused(session, blobs, sha256)  # deleted once this commits
+            unused += 1
+    log.info(
+        "predictor deleted",
+        extra={
+            "predictor_id": row.id,
+            "device_id": row.device_id,
+            "current_predictor": now_current.id if now_current else None,
+        },
+    )
+    return Deleted(
+        kind=DeletedKind.predictor,
+        id=row.id,
+        removed={"predictors": n, "blobs": unused},
+        changed={"predictors_made_current": made_current},
+        current_predictor=now_current.id if now_current is not None else None,
+    )
 
 
 def _source(row: Predictor) -> Source:
