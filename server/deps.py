@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sized
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Header, Query, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -40,6 +40,7 @@ __all__ = [
     "UserWrite",
     "as_device",
     "authenticate_device",
+    "set_total_count",
 ]
 
 
@@ -92,6 +93,18 @@ MAX_INT32 = 2**31 - 1
 Offset = Annotated[int, Query(ge=0, le=MAX_INT32)]
 #: A paged list's header: how many rows match its filters in all (the page is ``limit`` of them).
 TOTAL_COUNT_HEADER = "X-Total-Count"
+
+
+def set_total_count(
+    response: Response, page: Sized, limit: int, offset: int, count: Callable[[], int]
+) -> None:
+    """``X-Total-Count`` of a page: a page short of ``limit`` (and not past the end) says the
+    total itself; only a full page, or an empty one past the end, costs a ``COUNT`` (the SDK
+    polls ``GET /jobs?ids=...`` several times a second)."""
+    short = len(page) < limit and (len(page) > 0 or offset == 0)
+    response.headers[TOTAL_COUNT_HEADER] = str(offset + len(page) if short else count())
+
+
 TOTAL_COUNT: dict[int | str, dict[str, Any]] = {
     200: {
         "headers": {

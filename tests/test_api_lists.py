@@ -36,6 +36,8 @@ def test_a_page_is_the_latest_first_with_how_many_there_are_in_all(
     assert [j.id for j in page] == [jobs[2].id, jobs[1].id] and page.total == 3
     oldest = lab.jobs(limit=2)
     assert [j.id for j in oldest] == [jobs[0].id, jobs[1].id] and oldest.total == 3
+    assert lab.jobs(limit=10, offset=1).total == 3  # a short page says it without a COUNT
+    assert lab.jobs(limit=2, offset=5).total == 3  # an empty page past the end counts
     filtered = lab.jobs(model_id=models[0].id, limit=1)
     assert filtered.total == 1 and filtered[0].id == jobs[0].id
 

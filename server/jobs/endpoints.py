@@ -10,7 +10,6 @@ from latlab.schemas import ClaimedJob, JobCreate, JobFailureIn, JobOut, JobState
 from latlab.server.canary.service import CanaryPolicy, claim_hook
 from latlab.server.deps import (
     TOTAL_COUNT,
-    TOTAL_COUNT_HEADER,
     DeviceRef,
     DeviceToken,
     Offset,
@@ -19,6 +18,7 @@ from latlab.server.deps import (
     UserAuth,
     UserWrite,
     as_device,
+    set_total_count,
 )
 from latlab.server.devices.service import device_filter
 from latlab.server.jobs import service
@@ -62,9 +62,7 @@ def list_jobs(
     """Jobs oldest first (``newest_first``: the latest first); ``X-Total-Count`` says how many
     match the filters in all."""
     device = device_filter(session, device_id)
-    total = service.count_jobs(session, state=state, model_id=model_id, device_id=device, ids=ids)
-    response.headers[TOTAL_COUNT_HEADER] = str(total)
-    return service.list_jobs(
+    page = service.list_jobs(
         session,
         state=state,
         model_id=model_id,
@@ -74,6 +72,14 @@ def list_jobs(
         offset=offset,
         newest_first=newest_first,
     )
+
+    def count() -> int:
+        return service.count_jobs(
+            session, state=state, model_id=model_id, device_id=device, ids=ids
+        )
+
+    set_total_count(response, page, limit, offset, count)
+    return page
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, dependencies=[UserAuth])

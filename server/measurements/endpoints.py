@@ -9,7 +9,6 @@ from latlab.schemas import MeasurementIn, MeasurementOut
 from latlab.server.deps import (
     MAX_INT32,
     TOTAL_COUNT,
-    TOTAL_COUNT_HEADER,
     DeviceRef,
     DeviceToken,
     Offset,
@@ -17,6 +16,7 @@ from latlab.server.deps import (
     StateDep,
     UserAuth,
     as_device,
+    set_total_count,
 )
 from latlab.server.devices.service import device_filter
 from latlab.server.errors import DeadlinePassed
@@ -53,8 +53,7 @@ def list_measurements(
         "device_id": device_filter(session, device_id),
         "job_id": job_id,
     }
-    response.headers[TOTAL_COUNT_HEADER] = str(service.count_measurements(session, **filters))
-    return service.list_measurements(
+    page = service.list_measurements(
         session,
         **filters,
         samples=samples,
@@ -63,6 +62,10 @@ def list_measurements(
         offset=offset,
         newest_first=newest_first,
     )
+    set_total_count(
+        response, page, limit, offset, lambda: service.count_measurements(session, **filters)
+    )
+    return page
 
 
 @router.get(

@@ -8,13 +8,13 @@ from fastapi.responses import StreamingResponse
 from latlab.schemas import Deleted, ModelOut
 from latlab.server.deps import (
     TOTAL_COUNT,
-    TOTAL_COUNT_HEADER,
     Offset,
     SessionDep,
     StateDep,
     UserAuth,
     UserOrDevice,
     UserWrite,
+    set_total_count,
 )
 from latlab.server.errors import BadRequest
 from latlab.server.models import service
@@ -73,8 +73,8 @@ def list_models(
     newest_first: bool = False,
 ) -> list[ModelOut]:
     """Models oldest first (``newest_first``: the latest first); ``X-Total-Count``: how many."""
-    response.headers[TOTAL_COUNT_HEADER] = str(service.count_models(session))
     models = service.list_models(session, limit, offset, newest_first)
+    set_total_count(response, models, limit, offset, lambda: service.count_models(session))
     return [service.model_out(m) for m in models]
 
 
