@@ -40,24 +40,47 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return float((rx * ry).sum() / denominator) if denominator else float("nan")
 
 
+#: Rows compared at once when counting discordant pairs (a block x block boolean matrix).
+_BLOCK = 1024
+
+
+def _inversions(values: np.ndarray) -> int:
+    """Pairs i < j with values[i] > values[j]: block by block, each block against the sorted
+    values before it (searchsorted) and against itself (a triangle of comparisons)."""
+    total = 0
+    before = np.empty(0, dtype=values.dtype)
+    for start in range(0, values.size, _BLOCK):
+        block = values[start : start + _BLOCK]
+        total += int((before.size - np.searchsorted(before, block, side="right")).sum())
+        total += int(np.triu(block[:, None] > block[None, :], 1).sum())
+        before = np.sort(np.concatenate([before, block]))
+    return total
+
+
+def _tied_pairs(*columns: np.ndarray) -> int:
+    """Pairs equal in every column."""
+    _, counts = np.unique(np.stack(columns, axis=1), axis=0, return_counts=True)
+    return int((counts * (counts - 1) // 2).sum())
+
+
 def kendall(x: Sequence[float], y: Sequence[float]) -> float:
-    """Kendall's tau-b over all pairs (O(n^2): fine for held-out sets of thousands)."""
+    """Kendall's tau-b (Knight's algorithm, O(n log n) in numpy: the 15,625 archs of a space
+    in milliseconds); nan if either side is constant or there are fewer than two pairs."""
     if len(x) != len(y):
         raise ValueError("kendall needs two sequences of the same length")
     a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if a.size < 2:
         return float("nan")
-    concordant = discordant = ties_a = ties_b = 0.0
-    for i in range(a.size - 1):
-        da = np.sign(a[i + 1 :] - a[i])
-        db = np.sign(b[i + 1 :] - b[i])
-        product = da * db
-        concordant += float(np.sum(product > 0))
-        discordant += float(np.sum(product < 0))
-        ties_a += float(np.sum((da == 0) & (db != 0)))
-        ties_b += float(np.sum((db == 0) & (da != 0)))
-    denominator = np.sqrt((concordant + discordant + ties_a) * (concordant + discordant + ties_b))
-    return float((concordant - discordant) / denominator) if denominator else float("nan")
+    order = np.lexsort((b, a))  # by x, ties in x by y: no discordant pair among x-ties
+    a, b = a[order], b[order]
+    pairs = a.size * (a.size - 1) // 2
+    ties_x, ties_y, ties_xy = _tied_pairs(a), _tied_pairs(b), _tied_pairs(a, b)
+    discordant = _inversions(b)
+    denominator = np.sqrt(float(pairs - ties_x) * float(pairs - ties_y))
+    if not denominator:
+        return float("nan")
+    concordant_minus_discordant = pairs - ties_x - ties_y + ties_xy - 2 * discordant
+    return float(concordant_minus_discordant / denominator)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -44,3 +45,49 @@ def test_regression_metrics_use_the_nn_meter_convention() -> None:
     assert m.rmse_ms == pytest.approx(math.sqrt((0.04**2 + 0.5**2 + 0 + 0.1**2) / 4))
     with pytest.raises(ValueError):
         regression_metrics([1.0], [0.0])
+
+
+def _kendall_by_pairs(x: list[float], y: list[float]) -> float:
+    """Tau-b by its definition, every pair compared."""
+    n = len(x)
+    concordant = discordant = tied_x = tied_y = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            s = (x[i] > x[j]) - (x[i] < x[j])
+            t = (y[i] > y[j]) - (y[i] < y[j])
+            concordant += s * t > 0
+            discordant += s * t < 0
+            tied_x += s == 0 and t != 0
+            tied_y += t == 0 and s != 0
+    denominator = math.sqrt((concordant + discordant + tied_x) * (concordant + discordant + tied_y))
+    return (concordant - discordant) / denominator if denominator else math.nan
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 6), st.integers(0, 6)), min_size=2, max_size=60
+    )  # small integers: many ties on either side and on both
+)
+def test_kendall_equals_the_pairwise_definition(pairs: list[tuple[int, int]]) -> None:
+    x, y = [float(a) for a, _ in pairs], [float(b) for _, b in pairs]
+    expected = _kendall_by_pairs(x, y)
+    if math.isnan(expected):
+        assert math.isnan(kendall(x, y))
+    else:
+        assert kendall(x, y) == pytest.approx(expected)
+
+
+def test_kendall_counts_pairs_across_blocks() -> None:
+    """More items than one comparison block (1,024): pairs between blocks count too."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 400, size=2500).astype(float)  # ties in x, in y and in both
+    y = np.round(x / 50 + rng.normal(size=2500))
+    s = np.sign(x[:, None] - x[None, :])
+    t = np.sign(y[:, None] - y[None, :])
+    upper = np.triu(np.ones_like(s, dtype=bool), 1)
+    concordant, discordant = np.sum((s * t > 0) & upper), np.sum((s * t < 0) & upper)
+    tied_x, tied_y = np.sum((s == 0) & (t != 0) & upper), np.sum((t == 0) & (s != 0) & upper)
+    expected = (concordant - discordant) / math.sqrt(
+        (concordant + discordant + tied_x) * (concordant + discordant + tied_y)
+    )
+    assert kendall(x.tolist(), y.tolist()) == pytest.approx(expected, abs=1e-12)
