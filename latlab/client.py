@@ -19,6 +19,7 @@ import io
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self, TypeVar
 from urllib.parse import quote
@@ -28,7 +29,7 @@ from pydantic import BaseModel
 
 from latlab.config import resolve_connection
 from latlab.errors import ApiError, ServerUnreachable
-from latlab.runtimes import RuntimeConfig
+from latlab.runtimes import RuntimeConfig, default_config
 from latlab.schemas import (
     MAX_PREDICT_ITEMS,
     CanaryPoint,
@@ -56,10 +57,24 @@ from latlab.schemas import (
     PredictorOut,
     PredictOut,
     PredictRequest,
+    TransferFitIn,
+    TransferPlanIn,
+    TransferPlanOut,
 )
 from latlab.spaces import GraphForm
 
-__all__ = ["AgentClient", "Client", "Page"]
+__all__ = ["Adapted", "AgentClient", "Client", "Page"]
+
+
+@dataclass(frozen=True)
+class Adapted:
+    """What ``Client.adapt`` did: the plan, the campaign that measured it (None for an
+    imported device) and the registered transfer predictor."""
+
+    plan: TransferPlanOut
+    dataset: DatasetOut | None
+    predictor: PredictorOut
+
 
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -536,6 +551,88 @@ class Client(_Http):
         newest older version is now (``current_predictor`` in the answer), else none."""
         data = self._json("DELETE", f"/v1/predictors/{_segment(predictor_id)}")
         return Deleted.model_validate(data)
+
+    def plan_transfer(self, body: TransferPlanIn) -> TransferPlanOut:
+        """The archs a device should measure for a transfer predictor (an imported device: the
+        ones taken from its data), chosen to cover how the source devices differ."""
+        data = self._json(
+            "POST", "/v1/predictors/transfer/plan", json=body.model_dump(mode="json"), timeout=120.0
+        )
+        return TransferPlanOut.model_validate(data)
+
+    def fit_transfer(self, body: TransferFitIn) -> PredictorOut:
+        """Fit a transfer predictor from the device's measured latencies (``body.archs``, or
+        every arch it has for the space) and the sources', and register it."""
+        data = self._json(
+            "POST", "/v1/predictors/transfer", json=body.model_dump(mode="json"), timeout=300.0
+        )
+        return PredictorOut.model_validate(data)
+
+    def adapt(
+        self,
+        device: str,
+        space: str,
+        *,
+        samples: int = 20,
+        sources: list[str] | None = None,
+        space_params: dict[str, int] | None = None,
+        seed: int = 0,
+        form: GraphForm | None = None,
+        config: RuntimeConfig | None = None,
+        current: bool | None = None,
+        timeout_s: float = 7 * 24 * 3600.0,
+        on_progress: Callable[[DatasetOut], None] | None = None,
+    ) -> Adapted:
+        """A transfer predictor for ``device`` from ``samples`` of its own measurements: plan
+        the archs, measure them as a campaign (named ``adapt-SPACE-kK-sSEED``: a second call
+        follows the first one's campaign instead of starting another; an imported device takes
+        them from its data), fit and register it."""
+        plan_body = TransferPlanIn(
+            device_id=device,
+            space=space,
+            space_params=space_params or {},
+            sources=sources,
+            form=form,
+            samples=samples,
+            seed=seed,
+        )
+        plan = self.plan_transfer(plan_body)
+        dataset = None
+        archs: list[str | int] = list(plan.archs)
+        if plan.measure:
+            name = f"adapt-{space}-k{samples}-s{seed}"
+            target = self.device(device)
+            found = [d for d in self.datasets() if d.name == name and target.id in d.device_ids]
+            dataset = (
+                found[-1]
+                if found
+                else self.create_dataset(
+                    DatasetCreate(
+                        name=name,
+                        space=space,
+                        space_params=space_params or {},
+                        archs=archs,
+                        device_ids=[target.id],
+                        form=plan.form,
+                        config=config if config is not None else default_config(),
+                    )
+                )
+            )
+            dataset = self.wait_dataset(dataset.id, timeout_s=timeout_s, on_progress=on_progress)
+            measured = {r["arch"] for r in self.dataset_rows(dataset.id)}
+            archs = [a for a in plan.archs if a in measured]
+        predictor = self.fit_transfer(
+            TransferFitIn(
+                device_id=device,
+                space=space,
+                space_params=space_params or {},
+                sources=sources,
+                form=plan.form if plan.measure else form,
+                archs=archs or None,
+                current=current,
+            )
+        )
+        return Adapted(plan, dataset, predictor)
 
     def predictor_plot(self, predictor_id: str) -> bytes:
         return self._send("GET", f"/v1/predictors/{predictor_id}/plot").content

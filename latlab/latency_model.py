@@ -45,7 +45,11 @@ __all__ = [
 #: The query choice "the device's best available model" (not a kind).
 AUTO = "auto"
 #: The kinds latlab ships: ``"module:Class"``, one line each.
-BUILTIN_KINDS = ("latlab.lut.model:LutModel", "latlab.predictors.model:GcnPredictor")
+BUILTIN_KINDS = (
+    "latlab.lut.model:LutModel",
+    "latlab.predictors.model:GcnPredictor",
+    "latlab.predictors.transfer:TransferPredictor",
+)
 ENTRY_POINT_GROUP = "latlab.predictors"
 #: The first line of an artifact; the second is its JSON header, the rest its payload.
 MAGIC = b"latlab-latency-model\n"

@@ -7,8 +7,9 @@ prediction instead; latlab says which it uses wherever it prints one).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -93,6 +94,13 @@ class RegressionMetrics:
     within_10pct: float
     spearman: float
     kendall: float
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        """JSON-safe: a non-finite figure (rho of one item) is None."""
+        return {
+            k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+            for k, v in asdict(self).items()
+        }
 
 
 def regression_metrics(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
@@ -13,7 +13,7 @@ from tqdm import tqdm
 from latlab.client import Client
 from latlab.schemas import DatasetOut, LutOut
 
-__all__ = ["elapsed", "follow_dataset", "follow_lut"]
+__all__ = ["dataset_bar", "elapsed", "follow_dataset", "follow_lut"]
 
 
 @contextmanager
@@ -36,6 +36,37 @@ def elapsed(desc: str, file: TextIO | None = None, every_s: float = 0.5) -> Iter
             ticker.join()
 
 
+@contextmanager
+def dataset_bar(file: TextIO | None = None) -> Iterator[Callable[[DatasetOut], None]]:
+    """A callback for ``Client.wait_dataset``'s ``on_progress``: entries finished out of archs x
+    devices (and how many archs are prepared, failed, re-measured), the bar made on the first
+    call (when the campaign's size is known)."""
+    bars: list[tqdm[None]] = []
+
+    def show(d: DatasetOut) -> None:
+        p = d.progress
+        if not bars:
+            bars.append(
+                tqdm(
+                    total=p.archs * p.devices,
+                    desc=d.name[:30],
+                    unit="meas",
+                    file=file or sys.stderr,
+                    dynamic_ncols=True,
+                )
+            )
+        bar = bars[0]
+        extra = {"remeasured": p.remeasured} if p.remeasured else {}
+        bar.set_postfix(prepared=f"{p.prepared}/{p.archs}", failed=p.failed, refresh=False, **extra)
+        bar.update(p.done + p.failed - bar.n)
+
+    try:
+        yield show
+    finally:
+        for bar in bars:
+            bar.close()
+
+
 def follow_dataset(
     client: Client,
     dataset_id: str,
@@ -44,25 +75,9 @@ def follow_dataset(
     poll_s: float = 1.0,
     file: TextIO | None = None,
 ) -> DatasetOut:
-    """Wait until a campaign has no pending entry, showing entries finished out of
-    archs x devices (and how many archs are prepared) on ``file`` (default stderr)."""
-    first = client.dataset(dataset_id)
-    with tqdm(
-        total=first.progress.archs * first.progress.devices,
-        desc=first.name[:30],
-        unit="meas",
-        file=file or sys.stderr,
-        dynamic_ncols=True,
-    ) as bar:
-
-        def show(d: DatasetOut) -> None:
-            p = d.progress
-            extra = {"remeasured": p.remeasured} if p.remeasured else {}
-            bar.set_postfix(
-                prepared=f"{p.prepared}/{p.archs}", failed=p.failed, refresh=False, **extra
-            )
-            bar.update(p.done + p.failed - bar.n)
-
+    """Wait until a campaign has no pending entry, with ``dataset_bar`` on ``file`` (default
+    stderr)."""
+    with dataset_bar(file) as show:
         return client.wait_dataset(dataset_id, timeout_s=timeout_s, poll_s=poll_s, on_progress=show)
 
 

@@ -709,6 +709,52 @@ class PredictorOut(Out):
     created_at: datetime
 
 
+class TransferSources(In):
+    """Which devices' latencies a transfer predictor learns from, for which target."""
+
+    #: The target device's id or name.
+    device_id: str = Field(max_length=DEVICE_REF_MAX)
+    space: str = Field(min_length=1, max_length=50)
+    space_params: dict[str, JsonInt] = Field(default_factory=dict, max_length=8)
+    #: Source device ids or names (default: every other device with latencies for the space).
+    sources: list[Annotated[str, Field(max_length=DEVICE_REF_MAX)]] | None = Field(
+        default=None, min_length=1, max_length=1000
+    )
+    #: The target's graph form (default: the form its data has; ``pruned`` for a new device).
+    form: GraphForm | None = None
+
+
+class TransferPlanIn(TransferSources):
+    """Which archs the target should measure."""
+
+    samples: int = Field(default=20, ge=3, le=100_000)
+    seed: int = Field(default=0, ge=0, le=INT32_MAX)
+
+
+class TransferPlanOut(BaseModel):
+    #: The archs to measure, in the space's own string form.
+    archs: list[str]
+    #: True: the device has an agent and measures them; False: an imported device, whose
+    #: latencies for them are already stored.
+    measure: bool
+    form: GraphForm
+    #: The source devices (id and name) and the archs they all have.
+    sources: list[dict[str, str]]
+    shared_archs: int
+    #: Devices left out as sources, and why.
+    left_out: dict[str, str] = Field(default_factory=dict)
+
+
+class TransferFitIn(TransferSources):
+    """Fit and register a transfer predictor from the target's measured latencies."""
+
+    #: Only these of the target's measured archs (default: every arch it has for the space).
+    archs: list[str | JsonInt] | None = Field(default=None, min_length=1, max_length=100_000)
+    #: True or False as given; None: current when the device + runtime has no current version
+    #: or its cross-validated mean error (mape) is larger.
+    current: bool | None = None
+
+
 # --------------------------------------------------------------------------- deletes
 
 

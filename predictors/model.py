@@ -32,7 +32,14 @@ from latlab.predictors.features import FEATURES, GraphFeatures, arch_features, b
 from latlab.predictors.forward import gcn_forward
 from latlab.predictors.linear import LinearModel
 
-__all__ = ["FORMAT_VERSION", "GcnConfig", "GcnPredictor", "Member", "TargetScale"]
+__all__ = [
+    "FORMAT_VERSION",
+    "GcnConfig",
+    "GcnPredictor",
+    "Member",
+    "TargetScale",
+    "check_declared_sizes",
+]
 
 FORMAT_VERSION = 3
 META = "meta.json"
@@ -42,7 +49,7 @@ META = "meta.json"
 MAX_UNPACKED_BYTES = 512 * 1024 * 1024
 
 
-def _check_declared_sizes(data: bytes) -> None:
+def check_declared_sizes(data: bytes) -> None:
     """Refuse an artifact whose arrays declare more bytes than their members hold, or more than
     ``MAX_UNPACKED_BYTES`` in all, before numpy allocates any (a 359-byte file can declare 4 TB)."""
     try:
@@ -258,7 +265,7 @@ class GcnPredictor(LatencyModel):
 
     @classmethod
     def from_payload(cls, data: bytes) -> Self:
-        _check_declared_sizes(data)
+        check_declared_sizes(data)
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 header = untrusted.loads(npz[META].tobytes(), "predictor header")

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -30,7 +29,7 @@ from latlab.predictors.gcn import Gcn
 from latlab.predictors.linear import Design, LinearModel
 from latlab.predictors.model import GcnConfig, GcnPredictor, Member, TargetScale
 
-__all__ = ["TrainReport", "fold_indices", "metrics_dict", "train_predictor"]
+__all__ = ["TrainReport", "fold_indices", "train_predictor"]
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +65,6 @@ def fold_indices(n: int, folds: int, seed: int) -> list[np.ndarray]:
         raise PredictorError(f"cannot cut {n} archs into {folds} folds")
     order = np.random.default_rng(seed).permutation(n)
     return [np.sort(part) for part in np.array_split(order, folds)]
-
-
-def metrics_dict(metrics: RegressionMetrics) -> dict[str, float | int | None]:
-    """JSON-safe: a non-finite figure (rho of one arch) is None."""
-    return {
-        k: (v if not isinstance(v, float) or math.isfinite(v) else None)
-        for k, v in asdict(metrics).items()
-    }
 
 
 def _log_error(log_pred: np.ndarray, y: np.ndarray) -> float:
@@ -151,9 +142,9 @@ def train_predictor(
         meta={
             **(meta or {}),
             "served": report.served,
-            "cv": metrics_dict(report.cv),
-            "candidates": {name: metrics_dict(m) for name, m in table},
-            "test": metrics_dict(test_metrics) if test_metrics is not None else None,
+            "cv": report.cv.to_dict(),
+            "candidates": {name: m.to_dict() for name, m in table},
+            "test": test_metrics.to_dict() if test_metrics is not None else None,
             "epochs": list(epochs),
             "train_s": round(report.train_s, 2),
         },

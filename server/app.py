@@ -48,6 +48,7 @@ from latlab.server.predict.endpoints import router as predict_router
 from latlab.server.prometheus import CONTENT_TYPE, DatabaseGauges, HttpMetrics, Metrics
 from latlab.server.registry.endpoints import router as registry_router
 from latlab.server.routing import api_router
+from latlab.server.transfer.endpoints import router as transfer_router
 from latlab.server.uploads import BodyLimit
 
 __all__ = ["create_app"]
@@ -135,6 +136,7 @@ def create_app(settings: Settings) -> FastAPI:
         measurements_agent_router,
         datasets_router,
         luts_router,
+        transfer_router,
         registry_router,
         predict_router,
     ):

@@ -72,7 +72,9 @@ def test_a_gcn_artifact_written_before_the_header_still_reads() -> None:
 def test_what_is_not_an_artifact_is_refused_with_the_reason() -> None:
     with pytest.raises(ArtifactError, match="not a latlab latency-model artifact"):
         read_artifact(b"{}")
-    with pytest.raises(ArtifactError, match="unknown predictor kind 'xgboost'; known: lut, gcn"):
+    with pytest.raises(
+        ArtifactError, match="unknown predictor kind 'xgboost'; known: lut, gcn, transfer"
+    ):
         read_artifact(latency_model.MAGIC + b'{"kind": "xgboost"}\n...')
     with pytest.raises(ArtifactError, match="without its header"):
         read_artifact(latency_model.MAGIC + b'{"kind": "gcn"}')
@@ -90,7 +92,7 @@ def test_a_kind_a_package_declares_is_registered_and_a_broken_one_skipped(
     monkeypatch.syspath_prepend(str(site))
     with caplog.at_level(logging.WARNING, logger=plugins.__name__):
         found = kinds()
-    assert list(found) == ["lut", "gcn", "macs-line"]
+    assert list(found) == ["lut", "gcn", "transfer", "macs-line"]
     assert "tests.plugins.nowhere" in caplog.text
 
 
@@ -124,7 +126,10 @@ def test_a_plug_in_kind_is_registered_served_and_picked_by_auto(
     assert err.value.status == 404 and "no current gcn for archs of nb201" in err.value.message
     with pytest.raises(ApiError) as err:
         client.predict(device_id, space="nb201", archs=archs, predictor="xgboost")
-    assert err.value.status == 422 and "one of auto, lut, gcn, macs-line" in err.value.message
+    assert (
+        err.value.status == 422
+        and "one of auto, lut, gcn, transfer, macs-line" in err.value.message
+    )
 
 
 def test_an_artifact_of_an_unknown_kind_is_refused_at_upload(client: Client) -> None:

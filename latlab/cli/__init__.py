@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from latlab.cli import datasets, login, luts, measure, predict, runtimes, spaces
+from latlab.cli import adapt, datasets, login, luts, measure, predict, runtimes, spaces
 from latlab.cli.common import UsageError
 from latlab.errors import LatlabError, ServerUnreachable
 from latlab.lab import roles
@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         "--log-json", action="store_true", help="log one JSON object per line (for collectors)"
     )
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (roles, login, measure, runtimes, spaces, datasets, luts, predict):
+    for group in (roles, login, measure, runtimes, spaces, datasets, luts, predict, adapt):
         group.add_parsers(sub)
     return p
 

@@ -7,9 +7,9 @@ and exports read columns, not ORM objects.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy import Select, and_, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from latlab.datasets.dump import QUALITY_FIELDS, STAT_FIELDS, MeasurementRow, OpRow
@@ -26,6 +26,7 @@ from latlab.server.tables import (
 )
 
 __all__ = [
+    "SpaceLatency",
     "add",
     "add_archs",
     "add_entries",
@@ -53,6 +54,7 @@ __all__ = [
     "prepared_count",
     "remeasure",
     "remeasured_count",
+    "space_latencies",
     "unprepare_archs_of_model",
     "unprepared_failed_count",
     "using_model",
@@ -444,3 +446,50 @@ def unprepare_archs_of_model(session: Session, model_id: str, error: str) -> int
             update(_archs).where(_archs.c.model_id == model_id).values(model_id=None, error=error)
         )
     )
+
+
+class SpaceLatency(NamedTuple):
+    device_id: str
+    form: str | None
+    arch: str
+    latency_ms: float
+    runtime: str
+
+
+def space_latencies(
+    session: Session,
+    space: str,
+    space_params: dict[str, Any],
+    device_ids: Sequence[str] | None = None,
+) -> list[SpaceLatency]:
+    """Every measured latency of an arch of ``space`` with these parameters in any dataset
+    (campaigns: the entry's current job, so a re-measure replaces the drifted figure; imports:
+    the stored row), with the dataset's form. Two indexed joins, not one on an OR."""
+    rows: list[SpaceLatency] = []
+    for joined in (
+        Measurement.id == DatasetEntry.measurement_id,
+        and_(DatasetEntry.job_id.is_not(None), Measurement.job_id == DatasetEntry.job_id),
+    ):
+        query = (
+            select(
+                DatasetEntry.device_id,
+                Dataset.form,
+                DatasetArch.arch,
+                Measurement.median_ms,
+                Measurement.runtime,
+                Dataset.space_params,
+            )
+            .select_from(DatasetEntry)
+            .join(DatasetArch, DatasetArch.id == DatasetEntry.dataset_arch_id)
+            .join(Dataset, Dataset.id == DatasetArch.dataset_id)
+            .join(Measurement, joined)
+            .where(Dataset.space == space)
+        )
+        if device_ids is not None:
+            query = query.where(DatasetEntry.device_id.in_(list(device_ids)))
+        rows += [
+            SpaceLatency(device_id, form, arch, latency_ms, runtime)
+            for device_id, form, arch, latency_ms, runtime, params in session.execute(query)
+            if (params or {}) == space_params  # JSON: compared here, alike on both databases
+        ]
+    return rows

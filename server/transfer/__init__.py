@@ -1,0 +1,1 @@
+"""Few-shot transfer predictors: plan a new device's measurements, fit and register."""

@@ -1,0 +1,267 @@
+"""Transfer predictors: a device from a few of its own measurements and other devices' latencies
+(latlab.predictors.transfer, POST /v1/predictors/transfer[/plan], Client.adapt, latlab adapt)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from latlab.client import Client
+from latlab.errors import ApiError
+from latlab.latency_model import read_artifact, to_artifact
+from latlab.metrics import spearman
+from latlab.predictors.errors import PredictorError
+from latlab.predictors.transfer import (
+    SourceTable,
+    TransferBasis,
+    TransferPredictor,
+    choose,
+    fit_transfer,
+)
+from latlab.schemas import TransferFitIn, TransferPlanIn
+from latlab.server.embedded import EmbeddedServer
+from latlab.spaces.nb201 import Nb201
+from tests.factories import API_KEY, SHARED, make_settings
+from tests.test_e2e import start_agent
+
+LATBENCH = SHARED / "data" / "latbench"
+TARGET = LATBENCH / "mobile-cpu-snapdragon-675-kryo-460-int8.pickle"
+#: Every other LatBench device: the sources the bench evaluates with.
+SOURCES = sorted(p for p in LATBENCH.glob("*.pickle") if p != TARGET)
+#: Enough sources for the API's paths, quicker to import.
+FEW = [p for p in SOURCES if "i7" in p.name or "nano-fp16" in p.name or "855-hexagon" in p.name]
+
+
+def synthetic(n_archs: int = 300, n_sources: int = 5, seed: int = 0) -> dict[str, dict[str, float]]:
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=n_archs)
+    return {
+        f"s{d}": {
+            f"a{i}": float(np.exp(1.0 + (0.5 + 0.2 * d) * base[i] + 0.3 * rng.normal()))
+            for i in range(n_archs)
+        }
+        for d in range(n_sources)
+    }
+
+
+@pytest.fixture(scope="module")
+def basis() -> TransferBasis:
+    return TransferBasis.of(SourceTable.of(synthetic()))
+
+
+def test_a_target_that_mixes_its_sources_is_recovered_from_ten_archs(basis: TransferBasis) -> None:
+    log = basis.table.log_ms
+    truth = np.exp(0.4 + 0.6 * log[:, 0] + 0.5 * log[:, 3])
+    archs = choose(basis, 10, seed=0)
+    rows = basis.rows(archs)
+    fit = fit_transfer(basis, archs, truth[rows].tolist())
+    assert spearman(fit.log_mean.tolist(), truth.tolist()) > 0.999
+    assert np.max(np.abs(np.exp(fit.log_mean) / truth - 1)) < 0.01
+
+
+def test_the_stated_uncertainty_covers_the_truth_about_as_often_as_it_says(
+    basis: TransferBasis,
+) -> None:
+    log = basis.table.log_ms
+    rng = np.random.default_rng(1)
+    noisy = np.exp(0.3 + 0.8 * log[:, 1] + 0.2 * rng.normal(size=len(log)))
+    archs = choose(basis, 30, seed=3)
+    fit = fit_transfer(basis, archs, noisy[basis.rows(archs)].tolist())
+    rest = np.setdiff1d(np.arange(len(log)), basis.rows(archs))
+    z = (np.log(noisy[rest]) - fit.log_mean[rest]) / fit.log_std[rest]
+    assert 0.85 <= np.mean(np.abs(z) <= 1.96) <= 0.99  # a 95 % interval
+
+
+@settings(max_examples=25, deadline=None)
+@given(k=st.integers(1, 40), seed=st.integers(0, 2**31 - 1), offset=st.integers(0, 100))
+def test_choose_gives_k_distinct_candidates_and_repeats_itself(
+    basis: TransferBasis, k: int, seed: int, offset: int
+) -> None:
+    candidates = list(basis.table.archs[offset : offset + 150])
+    chosen = choose(basis, k, seed, candidates)
+    assert len(chosen) == len(set(chosen)) == k
+    assert set(chosen) <= set(candidates)
+    assert choose(basis, k, seed, candidates) == chosen
+
+
+def test_sources_that_cover_too_little_are_left_out_and_said() -> None:
+    data = synthetic()
+    data["few"] = dict(list(data["s0"].items())[:100])
+    table = SourceTable.of(data)
+    assert "few" not in table.sources and "under half" in table.left_out["few"]
+    assert len(table.archs) == 300
+
+
+def test_too_few_samples_or_too_many_choices_are_refused(basis: TransferBasis) -> None:
+    archs = list(basis.table.archs[:2])
+    with pytest.raises(PredictorError, match="at least 3"):
+        fit_transfer(basis, archs, [1.0, 2.0])
+    with pytest.raises(PredictorError, match="301 archs asked for, 300"):
+        choose(basis, 301)
+    with pytest.raises(PredictorError, match="not in the sources"):
+        fit_transfer(basis, ["nope", *archs], [1.0, 1.0, 1.0])
+
+
+def test_the_artifact_reads_back_as_its_kind_and_answers_only_its_archs() -> None:
+    space = Nb201()
+    archs = [space.encode(space.from_index(i)) for i in range(40)]
+    rng = np.random.default_rng(0)
+    data = {f"d{d}": {a: float(rng.uniform(1, 3)) for a in archs} for d in range(3)}
+    basis = TransferBasis.of(SourceTable.of(data))
+    fit = fit_transfer(basis, archs[:6], [1.5, 2.0, 1.2, 2.5, 1.8, 1.1])
+    model = TransferPredictor.fitted("nb201", {}, basis, fit, {"samples": 6})
+    again = read_artifact(to_artifact(model))
+    assert isinstance(again, TransferPredictor) and again.kind == "transfer"
+    out = again.predict_archs("nb201", {}, [space.from_index(0), space.parse(archs[5])])
+    expected = np.exp(fit.log_mean[basis.rows([archs[0], archs[5]])])
+    assert out.latency_ms == pytest.approx(expected, rel=1e-6)
+    assert out.uncertainty_ms is not None and np.all(out.uncertainty_ms > 0)
+    with pytest.raises(PredictorError, match="not among the 40 archs"):
+        again.predict_archs("nb201", {}, [space.from_index(1000)])
+    with pytest.raises(PredictorError, match="answers nb201"):
+        again.predict_archs("proxyless", {}, [space.from_index(0)])
+    with pytest.raises(PredictorError, match="not models"):
+        again.predict_graphs([])
+
+
+# --------------------------------------------------------------------------- through the server
+
+
+@pytest.fixture
+def lab(client: Client) -> Iterator[Client]:
+    """A server holding three LatBench devices (the sources) and a fourth (the target)."""
+    client.import_dataset([*FEW, TARGET], "latbench", note="BRP-NAS / Eagle, Apache-2.0")
+    yield client
+
+
+def target_id(client: Client) -> str:
+    [device] = [d for d in client.devices() if d.name == TARGET.stem]
+    return device.id
+
+
+@pytest.mark.slow
+def test_from_imported_devices_a_held_out_device_beats_its_gcn_from_scratch(
+    client: Client,
+) -> None:
+    from latlab.predictors.features import arch_features
+    from latlab.predictors.presets import PRESETS
+    from latlab.predictors.train import train_predictor
+
+    lab = client
+    lab.import_dataset([*SOURCES, TARGET], "latbench", note="BRP-NAS / Eagle, Apache-2.0")
+    target = target_id(lab)
+    adapted = lab.adapt(target, "nb201", samples=20)
+    assert adapted.dataset is None and not adapted.plan.measure  # imported: taken from its data
+    assert {s["name"] for s in adapted.plan.sources} == {p.stem for p in SOURCES}
+    p = adapted.predictor
+    assert p.kind == "transfer" and p.current and p.training["samples"] == 20
+    assert p.metrics["cv"]["n"] == 20 and p.metrics["cv"]["spearman"] > 0.5
+
+    every = lab.dataset_rows(lab.datasets()[0].id)
+    rows = {r["arch"]: float(r["latency_ms"]) for r in every if r["device_id"] == target}
+    shared = set.intersection(
+        *({r["arch"] for r in every if r["device_id"] == s["id"]} for s in adapted.plan.sources)
+    )  # the archs the predictor answers
+    rest = sorted((set(rows) & shared) - set(adapted.plan.archs))
+    test = [rest[i] for i in np.random.default_rng(0).choice(len(rest), 1000, replace=False)]
+    answer = lab.predict(target, space="nb201", archs=test)
+    assert answer.predictor == "transfer" and answer.version == p.id
+    predicted = [x.latency_ms for x in answer.predictions]
+    assert all(x.uncertainty_ms is not None and x.uncertainty_ms > 0 for x in answer.predictions)
+
+    chosen = adapted.plan.archs
+    gcn, _ = train_predictor(
+        arch_features("nb201", {}, chosen), [rows[a] for a in chosen], PRESETS["latlab"]
+    )
+    from_scratch, _ = gcn.predict(arch_features("nb201", {}, test))
+    truth = [rows[a] for a in test]
+    rho_transfer = spearman(predicted, truth)
+    rho_gcn = spearman(from_scratch.tolist(), truth)
+    assert rho_transfer > rho_gcn and rho_transfer > 0.9, (rho_transfer, rho_gcn)
+
+
+def test_a_space_without_other_devices_is_a_422_naming_what_to_do(
+    client: Client, device: object
+) -> None:
+    [me] = client.devices()
+    with pytest.raises(ApiError) as err:
+        client.plan_transfer(TransferPlanIn(device_id=me.id, space="nb201", samples=5))
+    assert err.value.status == 422 and "no other device has latencies for nb201" in str(err.value)
+    assert "latlab dataset import" in str(err.value)
+
+
+def test_more_samples_than_archs_an_imported_device_without_them_and_unknown_devices(
+    lab: Client, tmp_path: Path
+) -> None:
+    target = target_id(lab)
+    with pytest.raises(ApiError) as err:
+        lab.plan_transfer(TransferPlanIn(device_id=target, space="nb201", samples=20_000))
+    assert err.value.status == 422 and "20000 samples asked for, but only" in str(err.value)
+
+    # a device imported for another space: no agent and no nb201 latencies to take samples from
+    csv_file = tmp_path / "other.csv"
+    csv_file.write_text(
+        "space,arch,device,latency_ms\nproxyless,0,other-phone,5.0\nproxyless,1,other-phone,6.0\n"
+    )
+    lab.import_dataset([csv_file], "other")
+    with pytest.raises(ApiError) as err:
+        lab.plan_transfer(TransferPlanIn(device_id="other-phone", space="nb201", samples=5))
+    assert err.value.status == 422 and "has no agent to measure on" in str(err.value)
+
+    with pytest.raises(ApiError) as err:
+        lab.fit_transfer(TransferFitIn(device_id="other-phone", space="nb201"))
+    assert err.value.status == 422 and "needs at least 3" in str(err.value)
+
+    with pytest.raises(ApiError) as err:
+        lab.plan_transfer(TransferPlanIn(device_id="no-such-device", space="nb201"))
+    assert err.value.status == 404
+    with pytest.raises(ApiError) as err:
+        lab.plan_transfer(TransferPlanIn(device_id=target, space="nb201", sources=[target]))
+    assert err.value.status == 422 and "its own source" in str(err.value)
+    assert len(lab.predictors()) == 0  # nothing registered half-way
+
+
+@pytest.mark.slow
+def test_latlab_adapt_measures_the_chosen_archs_on_the_local_agent_and_registers(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    with EmbeddedServer(make_settings(tmp_path, sqlite_url)) as server:
+        agent = start_agent(server.url, tmp_path)
+        try:
+            with Client(server.url, API_KEY) as client:
+                client.import_dataset(FEW, "latbench")
+                [local] = [d for d in client.devices() if d.source == "agent"]
+                command = [
+                    sys.executable, "-m", "latlab", "adapt", "--device", local.name,
+                    "--space", "nb201", "--samples", "5", "--wait",
+                    "--protocol", "fixed", "--warmup-runs", "2", "--warmup-s", "0",
+                    "--runs", "10", "--min-s", "0",
+                    "--server", server.url, "--api-key", API_KEY,
+                ]  # fmt: skip
+                done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+                assert done.returncode == 0, done.stderr
+                assert (
+                    "transfer predictor" in done.stdout
+                    and "5 samples, 3 source devices" in done.stdout
+                )
+                assert "leave-one-out on the samples: rho" in done.stdout
+                [dataset] = [d for d in client.datasets() if d.name == "adapt-nb201-k5-s0"]
+                assert dataset.progress.done == 5 and dataset.device_ids == [local.id]
+                [predictor] = client.predictors(local.id)
+                assert predictor.kind == "transfer" and predictor.current
+                answer = client.predict(local.id, space="nb201", archs=[0, 1, 2])
+                assert answer.predictor == "transfer" and len(answer.predictions) == 3
+
+                # the same command again follows the same campaign: no second one is measured
+                again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+                assert again.returncode == 0, again.stderr
+                assert [d.name for d in client.datasets()].count("adapt-nb201-k5-s0") == 1
+        finally:
+            agent.close()
