@@ -34,6 +34,7 @@ import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,14 @@ from latlab.metrics import regression_metrics
 from latlab.predictors.features import arch_features
 from latlab.predictors.presets import PRESETS
 from latlab.predictors.train import train_predictor
-from latlab.predictors.transfer import SourceTable, TransferBasis, choose, fit_transfer
+from latlab.predictors.transfer import (
+    SourceTable,
+    TransferBasis,
+    choose,
+    fit_transfer,
+    guard,
+    served_predictions,
+)
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import DatasetFormat
 from latlab.spaces import GraphForm
@@ -99,7 +107,7 @@ def local_cpu(args: argparse.Namespace) -> tuple[Latencies, float]:
             out[f"local {device.descriptor.cpu_model} ({form})"] = {
                 r["arch"]: r["median_ms"] for r in rows
             }
-            times = sorted(r["created_at"] for r in rows)
+            times = sorted(datetime.fromisoformat(str(r["created_at"])) for r in rows)
             seconds += (times[-1] - times[0]).total_seconds()
             count += len(rows) - 1
     return out, seconds / max(count, 1)
@@ -142,13 +150,15 @@ def score(
 def evaluate_target(
     target: str, data: Latencies, args: argparse.Namespace, gcn: Callable[..., np.ndarray] | None
 ) -> list[Score]:
-    own = data[target]
+    own_ms = data[target]
     most = max(len(t) for name, t in data.items() if name != target)
     sources = {n: t for n, t in data.items() if n != target and len(t) >= 0.5 * most}
     basis = TransferBasis.of(SourceTable.of(sources))
-    candidates = [a for a in basis.table.archs if a in own]
+    table = list(basis.table.archs)
+    candidates = [a for a in table if a in own_ms]
     scores: list[Score] = []
     for k in args.ks:
+        served: list[str] = []
         for seed in range(args.seeds):
             rng = np.random.default_rng(seed)
             drawn = [candidates[int(i)] for i in rng.choice(len(candidates), k, replace=False)]
@@ -157,15 +167,26 @@ def evaluate_target(
                 used = set(archs)
                 test = [a for a in candidates if a not in used]
                 rows = basis.rows(test)
-                true = [own[a] for a in test]
-                y = [own[a] for a in archs]
-                fit = fit_transfer(basis, archs, y)
-                scores.append(score(target, k, f"transfer {how}", np.exp(fit.log_mean[rows]), true))
+                true = [own_ms[a] for a in test]
+                y = [own_ms[a] for a in archs]
+                own = arch_features("nb201", {}, archs)
+                chosen = guard(basis, archs, y, own)
+                log_mean, _ = served_predictions(
+                    basis, archs, y, chosen, lambda: arch_features("nb201", {}, table), own
+                )
+                scores.append(score(target, k, f"transfer {how}", np.exp(log_mean[rows]), true))
                 ridge = ridge_over_sources(basis, archs, y)
                 scores.append(score(target, k, f"ridge {how}", np.exp(ridge[rows]), true))
-                if gcn is not None and how == "chosen":
-                    scores.append(score(target, k, "gcn chosen", gcn(archs, y, test), true))
+                if how == "chosen":
+                    served.append(chosen.served)
+                    alone = fit_transfer(basis, archs, y)
+                    scores.append(
+                        score(target, k, "unguarded chosen", np.exp(alone.log_mean[rows]), true)
+                    )
+                    if gcn is not None:
+                        scores.append(score(target, k, "gcn chosen", gcn(archs, y, test), true))
         print_block([s for s in scores if s.k == k], target, k)
+        print(f"{'':<51}served (chosen): {', '.join(sorted(set(served)))}", flush=True)
     return scores
 
 

@@ -56,7 +56,13 @@ def dataset_bar(file: TextIO | None = None) -> Iterator[Callable[[DatasetOut], N
                 )
             )
         bar = bars[0]
-        extra = {"remeasured": p.remeasured} if p.remeasured else {}
+        if bar.total != p.archs * p.devices:  # an active campaign's next round
+            bar.total = p.archs * p.devices
+        extra: dict[str, object] = {"remeasured": p.remeasured} if p.remeasured else {}
+        if d.rounds:
+            mape = d.rounds[-1].cv.get("mape")
+            extra["round"] = len(d.rounds)
+            extra["est_error"] = f"{100 * mape:.1f}%" if isinstance(mape, float) else "-"
         bar.set_postfix(prepared=f"{p.prepared}/{p.archs}", failed=p.failed, refresh=False, **extra)
         bar.update(p.done + p.failed - bar.n)
 

@@ -486,8 +486,18 @@ class DatasetState(StrEnum):
     ready = "ready"
 
 
+class CampaignStrategy(StrEnum):
+    #: The archs given (``archs``) or sampled (``n``), all queued at once.
+    fixed = "fixed"
+    #: ``budget`` archs on one device, in rounds of ``round_size``: each round covers what the
+    #: measured ones leave uncovered in the space of the other devices' latencies, and a
+    #: transfer predictor is fitted after it with its cross-validated error (``rounds``).
+    active = "active"
+
+
 class DatasetCreate(In):
-    """Measure architectures of a search space on devices: an explicit list, or n sampled."""
+    """Measure architectures of a search space on devices: an explicit list, or n sampled; or
+    (``strategy=active``) a budget spent in rounds."""
 
     name: Name
     space: str = Field(min_length=1, max_length=50)
@@ -508,6 +518,26 @@ class DatasetCreate(In):
     canary_limit_pct: float = Field(default=5.0, gt=0, le=100)
     #: Times a drifted measurement is measured again (0: kept, marked ``drifted`` in exports).
     remeasure_drifted: int = Field(default=1, ge=0, le=5)
+    strategy: CampaignStrategy = CampaignStrategy.fixed
+    #: Active: the archs to measure in all, and per round (default: a quarter, at least 3).
+    budget: int | None = Field(default=None, ge=3, le=100_000)
+    round_size: int | None = Field(default=None, ge=1, le=100_000)
+    #: Active: the source devices (ids or names; default every other device with latencies
+    #: for the space).
+    sources: list[Annotated[str, Field(max_length=DEVICE_REF_MAX)]] | None = Field(
+        default=None, min_length=1, max_length=1000
+    )
+
+
+class CampaignRound(BaseModel):
+    """An active campaign's round: archs measured so far and the transfer predictor's
+    cross-validated metrics on them (``latlab.metrics``; ``mape``: its estimated error)."""
+
+    round: int
+    measured: int
+    #: What the predictor serves after the round: ``transfer``, ``linear:<design>`` or a blend.
+    served: str
+    cv: dict[str, float | int | None]
 
 
 class DatasetProgress(BaseModel):
@@ -540,6 +570,8 @@ class DatasetOut(Out):
     device_ids: list[str]
     progress: DatasetProgress
     created_at: datetime
+    #: An active campaign's rounds so far (empty otherwise).
+    rounds: list[CampaignRound] = Field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- lookup tables

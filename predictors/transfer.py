@@ -30,7 +30,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Self
@@ -42,16 +42,21 @@ from latlab.graph import OpGraph
 from latlab.latency_model import Estimates, LatencyModel
 from latlab.metrics import regression_metrics
 from latlab.predictors.errors import PredictorError
+from latlab.predictors.features import GraphFeatures
+from latlab.predictors.linear import Design, LinearModel
 from latlab.untrusted import excerpt
 
 __all__ = [
     "MIN_SAMPLES",
+    "Guard",
     "SourceTable",
     "TransferBasis",
     "TransferFit",
     "TransferPredictor",
     "choose",
     "fit_transfer",
+    "guard",
+    "served_predictions",
 ]
 
 #: The fewest measured archs a transfer predictor is fitted on.
@@ -157,16 +162,20 @@ def _prior(basis: TransferBasis, alpha: float) -> np.ndarray:
     return np.where(np.isinf(p), _FLAT, p)
 
 
-def _evidence(a: np.ndarray, y: np.ndarray, prior: np.ndarray, noise: float) -> float:
-    """log N(y; 0, A diag(prior) A^T + noise I), up to a constant."""
-    k = a.shape[0]
-    cov = (a * prior) @ a.T + noise * np.eye(k)
+def _evidence(
+    gram: np.ndarray, ay: np.ndarray, yy: float, k: int, prior: np.ndarray, noise: float
+) -> float:
+    """log N(y; 0, A diag(prior) A^T + noise I) up to a constant, in the weight space (p x p,
+    whatever the number of measurements k): ``gram = A^T A``, ``ay = A^T y``, ``yy = y^T y``."""
+    inner = np.diag(1.0 / prior) + gram / noise
     try:
-        chol = np.linalg.cholesky(cov)
+        chol = np.linalg.cholesky(inner)
     except np.linalg.LinAlgError:
         return -np.inf
-    white = np.linalg.solve(chol, y)
-    return float(-0.5 * white @ white - np.log(np.diag(chol)).sum())
+    white = np.linalg.solve(chol, ay / noise)
+    quadratic = yy / noise - white @ white
+    log_det = k * np.log(noise) + np.log(prior).sum() + 2 * np.log(np.diag(chol)).sum()
+    return float(-0.5 * (quadratic + log_det))
 
 
 def fit_transfer(
@@ -183,30 +192,122 @@ def fit_transfer(
     if not np.all(np.isfinite(y)):
         raise PredictorError("measured latencies must be positive and finite")
     a = basis.features[basis.rows(archs)]
+    gram, ay, yy = a.T @ a, a.T @ y, float(y @ y)
     _, alpha, noise = max(
-        (_evidence(a, y, _prior(basis, al), nv), al, nv) for al in _ALPHAS for nv in _NOISES
+        (_evidence(gram, ay, yy, len(y), _prior(basis, al), nv), al, nv)
+        for al in _ALPHAS
+        for nv in _NOISES
     )
     prior = _prior(basis, alpha)
-    precision = a.T @ a / noise + np.diag(1.0 / prior)
-    cov = np.linalg.inv(precision)
-    weights = cov @ a.T @ y / noise
+    cov = np.linalg.inv(gram / noise + np.diag(1.0 / prior))
+    weights = cov @ ay / noise
     f = basis.features
     log_mean = f @ weights
     log_std = np.sqrt(np.einsum("ij,jk,ik->i", f, cov, f) + noise)
     return TransferFit(log_mean, log_std, float(alpha), float(noise))
 
 
-def cross_validated(
-    basis: TransferBasis, archs: Sequence[str], latency_ms: Sequence[float]
-) -> dict[str, float | int | None]:
-    """Leave-one-out over the measured archs (each refitted without it, hyperparameters too):
-    the metrics of ``latlab.metrics`` on those predictions."""
-    predicted = []
-    for i in range(len(archs)):
-        rest = [j for j in range(len(archs)) if j != i]
-        fit = fit_transfer(basis, [archs[j] for j in rest], [latency_ms[j] for j in rest])
-        predicted.append(float(np.exp(fit.log_mean[basis.row_of[archs[i]]])))
-    return regression_metrics(predicted, list(latency_ms)).to_dict()
+#: Up to this many measured archs the cross-validation leaves one out; beyond, 10 folds.
+LOO_MAX = 50
+FOLDS = 10
+#: The transfer model's weight against a linear model of the arch's own costs, in log space.
+WEIGHTS = (1.0, 0.75, 0.5, 0.25, 0.0)
+DESIGNS: tuple[Design, ...] = ("cost", "full")
+
+
+@dataclass(frozen=True)
+class Guard:
+    """Which candidate answers: the transfer model, a linear model of the arch's own costs
+    (``predictors.linear``: ``cost``, ``full``) or a blend ``w·log transfer + (1-w)·log
+    linear``, chosen by the lowest mean absolute log error on held-out predictions."""
+
+    weight: float
+    design: Design
+    #: The served candidate's cross-validated metrics, and every candidate's.
+    cv: dict[str, float | int | None]
+    candidates: dict[str, dict[str, float | int | None]]
+
+    @property
+    def served(self) -> str:
+        if self.weight >= 1.0:
+            return "transfer"
+        if self.weight <= 0.0:
+            return f"linear:{self.design}"
+        return f"blend:{self.weight:g}:{self.design}"
+
+
+def _name(weight: float, design: Design) -> str:
+    return Guard(weight, design, {}, {}).served
+
+
+def guard(
+    basis: TransferBasis,
+    archs: Sequence[str],
+    latency_ms: Sequence[float],
+    features: Sequence[GraphFeatures],
+) -> Guard:
+    """Each measured arch predicted by every candidate fitted without it (leave-one-out up to
+    ``LOO_MAX`` archs, else 10 folds; hyperparameters refitted too); the candidate with the
+    lowest mean absolute log error is served. With ``MIN_SAMPLES`` archs or fewer nothing can
+    be held out: the transfer model, no metrics but ``n``."""
+    n = len(archs)
+    if n <= MIN_SAMPLES:  # leaving one out would leave too few to fit
+        return Guard(1.0, "cost", {"n": n}, {})
+    y = np.asarray(latency_ms, dtype=np.float64)
+    order = np.random.default_rng(0).permutation(n)
+    folds = [np.array([i]) for i in range(n)] if n <= LOO_MAX else np.array_split(order, FOLDS)
+    held_out: dict[str, np.ndarray] = {"transfer": np.zeros(n)}
+    held_out.update({d: np.zeros(n) for d in DESIGNS})
+    for held in folds:
+        rest = np.setdiff1d(np.arange(n), held)
+        fit = fit_transfer(basis, [archs[j] for j in rest], y[rest].tolist())
+        held_out["transfer"][held] = fit.log_mean[basis.rows([archs[j] for j in held])]
+        for design in DESIGNS:
+            linear = LinearModel.fit([features[j] for j in rest], y[rest], design)
+            held_out[design][held] = np.log(linear([features[j] for j in held]))
+    predicted = {
+        (w, d): w * held_out["transfer"] + (1.0 - w) * held_out[d]
+        for d in DESIGNS
+        for w in (WEIGHTS if d == DESIGNS[0] else WEIGHTS[1:])
+    }
+    log_y = np.log(y)
+    weight, design = min(predicted, key=lambda c: float(np.mean(np.abs(predicted[c] - log_y))))
+    metrics = {
+        c: regression_metrics(np.exp(p).tolist(), y.tolist()).to_dict()
+        for c, p in predicted.items()
+    }
+    return Guard(
+        weight,
+        design,
+        metrics[(weight, design)],
+        {_name(w, d): m for (w, d), m in metrics.items()},
+    )
+
+
+def served_predictions(
+    basis: TransferBasis,
+    archs: Sequence[str],
+    latency_ms: Sequence[float],
+    chosen: Guard,
+    table_features: Callable[[], Sequence[GraphFeatures]],
+    features: Sequence[GraphFeatures],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The served candidate fitted on every measured arch: log mean and log standard deviation
+    for each table arch (the transfer model's predictive one, weighted; a linear model's own
+    part adds its cross-validated log error). ``table_features`` is called only when a linear
+    model takes part (the features of every table arch)."""
+    fit = fit_transfer(basis, archs, latency_ms)
+    if chosen.weight >= 1.0:
+        return fit.log_mean, fit.log_std
+    linear = LinearModel.fit(
+        list(features), np.asarray(latency_ms, dtype=np.float64), chosen.design
+    )
+    log_linear = np.log(linear(table_features()))
+    w = chosen.weight
+    spread = float(chosen.cv.get("mape") or 0.0)  # the served candidate's relative error
+    log_mean = w * fit.log_mean + (1.0 - w) * log_linear
+    log_std = np.sqrt((w * fit.log_std) ** 2 + ((1.0 - w) * spread) ** 2)
+    return log_mean, log_std
 
 
 def choose(
@@ -214,18 +315,29 @@ def choose(
     k: int,
     seed: int = 0,
     candidates: Sequence[str] | None = None,
+    measured: Sequence[str] = (),
 ) -> list[str]:
     """``k`` archs to measure: k-means over the sources' features (without the constant), the
     candidate nearest each centre. ``candidates``: the archs that may be chosen (default: the
-    whole table; an imported device: the archs it has)."""
-    rows = basis.rows(candidates) if candidates is not None else np.arange(len(basis.table.archs))
+    whole table; an imported device: the archs it has). ``measured``: archs already measured,
+    kept as fixed centres, so the new ones cover what they leave uncovered (a campaign's next
+    round)."""
+    pool = basis.rows(candidates) if candidates is not None else np.arange(len(basis.table.archs))
+    fixed_rows = basis.rows(list(dict.fromkeys(measured)))
+    rows = np.setdiff1d(pool, fixed_rows)
     if k > len(rows):
         raise PredictorError(f"{k} archs asked for, {len(rows)} to choose from")
     points = basis.features[rows, 1:]
+    fixed = basis.features[fixed_rows, 1:]
     rng = np.random.default_rng(seed)
-    centres = [points[rng.integers(len(points))]]
-    nearest = ((points - centres[0]) ** 2).sum(axis=1)
-    for _ in range(k - 1):  # k-means++: each next centre drawn by its squared distance
+    centres = list(fixed)
+    if centres:
+        nearest = ((points[:, None, :] - fixed[None]) ** 2).sum(axis=2).min(axis=1)
+    else:
+        first = points[rng.integers(len(points))]
+        centres.append(first)
+        nearest = ((points - first) ** 2).sum(axis=1)
+    while len(centres) < len(fixed) + k:  # k-means++: each next centre drawn by its distance
         total = nearest.sum()
         pick = (
             rng.choice(len(points), p=nearest / total) if total > 0 else rng.integers(len(points))
@@ -233,16 +345,17 @@ def choose(
         centres.append(points[pick])
         nearest = np.minimum(nearest, ((points - points[pick]) ** 2).sum(axis=1))
     c = np.array(centres)
-    for _ in range(_KMEANS_ITERATIONS):
+    for _ in range(_KMEANS_ITERATIONS):  # the fixed centres stay where the measured archs are
         label = _nearest_centre(points, c)
-        moved = np.array(
-            [points[label == j].mean(axis=0) if np.any(label == j) else c[j] for j in range(k)]
-        )
+        moved = c.copy()
+        for j in range(len(fixed), len(c)):
+            if np.any(label == j):
+                moved[j] = points[label == j].mean(axis=0)
         if np.allclose(moved, c):
             break
         c = moved
     chosen: list[int] = []
-    for centre in c:
+    for centre in c[len(fixed) :]:
         distance = ((points - centre) ** 2).sum(axis=1)
         distance[chosen] = np.inf
         chosen.append(int(np.argmin(distance)))
@@ -270,24 +383,6 @@ class TransferPredictor(LatencyModel):
     log_std: np.ndarray
     #: Sources, samples, hyperparameters and cross-validated metrics.
     meta: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def fitted(
-        cls,
-        space: str,
-        space_params: dict[str, Any],
-        basis: TransferBasis,
-        fit: TransferFit,
-        meta: dict[str, Any],
-    ) -> TransferPredictor:
-        return cls(
-            space,
-            dict(space_params),
-            basis.table.archs,
-            fit.log_mean.astype(np.float32),
-            fit.log_std.astype(np.float32),
-            {**meta, "alpha": fit.alpha, "noise": fit.noise},
-        )
 
     @cached_property
     def _row_of(self) -> dict[str, int]:
@@ -324,15 +419,9 @@ class TransferPredictor(LatencyModel):
         return Estimates(latency_ms=mean, uncertainty_ms=mean * self.log_std[index])
 
     def describe(self) -> dict[str, Any]:
-        config = {
-            k: self.meta[k] for k in ("sources", "samples", "alpha", "noise") if k in self.meta
-        }
         return {
-            "training_config": config,
-            "metrics": {
-                "served": "transfer",
-                **({"cv": self.meta["cv"]} if "cv" in self.meta else {}),
-            },
+            "training_config": {k: self.meta[k] for k in ("sources", "samples") if k in self.meta},
+            "metrics": {k: self.meta[k] for k in ("served", "cv", "candidates") if k in self.meta},
         }
 
     def payload(self) -> bytes:

@@ -18,14 +18,24 @@ from latlab.errors import ApiError
 from latlab.latency_model import read_artifact, to_artifact
 from latlab.metrics import spearman
 from latlab.predictors.errors import PredictorError
+from latlab.predictors.features import arch_features
 from latlab.predictors.transfer import (
     SourceTable,
     TransferBasis,
     TransferPredictor,
     choose,
     fit_transfer,
+    guard,
+    served_predictions,
 )
-from latlab.schemas import TransferFitIn, TransferPlanIn
+from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
+from latlab.schemas import (
+    CampaignStrategy,
+    DatasetCreate,
+    DatasetState,
+    TransferFitIn,
+    TransferPlanIn,
+)
 from latlab.server.embedded import EmbeddedServer
 from latlab.spaces.nb201 import Nb201
 from tests.factories import API_KEY, SHARED, make_settings
@@ -79,6 +89,54 @@ def test_the_stated_uncertainty_covers_the_truth_about_as_often_as_it_says(
     assert 0.85 <= np.mean(np.abs(z) <= 1.96) <= 0.99  # a 95 % interval
 
 
+def nb201_sources(n_archs: int = 200) -> TransferBasis:
+    """Three made-up devices over real NAS-Bench-201 archs: random per-op costs each."""
+    space = Nb201()
+    archs = [space.encode(a) for a in space.sample(n_archs, 0)]
+    rng = np.random.default_rng(0)
+    data = {}
+    for d in range(3):
+        per_op = rng.uniform(0.1, 1.0, size=30)
+        data[f"d{d}"] = {a: float(1 + space.encoding(space.parse(a)) @ per_op) for a in archs}
+    return TransferBasis.of(SourceTable.of(data))
+
+
+def test_the_guard_serves_the_arch_s_own_costs_where_the_sources_do_not_fit() -> None:
+    """A device whose latency is its archs' FLOPs, unlike every source: the guard serves the
+    linear model of the arch's own costs, and it ranks the rest far better than transfer."""
+    basis = nb201_sources()
+    table = list(basis.table.archs)
+    features = arch_features("nb201", {}, table)
+    truth = np.array([0.2 + 0.01 * f.cost_pruned[0] for f in features])  # ms from MFLOPs
+    picked = choose(basis, 20, seed=0)
+    rows = basis.rows(picked)
+    y = truth[rows].tolist()
+    chosen = guard(basis, picked, y, [features[i] for i in rows])
+    assert chosen.served.startswith("linear:") or chosen.weight <= 0.25, chosen.served
+    assert set(chosen.candidates) >= {"transfer", "linear:cost", "linear:full"}
+    log_mean, log_std = served_predictions(
+        basis, picked, y, chosen, lambda: features, [features[i] for i in rows]
+    )
+    plain = fit_transfer(basis, picked, y)
+    assert spearman(log_mean.tolist(), truth.tolist()) > 0.99
+    assert spearman(log_mean.tolist(), truth.tolist()) > spearman(
+        plain.log_mean.tolist(), truth.tolist()
+    )
+    assert np.all(log_std > 0)
+
+
+def test_the_guard_keeps_the_transfer_model_where_the_sources_explain_the_device() -> None:
+    basis = nb201_sources()
+    table = list(basis.table.archs)
+    features = arch_features("nb201", {}, table)
+    truth = np.exp(0.3 + 0.7 * basis.table.log_ms[:, 0] + 0.4 * basis.table.log_ms[:, 2])
+    picked = choose(basis, 20, seed=1)
+    rows = basis.rows(picked)
+    chosen = guard(basis, picked, truth[rows].tolist(), [features[i] for i in rows])
+    assert chosen.weight >= 0.75, chosen.served
+    assert chosen.cv["n"] == 20 and chosen.cv["spearman"] > 0.95
+
+
 @settings(max_examples=25, deadline=None)
 @given(k=st.integers(1, 40), seed=st.integers(0, 2**31 - 1), offset=st.integers(0, 100))
 def test_choose_gives_k_distinct_candidates_and_repeats_itself(
@@ -116,7 +174,9 @@ def test_the_artifact_reads_back_as_its_kind_and_answers_only_its_archs() -> Non
     data = {f"d{d}": {a: float(rng.uniform(1, 3)) for a in archs} for d in range(3)}
     basis = TransferBasis.of(SourceTable.of(data))
     fit = fit_transfer(basis, archs[:6], [1.5, 2.0, 1.2, 2.5, 1.8, 1.1])
-    model = TransferPredictor.fitted("nb201", {}, basis, fit, {"samples": 6})
+    model = TransferPredictor(
+        "nb201", {}, basis.table.archs, fit.log_mean, fit.log_std, {"samples": 6}
+    )
     again = read_artifact(to_artifact(model))
     assert isinstance(again, TransferPredictor) and again.kind == "transfer"
     out = again.predict_archs("nb201", {}, [space.from_index(0), space.parse(archs[5])])
@@ -265,3 +325,82 @@ def test_latlab_adapt_measures_the_chosen_archs_on_the_local_agent_and_registers
                 assert [d.name for d in client.datasets()].count("adapt-nb201-k5-s0") == 1
         finally:
             agent.close()
+
+
+# --------------------------------------------------------------------------- active campaigns
+
+FAST = OnnxRuntimeConfig(
+    protocol="fixed", warmup_runs=2, warmup_s=0, timed_runs=10, timed_s=0, profile_runs=2
+)
+
+
+@pytest.mark.slow
+def test_an_active_campaign_measures_in_rounds_with_an_estimate_after_each(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    with EmbeddedServer(make_settings(tmp_path, sqlite_url)) as server:
+        agent = start_agent(server.url, tmp_path)
+        try:
+            with Client(server.url, API_KEY) as client:
+                client.import_dataset(FEW, "latbench")
+                [local] = [d for d in client.devices() if d.source == "agent"]
+                body = DatasetCreate(
+                    name="active",
+                    space="nb201",
+                    strategy=CampaignStrategy.active,
+                    budget=10,
+                    round_size=4,
+                    device_ids=[local.id],
+                    config=FAST,
+                )
+                created = client.create_dataset(body)
+                assert created.progress.archs == 4 and created.rounds == []  # the first round
+                done = client.wait_dataset(created.id, timeout_s=600)
+                assert done.state == DatasetState.done, done
+                assert "error" not in done.provenance["active"], done.provenance["active"]["error"]
+                assert done.progress.archs == 10 and done.progress.done == 10
+                assert [(r.round, r.measured) for r in done.rounds] == [(1, 4), (2, 8), (3, 10)]
+                assert all(
+                    r.cv["n"] == r.measured and r.cv["mape"] is not None for r in done.rounds
+                )
+                rows = client.dataset_rows(done.id)
+                assert len({r["arch"] for r in rows}) == 10  # no arch measured twice
+
+                predictor = client.predictor(done.provenance["active"]["predictor_id"])
+                assert predictor.kind == "transfer" and predictor.training["samples"] == 10
+                assert predictor.device_id == local.id and predictor.current
+
+                # the rounds read back through the CLI as well
+                status = subprocess.run(
+                    [sys.executable, "-m", "latlab", "dataset", "status", done.id,
+                     "--server", server.url, "--api-key", API_KEY],
+                    capture_output=True, text=True, timeout=120,
+                )  # fmt: skip
+                assert status.returncode == 0, status.stderr
+                assert (
+                    "round 3: 10 archs measured; estimated error (cross-validated)" in status.stdout
+                )
+        finally:
+            agent.close()
+
+
+def test_active_campaign_requests_are_checked_before_anything_is_stored(
+    lab: Client, device: object
+) -> None:
+    [me] = [d for d in lab.devices() if d.source == "agent"]
+
+    def refused(**values: object) -> str:
+        body = {"name": "a", "space": "nb201", "device_ids": [me.id], **values}
+        with pytest.raises(ApiError) as err:
+            lab.create_dataset(DatasetCreate.model_validate(body))
+        assert err.value.status == 422
+        return str(err.value)
+
+    assert "needs a budget" in refused(strategy="active")
+    assert "not archs or n" in refused(strategy="active", budget=6, n=6)
+    assert "for strategy=active" in refused(n=6, budget=6)
+    assert "the sources share" in refused(strategy="active", budget=20_000)
+    assert "no other device has latencies" in refused(
+        strategy="active", budget=6, space="proxyless"
+    )
+    assert [d.name for d in lab.datasets()] == ["latbench"]  # nothing stored

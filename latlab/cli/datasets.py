@@ -18,6 +18,7 @@ from latlab.cli.common import (
     archs_from,
     client_from,
     confirm,
+    figure,
     following,
     int_params,
     kv,
@@ -30,6 +31,8 @@ from latlab.cli.common import (
 from latlab.progress import elapsed, follow_dataset
 from latlab.schemas import (
     UNKNOWN_RUNTIME,
+    CampaignRound,
+    CampaignStrategy,
     DatasetCreate,
     DatasetFormat,
     DatasetOut,
@@ -48,20 +51,37 @@ def _summary(d: DatasetOut) -> str:
         f"archs={p.archs} devices={p.devices} done={p.done} failed={p.failed} pending={p.pending}"
         + (f" unprepared={p.unprepared}" if p.unprepared else "")
         + (f" remeasured={p.remeasured}" if p.remeasured else "")
+        + "".join(f"\n  {round_line(r)}" for r in d.rounds)
+    )
+
+
+def round_line(r: CampaignRound) -> str:
+    """An active campaign's round: its transfer predictor's cross-validated figures."""
+    cv = r.cv
+    return (
+        f"round {r.round}: {r.measured} archs measured; estimated error (cross-validated) "
+        f"{figure(cv.get('mape'), '.1f', 100, ' %')}, within ±10 % "
+        f"{figure(cv.get('within_10pct'), '.0f', 100, ' %')}, rho {figure(cv.get('spearman'))}"
     )
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     archs = archs_from(args.archs, args.archs_file)
-    if (archs is None) == (args.n is None):
+    strategy = CampaignStrategy(args.strategy)
+    if strategy is CampaignStrategy.active:
+        if archs is not None or args.n is not None or args.budget is None:
+            raise UsageError("--strategy active takes --budget N (not --n or --archs)")
+    elif (archs is None) == (args.n is None):
         raise UsageError("give --n N (a sample) or --archs/--archs-file (a list)")
+    elif args.budget is not None or args.round_size is not None or args.sources:
+        raise UsageError("--budget, --round-size and --from are for --strategy active")
     selector: dict[str, str | int] | None = None
     if args.selector is not None:
         selector = dict(kv(args.selector, "--selector"))
     if (args.device is None) == (selector is None):
         raise UsageError("give --device ID [ID ...] or --selector KEY=VALUE [...]")
     body = DatasetCreate(
-        name=args.name or f"{args.space}-{args.n or len(archs or [])}",
+        name=args.name or f"{args.space}-{args.n or args.budget or len(archs or [])}",
         space=args.space,
         space_params=int_params(args.param),
         archs=archs,
@@ -73,6 +93,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         form=GraphForm(args.form),
         canary_limit_pct=args.canary_limit_pct,
         remeasure_drifted=args.remeasure_drifted,
+        strategy=strategy,
+        budget=args.budget,
+        round_size=args.round_size,
+        sources=None if not args.sources or args.sources == ["all"] else args.sources,
     )
     with client_from(args) as client:
         dataset = client.create_dataset(body)
@@ -215,6 +239,23 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=DatasetCreate.model_fields["remeasure_drifted"].default,
         help="times a drifted measurement is measured again; 0 keeps it, marked (default "
         "%(default)s)",
+    )
+    b.add_argument(
+        "--strategy",
+        choices=[s.value for s in CampaignStrategy],
+        default=CampaignStrategy.fixed.value,
+        help="fixed: the archs given or sampled; active: --budget archs on one device in "
+        "rounds, each covering what the measured ones leave uncovered, with the transfer "
+        "predictor's estimated error after each (needs other devices' latencies for the space)",
+    )
+    b.add_argument("--budget", type=int, help="active: archs to measure in all")
+    b.add_argument("--round-size", type=int, help="active: archs per round (default budget/4)")
+    b.add_argument(
+        "--from",
+        dest="sources",
+        nargs="+",
+        metavar="all|DEVICE",
+        help="active: source devices (default all: every other device with latencies)",
     )
     add_runtime_flags(b)
     b.add_argument("--wait", action="store_true", help="follow it with a progress bar")

@@ -25,7 +25,7 @@ from latlab.server.blobstore import BlobStore
 from latlab.server.canary import repository as canaries
 from latlab.server.canary import service as canary
 from latlab.server.config import Settings
-from latlab.server.datasets import repository
+from latlab.server.datasets import active, repository
 from latlab.server.db import utcnow
 from latlab.server.jobs.service import create_job
 from latlab.server.tables import Dataset
@@ -90,6 +90,8 @@ def _check(session: Session, blobs: BlobStore, settings: Settings, dataset: Data
         return True
     if waiting:
         return False
+    if active.is_active(dataset) and active.next_round(session, blobs, settings, dataset):
+        return True  # the next round is being prepared
     dataset.state = DatasetState.done.value
     log.info("dataset done", extra={"dataset_id": dataset.id})
     return True

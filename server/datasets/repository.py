@@ -73,13 +73,16 @@ def add(session: Session, dataset: Dataset) -> None:
     session.flush()
 
 
-def add_archs(session: Session, dataset_id: str, archs: Sequence[tuple[str, str]]) -> None:
-    """The dataset's archs, (encoded arch, index) in position order."""
+def add_archs(
+    session: Session, dataset_id: str, archs: Sequence[tuple[str, str]], first_position: int = 0
+) -> None:
+    """The dataset's archs, (encoded arch, index) in position order (after ``first_position``
+    archs already there: an active campaign's next round)."""
     session.execute(
         insert(_archs),
         [
             {"dataset_id": dataset_id, "position": i, "arch": arch, "arch_index": index}
-            for i, (arch, index) in enumerate(archs)
+            for i, (arch, index) in enumerate(archs, start=first_position)
         ],
     )
 

@@ -11,12 +11,15 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from latlab.datasets.dump import ArchRow, CanaryRow, DatasetDump, DeviceRow, MeasurementRow
 from latlab.runtimes import stored_config
 from latlab.schemas import (
+    CampaignRound,
+    CampaignStrategy,
     DatasetCreate,
     DatasetOut,
     DatasetProgress,
@@ -28,7 +31,7 @@ from latlab.schemas import (
 )
 from latlab.server.canary import repository as canary
 from latlab.server.canary import service as canary_service
-from latlab.server.datasets import repository
+from latlab.server.datasets import active, repository
 from latlab.server.datasets.canary_check import CanaryLimits
 from latlab.server.db import by_id_or_prefix, utcnow
 from latlab.server.devices import repository as device_repository
@@ -58,7 +61,14 @@ log = logging.getLogger(__name__)
 
 def create_campaign(session: Session, body: DatasetCreate, max_archs: int = 100_000) -> DatasetOut:
     space = get_space(body.space, **body.space_params)
-    if body.archs is not None:
+    devices = _devices(session, body)
+    extra: dict[str, Any] = {}
+    if body.strategy is CampaignStrategy.active:
+        chosen, extra["active"] = active.first_round(session, body, devices)
+        archs = [space.parse(a) for a in chosen]
+    elif body.budget is not None or body.round_size is not None or body.sources is not None:
+        raise InvalidInput("budget, round_size and sources are for strategy=active")
+    elif body.archs is not None:
         if body.n is not None:
             raise InvalidInput("give archs or n, not both")
         archs = list(dict.fromkeys(space.parse(a) for a in body.archs))
@@ -66,7 +76,6 @@ def create_campaign(session: Session, body: DatasetCreate, max_archs: int = 100_
         archs = space.sample(body.n, body.seed)
     else:
         raise InvalidInput("give archs (a list) or n (how many to sample)")
-    devices = _devices(session, body)
     if len(archs) * len(devices) > max_archs:
         raise InvalidInput(f"{len(archs)} archs x {len(devices)} devices exceeds {max_archs} jobs")
     dataset = Dataset(
@@ -83,6 +92,7 @@ def create_campaign(session: Session, body: DatasetCreate, max_archs: int = 100_
             "seed": body.seed,
             "n": body.n,
             "canary": CanaryLimits(body.canary_limit_pct, body.remeasure_drifted).provenance(),
+            **extra,
         },
         created_at=utcnow(),
     )
@@ -206,6 +216,10 @@ def dataset_out(session: Session, dataset: Dataset) -> DatasetOut:
         device_ids=device_ids,
         progress=progress,
         created_at=dataset.created_at,
+        rounds=[
+            CampaignRound.model_validate(r)
+            for r in (dataset.provenance or {}).get("active", {}).get("rounds", [])
+        ],
     )
 
 

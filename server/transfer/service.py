@@ -16,17 +16,20 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from latlab.latency_model import to_artifact
+from latlab.predictors.features import arch_features
 from latlab.predictors.transfer import (
     MIN_SAMPLES,
+    Guard,
     SourceTable,
     TransferBasis,
     TransferPredictor,
     choose,
-    cross_validated,
-    fit_transfer,
+    guard,
+    served_predictions,
 )
 from latlab.schemas import (
     PredictorOut,
@@ -46,7 +49,7 @@ from latlab.server.tables import Device
 from latlab.spaces import GraphForm, get_space
 from latlab.untrusted import excerpt
 
-__all__ = ["fit", "plan"]
+__all__ = ["Resolved", "fit", "plan", "resolve", "served"]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,9 @@ class Resolved:
     names: dict[str, str]  # source label -> device name
 
 
-def _resolve(session: Session, body: TransferSources) -> Resolved:
+def resolve(session: Session, body: TransferSources) -> Resolved:
+    """The target device, its form and latencies, and the sources' basis; 422s that say what
+    is missing."""
     target = get_device(session, body.device_id)
     get_space(body.space, **body.space_params)  # an unknown space or parameter: a 422
     source_ids = None if body.sources is None else [get_device(session, s).id for s in body.sources]
@@ -126,7 +131,7 @@ def _sources_out(resolved: Resolved) -> list[dict[str, str]]:
 
 
 def plan(session: Session, body: TransferPlanIn) -> TransferPlanOut:
-    resolved = _resolve(session, body)
+    resolved = resolve(session, body)
     basis, target = resolved.basis, resolved.target
     measure = target.source == "agent"
     if measure:
@@ -164,7 +169,7 @@ def plan(session: Session, body: TransferPlanIn) -> TransferPlanOut:
 def fit(
     session: Session, blobs: BlobStore, settings: Settings, body: TransferFitIn
 ) -> PredictorOut:
-    resolved = _resolve(session, body)
+    resolved = resolve(session, body)
     target, basis = resolved.target, resolved.basis
     own = resolved.own
     if body.archs is not None:
@@ -185,17 +190,26 @@ def fit(
             "plan and measure some (latlab adapt)"
         )
     latency = [own[a] for a in usable]
-    transfer = fit_transfer(basis, usable, latency)
-    cv = cross_validated(basis, usable, latency)
+    chosen, log_mean, log_std = served(body.space, dict(body.space_params), basis, usable, latency)
+    cv = chosen.cv
     meta: dict[str, Any] = {
         "sources": _sources_out(resolved),
         "samples": len(usable),
         "archs": usable,
         "form": resolved.form,
         "shared_archs": len(basis.table.archs),
+        "served": chosen.served,
         "cv": cv,
+        "candidates": chosen.candidates,
     }
-    model = TransferPredictor.fitted(body.space, body.space_params, basis, transfer, meta)
+    model = TransferPredictor(
+        body.space,
+        dict(body.space_params),
+        basis.table.archs,
+        log_mean.astype(np.float32),
+        log_std.astype(np.float32),
+        meta,
+    )
     current = (
         body.current
         if body.current is not None
@@ -219,6 +233,27 @@ def fit(
         extra={"device_id": target.id, "samples": len(usable), "sources": len(basis.table.sources)},
     )
     return out
+
+
+def served(
+    space: str,
+    space_params: dict[str, Any],
+    basis: TransferBasis,
+    archs: list[str],
+    latency_ms: list[float],
+) -> tuple[Guard, np.ndarray, np.ndarray]:
+    """The guard's choice for these measurements and its predictions for every shared arch."""
+    features = arch_features(space, space_params, archs)
+    chosen = guard(basis, archs, latency_ms, features)
+    log_mean, log_std = served_predictions(
+        basis,
+        archs,
+        latency_ms,
+        chosen,
+        lambda: arch_features(space, space_params, list(basis.table.archs)),
+        features,
+    )
+    return chosen, log_mean, log_std
 
 
 def _better(session: Session, device_id: str, runtime: str, cv: dict[str, Any]) -> bool:
