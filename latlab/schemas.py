@@ -761,6 +761,9 @@ class TransferPlanIn(TransferSources):
 
     samples: int = Field(default=20, ge=3, le=100_000)
     seed: int = Field(default=0, ge=0, le=INT32_MAX)
+    #: Choose among these archs only (default: any arch the sources share; an imported
+    #: device: any of those it has).
+    candidates: list[str | JsonInt] | None = Field(default=None, min_length=1, max_length=100_000)
 
 
 class TransferPlanOut(BaseModel):

@@ -47,11 +47,14 @@ def test_quickstart_measures_a_nb201_sample_and_exports_it(tmp_path: Path) -> No
         "LUT measured-ops",
         "LUT micro-models",
         "GCN (latlab preset)",
+        "transfer (LatBench)",
         "FLOPs-linear",
     ]
     assert len(held_out) >= 3
     assert all(a.metrics.n == len(held_out) and a.metrics.rmse_ms >= 0 for a in result.accuracy)
     assert "held-out archs" in text and "within 10%" in text
+    assert "transfer importing 13 LatBench devices as sources" in text
+    assert "local archs + 13 devices: serves" in text
     assert (tmp_path / "qs" / "latlab.db").is_file()
 
     # the agent timed in a process of its own, on the last CPU; the test's thread is given back
@@ -63,6 +66,17 @@ def test_quickstart_measures_a_nb201_sample_and_exports_it(tmp_path: Path) -> No
     timing = [usable[-1]] if len(usable) > 1 else None
     assert all(json.loads(r["provenance"])["host"]["cpus"] == timing for r in rows)
     assert f"timing on CPU {timing}" in text or timing is None
+
+
+@pytest.mark.slow
+def test_quickstart_without_the_published_files_says_so_and_goes_on(tmp_path: Path) -> None:
+    out = io.StringIO()
+    config = OnnxRuntimeConfig(
+        protocol="fixed", warmup_runs=2, warmup_s=0, timed_runs=5, timed_s=0, profile_runs=2
+    )
+    result = run_quickstart(tmp_path / "qs", out, config, n_archs=8, latbench=tmp_path / "none")
+    assert "transfer skipped: no LatBench .pickle files in" in out.getvalue()
+    assert "transfer (LatBench)" not in [a.predictor for a in result.accuracy]
 
 
 def _kernel_types(arch: str) -> set[str]:

@@ -28,13 +28,22 @@ from latlab.lab.local import local_lab
 from latlab.latency_model import to_artifact
 from latlab.metrics import RegressionMetrics, regression_metrics, spearman
 from latlab.opkey import graph_cost
-from latlab.progress import follow_dataset, follow_lut
+from latlab.progress import elapsed, follow_dataset, follow_lut
 from latlab.quality import spread_pct
 from latlab.runtimes import Protocol, RuntimeConfig, runtimes
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
-from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut, LutCreate, LutSource, LutState
+from latlab.schemas import (
+    DatasetCreate,
+    DatasetFormat,
+    DatasetOut,
+    LutCreate,
+    LutSource,
+    LutState,
+    TransferFitIn,
+    TransferPlanIn,
+)
 from latlab.server.config import Settings
-from latlab.spaces import get_space
+from latlab.spaces import GraphForm, get_space
 
 __all__ = ["DEFAULT_ARCHS", "QuickstartResult", "run_quickstart"]
 
@@ -45,6 +54,11 @@ DEFAULT_ARCHS = 40
 #: type (checked for every size from 8 to 120: at least 3 held out).
 MIN_ARCHS = 8
 SPACE = "nb201"
+#: Local measurements the transfer predictor gets (of the training half).
+TRANSFER_SAMPLES = 10
+#: Published latencies of 13 devices (BRP-NAS / Eagle, Apache-2.0), where a checkout of this
+#: repository has them beside it (../shared); ``latlab quickstart --latbench DIR`` elsewhere.
+LATBENCH_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "latbench"
 #: Rows of the summary table: the fastest and the slowest archs.
 SHOWN = 5
 #: Micro-models are single kernels of microseconds: a shorter protocol is plenty (seconds).
@@ -88,6 +102,7 @@ def run_quickstart(
     config: RuntimeConfig | None = None,
     n_archs: int = DEFAULT_ARCHS,
     seed: int = 0,
+    latbench: Path | None = LATBENCH_DIR,
 ) -> QuickstartResult:
     """Run the loop in ``root`` (wiped first); print progress and the results to ``out``."""
     if n_archs < MIN_ARCHS:
@@ -118,7 +133,7 @@ def run_quickstart(
         dataset = _measure(client, device.id, config, n_archs, seed, out)
         exports = _export(client, dataset, root / "exports", out)
         archs = _results(exports[DatasetFormat.parquet])
-        accuracy = _predictor_accuracy(client, device.id, config, archs, out)
+        accuracy = _predictor_accuracy(client, device.id, config, archs, latbench, out)
     print(_render(archs), file=out)
     print(_render_canary(exports[DatasetFormat.parquet], dataset), file=out)
     print(_render_accuracy(accuracy, len(archs)), file=out)
@@ -269,7 +284,12 @@ def _render_canary(parquet_zip: Path, dataset: DatasetOut) -> str:
 
 
 def _predictor_accuracy(
-    client: Client, device_id: str, config: RuntimeConfig, archs: list[ArchResult], out: TextIO
+    client: Client,
+    device_id: str,
+    config: RuntimeConfig,
+    archs: list[ArchResult],
+    latbench: Path | None,
+    out: TextIO,
 ) -> list[Accuracy]:
     """LUTs and a GCN from every other arch (by index), checked on the rest, beside a
     FLOPs-only line."""
@@ -309,6 +329,15 @@ def _predictor_accuracy(
             )
         )
     results.append(_gcn_accuracy(client, device_id, by_index, train, test, out))
+    files = sorted(latbench.glob("*.pickle")) if latbench is not None and latbench.is_dir() else []
+    if files:
+        results.append(_transfer_accuracy(client, device_id, files, train, test, out))
+    else:
+        print(
+            f"transfer skipped: no LatBench .pickle files in {latbench} (latlab quickstart "
+            "--latbench DIR: the 13 published files of BRP-NAS)",
+            file=out,
+        )
     slope, intercept = np.polyfit([r.macs for r in train], [r.median_ms for r in train], 1)
     baseline = [slope * r.macs + intercept for r in test]
     results.append(
@@ -385,6 +414,53 @@ def _gcn_accuracy(
     return Accuracy(
         "GCN (latlab preset)",
         f"{len(train)} archs, {len(predictor.members)} members",
+        regression_metrics([p.latency_ms for p in answer.predictions], [r.median_ms for r in test]),
+    )
+
+
+def _transfer_accuracy(
+    client: Client,
+    device_id: str,
+    files: list[Path],
+    train: list[ArchResult],
+    test: list[ArchResult],
+    out: TextIO,
+) -> Accuracy:
+    """A transfer predictor from the published devices' latencies and ``TRANSFER_SAMPLES`` of
+    the training archs (chosen by the plan), asked through /v1/predict about the held-out ones."""
+    print(f"transfer importing {len(files)} LatBench devices as sources", file=out, flush=True)
+    with elapsed("import", file=out):
+        client.import_dataset(files, "latbench", note="BRP-NAS / Eagle, Apache-2.0")
+    plan = client.plan_transfer(
+        TransferPlanIn(
+            device_id=device_id,
+            space=SPACE,
+            form=GraphForm.pruned,
+            samples=min(TRANSFER_SAMPLES, len(train)),
+            candidates=[r.arch for r in train],
+        )
+    )
+    predictor = client.fit_transfer(
+        TransferFitIn(
+            device_id=device_id,
+            space=SPACE,
+            form=GraphForm.pruned,
+            archs=list(plan.archs),
+            current=False,
+        )
+    )
+    print(
+        f"transfer {len(plan.archs)} local archs + {len(plan.sources)} devices: serves "
+        f"{predictor.metrics.get('served')}",
+        file=out,
+        flush=True,
+    )
+    answer = client.predict(
+        device_id, space=SPACE, archs=[r.arch for r in test], version=predictor.id
+    )
+    return Accuracy(
+        "transfer (LatBench)",
+        f"{len(plan.archs)} archs + {len(plan.sources)} devices",
         regression_metrics([p.latency_ms for p in answer.predictions], [r.median_ms for r in test]),
     )
 

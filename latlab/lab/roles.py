@@ -99,7 +99,9 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
         raise UsageError(f"--archs: at least {MIN_ARCHS} (half trains the LUTs and the GCN)")
     require_extras("quickstart", "server", "agent", "train")
 
-    extra = {} if args.archs is None else {"n_archs": args.archs}
+    extra: dict[str, Any] = {} if args.archs is None else {"n_archs": args.archs}
+    if args.latbench is not None:
+        extra["latbench"] = Path(args.latbench)
     run_quickstart(Path(args.dir), out=sys.stdout, **extra)
     return 0
 
@@ -153,5 +155,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     q.add_argument("--dir", default="latlab-quickstart", help="where its data goes (wiped)")
     q.add_argument(
         "--archs", type=int, help="NAS-Bench-201 archs to measure (default 40, at least 8)"
+    )
+    q.add_argument(
+        "--latbench",
+        help="the 13 LatBench .pickle files (BRP-NAS), the transfer predictor's sources "
+        "(default: ../shared/data/latbench beside this checkout; none: that line is skipped)",
     )
     q.set_defaults(func=cmd_quickstart)

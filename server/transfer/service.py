@@ -134,26 +134,32 @@ def plan(session: Session, body: TransferPlanIn) -> TransferPlanOut:
     resolved = resolve(session, body)
     basis, target = resolved.basis, resolved.target
     measure = target.source == "agent"
-    if measure:
-        candidates = None
-        pool = len(basis.table.archs)
-    else:
-        candidates = [a for a in basis.table.archs if a in resolved.own]
-        if not candidates:
+    allowed = list(basis.table.archs)
+    if body.candidates is not None:
+        space = get_space(body.space, **body.space_params)
+        asked = {space.encode(space.parse(a)) for a in body.candidates}
+        allowed = [a for a in allowed if a in asked]
+        if not allowed:
+            raise InvalidInput(
+                f"none of the {len(asked)} candidates is among the {len(basis.table.archs)} "
+                "archs the sources share"
+            )
+    if not measure:
+        allowed = [a for a in allowed if a in resolved.own]
+        if not allowed:
             raise InvalidInput(
                 f"device {excerpt(target.name)} has no agent to measure on and none of the "
                 f"{len(basis.table.archs)} archs the sources share among its latencies for "
                 f"{body.space} ({resolved.form} form)"
             )
-        pool = len(candidates)
+    candidates = None if len(allowed) == len(basis.table.archs) else allowed
+    pool = len(allowed)
     if body.samples > pool:
         raise InvalidInput(
-            f"{body.samples} samples asked for, but only {pool} archs can be chosen "
-            + (
-                "(the archs every source has)"
-                if measure
-                else "(the imported device's archs the sources share)"
-            )
+            f"{body.samples} samples asked for, but only {pool} archs can be chosen: "
+            "those every source has"
+            + (", among the candidates" if body.candidates is not None else "")
+            + ("" if measure else ", that the imported device has")
         )
     archs = choose(basis, body.samples, body.seed, candidates)
     return TransferPlanOut(
