@@ -288,6 +288,21 @@ def test_more_samples_than_archs_an_imported_device_without_them_and_unknown_dev
     assert len(lab.predictors()) == 0  # nothing registered half-way
 
 
+def test_a_plan_chooses_among_the_candidates_given(lab: Client) -> None:
+    target = target_id(lab)
+    space = Nb201()
+    among = [space.encode(space.from_index(i)) for i in range(10, 30)]
+    plan = lab.plan_transfer(
+        TransferPlanIn(device_id=target, space="nb201", samples=5, candidates=among)
+    )
+    assert len(set(plan.archs)) == 5 and set(plan.archs) <= set(among)
+    with pytest.raises(ApiError) as err:
+        lab.plan_transfer(
+            TransferPlanIn(device_id=target, space="nb201", samples=25, candidates=among)
+        )
+    assert err.value.status == 422 and "among the candidates" in str(err.value)
+
+
 @pytest.mark.slow
 def test_latlab_adapt_measures_the_chosen_archs_on_the_local_agent_and_registers(
     tmp_path: Path, sqlite_url: str
