@@ -324,9 +324,9 @@ def test_latlab_adapt_measures_the_chosen_archs_on_the_local_agent_and_registers
                 assert done.returncode == 0, done.stderr
                 assert (
                     "transfer predictor" in done.stdout
-                    and "5 samples, 3 source devices" in done.stdout
+                    and "5 samples, 3 source devices, serves " in done.stdout
                 )
-                assert "leave-one-out on the samples: rho" in done.stdout
+                assert "cross-validated on the samples: rho" in done.stdout
                 [dataset] = [d for d in client.datasets() if d.name == "adapt-nb201-k5-s0"]
                 assert dataset.progress.done == 5 and dataset.device_ids == [local.id]
                 [predictor] = client.predictors(local.id)

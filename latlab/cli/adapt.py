@@ -40,8 +40,9 @@ def describe(p: PredictorOut) -> str:
     state = "current" if p.current else "not current (latlab predictors --current ID)"
     return (
         f"transfer predictor {p.id[:12]} v{p.version} for {p.device_id[:12]} ({p.runtime}), "
-        f"{state}: {p.training.get('samples')} samples, {len(sources)} source devices\n"
-        f"leave-one-out on the samples: rho {figure(cv.get('spearman'))}, "
+        f"{state}: {p.training.get('samples')} samples, {len(sources)} source devices, "
+        f"serves {p.metrics.get('served', 'transfer')}\n"
+        f"cross-validated on the samples: rho {figure(cv.get('spearman'))}, "
         f"tau {figure(cv.get('kendall'))}, within ±10 % {figure(cv.get('within_10pct'), '.0f', 100, ' %')}"
         " (nn-Meter's convention)"
     )
