@@ -15,22 +15,19 @@ The prediction, in log space::
 
 from __future__ import annotations
 
-import io
-import json
-import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
-from latlab import untrusted
 from latlab.graph import OpGraph
 from latlab.latency_model import Estimates, LatencyModel
 from latlab.predictors.errors import PredictorError
 from latlab.predictors.features import FEATURES, GraphFeatures, arch_features, batch, graph_features
 from latlab.predictors.forward import gcn_forward
 from latlab.predictors.linear import LinearModel
+from latlab.predictors.npz import read_npz, write_npz
 
 __all__ = [
     "FORMAT_VERSION",
@@ -38,46 +35,9 @@ __all__ = [
     "GcnPredictor",
     "Member",
     "TargetScale",
-    "check_declared_sizes",
 ]
 
 FORMAT_VERSION = 3
-META = "meta.json"
-
-
-#: The most an artifact's arrays may take unpacked (a 4 x 600-unit ensemble takes a few MB).
-MAX_UNPACKED_BYTES = 512 * 1024 * 1024
-
-
-def check_declared_sizes(data: bytes) -> None:
-    """Refuse an artifact whose arrays declare more bytes than their members hold, or more than
-    ``MAX_UNPACKED_BYTES`` in all, before numpy allocates any (a 359-byte file can declare 4 TB)."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            members = archive.infolist()
-            if sum(m.file_size for m in members) > MAX_UNPACKED_BYTES:
-                raise PredictorError(
-                    f"the artifact unpacks to more than {MAX_UNPACKED_BYTES} bytes"
-                )
-            for member in members:
-                with archive.open(member) as f:
-                    version = np.lib.format.read_magic(f)
-                    read_header = (
-                        np.lib.format.read_array_header_1_0
-                        if version == (1, 0)
-                        else np.lib.format.read_array_header_2_0
-                    )
-                    shape, _, dtype = read_header(f)
-                    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
-                    if declared > member.file_size:
-                        raise PredictorError(
-                            f"array {member.filename[:60]} declares {declared:,} bytes in a "
-                            f"{member.file_size:,}-byte member"
-                        )
-    except PredictorError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise PredictorError(f"not a latlab predictor artifact: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -258,20 +218,11 @@ class GcnPredictor(LatencyModel):
             for k, m in enumerate(self.members)
             for name, value in m.weights.items()
         }
-        arrays[META] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
-        return buffer.getvalue()
+        return write_npz(header, arrays)
 
     @classmethod
     def from_payload(cls, data: bytes) -> Self:
-        check_declared_sizes(data)
-        try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                header = untrusted.loads(npz[META].tobytes(), "predictor header")
-                arrays = {name: npz[name] for name in npz.files if name != META}
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            raise PredictorError(f"not a latlab predictor artifact: {exc}") from exc
+        header, arrays = read_npz(data, "predictor")
         if header.get("format_version") != FORMAT_VERSION or header.get("features") != FEATURES:
             raise PredictorError(
                 f"predictor artifact of format {header.get('format_version')} with "

@@ -27,9 +27,6 @@ within +-10 % on LatBench).
 
 from __future__ import annotations
 
-import io
-import json
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -37,13 +34,13 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from latlab import untrusted
 from latlab.graph import OpGraph
 from latlab.latency_model import Estimates, LatencyModel
 from latlab.metrics import regression_metrics
 from latlab.predictors.errors import PredictorError
 from latlab.predictors.features import GraphFeatures
 from latlab.predictors.linear import Design, LinearModel
+from latlab.predictors.npz import read_npz, write_npz
 from latlab.untrusted import excerpt
 
 __all__ = [
@@ -65,7 +62,6 @@ MIN_SAMPLES = 3
 #: holds only the archs every source has).
 MIN_COVERAGE = 0.5
 FORMAT_VERSION = 1
-META = "meta.json"
 
 _ALPHAS = 10.0 ** np.arange(-3.0, 3.01, 0.5)
 _NOISES = 10.0 ** np.arange(-5.0, 0.01, 0.25)
@@ -437,28 +433,23 @@ class TransferPredictor(LatencyModel):
             "space_params": self.space_params,
             "meta": self.meta,
         }
-        buffer = io.BytesIO()
-        arrays = {
-            "archs": np.array(self.archs, dtype=np.str_),
-            "log_mean": self.log_mean,
-            "log_std": self.log_std,
-            META: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
-        }
-        np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
-        return buffer.getvalue()
+        return write_npz(
+            header,
+            {
+                "archs": np.array(self.archs, dtype=np.str_),
+                "log_mean": self.log_mean,
+                "log_std": self.log_std,
+            },
+        )
 
     @classmethod
     def from_payload(cls, data: bytes) -> Self:
-        from latlab.predictors.model import check_declared_sizes
-
-        check_declared_sizes(data)
+        header, arrays = read_npz(data, "transfer predictor")
         try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                header = untrusted.loads(npz[META].tobytes(), "transfer predictor header")
-                archs = tuple(str(a) for a in npz["archs"])
-                log_mean, log_std = npz["log_mean"], npz["log_std"]
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            raise PredictorError(f"not a transfer predictor artifact: {exc}") from exc
+            archs = tuple(str(a) for a in arrays["archs"])
+            log_mean, log_std = arrays["log_mean"], arrays["log_std"]
+        except KeyError as exc:
+            raise PredictorError(f"a malformed transfer predictor artifact: no {exc}") from exc
         if header.get("format_version") != FORMAT_VERSION:
             raise PredictorError(
                 f"transfer predictor artifact of format {header.get('format_version')}; this "
