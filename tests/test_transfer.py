@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from latlab.schemas import (
     CampaignStrategy,
     DatasetCreate,
     DatasetState,
+    DeviceOut,
     TransferFitIn,
     TransferPlanIn,
 )
@@ -303,43 +305,52 @@ def test_a_plan_chooses_among_the_candidates_given(lab: Client) -> None:
     assert err.value.status == 422 and "among the candidates" in str(err.value)
 
 
-@pytest.mark.slow
-def test_latlab_adapt_measures_the_chosen_archs_on_the_local_agent_and_registers(
+@pytest.fixture
+def agent_lab(
     tmp_path: Path, sqlite_url: str
-) -> None:
+) -> Iterator[tuple[EmbeddedServer, Client, DeviceOut]]:
+    """A server with a real local agent (its device the target) and three LatBench sources."""
     with EmbeddedServer(make_settings(tmp_path, sqlite_url)) as server:
         agent = start_agent(server.url, tmp_path)
         try:
             with Client(server.url, API_KEY) as client:
                 client.import_dataset(FEW, "latbench")
                 [local] = [d for d in client.devices() if d.source == "agent"]
-                command = [
-                    sys.executable, "-m", "latlab", "adapt", "--device", local.name,
-                    "--space", "nb201", "--samples", "5", "--wait",
-                    "--protocol", "fixed", "--warmup-runs", "2", "--warmup-s", "0",
-                    "--runs", "10", "--min-s", "0",
-                    "--server", server.url, "--api-key", API_KEY,
-                ]  # fmt: skip
-                done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-                assert done.returncode == 0, done.stderr
-                assert (
-                    "transfer predictor" in done.stdout
-                    and "5 samples, 3 source devices, serves " in done.stdout
-                )
-                assert "cross-validated on the samples: rho" in done.stdout
-                [dataset] = [d for d in client.datasets() if d.name == "adapt-nb201-k5-s0"]
-                assert dataset.progress.done == 5 and dataset.device_ids == [local.id]
-                [predictor] = client.predictors(local.id)
-                assert predictor.kind == "transfer" and predictor.current
-                answer = client.predict(local.id, space="nb201", archs=[0, 1, 2])
-                assert answer.predictor == "transfer" and len(answer.predictions) == 3
-
-                # the same command again follows the same campaign: no second one is measured
-                again = subprocess.run(command, capture_output=True, text=True, timeout=600)
-                assert again.returncode == 0, again.stderr
-                assert [d.name for d in client.datasets()].count("adapt-nb201-k5-s0") == 1
+                yield server, client, local
         finally:
             agent.close()
+
+
+@pytest.mark.slow
+def test_latlab_adapt_measures_the_chosen_archs_on_the_local_agent_and_registers(
+    agent_lab: tuple[EmbeddedServer, Client, DeviceOut],
+) -> None:
+    server, client, local = agent_lab
+    command = [
+        sys.executable, "-m", "latlab", "adapt", "--device", local.name,
+        "--space", "nb201", "--samples", "5", "--wait",
+        "--protocol", "fixed", "--warmup-runs", "2", "--warmup-s", "0",
+        "--runs", "10", "--min-s", "0",
+        "--server", server.url, "--api-key", API_KEY,
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert (
+        "transfer predictor" in done.stdout
+        and "5 samples, 3 source devices, serves " in done.stdout
+    )
+    assert "cross-validated on the samples: rho" in done.stdout
+    [dataset] = [d for d in client.datasets() if d.name == "adapt-nb201-k5-s0"]
+    assert dataset.progress.done == 5 and dataset.device_ids == [local.id]
+    [predictor] = client.predictors(local.id)
+    assert predictor.kind == "transfer" and predictor.current
+    answer = client.predict(local.id, space="nb201", archs=[0, 1, 2])
+    assert answer.predictor == "transfer" and len(answer.predictions) == 3
+
+    # the same command again follows the same campaign: no second one is measured
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert [d.name for d in client.datasets()].count("adapt-nb201-k5-s0") == 1
 
 
 # --------------------------------------------------------------------------- active campaigns
@@ -351,52 +362,41 @@ FAST = OnnxRuntimeConfig(
 
 @pytest.mark.slow
 def test_an_active_campaign_measures_in_rounds_with_an_estimate_after_each(
-    tmp_path: Path, sqlite_url: str
+    agent_lab: tuple[EmbeddedServer, Client, DeviceOut],
 ) -> None:
-    with EmbeddedServer(make_settings(tmp_path, sqlite_url)) as server:
-        agent = start_agent(server.url, tmp_path)
-        try:
-            with Client(server.url, API_KEY) as client:
-                client.import_dataset(FEW, "latbench")
-                [local] = [d for d in client.devices() if d.source == "agent"]
-                body = DatasetCreate(
-                    name="active",
-                    space="nb201",
-                    strategy=CampaignStrategy.active,
-                    budget=10,
-                    round_size=4,
-                    device_ids=[local.id],
-                    config=FAST,
-                )
-                created = client.create_dataset(body)
-                assert created.progress.archs == 4 and created.rounds == []  # the first round
-                done = client.wait_dataset(created.id, timeout_s=600)
-                assert done.state == DatasetState.done, done
-                assert "error" not in done.provenance["active"], done.provenance["active"]["error"]
-                assert done.progress.archs == 10 and done.progress.done == 10
-                assert [(r.round, r.measured) for r in done.rounds] == [(1, 4), (2, 8), (3, 10)]
-                assert all(
-                    r.cv["n"] == r.measured and r.cv["mape"] is not None for r in done.rounds
-                )
-                rows = client.dataset_rows(done.id)
-                assert len({r["arch"] for r in rows}) == 10  # no arch measured twice
+    server, client, local = agent_lab
+    body = DatasetCreate(
+        name="active",
+        space="nb201",
+        strategy=CampaignStrategy.active,
+        budget=10,
+        round_size=4,
+        device_ids=[local.id],
+        config=FAST,
+    )
+    created = client.create_dataset(body)
+    assert created.progress.archs == 4 and created.rounds == []  # the first round
+    done = client.wait_dataset(created.id, timeout_s=600)
+    assert done.state == DatasetState.done, done
+    assert "error" not in done.provenance["active"], done.provenance["active"]["error"]
+    assert done.progress.archs == 10 and done.progress.done == 10
+    assert [(r.round, r.measured) for r in done.rounds] == [(1, 4), (2, 8), (3, 10)]
+    assert all(r.cv["n"] == r.measured and r.cv["mape"] is not None for r in done.rounds)
+    rows = client.dataset_rows(done.id)
+    assert len({r["arch"] for r in rows}) == 10  # no arch measured twice
 
-                predictor = client.predictor(done.provenance["active"]["predictor_id"])
-                assert predictor.kind == "transfer" and predictor.training["samples"] == 10
-                assert predictor.device_id == local.id and predictor.current
+    predictor = client.predictor(done.provenance["active"]["predictor_id"])
+    assert predictor.kind == "transfer" and predictor.training["samples"] == 10
+    assert predictor.device_id == local.id and predictor.current
 
-                # the rounds read back through the CLI as well
-                status = subprocess.run(
-                    [sys.executable, "-m", "latlab", "dataset", "status", done.id,
-                     "--server", server.url, "--api-key", API_KEY],
-                    capture_output=True, text=True, timeout=120,
-                )  # fmt: skip
-                assert status.returncode == 0, status.stderr
-                assert (
-                    "round 3: 10 archs measured; estimated error (cross-validated)" in status.stdout
-                )
-        finally:
-            agent.close()
+    # the rounds read back through the CLI as well
+    status = subprocess.run(
+        [sys.executable, "-m", "latlab", "dataset", "status", done.id,
+         "--server", server.url, "--api-key", API_KEY],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stderr
+    assert "round 3: 10 archs measured; estimated error (cross-validated)" in status.stdout
 
 
 def test_active_campaign_requests_are_checked_before_anything_is_stored(
@@ -419,3 +419,35 @@ def test_active_campaign_requests_are_checked_before_anything_is_stored(
         strategy="active", budget=6, space="proxyless"
     )
     assert [d.name for d in lab.datasets()] == ["latbench"]  # nothing stored
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["adapt", "--device", "d", "--space", "nb201", "--from", "all", "x"],
+        [
+            "dataset",
+            "build",
+            "--space",
+            "nb201",
+            "--device",
+            "d",
+            "--strategy",
+            "active",
+            "--budget",
+            "8",
+            "--from",
+            "all",
+            "x",
+        ],
+    ],
+)
+def test_from_takes_all_or_devices_not_both(command: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "latlab", *command, "--server", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LATLAB_API_KEY": "k"},
+    )
+    assert done.returncode == 2 and "--from takes 'all' or device ids/names" in done.stderr

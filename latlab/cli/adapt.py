@@ -7,9 +7,9 @@ import argparse
 import sys
 
 from latlab.cli.common import (
-    UsageError,
     add_json_flag,
     add_runtime_flags,
+    add_sources_flag,
     add_timeout_flag,
     add_user_flags,
     client_from,
@@ -18,20 +18,13 @@ from latlab.cli.common import (
     int_params,
     print_json,
     runtime_config,
+    sources_from,
 )
 from latlab.progress import dataset_bar
 from latlab.schemas import PredictorOut, TransferPlanIn
 from latlab.spaces import GraphForm
 
 __all__ = ["add_parsers"]
-
-
-def _sources(args: argparse.Namespace) -> list[str] | None:
-    if not args.sources or args.sources == ["all"]:
-        return None
-    if "all" in args.sources:
-        raise UsageError("--from takes 'all' or device ids/names, not both")
-    return list(args.sources)
 
 
 def describe(p: PredictorOut) -> str:
@@ -57,7 +50,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
                     device_id=args.device,
                     space=args.space,
                     space_params=int_params(args.param),
-                    sources=_sources(args),
+                    sources=sources_from(args),
                     form=form,
                     samples=args.samples,
                     seed=args.seed,
@@ -81,7 +74,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
                 args.device,
                 args.space,
                 samples=args.samples,
-                sources=_sources(args),
+                sources=sources_from(args),
                 space_params=int_params(args.param),
                 seed=args.seed,
                 form=form,
@@ -111,13 +104,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     a.add_argument(
         "--samples", type=int, default=20, help="archs to measure on the device (default 20)"
     )
-    a.add_argument(
-        "--from",
-        dest="sources",
-        nargs="+",
-        metavar="all|DEVICE",
-        help="source devices (default all: every other device with latencies for the space)",
-    )
+    add_sources_flag(a)
     a.add_argument("--seed", type=int, default=0, help="seed of the arch choice")
     a.add_argument(
         "--form",

@@ -27,6 +27,7 @@ __all__ = [
     "add_delete_flags",
     "add_json_flag",
     "add_runtime_flags",
+    "add_sources_flag",
     "add_timeout_flag",
     "add_user_flags",
     "archs_from",
@@ -44,6 +45,7 @@ __all__ = [
     "runtime_config",
     "say_deleted",
     "say_page",
+    "sources_from",
     "table",
     "write_output",
 ]
@@ -252,6 +254,27 @@ def table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
 
 def ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def add_sources_flag(sp: argparse.ArgumentParser, help_prefix: str = "") -> None:
+    """``--from all|DEVICE...``: the source devices of a transfer predictor (``sources_from``)."""
+    sp.add_argument(
+        "--from",
+        dest="sources",
+        nargs="+",
+        metavar="all|DEVICE",
+        help=f"{help_prefix}source devices (default all: every other device with latencies "
+        "for the space)",
+    )
+
+
+def sources_from(args: argparse.Namespace) -> list[str] | None:
+    """The ``--from`` devices; None for all (the flag left out, or ``all``)."""
+    if not args.sources or args.sources == ["all"]:
+        return None
+    if "all" in args.sources:
+        raise UsageError("--from takes 'all' or device ids/names, not both")
+    return list(args.sources)
 
 
 def add_runtime_flags(sp: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ from latlab.cli.common import (
     add_delete_flags,
     add_json_flag,
     add_runtime_flags,
+    add_sources_flag,
     add_timeout_flag,
     add_user_flags,
     archs_from,
@@ -25,6 +26,7 @@ from latlab.cli.common import (
     print_json,
     runtime_config,
     say_deleted,
+    sources_from,
     table,
     write_output,
 )
@@ -96,7 +98,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         strategy=strategy,
         budget=args.budget,
         round_size=args.round_size,
-        sources=None if not args.sources or args.sources == ["all"] else args.sources,
+        sources=sources_from(args),
     )
     with client_from(args) as client:
         dataset = client.create_dataset(body)
@@ -250,13 +252,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     b.add_argument("--budget", type=int, help="active: archs to measure in all")
     b.add_argument("--round-size", type=int, help="active: archs per round (default budget/4)")
-    b.add_argument(
-        "--from",
-        dest="sources",
-        nargs="+",
-        metavar="all|DEVICE",
-        help="active: source devices (default all: every other device with latencies)",
-    )
+    add_sources_flag(b, "active: ")
     add_runtime_flags(b)
     b.add_argument("--wait", action="store_true", help="follow it with a progress bar")
     add_timeout_flag(b, 7 * 24 * 3600)

@@ -408,13 +408,13 @@ def _gcn_accuracy(
         space=SPACE,
         training={"quickstart": True},
     )
-    answer = client.predict(
-        device_id, space=SPACE, archs=[r.arch for r in test], version=registered.id
-    )
-    return Accuracy(
+    return _held_out_accuracy(
+        client,
+        device_id,
+        registered.id,
+        test,
         "GCN (latlab preset)",
         f"{len(train)} archs, {len(predictor.members)} members",
-        regression_metrics([p.latency_ms for p in answer.predictions], [r.median_ms for r in test]),
     )
 
 
@@ -455,12 +455,29 @@ def _transfer_accuracy(
         file=out,
         flush=True,
     )
-    answer = client.predict(
-        device_id, space=SPACE, archs=[r.arch for r in test], version=predictor.id
-    )
-    return Accuracy(
+    return _held_out_accuracy(
+        client,
+        device_id,
+        predictor.id,
+        test,
         "transfer (LatBench)",
         f"{len(plan.archs)} archs + {len(plan.sources)} devices",
+    )
+
+
+def _held_out_accuracy(
+    client: Client,
+    device_id: str,
+    version: str,
+    test: list[ArchResult],
+    name: str,
+    built_from: str,
+) -> Accuracy:
+    """A registered predictor asked through /v1/predict about the held-out archs."""
+    answer = client.predict(device_id, space=SPACE, archs=[r.arch for r in test], version=version)
+    return Accuracy(
+        name,
+        built_from,
         regression_metrics([p.latency_ms for p in answer.predictions], [r.median_ms for r in test]),
     )
 
