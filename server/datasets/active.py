@@ -180,6 +180,7 @@ def _next_round(
                 form=GraphForm(dataset.form or GraphForm.pruned),
                 archs=list[str | int](archs),
             ),
+            resolved,  # the sources read once per round
         )
         active["predictor_id"] = out.id
     return left > 0

@@ -41,6 +41,7 @@ from latlab.schemas import (
 from latlab.server.blobstore import BlobStore
 from latlab.server.config import Settings
 from latlab.server.datasets import repository as datasets
+from latlab.server.devices import repository as device_repository
 from latlab.server.devices.service import get_device
 from latlab.server.errors import InvalidInput
 from latlab.server.registry import repository as registry
@@ -101,7 +102,7 @@ def resolve(session: Session, body: TransferSources) -> Resolved:
     forms_of: dict[str, set[str]] = defaultdict(set)
     for device_id, f in sources:
         forms_of[device_id].add(f)
-    devices = {d: get_device(session, d) for d in forms_of}
+    devices = {d.id: d for d in device_repository.by_ids(session, list(forms_of))}  # exact ids
 
     def label(key: tuple[str, str]) -> str:
         return key[0] if len(forms_of[key[0]]) == 1 else f"{key[0]}:{key[1]}"
@@ -173,9 +174,15 @@ def plan(session: Session, body: TransferPlanIn) -> TransferPlanOut:
 
 
 def fit(
-    session: Session, blobs: BlobStore, settings: Settings, body: TransferFitIn
+    session: Session,
+    blobs: BlobStore,
+    settings: Settings,
+    body: TransferFitIn,
+    resolved: Resolved | None = None,
 ) -> PredictorOut:
-    resolved = resolve(session, body)
+    """``resolved``: what ``resolve`` gave for the same target and sources, when the caller has
+    it already (an active campaign's last round)."""
+    resolved = resolved or resolve(session, body)
     target, basis = resolved.target, resolved.basis
     own = resolved.own
     if body.archs is not None:
