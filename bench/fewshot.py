@@ -116,9 +116,9 @@ def local_cpu(args: argparse.Namespace) -> tuple[Latencies, float]:
 def ridge_over_sources(
     basis: TransferBasis, archs: Sequence[str], latency_ms: Sequence[float]
 ) -> np.ndarray:
-    """Log latency of every table arch: a ridge over the sources' standardised log latencies."""
-    log = basis.table.log_ms
-    z = (log - log.mean(axis=0)) / np.where(log.std(axis=0) > 0, log.std(axis=0), 1.0)
+    """Log latency of every table arch: a ridge over the sources' standardised log latencies
+    (a source's missing archs filled in as the transfer basis fills them)."""
+    z = basis.z
     design = np.column_stack([np.ones(len(z)), z])
     a, y = design[basis.rows(archs)], np.log(np.asarray(latency_ms))
 

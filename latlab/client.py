@@ -517,10 +517,12 @@ class Client(_Http):
         space_params: dict[str, int] | None = None,
         training: dict[str, Any] | None = None,
         plot_png: bytes | None = None,
-        current: bool = True,
+        current: bool | None = None,
     ) -> PredictorOut:
         """Register a trained predictor (``latlab train`` makes the artifact): a new version
-        for the device + runtime, made current unless ``current`` is False."""
+        for the device + runtime. ``current`` None: it serves ``auto`` predictions when it is
+        the first for its device + runtime + space or validates better (lower cross-validated
+        error) than the current one; True or False decides."""
         files = [("artifact", ("predictor.npz", artifact, "application/octet-stream"))]
         if plot_png is not None:
             files.append(("plot", ("scatter.png", plot_png, "image/png")))
@@ -530,7 +532,7 @@ class Client(_Http):
             space=space,
             space_params=json.dumps(space_params or {}),
             training=json.dumps(training or {}),
-            current=str(current).lower(),
+            current=None if current is None else str(current).lower(),
         )
         data = self._json("POST", "/v1/predictors", files=files, data=form, timeout=120.0)
         return PredictorOut.model_validate(data)

@@ -761,7 +761,7 @@ class TransferPlanIn(TransferSources):
 
     samples: int = Field(default=20, ge=3, le=100_000)
     seed: int = Field(default=0, ge=0, le=INT32_MAX)
-    #: Choose among these archs only (default: any arch the sources share; an imported
+    #: Choose among these archs only (default: any arch the sources cover; an imported
     #: device: any of those it has).
     candidates: list[str | JsonInt] | None = Field(default=None, min_length=1, max_length=100_000)
 
@@ -773,7 +773,8 @@ class TransferPlanOut(BaseModel):
     #: latencies for them are already stored.
     measure: bool
     form: GraphForm
-    #: The source devices (id and name) and the archs they all have.
+    #: The source devices (id and name) and the archs at least half of them have (a source's
+    #: missing ones filled in from the others).
     sources: list[dict[str, str]]
     shared_archs: int
     #: Devices left out as sources, and why.
@@ -785,8 +786,8 @@ class TransferFitIn(TransferSources):
 
     #: Only these of the target's measured archs (default: every arch it has for the space).
     archs: list[str | JsonInt] | None = Field(default=None, min_length=1, max_length=100_000)
-    #: True or False as given; None: current when the device + runtime has no current version
-    #: or its cross-validated mean error (mape) is larger.
+    #: True or False as given; None: the registry's rule for every registration (current when
+    #: the device + runtime + space has no current version or its cross-validated error is larger).
     current: bool | None = None
 
 

@@ -1,8 +1,11 @@
 """Few-shot transfer: a device's latencies from a few of its own measurements and other devices'
 latencies on the same archs (numpy only; the server trains and serves it).
 
-**Sources.** Each source device's log latencies over the archs every source has, standardised
-per device, make a table ``Z`` (archs x sources). Its mean column ``zbar`` (the average device's
+**Sources.** Each source device's log latencies, standardised per device, make a table ``Z``
+(archs x sources) over the archs at least half of the sources have; where a source lacks an arch
+its value is filled in from the others (the Gaussian conditional mean under the covariance of
+the archs every source has), so published datasets that each miss a few archs still cover the
+space. Its mean column ``zbar`` (the average device's
 shape) and its principal components ``phi_j`` (scaled so that the sources' loadings on each have
 unit variance) are an arch's features: ``[1, zbar, phi_1 .. phi_r]``.
 
@@ -39,7 +42,7 @@ from latlab.latency_model import Estimates, LatencyModel
 from latlab.metrics import regression_metrics
 from latlab.predictors.errors import PredictorError
 from latlab.predictors.features import GraphFeatures
-from latlab.predictors.linear import Design, LinearModel
+from latlab.predictors.linear import Design, LinearModel, design_matrix
 from latlab.predictors.npz import read_npz, write_npz
 from latlab.untrusted import excerpt
 
@@ -51,15 +54,17 @@ __all__ = [
     "TransferFit",
     "TransferPredictor",
     "choose",
+    "cover",
     "fit_transfer",
     "guard",
+    "own_points",
     "served_predictions",
 ]
 
 #: The fewest measured archs a transfer predictor is fitted on.
 MIN_SAMPLES = 3
-#: A source with fewer archs than this share of the best-covered source is left out (the table
-#: holds only the archs every source has).
+#: A source with fewer archs than this share of the best-covered source is left out; an arch
+#: fewer than this share of the kept sources have is left out of the table.
 MIN_COVERAGE = 0.5
 FORMAT_VERSION = 1
 
@@ -72,18 +77,20 @@ _KMEANS_ITERATIONS = 30
 
 @dataclass(frozen=True)
 class SourceTable:
-    """Log latencies (ms) of the source devices on the archs they all have."""
+    """Log latencies (ms) of the source devices on the archs at least half of them have (NaN
+    where a source has none)."""
 
     archs: tuple[str, ...]
     sources: tuple[str, ...]
-    log_ms: np.ndarray  # archs x sources
+    log_ms: np.ndarray  # archs x sources, NaN: not measured
     #: Sources left out and why.
     left_out: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, latency_ms: Mapping[str, Mapping[str, float]]) -> SourceTable:
         """From ``{source: {arch: latency_ms}}``; sources covering less than half of the
-        best-covered one are left out (``left_out`` says so)."""
+        best-covered one are left out (``left_out`` says so), and archs fewer than half of the
+        kept sources have."""
         tables = {s: t for s, t in latency_ms.items() if t}
         if not tables:
             raise PredictorError("no source device has latencies for this space")
@@ -94,12 +101,31 @@ class SourceTable:
             if len(t) < MIN_COVERAGE * most
         }
         kept = sorted(s for s in tables if s not in left_out)
-        common = set.intersection(*(set(tables[s]) for s in kept))
-        archs = tuple(sorted(common))
-        log_ms = np.log(np.array([[tables[s][a] for s in kept] for a in archs], dtype=np.float64))
-        if not np.all(np.isfinite(log_ms)) or log_ms.size == 0:
+        values = np.array([v for s in kept for v in tables[s].values()], dtype=np.float64)
+        if not np.all(np.isfinite(values) & (values > 0)):
             raise PredictorError("source latencies must be positive and finite")
-        return cls(archs, tuple(kept), log_ms.reshape(len(archs), len(kept)), left_out)
+        counts: dict[str, int] = {}
+        for s in kept:
+            for a in tables[s]:
+                counts[a] = counts.get(a, 0) + 1
+        archs = tuple(sorted(a for a, c in counts.items() if c >= MIN_COVERAGE * len(kept)))
+        log_ms = np.log(
+            np.array(
+                [[tables[s].get(a, np.nan) for s in kept] for a in archs], dtype=np.float64
+            ).reshape(len(archs), len(kept))
+        )
+        complete = int(np.sum(~np.isnan(log_ms).any(axis=1)))
+        if complete < len(kept) + 2:
+            raise PredictorError(
+                f"the {len(kept)} source devices have only {complete} archs in common: measure "
+                "the same archs on them (a campaign's archs), or name fewer sources"
+            )
+        return cls(archs, tuple(kept), log_ms, left_out)
+
+    @cached_property
+    def complete(self) -> np.ndarray:
+        """Per arch: whether every source has it."""
+        return np.asarray(~np.isnan(self.log_ms).any(axis=1))
 
 
 @dataclass(frozen=True)
@@ -108,19 +134,28 @@ class TransferBasis:
 
     table: SourceTable
     features: np.ndarray  # archs x (2 + r)
+    #: The sources' standardised log latencies, a missing one filled in (archs x sources).
+    z: np.ndarray
 
     @classmethod
     def of(cls, table: SourceTable) -> TransferBasis:
-        spread = table.log_ms.std(axis=0)
+        """Standardisation and components from the archs every source has; an arch some
+        sources lack gets their values filled in as the Gaussian conditional mean given the
+        sources that have it (the covariance of the complete archs), then the same features."""
+        full = table.complete
+        observed = table.log_ms[full]
+        spread = observed.std(axis=0)
         spread[spread == 0] = 1.0
-        z = (table.log_ms - table.log_ms.mean(axis=0)) / spread
+        z = (table.log_ms - observed.mean(axis=0)) / spread
+        z = _filled(z, full)
         zbar = z.mean(axis=1)
         centred = z - zbar[:, None]
-        u, s, _ = np.linalg.svd(centred, full_matrices=False)
+        _, s, vt = np.linalg.svd(centred[full], full_matrices=False)
         keep = s > 1e-8 * max(float(s[0]), 1e-300) if s.size else np.zeros(0, dtype=bool)
-        phi = u[:, keep] * (s[keep] / np.sqrt(len(table.sources)))
+        # centred = phi @ loadings.T with loadings = sqrt(n) V: unit-variance loadings
+        phi = centred @ vt[keep].T / np.sqrt(len(table.sources))
         features = np.column_stack([np.ones(len(table.archs)), zbar, phi])
-        return cls(table, features)
+        return cls(table, features, z)
 
     @cached_property
     def row_of(self) -> dict[str, int]:
@@ -141,6 +176,28 @@ class TransferBasis:
                 f"(e.g. {excerpt(missing[0])})"
             )
         return np.array([self.row_of[a] for a in archs], dtype=np.int64)
+
+
+def _filled(z: np.ndarray, full: np.ndarray) -> np.ndarray:
+    """``z`` with each NaN replaced by its conditional mean given the row's other values,
+    under the normal distribution of the complete rows (one solve per pattern of missing
+    sources)."""
+    if full.all():
+        return z
+    mean = z[full].mean(axis=0)
+    cov = np.cov(z[full], rowvar=False).reshape(z.shape[1], z.shape[1])
+    cov += np.eye(len(cov)) * 1e-6 * max(float(np.trace(cov)) / len(cov), 1e-12)
+    out = z.copy()
+    gaps = np.isnan(z)
+    patterns, which = np.unique(gaps[~full], axis=0, return_inverse=True)
+    rows = np.flatnonzero(~full)
+    for p, missing in enumerate(patterns):
+        these = rows[which.ravel() == p]
+        have = ~missing
+        given = z[np.ix_(these, have)] - mean[have]
+        gain = np.linalg.solve(cov[np.ix_(have, have)], cov[np.ix_(have, missing)])
+        out[np.ix_(these, missing)] = mean[missing] + given @ gain
+    return out
 
 
 @dataclass(frozen=True)
@@ -241,7 +298,7 @@ def _name(weight: float, design: Design) -> str:
 
 
 def guard(
-    basis: TransferBasis,
+    basis: TransferBasis | None,
     archs: Sequence[str],
     latency_ms: Sequence[float],
     features: Sequence[GraphFeatures],
@@ -249,10 +306,11 @@ def guard(
     """Each measured arch predicted by every candidate fitted without it (leave-one-out up to
     ``LOO_MAX`` archs, else 10 folds; hyperparameters refitted too); the candidate with the
     lowest mean absolute log error is served. With ``MIN_SAMPLES`` archs or fewer nothing can
-    be held out: the transfer model, no metrics but ``n``."""
+    be held out: the transfer model (the ``cost`` model without sources), no metrics but
+    ``n``. ``basis`` None (no other device has the space): the linear models alone."""
     n = len(archs)
     if n <= MIN_SAMPLES:  # leaving one out would leave too few to fit
-        return Guard(1.0, "cost", {"n": n}, {})
+        return Guard(1.0 if basis is not None else 0.0, "cost", {"n": n}, {})
     y = np.asarray(latency_ms, dtype=np.float64)
     order = np.random.default_rng(0).permutation(n)
     folds = [np.array([i]) for i in range(n)] if n <= LOO_MAX else np.array_split(order, FOLDS)
@@ -260,13 +318,16 @@ def guard(
     held_out.update({d: np.zeros(n) for d in DESIGNS})
     for held in folds:
         rest = np.setdiff1d(np.arange(n), held)
-        fit = fit_transfer(basis, [archs[j] for j in rest], y[rest].tolist())
-        held_out["transfer"][held] = fit.log_mean[basis.rows([archs[j] for j in held])]
+        if basis is not None:
+            fit = fit_transfer(basis, [archs[j] for j in rest], y[rest].tolist())
+            held_out["transfer"][held] = fit.log_mean[basis.rows([archs[j] for j in held])]
         for design in DESIGNS:
             linear = LinearModel.fit([features[j] for j in rest], y[rest], design)
             held_out[design][held] = np.log(linear([features[j] for j in held]))
     # in order of preference: the transfer model, then less and less of it
     candidates = [(WEIGHTS[0], DESIGNS[0])] + [(w, d) for w in WEIGHTS[1:] for d in DESIGNS]
+    if basis is None:
+        candidates = [(0.0, d) for d in DESIGNS]
     predicted = {(w, d): w * held_out["transfer"] + (1.0 - w) * held_out[d] for w, d in candidates}
     errors = {c: np.abs(predicted[c] - np.log(y)) for c in candidates}
     best = min(candidates, key=lambda c: float(errors[c].mean()))
@@ -323,14 +384,35 @@ def choose(
     candidate nearest each centre. ``candidates``: the archs that may be chosen (default: the
     whole table; an imported device: the archs it has). ``measured``: archs already measured,
     kept as fixed centres, so the new ones cover what they leave uncovered (a campaign's next
-    round)."""
+    round). Archs every source has are preferred (their features are measured, not filled in)
+    while there are ``k`` of them to choose from."""
     pool = basis.rows(candidates) if candidates is not None else np.arange(len(basis.table.archs))
     fixed_rows = basis.rows(list(dict.fromkeys(measured)))
     rows = np.setdiff1d(pool, fixed_rows)
-    if k > len(rows):
-        raise PredictorError(f"{k} archs asked for, {len(rows)} to choose from")
-    points = basis.features[rows, 1:]
-    fixed = basis.features[fixed_rows, 1:]
+    complete = rows[basis.table.complete[rows]]
+    if len(complete) >= k:
+        rows = complete
+    picked = cover(basis.features[rows, 1:], k, seed, basis.features[fixed_rows, 1:])
+    return [basis.table.archs[int(rows[i])] for i in picked]
+
+
+def own_points(features: Sequence[GraphFeatures]) -> np.ndarray:
+    """Archs as points of their own costs and choices (the ``full`` linear design, each column
+    standardised, constant ones dropped): what ``cover`` spreads the archs over when no other
+    device has latencies for the space."""
+    x = design_matrix(features, "full")
+    spread = x.std(axis=0)
+    varies = spread > 1e-12
+    return np.asarray((x[:, varies] - x[:, varies].mean(axis=0)) / spread[varies])
+
+
+def cover(points: np.ndarray, k: int, seed: int = 0, fixed: np.ndarray | None = None) -> list[int]:
+    """``k`` of the ``points`` (their indices) that cover them: k-means (k-means++ start), the
+    point nearest each centre. ``fixed``: centres that stay where they are (archs measured
+    already), so the new ones go where those leave the points uncovered."""
+    if k > len(points):
+        raise PredictorError(f"{k} archs asked for, {len(points)} to choose from")
+    fixed = np.zeros((0, points.shape[1])) if fixed is None else fixed
     rng = np.random.default_rng(seed)
     centres = list(fixed)
     if centres:
@@ -361,7 +443,7 @@ def choose(
         distance = ((points - centre) ** 2).sum(axis=1)
         distance[chosen] = np.inf
         chosen.append(int(np.argmin(distance)))
-    return [basis.table.archs[int(rows[i])] for i in chosen]
+    return chosen
 
 
 def _nearest_centre(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -374,7 +456,7 @@ def _nearest_centre(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class TransferPredictor(LatencyModel):
     """Kind ``transfer`` of ``latlab.latency_model``: the fitted posterior for each arch the
-    sources share, looked up by the space's encoding of the arch."""
+    sources cover, looked up by the space's encoding of the arch."""
 
     kind: ClassVar[str] = "transfer"
 
@@ -413,7 +495,7 @@ class TransferPredictor(LatencyModel):
             if row is None:
                 raise PredictorError(
                     f"arch {excerpt(key)} is not among the {len(self.archs)} archs the "
-                    "transfer predictor's source devices all measured"
+                    "transfer predictor's source devices cover (at least half of them have)"
                 )
             rows.append(row)
         index = np.asarray(rows, dtype=np.int64)

@@ -327,6 +327,46 @@ def test_the_endpoint_serves_the_current_gcn_with_its_uncertainty(client: Client
     assert len(client.predictors(device_id)) == 2
 
 
+def test_auto_serves_each_space_s_best_validated_version(client: Client) -> None:
+    archs, _ = published(10)
+    csv = "space,arch,device,latency_ms\n" + "".join(f"nb201,{a},d,1.0\n" for a in archs)
+    [device_id] = client.import_dataset([("d.csv", csv.encode())], "d").device_ids
+
+    def upload(space: str, mape: float | None, current: bool | None = None) -> str:
+        predictor = random_predictor()
+        if mape is not None:
+            predictor = replace(predictor, meta={"cv": {"mape": mape, "n": 10}})
+        return client.upload_predictor(
+            to_artifact(predictor),
+            device_id=device_id,
+            runtime="unknown",
+            space=space,
+            current=current,
+        ).id
+
+    def serving(space: str, archs: list[str | int]) -> str:
+        return client.predict(device_id, space=space, archs=archs).version
+
+    first = upload("nb201", 0.10)  # the first of its space: current
+    worse = upload("nb201", 0.20)
+    assert client.predictor(first).current and not client.predictor(worse).current
+    assert serving("nb201", archs[:2]) == first
+    better = upload("nb201", 0.05)
+    assert serving("nb201", archs[:2]) == better and not client.predictor(first).current
+    kept_aside = upload("nb201", 0.01, current=False)  # the caller's word wins both ways
+    forced = upload("nb201", 0.50, current=True)
+    assert not client.predictor(kept_aside).current and serving("nb201", archs[:2]) == forced
+    unscored = upload("nb201", None)  # not comparable: the newer one, as the registrant meant
+    assert serving("nb201", archs[:2]) == unscored
+
+    other_space = upload("proxyless", 0.90)  # another space: its own current version
+    assert serving("proxyless", [0]) == other_space
+    assert serving("nb201", archs[:2]) == unscored
+    client.delete_predictor(unscored)  # its space's newest older version serves again
+    assert serving("nb201", archs[:2]) == forced
+    assert serving("proxyless", [0]) == other_space
+
+
 def test_one_call_predicts_on_several_devices_each_by_its_own_predictor(
     client: Client,
 ) -> None:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +160,33 @@ def test_sources_that_cover_too_little_are_left_out_and_said() -> None:
     assert len(table.archs) == 300
 
 
+def test_an_arch_some_sources_lack_is_filled_in_from_the_others_and_served() -> None:
+    data = synthetic(n_sources=6)
+    whole = TransferBasis.of(SourceTable.of(data))
+    rng = np.random.default_rng(4)
+    holes = {s: {f"a{i}" for i in rng.choice(300, 30, replace=False)} for s in ("s0", "s2", "s5")}
+    cut = {s: {a: v for a, v in t.items() if a not in holes.get(s, ())} for s, t in data.items()}
+    cut["s1"]["lonely"] = 1.0  # one source of six: not covered
+    holed = TransferBasis.of(SourceTable.of(cut))
+
+    assert holed.table.archs == whole.table.archs  # every arch at least half of them have
+    assert int(holed.table.complete.sum()) < 300
+    for source, missing in holes.items():
+        j = holed.table.sources.index(source)
+        rows = holed.rows(sorted(missing))
+        error = holed.z[rows, j] - whole.z[rows, j]
+        # the conditional mean beats the source's own mean (z = 0) by far: s0's noise is a
+        # quarter of its variance, so about half its spread is left (0.42-0.58 over seeds)
+        assert np.sqrt(np.mean(error**2)) < 0.7 * np.sqrt(np.mean(whole.z[rows, j] ** 2))
+    truth = np.exp(0.2 + 0.5 * whole.table.log_ms[:, 0] + 0.5 * whole.table.log_ms[:, 5])
+    archs = choose(holed, 15, seed=1)
+    assert holed.table.complete[holed.rows(archs)].all()  # measured where the features are
+    fit = fit_transfer(holed, archs, truth[holed.rows(archs)].tolist())
+    gappy = ~holed.table.complete
+    assert gappy.sum() >= 60 and np.all(np.isfinite(fit.log_mean))
+    assert spearman(fit.log_mean[gappy].tolist(), truth[gappy].tolist()) > 0.95
+
+
 def test_too_few_samples_or_too_many_choices_are_refused(basis: TransferBasis) -> None:
     archs = list(basis.table.archs[:2])
     with pytest.raises(PredictorError, match="at least 3"):
@@ -305,20 +333,36 @@ def test_a_plan_chooses_among_the_candidates_given(lab: Client) -> None:
     assert err.value.status == 422 and "among the candidates" in str(err.value)
 
 
+@contextmanager
+def _agent_server(
+    tmp_path: Path, sqlite_url: str, imports: list[Path]
+) -> Iterator[tuple[EmbeddedServer, Client, DeviceOut]]:
+    with EmbeddedServer(make_settings(tmp_path, sqlite_url)) as server:
+        agent = start_agent(server.url, tmp_path)
+        try:
+            with Client(server.url, API_KEY) as client:
+                if imports:
+                    client.import_dataset(imports, "latbench")
+                [local] = [d for d in client.devices() if d.source == "agent"]
+                yield server, client, local
+        finally:
+            agent.close()
+
+
 @pytest.fixture
 def agent_lab(
     tmp_path: Path, sqlite_url: str
 ) -> Iterator[tuple[EmbeddedServer, Client, DeviceOut]]:
     """A server with a real local agent (its device the target) and three LatBench sources."""
-    with EmbeddedServer(make_settings(tmp_path, sqlite_url)) as server:
-        agent = start_agent(server.url, tmp_path)
-        try:
-            with Client(server.url, API_KEY) as client:
-                client.import_dataset(FEW, "latbench")
-                [local] = [d for d in client.devices() if d.source == "agent"]
-                yield server, client, local
-        finally:
-            agent.close()
+    with _agent_server(tmp_path, sqlite_url, FEW) as lab:
+        yield lab
+
+
+@pytest.fixture
+def cold_lab(tmp_path: Path, sqlite_url: str) -> Iterator[tuple[EmbeddedServer, Client, DeviceOut]]:
+    """A server with a real local agent and no other device: a lab's first campaign."""
+    with _agent_server(tmp_path, sqlite_url, []) as lab:
+        yield lab
 
 
 @pytest.mark.slow
@@ -399,6 +443,39 @@ def test_an_active_campaign_measures_in_rounds_with_an_estimate_after_each(
     assert "round 3: 10 archs measured; estimated error (cross-validated)" in status.stdout
 
 
+@pytest.mark.slow
+def test_a_first_campaign_without_sources_starts_cold_on_the_archs_own_costs(
+    cold_lab: tuple[EmbeddedServer, Client, DeviceOut],
+) -> None:
+    _, client, local = cold_lab
+    body = DatasetCreate(
+        name="cold",
+        space="nb201",
+        strategy=CampaignStrategy.active,
+        budget=8,
+        round_size=4,
+        device_ids=[local.id],
+        config=FAST,
+    )
+    created = client.create_dataset(body)
+    assert created.progress.archs == 4 and created.provenance["active"]["cold"] == {"pool_seed": 0}
+    done = client.wait_dataset(created.id, timeout_s=600)
+    active = done.provenance["active"]
+    assert done.state == DatasetState.done and "error" not in active, active
+    assert [(r.round, r.measured) for r in done.rounds] == [(1, 4), (2, 8)]
+    assert all(r.served.startswith("linear:") and r.cv["n"] == r.measured for r in done.rounds)
+    assert len({r["arch"] for r in client.dataset_rows(done.id)}) == 8
+
+    predictor = client.predictor(active["predictor_id"])
+    assert predictor.kind == "gcn" and predictor.current and predictor.device_id == local.id
+    assert predictor.metrics["served"] == done.rounds[-1].served
+    space = Nb201()
+    unseen = [space.encode(space.from_index(i)) for i in (7, 700, 7000)]
+    out = client.predict(local.id, space="nb201", archs=list[str | int](unseen))
+    assert out.version == predictor.id
+    assert all(p.latency_ms > 0 for p in out.predictions)
+
+
 def test_active_campaign_requests_are_checked_before_anything_is_stored(
     lab: Client, device: object
 ) -> None:
@@ -414,9 +491,14 @@ def test_active_campaign_requests_are_checked_before_anything_is_stored(
     assert "needs a budget" in refused(strategy="active")
     assert "not archs or n" in refused(strategy="active", budget=6, n=6)
     assert "for strategy=active" in refused(n=6, budget=6)
-    assert "the sources share" in refused(strategy="active", budget=20_000)
-    assert "no other device has latencies" in refused(
-        strategy="active", budget=6, space="proxyless"
+    assert "the sources cover" in refused(strategy="active", budget=20_000)
+    # no other device has the space: a cold start, among a sample of it
+    assert "chooses among 500 sampled archs" in refused(
+        strategy="active", budget=600, space="proxyless"
+    )
+    latbench_device = next(d.id for d in lab.devices() if d.source != "agent")
+    assert "no other device has latencies for proxyless among the sources named" in refused(
+        strategy="active", budget=6, space="proxyless", sources=[latbench_device]
     )
     assert [d.name for d in lab.datasets()] == ["latbench"]  # nothing stored
 

@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from latlab.cli.common import (
+    CURRENT_HINT,
     add_json_flag,
     add_runtime_flags,
     add_sources_flag,
@@ -30,7 +31,7 @@ __all__ = ["add_parsers"]
 def describe(p: PredictorOut) -> str:
     cv = p.metrics.get("cv") or {}
     sources = p.training.get("config", {}).get("sources", [])
-    state = "current" if p.current else "not current (latlab predictors --current ID)"
+    state = "current" if p.current else CURRENT_HINT
     return (
         f"transfer predictor {p.id[:12]} v{p.version} for {p.device_id[:12]} ({p.runtime}), "
         f"{state}: {p.training.get('samples')} samples, {len(sources)} source devices, "
@@ -61,7 +62,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
                 return 0
             where = "to measure" if plan.measure else "taken from its imported latencies"
             print(
-                f"{len(plan.archs)} archs {where} ({len(plan.sources)} source devices share "
+                f"{len(plan.archs)} archs {where} ({len(plan.sources)} source devices cover "
                 f"{plan.shared_archs}):"
             )
             for arch in plan.archs:

@@ -22,6 +22,7 @@ from latlab.runtimes import DEFAULT_RUNTIME, RuntimeConfig, parse_config, runtim
 from latlab.schemas import Deleted
 
 __all__ = [
+    "CURRENT_HINT",
     "TRANSFER_TIMEOUT_S",
     "UsageError",
     "add_delete_flags",
@@ -49,6 +50,12 @@ __all__ = [
     "table",
     "write_output",
 ]
+
+#: What a registration that did not become current says (the registry's rule kept another).
+CURRENT_HINT = (
+    "not current: the current version validates better "
+    "(latlab predictors --current ID to serve this one)"
+)
 
 
 class UsageError(Exception):

@@ -248,7 +248,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=CampaignStrategy.fixed.value,
         help="fixed: the archs given or sampled; active: --budget archs on one device in "
         "rounds, each covering what the measured ones leave uncovered, with the transfer "
-        "predictor's estimated error after each (needs other devices' latencies for the space)",
+        "predictor's estimated error after each (a lab's first campaign of the space, without "
+        "other devices' latencies, starts cold: the archs' own costs)",
     )
     b.add_argument("--budget", type=int, help="active: archs to measure in all")
     b.add_argument("--round-size", type=int, help="active: archs per round (default budget/4)")

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from latlab.cli.common import client_from, figure, full_ids, require_extras
+from latlab.cli.common import CURRENT_HINT, client_from, figure, full_ids, require_extras
 
 __all__ = ["cmd_train"]
 
@@ -65,10 +65,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         Path(args.plot).write_bytes(run.plot_png)
         print(f"plot {args.plot}")
     if run.registered is not None:
-        print(
-            f"{run.registered.id}  version {run.registered.version} of {device.id} "
-            f"({device.name}, {run.registered.runtime}), current"
-        )
+        r = run.registered
+        state = "current" if r.current else CURRENT_HINT
+        print(f"{r.id}  version {r.version} of {device.id} ({device.name}, {r.runtime}), {state}")
     return 0
 
 

@@ -51,10 +51,18 @@ def upload_predictor(
     space: Annotated[str | None, Form(max_length=50)] = None,
     space_params: Annotated[str | None, Form(max_length=1000)] = None,
     training: Annotated[str | None, Form(max_length=100_000)] = None,
-    current: Annotated[bool, Form()] = True,
+    current: Annotated[
+        bool | None,
+        Form(
+            description="serve it for auto predictions; left out: when it is the first version "
+            "of its device + runtime + space, or its cross-validated error (metrics.cv.mape) "
+            "is lower than the current version's"
+        ),
+    ] = None,
     plot: Annotated[UploadFile | None, File(description="pred-vs-true scatter, PNG")] = None,
 ) -> PredictorOut:
-    """Register a trained predictor as the next version for the device + runtime."""
+    """Register a trained predictor as the next version for the device + runtime; ``current``
+    in the answer says whether it serves ``auto`` predictions."""
     check_declared_length(request, MAX_ARTIFACT_BYTES)
     params = _json_object(space_params, "space_params")
     if not all(isinstance(v, int) for v in params.values()):
@@ -90,7 +98,8 @@ def get_predictor(predictor_id: str, session: SessionDep) -> PredictorOut:
 @router.delete("/predictors/{predictor_id}", response_model=Deleted, dependencies=[UserWrite])
 def delete_predictor(predictor_id: str, session: SessionDep, state: StateDep) -> Deleted:
     """Delete the version, its artifact and plot. If it was current, the newest older version
-    of its device + runtime becomes current (``current_predictor`` in the answer), else none."""
+    of its device + runtime + space becomes current (``current_predictor`` in the answer), else
+    none."""
     return service.delete_predictor(session, state.blobs, predictor_id)
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, or_, select, update
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from latlab.server.db import affected
 from latlab.server.tables import Predictor
 
 __all__ = [
+    "Scope",
     "add",
     "clear_current",
     "current_of",
@@ -46,17 +50,47 @@ def latest_version(session: Session, device_id: str, runtime: str) -> int:
     return session.scalar(query) or 0
 
 
-def clear_current(session: Session, device_id: str, runtime: str) -> None:
-    """No version of the device + runtime is current any more."""
-    session.execute(
-        update(Predictor)
-        .where(Predictor.device_id == device_id, Predictor.runtime == runtime)
-        .values(current=False)
+@dataclass(frozen=True)
+class Scope:
+    """The versions one of which is current: a device + runtime's predictors for one space
+    and its parameters (or for whole models: space None)."""
+
+    device_id: str
+    runtime: str
+    space: str | None
+    space_params: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: Predictor) -> Scope:
+        return cls(row.device_id, row.runtime, row.space, dict(row.space_params))
+
+
+def _in_scope(session: Session, scope: Scope, *where: ColumnElement[bool]) -> list[Predictor]:
+    """The scope's rows that also meet ``where``, highest version first (the space parameters,
+    a JSON column, are compared here)."""
+    space = Predictor.space.is_(None) if scope.space is None else Predictor.space == scope.space
+    rows = session.scalars(
+        select(Predictor)
+        .where(
+            Predictor.device_id == scope.device_id,
+            Predictor.runtime == scope.runtime,
+            space,
+            *where,
+        )
+        .order_by(Predictor.version.desc())
     )
+    return [r for r in rows if dict(r.space_params) == scope.space_params]
+
+
+def clear_current(session: Session, scope: Scope) -> None:
+    """No version of the scope is current any more."""
+    ids = [r.id for r in _in_scope(session, scope, Predictor.current.is_(True))]
+    if ids:
+        session.execute(update(Predictor).where(Predictor.id.in_(ids)).values(current=False))
 
 
 def current_of(session: Session, device_id: str) -> list[Predictor]:
-    """The device's current predictors (one per runtime), newest first."""
+    """The device's current predictors (one per runtime and space), newest first."""
     return list(
         session.scalars(
             select(Predictor)
@@ -66,29 +100,16 @@ def current_of(session: Session, device_id: str) -> list[Predictor]:
     )
 
 
-def current_version(session: Session, device_id: str, runtime: str) -> Predictor | None:
-    """The device + runtime's current version, if one is."""
-    return session.scalar(
-        select(Predictor).where(
-            Predictor.device_id == device_id,
-            Predictor.runtime == runtime,
-            Predictor.current.is_(True),
-        )
-    )
+def current_version(session: Session, scope: Scope) -> Predictor | None:
+    """The scope's current version, if one is."""
+    rows = _in_scope(session, scope, Predictor.current.is_(True))
+    return rows[0] if rows else None
 
 
-def newest_before(session: Session, device_id: str, runtime: str, version: int) -> Predictor | None:
-    """The device + runtime's highest version below ``version``, if any."""
-    return session.scalar(
-        select(Predictor)
-        .where(
-            Predictor.device_id == device_id,
-            Predictor.runtime == runtime,
-            Predictor.version < version,
-        )
-        .order_by(Predictor.version.desc())
-        .limit(1)
-    )
+def newest_before(session: Session, scope: Scope, version: int) -> Predictor | None:
+    """The scope's highest version below ``version``, if any."""
+    rows = _in_scope(session, scope, Predictor.version < version)
+    return rows[0] if rows else None
 
 
 def delete_predictor(session: Session, predictor_id: str) -> int:

@@ -1,10 +1,13 @@
 """The predictor registry: every trained predictor is a version of its device + runtime, with
 its artifact (and scatter plot) in the blob store, what it was trained on and its held-out
-metrics; one version per device + runtime is current."""
+metrics. One version per scope (device + runtime + space and its parameters) is current: the
+one ``auto`` predictions use. A registration becomes current when the caller says so, or by the
+rule (``becomes_current``): none is, or its cross-validated error is lower than the current's."""
 
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from typing import Any
 
@@ -21,11 +24,13 @@ from latlab.server.errors import InvalidInput
 from latlab.server.models import repository as models
 from latlab.server.predict.sources import Source
 from latlab.server.registry import repository
+from latlab.server.registry.repository import Scope
 from latlab.server.tables import Predictor
 from latlab.server.uploads import scratch_file
 from latlab.spaces import get_space
 
 __all__ = [
+    "becomes_current",
     "delete_predictor",
     "get_predictor",
     "list_predictors",
@@ -34,6 +39,7 @@ __all__ = [
     "predictor_source",
     "predictor_sources",
     "register_predictor",
+    "validated_error",
 ]
 
 log = logging.getLogger(__name__)
@@ -59,8 +65,10 @@ def register_predictor(
     space: str | None,
     space_params: dict[str, int],
     training: dict[str, Any],
-    current: bool,
+    current: bool | None = None,
 ) -> PredictorOut:
+    """``current``: None applies the rule (``becomes_current``); True or False is the caller's
+    choice."""
     device = get_device(session, device_id)
     model = read_artifact(artifact)  # any registered kind; the header names it
     report = model.describe()
@@ -69,8 +77,12 @@ def register_predictor(
     if plot_png is not None and not plot_png.startswith(PNG_SIGNATURE):
         raise InvalidInput("the plot is not a PNG image")
     latest = repository.latest_version(session, device.id, runtime)
+    scope = Scope(device.id, runtime, space, dict(space_params))
+    metrics = report.get("metrics") or {}
+    if current is None:
+        current = becomes_current(repository.current_version(session, scope), metrics)
     if current:
-        repository.clear_current(session, device.id, runtime)
+        repository.clear_current(session, scope)
     row = Predictor(
         id=uuid.uuid4().hex,
         device_id=device.id,
@@ -81,7 +93,7 @@ def register_predictor(
         version=latest + 1,
         current=current,
         training={**training, "config": report.get("training_config", training.get("config"))},
-        metrics=report.get("metrics", {}),
+        metrics=metrics,
         artifact_sha256=_store(blobs, settings, artifact),
         artifact_bytes=len(artifact),
         plot_sha256=_store(blobs, settings, plot_png) if plot_png is not None else None,
@@ -89,6 +101,26 @@ def register_predictor(
     )
     repository.add(session, row)
     return predictor_out(row)
+
+
+def validated_error(metrics: dict[str, Any]) -> float | None:
+    """A version's cross-validated mean relative error (``metrics.cv.mape``), if it reports
+    one: what registrations are compared by."""
+    cv = metrics.get("cv")
+    mape = cv.get("mape") if isinstance(cv, dict) else None
+    return float(mape) if isinstance(mape, int | float) and math.isfinite(mape) else None
+
+
+def becomes_current(current: Predictor | None, metrics: dict[str, Any]) -> bool:
+    """Whether a new version with these metrics should serve ``auto`` predictions instead of
+    ``current`` (its scope's current version): when none is, or the new one's cross-validated
+    error is lower; when either reports none, the newer one (the registrant's intent)."""
+    if current is None:
+        return True
+    theirs, ours = validated_error(current.metrics or {}), validated_error(metrics)
+    if theirs is None or ours is None:
+        return True
+    return ours < theirs
 
 
 def predictor_out(row: Predictor) -> PredictorOut:
@@ -119,7 +151,7 @@ def list_predictors(session: Session, device_id: str | None) -> list[PredictorOu
 
 def make_current(session: Session, predictor_id: str) -> PredictorOut:
     row = get_predictor(session, predictor_id)
-    repository.clear_current(session, row.device_id, row.runtime)
+    repository.clear_current(session, Scope.of(row))
     row.current = True
     session.flush()
     return predictor_out(row)
@@ -127,20 +159,20 @@ def make_current(session: Session, predictor_id: str) -> PredictorOut:
 
 def delete_predictor(session: Session, blobs: BlobStore, predictor_id: str) -> Deleted:
     """Delete the version and its artifact and plot (after the commit, unless another row
-    names the same bytes). If it was current, the newest older version of its device +
-    runtime becomes current, else none is (predictions fall back to the device's other
+    names the same bytes). If it was current, the newest older version of its scope
+    becomes current, else none is (predictions fall back to the device's other
     sources). Its version number may be given again: the next upload after the highest
     version's delete takes that number."""
     row = get_predictor(session, predictor_id)
     made_current = 0
     if row.current:
-        previous = repository.newest_before(session, row.device_id, row.runtime, row.version)
+        previous = repository.newest_before(session, Scope.of(row), row.version)
         if previous is not None:
             previous.current = True
             made_current = 1
         now_current = previous
     else:
-        now_current = repository.current_version(session, row.device_id, row.runtime)
+        now_current = repository.current_version(session, Scope.of(row))
     n = repository.delete_predictor(session, row.id)
     session.flush()
     unused = 0

@@ -44,18 +44,21 @@ from latlab.server.datasets import repository as datasets
 from latlab.server.devices import repository as device_repository
 from latlab.server.devices.service import get_device
 from latlab.server.errors import InvalidInput
-from latlab.server.registry import repository as registry
 from latlab.server.registry.service import register_predictor
 from latlab.server.tables import Device
 from latlab.spaces import GraphForm, get_space
 from latlab.untrusted import excerpt
 
-__all__ = ["Resolved", "fit", "plan", "resolve", "served"]
+__all__ = ["NoSources", "Resolved", "fit", "plan", "resolve", "served"]
 
 log = logging.getLogger(__name__)
 
 #: An imported device's form when its import named none.
 UNKNOWN_FORM = "unknown"
+
+
+class NoSources(InvalidInput):
+    """No other device has latencies for the space (a 422)."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ def resolve(session: Session, body: TransferSources) -> Resolved:
     own = table.get((target.id, form), {})
     sources = {key: t for key, t in table.items() if key[0] != target.id}
     if not sources:
-        raise InvalidInput(
+        raise NoSources(
             f"no other device has latencies for {body.space}"
             + (" among the sources named" if source_ids is not None else "")
             + ": import published ones (latlab dataset import FILE...) or measure a campaign"
@@ -143,14 +146,14 @@ def plan(session: Session, body: TransferPlanIn) -> TransferPlanOut:
         if not allowed:
             raise InvalidInput(
                 f"none of the {len(asked)} candidates is among the {len(basis.table.archs)} "
-                "archs the sources share"
+                "archs the sources cover"
             )
     if not measure:
         allowed = [a for a in allowed if a in resolved.own]
         if not allowed:
             raise InvalidInput(
                 f"device {excerpt(target.name)} has no agent to measure on and none of the "
-                f"{len(basis.table.archs)} archs the sources share among its latencies for "
+                f"{len(basis.table.archs)} archs the sources cover among its latencies for "
                 f"{body.space} ({resolved.form} form)"
             )
     candidates = None if len(allowed) == len(basis.table.archs) else allowed
@@ -158,7 +161,7 @@ def plan(session: Session, body: TransferPlanIn) -> TransferPlanOut:
     if body.samples > pool:
         raise InvalidInput(
             f"{body.samples} samples asked for, but only {pool} archs can be chosen: "
-            "those every source has"
+            "those at least half of the sources have"
             + (", among the candidates" if body.candidates is not None else "")
             + ("" if measure else ", that the imported device has")
         )
@@ -199,7 +202,7 @@ def fit(
     if len(usable) < MIN_SAMPLES or resolved.runtime is None:
         raise InvalidInput(
             f"device {excerpt(target.name)} has {len(usable)} measured archs of {body.space} "
-            f"that the sources share; a transfer predictor needs at least {MIN_SAMPLES}: "
+            f"that the sources cover; a transfer predictor needs at least {MIN_SAMPLES}: "
             "plan and measure some (latlab adapt)"
         )
     latency = [own[a] for a in usable]
@@ -223,11 +226,6 @@ def fit(
         log_std.astype(np.float32),
         meta,
     )
-    current = (
-        body.current
-        if body.current is not None
-        else _better(session, target.id, resolved.runtime, cv)
-    )
     out = register_predictor(
         session,
         blobs,
@@ -239,7 +237,7 @@ def fit(
         space=body.space,
         space_params=dict(body.space_params),
         training={"kind": "transfer", "form": resolved.form, "samples": len(usable)},
-        current=current,
+        current=body.current,
     )
     log.info(
         "transfer predictor fitted",
@@ -267,15 +265,3 @@ def served(
         features,
     )
     return chosen, log_mean, log_std
-
-
-def _better(session: Session, device_id: str, runtime: str, cv: dict[str, Any]) -> bool:
-    """Whether a new version with these cross-validated metrics should be the current one: no
-    current version, or one whose cross-validated mean relative error is larger."""
-    current = registry.current_version(session, device_id, runtime)
-    if current is None:
-        return True
-    theirs = (current.metrics or {}).get("cv") or {}
-    if not isinstance(theirs, dict) or theirs.get("mape") is None or cv.get("mape") is None:
-        return False
-    return float(cv["mape"]) < float(theirs["mape"])
