@@ -84,18 +84,26 @@ def test_depthwise_conv_relu6_and_fused_activations_export() -> None:
     assert "RELU6" not in op_names(model)  # fused into the convolutions
 
 
-def test_an_op_without_a_tflite_form_is_a_clear_error() -> None:
+def test_a_grouped_conv_is_conv_2d_with_a_filter_of_its_group_s_channels() -> None:
     b = GraphBuilder("grouped", (1, 8, 8, 8))
-    graph = b.build(b.conv("g", b.input, 8, 3, groups=2))
-    with pytest.raises(TfliteExportError, match="grouped"):
+    expected, got, model = run_both(b.build(b.conv("g", b.input, 12, 3, groups=2)))
+    scale = float(np.abs(expected).max())
+    np.testing.assert_allclose(got.transpose(0, 3, 1, 2), expected, rtol=0, atol=1e-5 * scale)
+    assert op_names(model) == ["CONV_2D"]
+
+
+def test_an_op_without_a_tflite_form_is_a_clear_error() -> None:
+    b = GraphBuilder("odd", (1, 8, 8, 8))
+    graph = b.build(b._add("odd", "Sigmoid", [b.input], b.shape(b.input)))
+    with pytest.raises(TfliteExportError, match="Sigmoid"):
         to_tflite(graph)
 
 
-@pytest.mark.parametrize("seed", [0, 5])
-def test_layerwise_archs_give_the_same_outputs_in_both_runtimes(seed: int) -> None:
-    from latlab.spaces.proxyless import Proxyless
+@pytest.mark.parametrize(("name", "seed"), [("proxyless", 0), ("proxyless", 5), ("fbnet", 0)])
+def test_layerwise_archs_give_the_same_outputs_in_both_runtimes(name: str, seed: int) -> None:
+    from latlab.spaces import get_space
 
-    space = Proxyless(resolution=64)
+    space = get_space(name, resolution=64)
     [arch] = space.sample(1, seed)
     expected, got, model = run_both(space.graph(arch), seed)
     scale = max(1.0, float(np.abs(expected).max()))

@@ -100,6 +100,8 @@ def test_isomorphic_cells_share_a_unique_key() -> None:
         "15625",
         "-1",
         "hello",
+        "²",  # a digit to str.isdigit, not to int
+        "0,0,0,0,0,²",
     ],
 )
 def test_a_malformed_arch_is_an_arch_error(bad: str) -> None:

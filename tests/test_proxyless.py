@@ -33,7 +33,14 @@ def test_the_size_counts_skips_only_where_allowed() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "k3e6", "-".join(["k9e6"] * 21), "-".join(["skip"] + ["k3e6"] * 20), str(Proxyless.size)],
+    [
+        "",
+        "k3e6",
+        "-".join(["k9e6"] * 21),
+        "-".join(["skip"] + ["k3e6"] * 20),
+        str(Proxyless.size),
+        "²",  # a digit to str.isdigit, not to int
+    ],
 )
 def test_a_malformed_arch_is_an_arch_error(bad: str) -> None:
     with pytest.raises(ArchError):

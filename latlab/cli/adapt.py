@@ -23,7 +23,7 @@ from latlab.cli.common import (
 )
 from latlab.progress import dataset_bar
 from latlab.schemas import PredictorOut, TransferPlanIn
-from latlab.spaces import GraphForm
+from latlab.spaces import SPACES, GraphForm
 
 __all__ = ["add_parsers"]
 
@@ -100,7 +100,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         )
     )
     a.add_argument("--device", required=True, help="the device's id or name")
-    a.add_argument("--space", required=True, help="nb201, proxyless")
+    a.add_argument("--space", required=True, help=", ".join(SPACES))
     a.add_argument("--param", action="append", metavar="KEY=INT", help="space parameter")
     a.add_argument(
         "--samples", type=int, default=20, help="archs to measure on the device (default 20)"

@@ -40,7 +40,7 @@ from latlab.schemas import (
     DatasetOut,
     DatasetState,
 )
-from latlab.spaces import GraphForm
+from latlab.spaces import SPACES, GraphForm
 
 __all__ = ["add_parsers"]
 
@@ -212,7 +212,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     ds = d.add_subparsers(dest="dataset_cmd", required=True)
 
     b = add_user_flags(ds.add_parser("build", help="measure archs of a space on devices"))
-    b.add_argument("--space", required=True, help="nb201, proxyless")
+    b.add_argument("--space", required=True, help=", ".join(SPACES))
     b.add_argument("--param", action="append", metavar="KEY=INT", help="space parameter")
     b.add_argument("--n", type=int, help="sample this many archs (with --seed)")
     b.add_argument("--seed", type=int, default=0)

@@ -26,6 +26,7 @@ from latlab.cli.common import (
 from latlab.cli.predict import add_predict_flags
 from latlab.progress import follow_lut
 from latlab.schemas import LutCreate, LutFormat, LutOut, LutSource, LutState
+from latlab.spaces import SPACES
 
 __all__ = ["add_parsers"]
 
@@ -137,7 +138,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     b = add_user_flags(ls.add_parser("build", help="build a LUT for a device"))
     b.add_argument("--device", required=True, help="device id or name")
     b.add_argument("--source", choices=[s.value for s in LutSource], default="micro-models")
-    b.add_argument("--space", help="micro-models of archs of this space (nb201, proxyless)")
+    b.add_argument(
+        "--space", help="micro-models of archs of this space (" + ", ".join(SPACES) + ")"
+    )
     b.add_argument("--param", action="append", metavar="KEY=INT", help="space parameter")
     b.add_argument("--n", type=int, help="sample this many archs (default 100)")
     b.add_argument("--seed", type=int, default=0)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from latlab.cli.common import UsageError
+from latlab.spaces import SPACES
 
 __all__ = ["add_parsers"]
 
@@ -69,7 +70,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         dest="space_cmd", required=True
     )
     si = sp.add_parser("info", help="size, encodings and an example")
-    si.add_argument("space", help="search space name (nb201, proxyless)")
+    si.add_argument("space", help="search space name (" + ", ".join(SPACES) + ")")
     si.set_defaults(func=cmd_space_info)
     se = sp.add_parser("export", help="one architecture as a model file")
     se.add_argument("space")

@@ -220,6 +220,11 @@ class _Writer:
                 self.s.BuiltinOptions.DepthwiseConv2DOptions,
             )
             filt = w.transpose(1, 2, 3, 0)  # (C, 1, kh, kw) -> (1, kh, kw, C)
+        elif w.shape[1] * groups == c_in:
+            # a grouped conv is CONV_2D with a filter of c_in / groups channels (TFLite 2.9+)
+            opts = self.s.Conv2DOptionsT()
+            code, opts_type = self.s.BuiltinOperator.CONV_2D, self.s.BuiltinOptions.Conv2DOptions
+            filt = w.transpose(0, 2, 3, 1)  # OIHW -> OHWI, I = c_in / groups
         else:
             raise TfliteExportError(
                 f"{node.name}: grouped convolution (groups={groups}) has no TFLite form"

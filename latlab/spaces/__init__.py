@@ -13,6 +13,7 @@ from latlab.spaces.base import (
     UnknownSpace,
     check_params,
 )
+from latlab.spaces.fbnet import Fbnet
 from latlab.spaces.nb201 import Nb201
 from latlab.spaces.proxyless import Proxyless
 from latlab.untrusted import excerpt
@@ -31,6 +32,7 @@ __all__ = [
 SPACES: dict[str, type[Any]] = {
     Nb201.name: Nb201,
     Proxyless.name: Proxyless,
+    Fbnet.name: Fbnet,
 }
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "SpaceParamError",
     "UnknownSpace",
     "check_params",
+    "is_integer",
 ]
 
 
@@ -67,6 +68,12 @@ class Param:
         if not self.low <= value <= self.high or value % self.multiple_of:
             raise SpaceParamError(f"{space} {name} must be {self.describe()}; got {value}")
         return value
+
+
+def is_integer(text: str) -> bool:
+    """Whether ``text`` is a non-negative integer in ASCII digits (``str.isdigit`` also says
+    yes to digits ``int`` refuses, such as superscripts)."""
+    return text.isascii() and text.isdigit()
 
 
 def check_params(space: str, params: Mapping[str, Param], values: Mapping[str, Any]) -> None:

@@ -42,7 +42,14 @@ from typing import ClassVar
 import numpy as np
 
 from latlab.graph import GraphBuilder, OpGraph
-from latlab.spaces.base import ArchError, GraphForm, Param, SpaceParamError, check_params
+from latlab.spaces.base import (
+    ArchError,
+    GraphForm,
+    Param,
+    SpaceParamError,
+    check_params,
+    is_integer,
+)
 from latlab.untrusted import excerpt
 
 __all__ = ["EDGES", "OPS", "Nb201", "Nb201Arch"]
@@ -204,12 +211,12 @@ class Nb201:
         if isinstance(arch, int):
             return self.from_index(arch)
         text = arch.strip()
-        if text.lstrip("-").isdigit():
+        if is_integer(text.lstrip("-")):
             return self.from_index(int(text))
         if text.startswith("|"):
             return self.from_string(text)
         parts = text.strip("()[]").split(",")
-        if len(parts) == len(EDGES) and all(p.strip().isdigit() for p in parts):
+        if len(parts) == len(EDGES) and all(is_integer(p.strip()) for p in parts):
             return self.from_vector([int(p) for p in parts])
         raise ArchError(
             f"not a NAS-Bench-201 arch: {excerpt(arch)} (give an index, a string or a vector)"

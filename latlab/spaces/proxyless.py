@@ -22,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 
 from latlab.graph import GraphBuilder, OpGraph
-from latlab.spaces.base import ArchError, GraphForm, Param, check_params
+from latlab.spaces.base import ArchError, GraphForm, Param, check_params, is_integer
 from latlab.untrusted import excerpt
 
 __all__ = ["CHOICES", "Proxyless", "ProxylessArch"]
@@ -115,7 +115,7 @@ class Proxyless:
         if isinstance(arch, int):
             return self.from_index(arch)
         text = arch.strip()
-        return self.from_index(int(text)) if text.isdigit() else self.from_string(text)
+        return self.from_index(int(text)) if is_integer(text) else self.from_string(text)
 
     def encode(self, arch: ProxylessArch) -> str:
         return arch.string
