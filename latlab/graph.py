@@ -290,6 +290,21 @@ class GraphBuilder:
             self.shape(x),
         )
 
+    def hard_swish(self, name: str, x: str) -> str:
+        """``x * relu6(x + 3) / 6`` (MobileNetV3's h-swish)."""
+        return self._add(name, "HardSwish", [x], self.shape(x))
+
+    def hard_sigmoid(self, name: str, x: str) -> str:
+        """``relu6(x + 3) / 6`` (MobileNetV3's h-sigmoid: ONNX HardSigmoid, alpha 1/6)."""
+        return self._add(name, "HardSigmoid", [x], self.shape(x), alpha=1.0 / 6.0, beta=0.5)
+
+    def mul(self, name: str, x: str, scale: str) -> str:
+        """``x * scale``, ``scale`` one value per channel (N, C, 1, 1): a squeeze-excite gate."""
+        n, c = self.shape(x)[:2]
+        if self.shape(scale) != (n, c, 1, 1):
+            raise ValueError(f"Mul {name}: {self.shape(scale)} is not one value per channel")
+        return self._add(name, "Mul", [x, scale], self.shape(x))
+
     def add(self, name: str, a: str, b: str) -> str:
         if self.shape(a) != self.shape(b):
             raise ValueError(f"Add {name}: shapes {self.shape(a)} and {self.shape(b)} differ")

@@ -343,7 +343,9 @@ def test_a_lasting_drift_is_kept_and_marked_not_measured_again(
 
     rows = export_rows(client, dataset.id)
     assert [r["canary"] for r in rows] == ["ok"] * (len(ARCHS) - EVERY) + ["drifted"] * EVERY
-    assert all(float(r["canary_drift_pct"]) > 150 for r in rows[-EVERY:])
+    # slowed 3x: +200 % against a reference taken at the campaign's start; a host busy then
+    # lowers the figure (the reference is slow too), so the check is the limit itself
+    assert all(float(r["canary_drift_pct"]) > LIMIT_PCT for r in rows[-EVERY:])
     archive = zipfile.ZipFile(io.BytesIO(client.export_dataset(dataset.id, DatasetFormat.latbench)))
     assert f"{EVERY} of {len(ARCHS)} rows drifted" in archive.read("README.md").decode()
 

@@ -18,7 +18,7 @@ from latlab.quality import Verdict
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
 from latlab.schemas import DatasetCreate, DatasetFormat, JobState
 from latlab.server.embedded import EmbeddedServer
-from latlab.spaces import GraphForm
+from latlab.spaces import GraphForm, get_space
 from latlab.spaces.nb201 import Nb201
 from tests.factories import register, wait_for
 from tests.test_e2e import RunningAgent, start_agent
@@ -217,3 +217,32 @@ def test_an_import_records_the_form_it_is_told_or_unknown(client: Client) -> Non
     with pytest.raises(ApiError, match="several graph forms"):
         client.import_dataset([("e.zip", exported)], "clash", form=GraphForm.pruned)
     assert [d.name for d in client.datasets()] == ["a", "b", "back"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("space_name", ["fbnet", "ofa"])
+def test_a_campaign_measures_a_published_space_and_exports_the_published_keys(
+    client: Client, agent: RunningAgent, space_name: str
+) -> None:
+    """HELP's spaces: their archs measured, exported as LatBench pickles keyed by the arch's
+    vector (FBNet's op indices; OFA's resolution, depths, kernels and expansions) and read back
+    by the importer."""
+    [device] = client.devices()
+    created = client.create_dataset(
+        DatasetCreate(
+            name=space_name, space=space_name, n=2, seed=2, device_ids=[device.id], config=FAST
+        )
+    )
+    done = client.wait_dataset(created.id, timeout_s=300)
+    assert done.state == "done" and done.progress.done == 2, done
+    space = get_space(space_name)
+    archs = space.sample(2, seed=2)
+    table = pickle.loads(
+        unzip(client.export_dataset(done.id, DatasetFormat.latbench))["cpu-0.pickle"]
+    )
+    assert set(table) == {a.vector for a in archs}
+    assert all(0 < s < 1 for s in table.values())  # seconds
+    again = client.import_dataset(
+        [("again.pickle", pickle.dumps(table))], "again", space=space_name
+    )
+    assert {r["arch"] for r in client.dataset_rows(again.id)} == {a.string for a in archs}

@@ -99,13 +99,38 @@ def test_an_op_without_a_tflite_form_is_a_clear_error() -> None:
         to_tflite(graph)
 
 
-@pytest.mark.parametrize(("name", "seed"), [("proxyless", 0), ("proxyless", 5), ("fbnet", 0)])
-def test_layerwise_archs_give_the_same_outputs_in_both_runtimes(name: str, seed: int) -> None:
+@pytest.mark.parametrize(
+    ("name", "params", "seed"),
+    [
+        ("proxyless", {"resolution": 64}, 0),
+        ("proxyless", {"resolution": 64}, 5),
+        ("fbnet", {"resolution": 64}, 0),
+        ("ofa", {}, 0),  # h-swish, squeeze-excite (h-sigmoid, a per-channel MUL)
+        ("ofa", {}, 3),
+    ],
+)
+def test_layerwise_archs_give_the_same_outputs_in_both_runtimes(
+    name: str, params: dict[str, int], seed: int
+) -> None:
     from latlab.spaces import get_space
 
-    space = get_space(name, resolution=64)
+    space = get_space(name, **params)
     [arch] = space.sample(1, seed)
     expected, got, model = run_both(space.graph(arch), seed)
     scale = max(1.0, float(np.abs(expected).max()))
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * scale)
+    # float32 sums in another order, through 50-70 layers of random weights: OFA's deeper
+    # networks (h-swish after most convs) drift further (up to 6e-5 of the scale, seen); each
+    # of its ops alone agrees to 1e-6 (test_h_swish_and_squeeze_excite_export)
+    tolerance = 2e-4 if name == "ofa" else 1e-5
+    np.testing.assert_allclose(got, expected, rtol=0, atol=tolerance * scale)
     assert "DEPTHWISE_CONV_2D" in op_names(model)
+
+
+def test_h_swish_and_squeeze_excite_export() -> None:
+    b = GraphBuilder("se", (1, 8, 6, 6))
+    x = b.hard_swish("hs", b.conv("c", b.input, 8, 3))
+    gate = b.hard_sigmoid("g", b.conv("r", b.global_avg_pool("p", x), 8, 1, bias=True))
+    expected, got, model = run_both(b.build(b.mul("m", x, gate)))
+    scale = float(np.abs(expected).max())
+    np.testing.assert_allclose(got.transpose(0, 3, 1, 2), expected, rtol=0, atol=1e-6 * scale)
+    assert op_names(model) == ["CONV_2D", "HARD_SWISH", "MEAN", "CONV_2D", "ADD", "MUL", "MUL"]

@@ -3,12 +3,8 @@ encodings, costs written out by hand, runnable exports."""
 
 from __future__ import annotations
 
-import io
 import json
-import pickle
-import zipfile
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -24,12 +20,8 @@ from latlab.onnx_summary import load_onnx
 from latlab.opkey import graph_cost
 from latlab.predictors.pipeline import train_for_device
 from latlab.predictors.presets import PRESETS
-from latlab.schemas import DatasetCreate, DatasetFormat
-from latlab.server.embedded import EmbeddedServer
 from latlab.spaces import ArchError, get_space
 from latlab.spaces.fbnet import LAYERS, OPS, Fbnet, FbnetArch
-from tests.test_datasets import FAST
-from tests.test_e2e import start_agent
 
 SPACE = Fbnet()
 #: An arch as HELP and HW-NAS-Bench write it: op indices into OPS, one per layer.
@@ -182,28 +174,3 @@ def test_imported_published_latencies_train_a_predictor_that_serves_the_space(
     assert out.version == run.registered.id
     predicted = [p.latency_ms for p in out.predictions]
     assert spearman(predicted, [latency_ms(a) for a in unseen]) > 0.9
-
-
-@pytest.mark.slow
-def test_a_campaign_measures_fbnet_archs_and_exports_them_in_the_published_form(
-    client: Client, live_server: EmbeddedServer, tmp_path: Path
-) -> None:
-    agent = start_agent(live_server.url, tmp_path, name="cpu-0")
-    try:
-        [device] = client.devices()
-        created = client.create_dataset(
-            DatasetCreate(name="fbnet-cpu", space="fbnet", n=3, seed=2, device_ids=[device.id],
-                          config=FAST)
-        )  # fmt: skip
-        done = client.wait_dataset(created.id, timeout_s=300)
-    finally:
-        agent.close()
-    assert done.state == "done" and done.progress.done == 3, done
-    archs = SPACE.sample(3, seed=2)
-    with zipfile.ZipFile(io.BytesIO(client.export_dataset(done.id, DatasetFormat.latbench))) as z:
-        table = pickle.loads(z.read("cpu-0.pickle"))
-    assert set(table) == {a.ops for a in archs}  # op-index tuples, as HELP keys them
-    assert all(0 < s < 1 for s in table.values())  # seconds
-    again = client.import_dataset([("again.pickle", pickle.dumps(table))], "again", space="fbnet")
-    rows = client.dataset_rows(again.id)
-    assert {r["arch"] for r in rows} == {a.string for a in archs}

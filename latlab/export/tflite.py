@@ -287,14 +287,46 @@ class _Writer:
         )
 
     def _op_Mul(self, node: OpNode) -> None:
+        """By a constant, or by a per-channel gate (broadcast over H and W)."""
         x, c = node.inputs
-        if c not in self.graph.weights:
-            raise TfliteExportError(
-                f"{node.name}: only a multiplication by a constant is supported"
-            )
+        factor = self.const(c, self.values[c]) if c in self.graph.weights else self.activation(c)
         self.op(
             self.s.BuiltinOperator.MUL,
-            [self.activation(x), self.const(c, self.values[c])],
+            [self.activation(x), factor],
+            [self.activation(node.outputs[0])],
+            self.s.BuiltinOptions.MulOptions,
+            self.s.MulOptionsT(),
+        )
+
+    def _op_HardSwish(self, node: OpNode) -> None:
+        self.op(
+            self.s.BuiltinOperator.HARD_SWISH,
+            [self.activation(node.inputs[0])],
+            [self.activation(node.outputs[0])],
+        )
+
+    def _op_HardSigmoid(self, node: OpNode) -> None:
+        """``relu6(x + 3) / 6`` as TFLite converters write it: ADD (ReLU6 fused), MUL."""
+        alpha, beta = float(node.attr("alpha", 0.2)), float(node.attr("beta", 0.5))
+        if not (np.isclose(alpha, 1 / 6) and np.isclose(beta, 0.5)):
+            raise TfliteExportError(f"{node.name}: only HardSigmoid(1/6, 0.5) has a TFLite form")
+        shape = _nhwc(self.graph.spec(node.outputs[0]).shape)
+        shifted = self._tensor(f"{node.name}/relu6", shape)
+        opts = self.s.AddOptionsT()
+        opts.fusedActivationFunction = self.s.ActivationFunctionType.RELU6
+        self.op(
+            self.s.BuiltinOperator.ADD,
+            [
+                self.activation(node.inputs[0]),
+                self.const(f"{node.name}/three", np.array(3.0, np.float32)),
+            ],
+            [shifted],
+            self.s.BuiltinOptions.AddOptions,
+            opts,
+        )
+        self.op(
+            self.s.BuiltinOperator.MUL,
+            [shifted, self.const(f"{node.name}/sixth", np.array(1 / 6, np.float32))],
             [self.activation(node.outputs[0])],
             self.s.BuiltinOptions.MulOptions,
             self.s.MulOptionsT(),

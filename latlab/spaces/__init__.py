@@ -15,6 +15,7 @@ from latlab.spaces.base import (
 )
 from latlab.spaces.fbnet import Fbnet
 from latlab.spaces.nb201 import Nb201
+from latlab.spaces.ofa import Ofa
 from latlab.spaces.proxyless import Proxyless
 from latlab.untrusted import excerpt
 
@@ -33,6 +34,7 @@ SPACES: dict[str, type[Any]] = {
     Nb201.name: Nb201,
     Proxyless.name: Proxyless,
     Fbnet.name: Fbnet,
+    Ofa.name: Ofa,
 }
 
 
