@@ -16,7 +16,7 @@ from latlab.lut.fusion import Kernel, fuse
 from latlab.lut.table import LookupTable
 from latlab.runtimes import rules_for
 
-__all__ = ["EstimatedKernel", "LutPrediction", "kernel_latencies_us", "predict"]
+__all__ = ["EstimatedKernel", "LutPrediction", "calibrated_ms", "kernel_latencies_us", "predict"]
 
 
 @dataclass(frozen=True)
@@ -68,14 +68,19 @@ def kernel_latencies_us(
     return times, estimated
 
 
+def calibrated_ms(table: LookupTable, total_ms: float, kernels: int) -> float:
+    """The model's latency from its kernels' summed entries (ms) and their number."""
+    cal = table.calibration
+    latency_ms = cal.scale * total_ms - cal.per_kernel_us * kernels / 1e3 + cal.constant_ms
+    return max(latency_ms, 0.0)
+
+
 def predict(table: LookupTable, graph: OpGraph) -> LutPrediction:
     kernels = fuse(graph, rules_for(table.rules))
     times, estimated = kernel_latencies_us(table, kernels)
     total_ms = sum(times) / 1e3
-    cal = table.calibration
-    latency_ms = cal.scale * total_ms - cal.per_kernel_us * len(times) / 1e3 + cal.constant_ms
     return LutPrediction(
-        latency_ms=max(latency_ms, 0.0),
+        latency_ms=calibrated_ms(table, total_ms, len(times)),
         kernels=len(times),
         table_sum_ms=total_ms,
         estimated=tuple(estimated),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from latlab.untrusted import excerpt
 __all__ = [
     "ArchError",
     "GraphForm",
+    "Layerwise",
     "Param",
     "SearchSpace",
     "SpaceParamError",
@@ -130,3 +131,24 @@ class SearchSpace(Protocol[A]):
         where every cell of the network is the same), or the whole network; every op of the
         arch, dead or not (the features say which)."""
         ...
+
+
+@runtime_checkable
+class Layerwise(Protocol[A]):
+    """A space whose network is a fixed part plus one segment per slot (a layer or block),
+    each segment's ops depending only on its slot and the choice made there: a kernel-sum model
+    (a LUT) answers an arch as the sum of its segments' sums, from arrays, without its graph."""
+
+    def segments(self, arch: A) -> tuple[tuple[Hashable, Hashable], ...]:
+        """(slot, choice) for each part the arch's network has, the fixed part included."""
+        ...
+
+    def segment_of(self, arch: A, node: str) -> Hashable:
+        """The slot a node of the arch's graph (by name) belongs to."""
+        ...
+
+    def covering(self) -> list[A]:
+        """Archs whose segments together are every (slot, choice) the space has."""
+        ...
+
+    def graph(self, arch: A, form: GraphForm = GraphForm.pruned) -> OpGraph: ...

@@ -27,7 +27,7 @@ are parameters of the space.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -42,11 +42,17 @@ __all__ = ["LAYERS", "OPS", "Fbnet", "FbnetArch"]
 #: The ops in the published data's order (op index 0-8).
 OPS = ("k3_e1", "k3_e1_g2", "k3_e3", "k3_e6", "k5_e1", "k5_e1_g2", "k5_e3", "k5_e6", "skip")
 SKIP = OPS.index("skip")
+_INDEX_OF = {name: i for i, name in enumerate(OPS)}
 #: (kernel, expansion, groups) of ops 0-7.
 BLOCKS = ((3, 1, 1), (3, 1, 2), (3, 3, 1), (3, 6, 1), (5, 1, 1), (5, 1, 2), (5, 3, 1), (5, 6, 1))
 #: (channels, layers, stride of the first layer) of the CIFAR-100 network.
 STAGES = ((16, 1, 1), (24, 4, 1), (32, 4, 2), (64, 4, 2), (112, 4, 1), (184, 4, 2), (352, 1, 1))
 LAYERS = sum(n for _, n, _ in STAGES)
+#: A layer's node-name prefix (``s2.l3``) -> its index 0-21.
+_LAYER_OF = {
+    f"s{s}.l{i}": layer
+    for layer, (s, i) in enumerate((s, i) for s, (_, n, _) in enumerate(STAGES) for i in range(n))
+}
 STEM_CHANNELS = 16
 HEAD_CHANNELS = 1504
 
@@ -95,6 +101,17 @@ class Fbnet:
         check_params(self.name, self.params, {"resolution": resolution, "n_classes": n_classes})
         self.resolution = resolution
         self.n_classes = n_classes
+
+    def segments(self, arch: FbnetArch) -> tuple[tuple[Hashable, Hashable], ...]:
+        """The stem and head, then each layer and its op."""
+        return (("fixed", None), *enumerate(arch.ops))
+
+    def segment_of(self, arch: FbnetArch, node: str) -> Hashable:
+        return _LAYER_OF.get(".".join(node.split(".")[:2]), "fixed")
+
+    def covering(self) -> list[FbnetArch]:
+        """One arch per op, every layer that op."""
+        return [FbnetArch((op,) * LAYERS) for op in range(len(OPS))]
 
     def predictor_graph(self, arch: FbnetArch) -> OpGraph:
         """The whole network: its layers differ in shape along the network."""
@@ -145,7 +162,11 @@ class Fbnet:
             return self.from_ops(
                 [int(t) if is_integer(t.strip()) else t.strip() for t in text.split(",")]
             )
-        return self.from_ops(text.split("-"))
+        names = text.split("-")
+        ops = tuple(map(_INDEX_OF.get, names))
+        if len(ops) == LAYERS and None not in ops:  # the canonical form: a search job's batch
+            return FbnetArch(ops)  # type: ignore[arg-type]
+        return self.from_ops(names)  # says what is wrong
 
     def parse(self, arch: str | int) -> FbnetArch:
         if isinstance(arch, int):

@@ -27,7 +27,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -54,6 +54,7 @@ STAGES = (
 PER_STAGE = max(DEPTHS)
 BLOCKS = len(STAGES) * PER_STAGE
 CHOICES = tuple((k, e) for k in KERNELS for e in EXPANSIONS)
+_BLOCK_OF = {f"k{k}e{e}": (k, e) for k, e in CHOICES}
 #: Archs of one stage: its depth, then each used block's (ks, e).
 STAGE_SIZES = tuple(len(CHOICES) ** d for d in DEPTHS)
 STAGE_RADIX = sum(STAGE_SIZES)
@@ -124,6 +125,30 @@ class Ofa:
         check_params(self.name, self.params, {"n_classes": n_classes})
         self.n_classes = n_classes
 
+    def segments(self, arch: OfaArch) -> tuple[tuple[Hashable, Hashable], ...]:
+        """The stem, fixed first block and head at the arch's resolution, then each block a
+        stage uses, by resolution, stage and position, and its (ks, e)."""
+        r = arch.resolution
+        parts: list[tuple[Hashable, Hashable]] = [(("fixed", r), None)]
+        for s, stage in enumerate(arch.blocks):
+            for i, block in enumerate(stage):
+                parts.append(((r, s, i), block))
+        return tuple(parts)
+
+    def segment_of(self, arch: OfaArch, node: str) -> Hashable:
+        found = re.match(r"s(\d)\.b(\d)\.", node)
+        if found is None:
+            return ("fixed", arch.resolution)
+        return (arch.resolution, int(found.group(1)), int(found.group(2)))
+
+    def covering(self) -> list[OfaArch]:
+        """Per resolution and (ks, e): every stage 4 blocks of it."""
+        return [
+            OfaArch(r, (PER_STAGE,) * len(STAGES), ((block,) * PER_STAGE,) * len(STAGES))
+            for r in RESOLUTIONS
+            for block in CHOICES
+        ]
+
     def predictor_graph(self, arch: OfaArch) -> OpGraph:
         """The whole network: its blocks differ in shape along it."""
         return self.graph(arch)
@@ -191,9 +216,8 @@ class Ofa:
                 raise ArchError(f"stage {s}: {len(tokens)} blocks; a stage has 2, 3 or 4")
             parsed = []
             for token in tokens:
-                found = re.fullmatch(r"k(\d)e(\d)", token)
-                block = (int(found.group(1)), int(found.group(2))) if found else None
-                if block not in CHOICES:
+                block = _BLOCK_OF.get(token)
+                if block is None:
                     raise ArchError(
                         f"stage {s}: block {excerpt(token)} is not k{{3,5,7}}e{{3,4,6}}"
                     )

@@ -14,7 +14,7 @@ significant. The input resolution (default 224) is a parameter of the space.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from math import prod
 from typing import ClassVar
@@ -33,6 +33,11 @@ CHOICES = tuple((k, e) for k in (3, 5, 7) for e in (3, 4, 6))
 STAGES = ((24, 4, 2), (40, 4, 2), (80, 4, 2), (96, 4, 1), (192, 4, 2), (320, 1, 1))
 FIRST_OF_STAGE = tuple(i == 0 for _, n, _ in STAGES for i in range(n))
 RADIX = tuple(len(CHOICES) if first else len(CHOICES) + 1 for first in FIRST_OF_STAGE)
+#: A block's node-name prefix (``s2.b3``) -> its index 0-20.
+_BLOCK_OF = {
+    f"s{s}.b{i}": block
+    for block, (s, i) in enumerate((s, i) for s, (_, n, _) in enumerate(STAGES) for i in range(n))
+}
 
 
 def _token(choice: int) -> str:
@@ -78,6 +83,21 @@ class Proxyless:
         check_params(self.name, self.params, {"resolution": resolution, "n_classes": n_classes})
         self.resolution = resolution
         self.n_classes = n_classes
+
+    def segments(self, arch: ProxylessArch) -> tuple[tuple[Hashable, Hashable], ...]:
+        """The stem, fixed first block and head, then each searchable block and its choice."""
+        return (("fixed", None), *enumerate(arch.choices))
+
+    def segment_of(self, arch: ProxylessArch, node: str) -> Hashable:
+        return _BLOCK_OF.get(".".join(node.split(".")[:2]), "fixed")
+
+    def covering(self) -> list[ProxylessArch]:
+        """One arch per choice, every block that choice where it is allowed (a stage's first
+        block, never skipped, takes choice 1 in the skip arch)."""
+        return [
+            ProxylessArch(tuple(1 if first and c == 0 else c for first in FIRST_OF_STAGE))
+            for c in range(len(CHOICES) + 1)
+        ]
 
     def predictor_graph(self, arch: ProxylessArch) -> OpGraph:
         """The whole network: its blocks differ in shape along the network."""

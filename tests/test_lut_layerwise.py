@@ -1,0 +1,83 @@
+"""A LUT answers a layer-wise space's archs from its segments' sums (latlab.lut.layerwise),
+without their graphs, and gives what the graph path gives, arch by arch."""
+
+from __future__ import annotations
+
+import pytest
+
+from latlab.lut.errors import LutError
+from latlab.lut.fusion import fuse
+from latlab.lut.layerwise import SegmentTable
+from latlab.lut.model import LutModel
+from latlab.lut.table import Calibration, LookupTable, LutEntry, TypeFit
+from latlab.runtimes import rules_for
+from latlab.schemas import LutSource
+from latlab.spaces import get_space
+
+#: (space, parameters, rules): the three layer-wise spaces, under both runtimes' fusion rules.
+CASES = [
+    ("proxyless", {"resolution": 96}, "onnxruntime"),
+    ("fbnet", {}, "onnxruntime"),
+    ("fbnet", {}, "tflite"),
+    ("ofa", {}, "onnxruntime"),
+]
+
+
+def synthetic_table(space_name: str, params: dict[str, int], rules: str) -> LookupTable:
+    """Entries for the kernels of the space's covering archs, a latency from each one's FLOPs
+    and bytes; every seventh key left out, so the fallback estimates some kernels."""
+    space = get_space(space_name, **params)
+    entries: dict[str, LutEntry] = {}
+    for arch in space.covering()[:: 9 if space_name == "ofa" else 1]:
+        for kernel in fuse(space.graph(arch), rules_for(rules)):
+            if kernel.costs_time and kernel.key not in entries:
+                us = 2.0 + kernel.cost.flops / 2e3 + kernel.cost.bytes_moved / 5e3
+                entries[kernel.key] = LutEntry(
+                    kernel.key, kernel.op_type, us, 0.1, 5, kernel.cost.flops,
+                    kernel.cost.bytes_moved,
+                )  # fmt: skip
+    kept = {k: e for i, (k, e) in enumerate(sorted(entries.items())) if i % 7}
+    fallback = {e.op_type: TypeFit(e.op_type, 1.5, 0.4, 0.3, 3) for e in entries.values()}
+    return LookupTable(
+        rules, LutSource.micro_models, kept, Calibration(1.07, 0.8, 0.05, 10), fallback
+    )
+
+
+@pytest.mark.parametrize(("space_name", "params", "rules"), CASES)
+def test_the_segment_sums_answer_as_the_graphs_do(
+    space_name: str, params: dict[str, int], rules: str
+) -> None:
+    model = LutModel(synthetic_table(space_name, params, rules))
+    space = get_space(space_name, **params)
+    archs = space.sample(40, seed=5) + space.covering()[:2]
+
+    fast = model.predict_archs(space_name, params, archs)
+    slow = model.predict_graphs([space.graph(a) for a in archs])
+
+    assert fast.latency_ms.tolist() == pytest.approx(slow.latency_ms.tolist(), rel=1e-12)
+    assert fast.kernels == slow.kernels
+    assert fast.estimated is not None and slow.estimated is not None
+    assert any(fast.estimated)  # the fallback took part
+    for ours, theirs in zip(fast.estimated, slow.estimated, strict=True):
+        assert sorted(e.key for e in ours) == sorted(e.key for e in theirs)
+        assert sum(e.latency_us for e in ours) == pytest.approx(sum(e.latency_us for e in theirs))
+    assert model._segments[(space_name, repr(sorted(params.items())))] is not None
+
+
+def test_a_kernel_across_two_segments_is_refused() -> None:
+    """A rule fusing a block's last op into the next block's first: the premise is gone."""
+    space = get_space("fbnet")
+    table = synthetic_table("fbnet", {}, "onnxruntime")
+    rules = rules_for("onnxruntime")
+
+    class Spanning:  # FBNet, but every conv of layer 3 counted as layer 4's
+        def __getattr__(self, name: str) -> object:
+            return getattr(space, name)
+
+        def segment_of(self, arch: object, node: str) -> object:
+            slot = space.segment_of(arch, node)  # type: ignore[arg-type]
+            return 4 if slot == 3 and node.endswith(".pw") else slot
+
+    assert rules is not None
+    with pytest.raises(LutError, match="spans segments"):
+        SegmentTable.build(table, Spanning())  # type: ignore[arg-type]
