@@ -30,6 +30,7 @@ from latlab.lut.predict import kernel_latencies_us, predict
 from latlab.lut.table import LookupTable
 from latlab.runtimes.onnxruntime import ONNXRUNTIME_CPU, OnnxRuntimeConfig
 from latlab.runtimes.tflite import TFLITE
+from latlab.spaces import get_space
 from latlab.spaces.nb201 import Nb201
 
 SPACE = Nb201()
@@ -111,9 +112,13 @@ def test_tflite_rules_fuse_the_activation_into_an_add() -> None:
 # --------------------------------------------------------------------------- micro-models
 
 
-def test_a_micro_model_is_the_kernel_alone_with_its_shapes_and_it_runs() -> None:
-    graph = SPACE.graph(SPACE.parse(ALL_3X3))
-    micro = unique_kernels([graph], ONNXRUNTIME_CPU)
+@pytest.mark.parametrize("space_name", ["nb201", "fbnet", "ofa"])
+def test_a_micro_model_is_the_kernel_alone_with_its_shapes_and_it_runs(space_name: str) -> None:
+    """NB201's cells; FBNet's grouped 1x1 convs; OFA's h-swish and squeeze-excite (a Mul of two
+    activations: both become the micro-model's inputs)."""
+    space = get_space(space_name)
+    archs = [space.parse(ALL_3X3)] if space_name == "nb201" else space.sample(3, seed=0)
+    micro = unique_kernels([space.graph(a) for a in archs], ONNXRUNTIME_CPU)
     assert all(kernel.key == key for key, (kernel, _) in micro.items())
     for key, (kernel, sub) in micro.items():
         assert [n.name for n in sub.nodes] == list(kernel.nodes)
