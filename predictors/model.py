@@ -15,7 +15,7 @@ The prediction, in log space::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal, Self
 
@@ -26,6 +26,7 @@ from latlab.latency_model import Estimates, LatencyModel
 from latlab.predictors.errors import PredictorError
 from latlab.predictors.features import FEATURES, GraphFeatures, arch_features, batch, graph_features
 from latlab.predictors.forward import gcn_forward
+from latlab.predictors.layerwise import CHUNK, layerwise_pieces, sparse_batch, sparse_forward
 from latlab.predictors.linear import LinearModel
 from latlab.predictors.npz import read_npz, write_npz
 
@@ -143,18 +144,29 @@ class GcnPredictor(LatencyModel):
         return f"blend:{self.gcn_weight:g}:{self.floor.design}"
 
     def member_log_ms(
-        self, features: Sequence[GraphFeatures], batch_size: int = 2048
+        self,
+        features: Sequence[GraphFeatures],
+        batch_size: int = 2048,
+        raw: Callable[[Member, int], np.ndarray] | None = None,
     ) -> np.ndarray:
-        """``[members, items]``: each member's log latency (ms)."""
+        """``[members, items]``: each member's log latency (ms). ``raw(member, start)``: the
+        network's output for the chunk of ``batch_size`` items from ``start`` computed another
+        way (the sparse pass of ``predictors.layerwise``); default the dense pass on
+        ``features``."""
         if not self.members:
             return np.zeros((0, len(features)))
         outputs = []
         for start in range(0, len(features), batch_size):
             chunk = features[start : start + batch_size]
-            data = batch(chunk)
+            data = batch(chunk) if raw is None else None
             rows = []
             for m in self.members:
-                log_ms = self.target.decode_log(gcn_forward(m.weights, self.config.layers, data))
+                if raw is not None:
+                    out = raw(m, start)
+                else:
+                    assert data is not None
+                    out = gcn_forward(m.weights, self.config.layers, data)
+                log_ms = self.target.decode_log(out)
                 if m.baseline is not None:
                     log_ms = log_ms + np.log(m.baseline(chunk))
                 rows.append(log_ms)
@@ -162,14 +174,17 @@ class GcnPredictor(LatencyModel):
         return np.concatenate(outputs, axis=1)
 
     def predict(
-        self, features: Sequence[GraphFeatures], batch_size: int = 2048
+        self,
+        features: Sequence[GraphFeatures],
+        batch_size: int = 2048,
+        raw: Callable[[Member, int], np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Latency (ms) per item, and the spread of the GCN members scaled by their weight
-        (None with fewer than two members in the answer)."""
+        (None with fewer than two members in the answer); ``raw`` as ``member_log_ms``."""
         log_ms = np.zeros(len(features))
         spread = None
         if self.gcn_weight > 0:
-            members = self.member_log_ms(features, batch_size)
+            members = self.member_log_ms(features, batch_size, raw)
             log_ms += self.gcn_weight * members.mean(axis=0)
             if len(self.members) > 1:
                 spread = self.gcn_weight * members.std(axis=0)
@@ -185,8 +200,23 @@ class GcnPredictor(LatencyModel):
     def predict_archs(
         self, space_name: str, space_params: dict[str, Any], archs: Sequence[Any]
     ) -> Estimates:
-        # the features of a space's archs are built once per arch and process
-        return self._estimates(arch_features(space_name, space_params, archs))
+        """A layer-wise space's archs from pieces, sparse (``predictors.layerwise``: the
+        same features and outputs, no graphs); any other's through their cached features."""
+        pieces = layerwise_pieces(space_name, space_params) if self.gcn_weight > 0 else None
+        found = [pieces.features(a) for a in archs] if pieces is not None else []
+        if pieces is None or any(f is None for f in found):
+            return self._estimates(arch_features(space_name, space_params, archs))
+        assembled = [f for f in found if f is not None]
+        batches = [
+            sparse_batch([f[0] for f in assembled[i : i + CHUNK]])
+            for i in range(0, len(assembled), CHUNK)
+        ]
+
+        def raw(member: Member, start: int) -> np.ndarray:
+            return sparse_forward(member.weights, self.config.layers, batches[start // CHUNK])
+
+        mean, std = self.predict([f[1] for f in assembled], CHUNK, raw)
+        return Estimates(latency_ms=mean, uncertainty_ms=std)
 
     def _estimates(self, features: Sequence[GraphFeatures]) -> Estimates:
         mean, std = self.predict(features)

@@ -1,8 +1,12 @@
-"""A LUT answers a layer-wise space's archs from its segments' sums (latlab.lut.layerwise),
-without their graphs, and gives what the graph path gives, arch by arch."""
+"""The layer-wise spaces at search scale: a LUT answers their archs from its segments' sums
+(latlab.lut.layerwise) and the GCN from pieces run sparse (latlab.predictors.layerwise), without
+their graphs, and both give what the graph path gives, arch by arch."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pytest
 
 from latlab.lut.errors import LutError
@@ -81,3 +85,45 @@ def test_a_kernel_across_two_segments_is_refused() -> None:
     assert rules is not None
     with pytest.raises(LutError, match="spans segments"):
         SegmentTable.build(table, Spanning())  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- the GCN
+
+
+@pytest.mark.parametrize("space_name", ["proxyless", "fbnet", "ofa"])
+def test_the_gcn_from_pieces_answers_as_it_does_from_graphs(space_name: str) -> None:
+    """predictors.layerwise: the same features (rows, adjacency, costs, one-hot) assembled
+    from pieces, the same outputs from the sparse pass, ensemble spread and floor included."""
+    from latlab.predictors.features import arch_features, batch
+    from latlab.predictors.forward import gcn_forward
+    from latlab.predictors.layerwise import layerwise_pieces, sparse_batch, sparse_forward
+    from latlab.predictors.linear import LinearModel
+    from tests.test_predictors import random_predictor
+
+    space = get_space(space_name)
+    pieces = layerwise_pieces(space_name, {})
+    assert pieces is not None
+    archs = space.sample(70, seed=11)  # more than one sparse chunk
+    feats = arch_features(space_name, {}, archs)
+    found = [pieces.features(a) for a in archs]
+    assert all(f is not None for f in found)
+    assembled = [f for f in found if f is not None]
+    for (_, linear), f in zip(assembled, feats, strict=True):
+        assert linear.cost_pruned == pytest.approx(f.cost_pruned, rel=1e-12)
+        assert np.array_equal(linear.onehot, f.onehot)
+
+    predictor = random_predictor(members=2)
+    weights = predictor.members[0].weights
+    sparse = sparse_forward(
+        weights, predictor.config.layers, sparse_batch([f[0] for f in assembled])
+    )
+    dense = gcn_forward(weights, predictor.config.layers, batch(feats))
+    np.testing.assert_allclose(sparse, dense, rtol=1e-5, atol=1e-5)
+
+    floor = LinearModel.fit(feats[:40], np.linspace(1.0, 2.0, 40), "cost")
+    blended = replace(predictor, floor=floor, gcn_weight=0.7)
+    fast = blended.predict_archs(space_name, {}, archs)
+    mean, spread = blended.predict(feats)
+    np.testing.assert_allclose(fast.latency_ms, mean, rtol=1e-5)
+    assert fast.uncertainty_ms is not None and spread is not None
+    np.testing.assert_allclose(fast.uncertainty_ms, spread, rtol=1e-4, atol=1e-7)
