@@ -94,9 +94,10 @@ def measured_sample(
     config: RuntimeConfig,
     timeout_s: float,
     forms: Sequence[GraphForm] = (GraphForm.pruned,),
+    space: str = "nb201",
 ) -> Iterator[tuple[Client, DeviceOut, dict[GraphForm, DatasetOut]]]:
     """A local lab in ``root`` (kept: a rerun reuses its measurements) that has measured ``n``
-    NAS-Bench-201 archs sampled with ``seed`` in each graph form of ``forms``, as the campaign
+    archs of ``space`` sampled with ``seed`` in each graph form of ``forms``, as the campaign
     ``name`` (the pruned form) and ``name-eager``: the client, the agent's device and the
     finished dataset of each form (the agent measures the campaigns one after the other)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -105,7 +106,7 @@ def measured_sample(
         bodies = {
             form: DatasetCreate(
                 name=name if form is GraphForm.pruned else f"{name}-{form}",
-                space="nb201",
+                space=space,
                 n=n,
                 seed=seed,
                 device_ids=[device.id],
