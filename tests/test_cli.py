@@ -653,13 +653,20 @@ def test_ctrl_c_while_waiting_says_the_job_goes_on_and_how_to_follow_it(
     live_server: EmbeddedServer, client: Client, model: ModelOut
 ) -> None:
     env = {**os.environ, "LATLAB_SERVER_URL": live_server.url, "LATLAB_API_KEY": API_KEY}
-    waiting = subprocess.Popen(
-        [LATLAB, "jobs", "create", "--model", model.id, "--selector", "labels.rack=9", "--wait"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    # a suite started in the background by a shell runs with Ctrl-C ignored, and a child
+    # inherits an ignored signal: give it the default, as a terminal user's command has
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        waiting = subprocess.Popen(
+            [LATLAB, "jobs", "create", "--model", model.id, "--selector", "labels.rack=9",
+             "--wait"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     assert waiting.stdout is not None
     job_id = waiting.stdout.readline().split()[0]  # printed before it waits
     waiting.send_signal(signal.SIGINT)
