@@ -35,7 +35,7 @@ from latlab.latency_model import to_artifact
 from latlab.lut.fusion import fuse
 from latlab.lut.model import LutModel
 from latlab.lut.table import Calibration, LookupTable, LutEntry
-from latlab.predictors.features import FEATURES, arch_features, batch
+from latlab.predictors.features import FEATURES, arch_features
 from latlab.predictors.model import GcnConfig, GcnPredictor, Member, TargetScale
 from latlab.runtimes import rules_for
 from latlab.schemas import LutSource
@@ -77,14 +77,13 @@ def random_gcn(config: GcnConfig, members: int = 3) -> GcnPredictor:
     return GcnPredictor(config, TargetScale("log", 0.0, 1.0), tuple(out), None, 1.0)
 
 
-def gcn_flops_per_arch(config: GcnConfig, members: int, nodes: float, padded: int) -> float:
+def gcn_flops_per_arch(config: GcnConfig, members: int, padded: int) -> float:
     """The dense forward pass as served: per layer two adjacency products (N x N x width) and
     the linear layer (N x 2 width x hidden), per member."""
     total, width = 0.0, FEATURES
     for _ in range(config.layers):
         total += 2 * 2 * padded * padded * width + 2 * padded * 2 * width * config.hidden
         width = config.hidden
-    del nodes
     return members * total
 
 
@@ -172,10 +171,9 @@ def main() -> None:
             t0 = time.perf_counter()
             gcn.predict(feats)
             raw_s = time.perf_counter() - t0
-            padded = batch(feats[:1]).x.shape[1]
             nodes = float(np.mean([f.nodes for f in feats]))
             padded = max(f.nodes for f in feats)
-            flops = gcn_flops_per_arch(config, len(gcn.members), nodes, padded)
+            flops = gcn_flops_per_arch(config, len(gcn.members), padded)
             raw_rate = args.gcn_batch / raw_s
             lines.append(
                 f"{'':<10} GCN  /v1/predict {args.gcn_batch / gcn_api_s:>9,.0f} archs/s   in-process "

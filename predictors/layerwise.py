@@ -117,8 +117,8 @@ class LayerwisePieces:
             adj_live=np.zeros((0, 0), np.float32),
             cost_pruned=(flops, moved),
             cost_full=(flops, moved),
-            onehot=np.asarray(space.encoding(arch), dtype=np.float64),  # type: ignore[attr-defined]
-            onehot_live=np.asarray(space.live_encoding(arch), dtype=np.float64),  # type: ignore[attr-defined]
+            onehot=np.asarray(space.encoding(arch), dtype=np.float64),
+            onehot_live=np.asarray(space.live_encoding(arch), dtype=np.float64),
         )
         return ordered, linear
 
