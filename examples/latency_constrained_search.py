@@ -1,73 +1,164 @@
-"""A latency-constrained architecture search over NAS-Bench-201, through the latlab SDK.
+"""A latency-constrained architecture search through the latlab SDK: NAS-Bench-201, FBNet,
+Once-for-All's MobileNetV3 space or ProxylessNAS's.
 
 Regularised evolution (Real et al., 2019) that keeps only archs whose predicted latency on a
-chosen device is under a limit. Latency comes from ``/v1/predict`` (the device's GCN, or its LUT),
-asked about a batch of children at once: each step runs ``--batch`` tournaments on the current
-population, mutates each winner at one edge, predicts all children in one call, and lets those
-under the limit in, oldest out. At the end the best picks are measured on the device's agent,
-and predicted and measured latency are printed side by side.
+chosen device is under a limit. Latency comes from ``/v1/predict`` (the device's GCN, or its LUT:
+``--predictor``), asked about a batch of children at once: each step runs ``--batch``
+tournaments on the current population, mutates each winner at one choice (an NB201 edge, an
+FBNet layer, an OFA block's kernel or expansion, a stage's depth or the resolution), predicts
+all children in one call, and lets those under the limit in, oldest out. At the end the best
+picks are measured on the device's agent, and predicted and measured latency are printed side
+by side.
 
 The objective is a stand-in for accuracy, which this example has no data for: the network's
-parameter count (capacity under a latency budget). Plug in a real one (NAS-Bench-201's table)
-through ``objective()``.
+parameter count (capacity under a latency budget). Plug in a real one (NAS-Bench-201's table,
+OFA's accuracy predictor) through ``SearchSpace.objective``.
 
     # a lab of its own: embedded server + this machine's CPU agent; measures --measure archs,
-    # trains a GCN on them, then searches (about 5 minutes on 2 cores)
+    # trains a GCN and a LUT on them, then searches (about 5 minutes on 2 cores for NB201)
     python examples/latency_constrained_search.py --limit-ms 1.0
+    # OFA, hundreds of thousands of predictions from the layer-wise LUT
+    python examples/latency_constrained_search.py --space ofa --limit-ms 15 --predictor lut \\
+        --steps 300 --batch 1000
     # an existing lab: a device with a predictor and an agent online
-    python examples/latency_constrained_search.py --server URL --api-key KEY --device ID --limit-ms 5
+    python examples/latency_constrained_search.py --server URL --api-key KEY --device ID \\
+        --space fbnet --limit-ms 5
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import functools
+import io
 import secrets
 import sys
 import tempfile
 import time
-from collections import deque
-from collections.abc import Iterator
+from collections import defaultdict, deque
+from collections.abc import Hashable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import SecretStr
 
 from latlab.client import Client
-from latlab.opkey import graph_cost
+from latlab.opkey import graph_cost, op_cost
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
-from latlab.schemas import DatasetCreate, DatasetFormat
-from latlab.spaces.nb201 import OPS, Nb201, Nb201Arch
+from latlab.schemas import DatasetCreate, DatasetFormat, LutCreate
+from latlab.spaces import fbnet, get_space, nb201, ofa, proxyless
 
-SPACE = Nb201()
 #: The protocol for the lab's own measurements: a stable median in about 1.5 s per arch.
 PROTOCOL = OnnxRuntimeConfig(warmup_s=0.3, timed_s=1.0)
+SPACES = ("nb201", "fbnet", "ofa", "proxyless")
 
 
-@functools.cache
-def objective(index: int) -> float:
-    """Higher is better: the network's parameters (a stand-in for accuracy)."""
-    return float(graph_cost(SPACE.graph(SPACE.from_index(index))).params)
+class SearchSpace:
+    """What the search needs of a space: random archs, one-choice mutations, the objective,
+    which archs may enter, and the form ``/v1/predict`` is asked in."""
 
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.space: Any = get_space(name)
 
-def mutate(arch: Nb201Arch, rng: np.random.Generator) -> Nb201Arch:
-    vector = list(arch.vector)
-    edge = int(rng.integers(len(vector)))
-    vector[edge] = int(rng.choice([op for op in range(len(OPS)) if op != vector[edge]]))
-    return SPACE.from_vector(vector)
+    def random(self, rng: np.random.Generator, n: int) -> list[Any]:
+        return list(self.space.sample(n, int(rng.integers(2**31))))
+
+    def mutate(self, arch: Any, rng: np.random.Generator) -> Any:
+        """The arch with one choice changed to another value."""
+        genes, radix = self.genes(arch)
+        gene = int(rng.integers(len(genes)))
+        genes[gene] = int(rng.choice([v for v in range(radix[gene]) if v != genes[gene]]))
+        return self.from_genes(arch, genes)
+
+    def genes(self, arch: Any) -> tuple[list[int], list[int]]:
+        """The arch's choices as integers, and how many values each may take."""
+        if self.name == "nb201":
+            return list(arch.vector), [len(nb201.OPS)] * len(arch.vector)
+        if self.name == "fbnet":
+            return list(arch.ops), [len(fbnet.OPS)] * len(arch.ops)
+        if self.name == "proxyless":  # a stage's first block cannot be skipped (choice 0)
+            firsts = proxyless.FIRST_OF_STAGE
+            return [c - f for c, f in zip(arch.choices, firsts, strict=True)], list(proxyless.RADIX)
+        # OFA: the resolution, each stage's depth, and (ks, e) of each block the stage uses
+        genes = [ofa.RESOLUTIONS.index(arch.resolution)]
+        genes += [ofa.DEPTHS.index(d) for d in arch.depths]
+        genes += [ofa.CHOICES.index(block) for stage in arch.blocks for block in stage]
+        radix = [len(ofa.RESOLUTIONS)] + [len(ofa.DEPTHS)] * len(arch.depths)
+        return genes, radix + [len(ofa.CHOICES)] * (len(genes) - len(radix))
+
+    def from_genes(self, arch: Any, genes: list[int]) -> Any:
+        if self.name == "nb201":
+            return self.space.from_vector(genes)
+        if self.name == "fbnet":
+            return self.space.from_ops(genes)
+        if self.name == "proxyless":
+            firsts = proxyless.FIRST_OF_STAGE
+            return proxyless.ProxylessArch(tuple(g + f for g, f in zip(genes, firsts, strict=True)))
+        stages = len(arch.depths)
+        depths = [ofa.DEPTHS[g] for g in genes[1 : 1 + stages]]
+        chosen = iter(ofa.CHOICES[g] for g in genes[1 + stages :])
+        blocks = [[next(chosen) for _ in stage] for stage in arch.blocks]
+        # a deeper stage repeats its last block; a shallower one drops its last ones
+        used = tuple(
+            tuple((b + [b[-1]] * ofa.PER_STAGE)[:d]) for b, d in zip(blocks, depths, strict=True)
+        )
+        return ofa.OfaArch(ofa.RESOLUTIONS[genes[0]], tuple(depths), used)
+
+    def allowed(self, arch: Any) -> bool:
+        """NB201 cells whose input never reaches the output are not networks."""
+        return bool(arch.connected) if self.name == "nb201" else True
+
+    def key(self, arch: Any) -> str | int:
+        """How the arch is sent to ``/v1/predict``: NB201 by index, the others by string."""
+        return int(arch.index) if self.name == "nb201" else str(self.space.encode(arch))
+
+    def objective(self, arch: Any) -> float:
+        """Higher is better: the network's parameters (a stand-in for accuracy)."""
+        return self._params(arch)
+
+    @functools.cache  # noqa: B019 - one SearchSpace per run
+    def _params(self, arch: Any) -> float:
+        if self.name == "nb201":
+            return float(graph_cost(self.space.graph(arch)).params)
+        # a layer-wise network's parameters are the sum of its segments' (no graph per arch)
+        # (a segment without ops, e.g. FBNet's identity skip, has none in the table)
+        return float(sum(self._segment_params.get(s, 0.0) for s in self.space.segments(arch)))
+
+    @functools.cached_property
+    def _segment_params(self) -> dict[tuple[Hashable, Hashable], float]:
+        found: dict[tuple[Hashable, Hashable], float] = {}
+        for arch in self.space.covering():
+            graph = self.space.graph(arch)
+            choice = dict(self.space.segments(arch))
+            sums: dict[Hashable, float] = defaultdict(float)
+            for node in graph.nodes:
+                sums[self.space.segment_of(arch, node.name)] += op_cost(graph, node).params
+            for slot, params in sums.items():
+                found[(slot, choice[slot])] = params
+        return found
 
 
 class Predictions:
     """Batched latency queries to the server, timed."""
 
-    def __init__(self, client: Client, device_id: str) -> None:
-        self.client, self.device_id = client, device_id
+    def __init__(
+        self, client: Client, device_id: str, space: SearchSpace, predictor: str = "auto"
+    ) -> None:
+        self.client, self.device_id, self.space = client, device_id, space
+        self.predictor = predictor
         self.queries, self.seconds, self.version = 0, 0.0, ""
 
-    def __call__(self, archs: list[Nb201Arch]) -> list[float]:
+    def __call__(self, archs: list[Any]) -> list[float]:
         t0 = time.perf_counter()
-        out = self.client.predict(self.device_id, space="nb201", archs=[a.index for a in archs])
+        out = self.client.predict(
+            self.device_id,
+            space=self.space.name,
+            archs=[self.space.key(a) for a in archs],
+            predictor=self.predictor,
+        )
         self.seconds += time.perf_counter() - t0
         self.queries += len(archs)
         self.version = f"{out.predictor} {out.version}"
@@ -82,59 +173,64 @@ def search(
     steps: int,
     batch: int,
     seed: int,
-) -> list[tuple[Nb201Arch, float]]:
+) -> list[tuple[Any, float]]:
     """Regularised evolution under the latency limit; every feasible arch seen, with its
     predicted latency."""
+    space = predict.space
     rng = np.random.default_rng(seed)
-    feasible: dict[int, tuple[Nb201Arch, float]] = {}
-    pop: deque[Nb201Arch] = deque()
+    feasible: dict[Any, tuple[Any, float]] = {}
+    pop: deque[Any] = deque()
     while len(pop) < population:
-        candidates = [SPACE.from_index(int(i)) for i in rng.integers(0, SPACE.size, batch)]
+        candidates = space.random(rng, batch)
         for arch, ms in zip(candidates, predict(candidates), strict=True):
-            if ms <= limit_ms and arch.connected and len(pop) < population:
+            if ms <= limit_ms and space.allowed(arch) and len(pop) < population:
                 pop.append(arch)
-                feasible[arch.index] = (arch, ms)
+                feasible[arch] = (arch, ms)
     for _ in range(steps):
         members = list(pop)
         children = []
         for _ in range(batch):
             contenders = [members[int(i)] for i in rng.integers(0, len(members), sample)]
-            children.append(mutate(max(contenders, key=lambda a: objective(a.index)), rng))
+            children.append(space.mutate(max(contenders, key=space.objective), rng))
         for child, ms in zip(children, predict(children), strict=True):
-            if ms <= limit_ms and child.connected:
+            if ms <= limit_ms and space.allowed(child):
                 pop.append(child)
                 pop.popleft()  # the oldest dies
-                feasible[child.index] = (child, ms)
+                feasible[child] = (child, ms)
     return list(feasible.values())
 
 
-def measure(client: Client, device_id: str, archs: list[Nb201Arch]) -> dict[str, float]:
+def measure(
+    client: Client, device_id: str, space: SearchSpace, archs: list[Any]
+) -> dict[Any, float]:
     """Median latency (ms) of each arch, measured on the device's agent."""
-    import csv
-    import io
-
     dataset = client.create_dataset(
         DatasetCreate(
             name="search-picks",
-            space="nb201",
-            archs=[a.string for a in archs],
+            space=space.name,
+            archs=[space.space.encode(a) for a in archs],
             device_ids=[device_id],
             config=PROTOCOL,
         )
     )
     client.wait_dataset(dataset.id, timeout_s=3600)
     text = client.export_dataset(dataset.id, DatasetFormat.csv).decode()
-    return {r["arch"]: float(r["latency_ms"]) for r in csv.DictReader(io.StringIO(text))}
+    return {
+        space.space.parse(r["arch"]): float(r["latency_ms"])
+        for r in csv.DictReader(io.StringIO(text))
+    }
 
 
 @contextlib.contextmanager
-def own_lab(n_measure: int) -> Iterator[tuple[Client, str]]:
+def own_lab(space: str, n_measure: int) -> Iterator[tuple[Client, str]]:
     """``latlab.lab.local`` (an embedded server and this machine's CPU agent, the timing on a
-    CPU of its own); ``n_measure`` archs measured and a GCN trained on them (the ``latlab``
-    preset)."""
+    CPU of its own); ``n_measure`` archs of the space measured, a GCN trained on them (the
+    ``latlab`` preset) and a LUT built from their per-op rows."""
     from latlab.lab.local import local_lab
+    from latlab.lut.table import LutSource
     from latlab.predictors.pipeline import train_for_device
     from latlab.predictors.presets import PRESETS
+    from latlab.progress import follow_lut
     from latlab.server.config import Settings
 
     root = Path(tempfile.mkdtemp(prefix="latlab-search-"))
@@ -145,13 +241,13 @@ def own_lab(n_measure: int) -> Iterator[tuple[Client, str]]:
     with local_lab(settings) as lab:
         client, server_url, device_id = lab.client, lab.url, lab.device.id
         print(
-            f"lab      {server_url}: measuring {n_measure} random NAS-Bench-201 archs on this CPU",
+            f"lab      {server_url}: measuring {n_measure} random {space} archs on this CPU",
             flush=True,
         )
         dataset = client.create_dataset(
             DatasetCreate(
                 name="search-training",
-                space="nb201",
+                space=space,
                 n=n_measure,
                 seed=1,
                 device_ids=[device_id],
@@ -167,12 +263,26 @@ def own_lab(n_measure: int) -> Iterator[tuple[Client, str]]:
             f"{100 * t.within_10pct:.0f}% within 10%, rho {t.spearman:.3f}",
             flush=True,
         )
+        lut = client.create_lut(
+            LutCreate(
+                device_id=device_id,
+                source=LutSource.measured_ops,
+                config=PROTOCOL,
+                dataset_id=dataset.id,
+            )
+        )
+        lut = follow_lut(client, lut.id, timeout_s=3600)
+        print(f"lut      {lut.entries} kernels from the same measurements", flush=True)
         yield client, device_id
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", choices=SPACES, default="nb201")
     parser.add_argument("--limit-ms", type=float, default=1.0, help="latency limit on the device")
+    parser.add_argument(
+        "--predictor", default="auto", help="auto (the current one), gcn, lut or a plug-in kind"
+    )
     parser.add_argument("--steps", type=int, default=200, help="evolution steps")
     parser.add_argument("--batch", type=int, default=100, help="children per step (one query)")
     parser.add_argument("--population", type=int, default=100)
@@ -192,42 +302,45 @@ def main() -> int:
             (Client(args.server, args.api_key), args.device)
         )
     else:
-        lab = own_lab(args.measure)
+        lab = own_lab(args.space, args.measure)
+    space = SearchSpace(args.space)
     with lab as (client, device_id):
-        predict = Predictions(client, device_id)
-        # the first query of a predictor version builds the server's table of every arch
+        predict = Predictions(client, device_id, space, args.predictor)
+        # the first query of a predictor version builds the server's arch table (NB201) or
+        # its per-(layer, choice) pieces (layer-wise spaces)
         t0 = time.perf_counter()
-        client.predict(device_id, space="nb201", archs=[0])
-        print(f"warm-up  first query {time.perf_counter() - t0:.1f} s (the server's arch table)")
+        predict(space.random(np.random.default_rng(args.seed + 1), 1))
+        print(f"warm-up  first query {time.perf_counter() - t0:.1f} s", flush=True)
+        predict.queries, predict.seconds = 0, 0.0
         t0 = time.perf_counter()
         feasible = search(
             predict, args.limit_ms, args.population, args.sample, args.steps, args.batch, args.seed
         )
         wall = time.perf_counter() - t0
         print(
-            f"search   {predict.queries:,} latency queries ({predict.version}) in {predict.seconds:.1f} s "
-            f"of {wall:.1f} s: {predict.queries / predict.seconds:,.0f} queries/s; "
-            f"{len(feasible):,} distinct archs under {args.limit_ms} ms"
+            f"search   {predict.queries:,} latency queries ({predict.version}) in "
+            f"{predict.seconds:.1f} s of {wall:.1f} s: {predict.queries / predict.seconds:,.0f} "
+            f"queries/s; {len(feasible):,} distinct archs under {args.limit_ms} ms"
         )
         if not feasible:
             print("no arch under the limit: raise --limit-ms", file=sys.stderr)
             return 1
-        picks = sorted(feasible, key=lambda am: objective(am[0].index), reverse=True)[: args.picks]
-        measured = measure(client, device_id, [a for a, _ in picks])
-        print(
-            f"\n{'index':>6}{'M params':>10}{'predicted ms':>14}{'measured ms':>13}{'error':>8}  arch"
-        )
+        picks = sorted(feasible, key=lambda am: space.objective(am[0]), reverse=True)
+        picks = picks[: args.picks]
+        measured = measure(client, device_id, space, [a for a, _ in picks])
+        print(f"\n{'M params':>9}{'predicted ms':>14}{'measured ms':>13}{'error':>8}  arch")
         within = 0
         for arch, predicted in picks:
-            true = measured[arch.string]
+            true = measured[arch]
             within += abs(predicted - true) / true <= 0.10
             print(
-                f"{arch.index:>6}{objective(arch.index) / 1e6:>10.3f}{predicted:>14.3f}{true:>13.3f}"
-                f"{100 * (predicted - true) / true:>+7.1f}%  {arch.string}"
+                f"{space.objective(arch) / 1e6:>9.3f}{predicted:>14.3f}{true:>13.3f}"
+                f"{100 * (predicted - true) / true:>+7.1f}%  {space.space.encode(arch)}"
             )
-        under = sum(measured[a.string] <= args.limit_ms for a, _ in picks)
+        under = sum(measured[a] <= args.limit_ms for a, _ in picks)
         print(
-            f"\n{within}/{len(picks)} picks within ±10% of their measured latency; {under}/{len(picks)} measured under the limit"
+            f"\n{within}/{len(picks)} picks within ±10% of their measured latency; "
+            f"{under}/{len(picks)} measured under the limit"
         )
     return 0
 

@@ -99,6 +99,17 @@ class LatencyModel(ABC):
         space = get_space(space_name, **space_params)
         return self.predict_graphs([space.graph(a) for a in archs])
 
+    def predict_items(
+        self, space_name: str, space_params: dict[str, Any], items: Sequence[str | int]
+    ) -> Estimates:
+        """Latency of archs as a request gives them (indices, strings, vectors); an
+        ``ArchError`` names one the space does not have. By default each parsed, then
+        ``predict_archs``; a model that reads a space's items in bulk says so here."""
+        from latlab.spaces import get_space
+
+        space = get_space(space_name, **space_params)
+        return self.predict_archs(space_name, space_params, [space.parse(i) for i in items])
+
     @abstractmethod
     def payload(self) -> bytes:
         """The model's own serialisation (``from_payload`` reads it back)."""

@@ -14,7 +14,7 @@ covering archs sums the same in both, and refuses the space otherwise.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,7 +25,11 @@ from latlab.lut.table import LookupTable
 from latlab.runtimes import rules_for
 from latlab.spaces.base import Layerwise
 
-__all__ = ["Segment", "SegmentTable"]
+__all__ = ["LACKING", "PAD", "Segment", "SegmentTable"]
+
+#: Segment numbers past the space's own: a (slot, choice) the space does not number, and the
+#: padding of a row (a shorter arch).
+LACKING, PAD = -2, -1
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,12 @@ class Segment:
 class SegmentTable:
     table: LookupTable
     segments: dict[tuple[Hashable, Hashable], Segment]
+    #: The space's numbering of its (slot, choice) pairs (``Layerwise.segment_keys``).
+    keys: list[tuple[Hashable, Hashable]]
+    #: The sums as arrays by number, then LACKING (NaN: a pair the sums lack) and PAD (0).
+    _ids: dict[tuple[Hashable, Hashable], int] = field(init=False, repr=False, compare=False)
+    _sum_us: np.ndarray = field(init=False, repr=False, compare=False)
+    _kernels: np.ndarray = field(init=False, repr=False, compare=False)
 
     @classmethod
     def build(cls, table: LookupTable, space: Layerwise[object]) -> SegmentTable:
@@ -78,22 +88,45 @@ class SegmentTable:
                         f"segment {slot} with {choice[slot]} sums differently in two archs: "
                         "its kernels depend on its neighbours"
                     )
-        return cls(table, found)
+        return cls(table, found, space.segment_keys())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_ids", {key: i for i, key in enumerate(self.keys)})
+        found = [self.segments.get(key) for key in self.keys]
+        sums = [s.sum_us if s is not None else np.nan for s in found] + [np.nan, 0.0]
+        kernels = [s.kernels if s is not None else 0 for s in found] + [0, 0]
+        object.__setattr__(self, "_sum_us", np.array(sums, dtype=np.float64))
+        object.__setattr__(self, "_kernels", np.array(kernels, dtype=np.float64))
+
+    def numbers(
+        self, archs: Sequence[Sequence[tuple[Hashable, Hashable]]], width: int
+    ) -> np.ndarray:
+        """Archs' segments (``Layerwise.segments``) as numbers, a row of ``width`` per arch
+        padded with PAD; a pair the space does not number is LACKING."""
+        get = self._ids.get
+        rows = [[get(part, LACKING) for part in parts] for parts in archs]
+        return np.array([row + [PAD] * (width - len(row)) for row in rows], dtype=np.int64)
 
     def answer(
-        self, parts: Sequence[tuple[Hashable, Hashable]]
-    ) -> tuple[float, int, list[EstimatedKernel]] | None:
-        """(latency ms, kernels, estimated kernels) of an arch from its segments; None if one
-        of them is not in the table."""
-        total_us, kernels = 0.0, 0
-        estimated: list[EstimatedKernel] = []
-        get = self.segments.get
-        for part in parts:  # a search job's batch: every microsecond per arch counts here
-            segment = get(part)
-            if segment is None:
-                return None
-            total_us += segment.sum_us
-            kernels += segment.kernels
-            if segment.estimated:
-                estimated.extend(segment.estimated)
-        return calibrated_ms(self.table, total_us / 1e3, kernels), kernels, estimated
+        self, numbers: np.ndarray
+    ) -> tuple[np.ndarray, list[int], list[list[EstimatedKernel]], list[int]]:
+        """Per arch (a row of its segments' numbers): latency (ms), kernels summed and the
+        estimated ones; and the rows with a segment the sums lack (answered NaN here)."""
+        n, width = numbers.shape
+        # bincount adds each arch's terms in order, as a running sum would: the same floats
+        owner = np.repeat(np.arange(n), width)
+        total_us = np.bincount(owner, weights=self._sum_us[numbers.ravel()], minlength=n)
+        kernels = np.bincount(owner, weights=self._kernels[numbers.ravel()], minlength=n)
+        latency_ms = calibrated_ms(self.table, total_us / 1e3, kernels)
+        missing = np.flatnonzero(np.isnan(total_us)).tolist()
+        estimated: list[list[EstimatedKernel]] = [[] for _ in range(n)]
+        marked = {
+            i: self.segments[key].estimated
+            for i, key in enumerate(self.keys)
+            if key in self.segments and self.segments[key].estimated
+        }
+        if marked:
+            for row, found in zip(numbers.tolist(), estimated, strict=True):
+                for number in row:
+                    found.extend(marked.get(number, ()))
+        return latency_ms, kernels.astype(np.int64).tolist(), estimated, missing

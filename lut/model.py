@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 import numpy as np
@@ -49,18 +49,52 @@ class LutModel(LatencyModel):
         if not isinstance(space, Layerwise):
             return super().predict_archs(space_name, space_params, archs)
         segments = self._segment_table(space_name, space_params, space)
-        answers: list[tuple[float, int, list[EstimatedKernel]]] = []
-        for arch in archs:
-            found = segments.answer(space.segments(arch)) if segments is not None else None
-            if found is None:
-                graph_answer = predict(self.table, space.graph(arch))
-                found = (
-                    graph_answer.latency_ms,
-                    graph_answer.kernels,
-                    list(graph_answer.estimated),
-                )
-            answers.append(found)
-        return _estimates(answers)
+        if segments is None:
+            return self.predict_graphs([space.graph(a) for a in archs])
+        parts = [space.segments(a) for a in archs]
+        numbers = segments.numbers(parts, max(map(len, parts), default=0))
+        return self._answer(segments, space, numbers, lambda i: archs[i])
+
+    def predict_items(
+        self, space_name: str, space_params: dict[str, Any], items: Sequence[str | int]
+    ) -> Estimates:
+        """A layer-wise space's archs in the space's canonical string form read in bulk
+        (``Layerwise.segment_numbers``: no arch objects), any other form parsed."""
+        space = get_space(space_name, **space_params)
+        segments = (
+            self._segment_table(space_name, space_params, space)
+            if isinstance(space, Layerwise)
+            else None
+        )
+        if segments is None:
+            return super().predict_items(space_name, space_params, items)
+        assert isinstance(space, Layerwise)
+        numbers, read = space.segment_numbers(items)
+        unread = np.flatnonzero(~read).tolist()
+        parsed = {i: space.parse(items[i]) for i in unread}  # an ArchError names a bad one
+        if parsed:
+            parts = [space.segments(a) for a in parsed.values()]
+            numbers[unread] = segments.numbers(parts, numbers.shape[1])
+        return self._answer(
+            segments, space, numbers, lambda i: parsed[i] if i in parsed else space.parse(items[i])
+        )
+
+    def _answer(
+        self,
+        segments: SegmentTable,
+        space: Layerwise[Any],
+        numbers: np.ndarray,
+        arch_at: Callable[[int], Any],
+    ) -> Estimates:
+        latency_ms, kernels, estimated, missing = segments.answer(numbers)
+        for i in missing:  # a segment the sums lack: through the arch's graph
+            answer = predict(self.table, space.graph(arch_at(i)))
+            latency_ms[i], kernels[i], estimated[i] = (
+                answer.latency_ms,
+                answer.kernels,
+                list(answer.estimated),
+            )
+        return Estimates(latency_ms, kernels=kernels, estimated=_estimated_ops(estimated))
 
     def _segment_table(
         self, space_name: str, space_params: dict[str, Any], space: Layerwise[Any]
@@ -92,13 +126,15 @@ def _estimates(answers: Sequence[tuple[float, int, list[EstimatedKernel]]]) -> E
     return Estimates(
         latency_ms=np.array([ms for ms, _, _ in answers], dtype=np.float64),
         kernels=[kernels for _, kernels, _ in answers],
-        estimated=[
-            [
-                EstimatedOp(
-                    nodes=list(e.nodes), op_type=e.op_type, key=e.key, latency_us=e.latency_us
-                )
-                for e in estimated
-            ]
-            for _, _, estimated in answers
-        ],
+        estimated=_estimated_ops([estimated for _, _, estimated in answers]),
     )
+
+
+def _estimated_ops(per_item: Sequence[list[EstimatedKernel]]) -> list[list[EstimatedOp]]:
+    return [
+        [
+            EstimatedOp(nodes=list(e.nodes), op_type=e.op_type, key=e.key, latency_us=e.latency_us)
+            for e in estimated
+        ]
+        for estimated in per_item
+    ]

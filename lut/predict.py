@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from latlab.graph import OpGraph
 from latlab.lut.errors import MissingEntry
 from latlab.lut.fusion import Kernel, fuse
@@ -68,11 +70,12 @@ def kernel_latencies_us(
     return times, estimated
 
 
-def calibrated_ms(table: LookupTable, total_ms: float, kernels: int) -> float:
-    """The model's latency from its kernels' summed entries (ms) and their number."""
+def calibrated_ms(table: LookupTable, total_ms: np.ndarray, kernels: np.ndarray) -> np.ndarray:
+    """The models' latency from their kernels' summed entries (ms) and their number, element
+    by element."""
     cal = table.calibration
     latency_ms = cal.scale * total_ms - cal.per_kernel_us * kernels / 1e3 + cal.constant_ms
-    return max(latency_ms, 0.0)
+    return np.maximum(latency_ms, 0.0)
 
 
 def predict(table: LookupTable, graph: OpGraph) -> LutPrediction:
@@ -80,7 +83,7 @@ def predict(table: LookupTable, graph: OpGraph) -> LutPrediction:
     times, estimated = kernel_latencies_us(table, kernels)
     total_ms = sum(times) / 1e3
     return LutPrediction(
-        latency_ms=calibrated_ms(table, total_ms, len(times)),
+        latency_ms=float(calibrated_ms(table, np.array(total_ms), np.array(len(times)))),
         kernels=len(times),
         table_sum_ms=total_ms,
         estimated=tuple(estimated),

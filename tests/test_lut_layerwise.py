@@ -17,6 +17,7 @@ from latlab.lut.table import Calibration, LookupTable, LutEntry, TypeFit
 from latlab.runtimes import rules_for
 from latlab.schemas import LutSource
 from latlab.spaces import get_space
+from latlab.spaces.base import ArchError
 
 #: (space, parameters, rules): the three layer-wise spaces, under both runtimes' fusion rules.
 CASES = [
@@ -66,6 +67,44 @@ def test_the_segment_sums_answer_as_the_graphs_do(
         assert sorted(e.key for e in ours) == sorted(e.key for e in theirs)
         assert sum(e.latency_us for e in ours) == pytest.approx(sum(e.latency_us for e in theirs))
     assert model._segments[(space_name, repr(sorted(params.items())))] is not None
+
+
+@pytest.mark.parametrize("space_name", ["proxyless", "fbnet", "ofa"])
+def test_canonical_strings_are_read_in_bulk_as_their_segments(space_name: str) -> None:
+    """segment_numbers: a canonical string's row is the numbers of its parsed arch's segments;
+    every other form (an index, the published list or dict, stray spaces) is left to parse."""
+    space = get_space(space_name)
+    keys = space.segment_keys()
+    assert len(set(keys)) == len(keys)
+    archs = space.sample(200, seed=11) + space.covering()
+    canonical = [space.encode(a) for a in archs]
+    others: list[str | int] = [archs[0].index, f" {canonical[1]}", canonical[2] + "-", "r224"]
+    others.append(str(archs[3].published()) if space_name == "ofa" else str(archs[3].vector))
+    numbers, read = space.segment_numbers([*canonical, *others])
+    assert read.tolist() == [True] * len(canonical) + [False] * len(others)
+    assert (numbers[len(canonical) :] == -1).all()
+    for arch, row in zip(archs, numbers, strict=False):
+        assert tuple(keys[n] for n in row if n >= 0) == space.segments(arch)
+    if space_name == "proxyless":  # a stage's first block skipped: not an arch, not read
+        bad = canonical[0].split("-")
+        bad[0] = "skip"
+        assert not space.segment_numbers(["-".join(bad)])[1].any()
+
+
+@pytest.mark.parametrize("space_name", ["proxyless", "fbnet", "ofa"])
+def test_a_batch_as_a_request_gives_it_is_answered_as_its_parsed_archs(space_name: str) -> None:
+    model = LutModel(synthetic_table(space_name, {}, "onnxruntime"))
+    space = get_space(space_name)
+    archs = space.sample(60, seed=2)
+    items: list[str | int] = [space.encode(a) for a in archs]
+    items[::7] = [a.index for a in archs[::7]]  # another form: parsed one by one
+    bulk = model.predict_items(space_name, {}, items)
+    one_by_one = model.predict_archs(space_name, {}, archs)
+    assert bulk.latency_ms.tolist() == one_by_one.latency_ms.tolist()  # the same floats
+    assert bulk.kernels == one_by_one.kernels and bulk.estimated == one_by_one.estimated
+    assert any(bulk.estimated or [])
+    with pytest.raises(ArchError):
+        model.predict_items(space_name, {}, [*items[:3], "not-an-arch"])
 
 
 def test_a_kernel_across_two_segments_is_refused() -> None:

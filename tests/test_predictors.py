@@ -7,6 +7,7 @@ import pickle
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ import torch
 from latlab.client import Client
 from latlab.errors import ApiError
 from latlab.latency_model import read_artifact, to_artifact
+from latlab.opkey import graph_cost
 from latlab.predictors.errors import PredictorError
 from latlab.predictors.features import FEATURES, arch_features, batch, graph_features, node_flags
 from latlab.predictors.forward import gcn_forward
@@ -406,7 +408,7 @@ def test_one_call_predicts_on_several_devices_each_by_its_own_predictor(
         assert err.value.status == status and message in err.value.message, ids
 
 
-def test_the_example_search_keeps_only_archs_under_the_limit(client: Client) -> None:
+def load_example() -> Any:
     import importlib.util
 
     path = Path(__file__).resolve().parents[1] / "examples" / "latency_constrained_search.py"
@@ -414,18 +416,41 @@ def test_the_example_search_keeps_only_archs_under_the_limit(client: Client) -> 
     assert spec is not None and spec.loader is not None
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
+    return example
 
-    archs, _ = published(10)
-    csv = "space,arch,device,latency_ms\n" + "".join(f"nb201,{a},d,1.0\n" for a in archs)
+
+@pytest.mark.parametrize("space", ["nb201", "fbnet", "ofa", "proxyless"])
+def test_the_example_search_mutates_one_choice_and_counts_parameters_without_graphs(
+    space: str,
+) -> None:
+    example = load_example()
+    search_space = example.SearchSpace(space)
+    rng = np.random.default_rng(0)
+    for arch in search_space.random(rng, 6):
+        genes, radix = search_space.genes(arch)
+        child = search_space.mutate(arch, rng)
+        child_genes, _ = search_space.genes(child)
+        assert child == search_space.space.parse(search_space.space.encode(child)) != arch
+        if len(child_genes) == len(genes):  # (an OFA depth change adds or drops blocks)
+            assert sum(a != b for a, b in zip(genes, child_genes, strict=True)) == 1
+        assert all(0 <= g < r for g, r in zip(genes, radix, strict=True))
+        params = graph_cost(search_space.space.graph(arch)).params
+        assert search_space.objective(arch) == pytest.approx(params, rel=1e-9)
+
+
+@pytest.mark.parametrize("space", ["nb201", "fbnet"])
+def test_the_example_search_keeps_only_archs_under_the_limit(client: Client, space: str) -> None:
+    example = load_example()
+    search_space = example.SearchSpace(space)
+    archs = [search_space.space.encode(a) for a in search_space.space.sample(10, 0)]
+    csv = "space,arch,device,latency_ms\n" + "".join(f'{space},"{a}",d,1.0\n' for a in archs)
     [device_id] = client.import_dataset([("d.csv", csv.encode())], "d").device_ids
     client.upload_predictor(
-        to_artifact(random_predictor()), device_id=device_id, runtime="unknown", space="nb201"
+        to_artifact(random_predictor()), device_id=device_id, runtime="unknown", space=space
     )
-    predict = example.Predictions(client, device_id)
-    all_ms, _ = random_predictor().predict(
-        features([SPACE.from_index(i).string for i in range(0, SPACE.size, 50)])
-    )
+    predict = example.Predictions(client, device_id, search_space)
+    all_ms = predict(search_space.space.sample(200, 1))
     limit = float(np.median(all_ms))
     feasible = example.search(predict, limit, population=20, sample=5, steps=5, batch=30, seed=0)
-    assert feasible and all(ms <= limit and arch.connected for arch, ms in feasible)
-    assert predict.queries >= 20 + 5 * 30 and predict.version.startswith("gcn ")
+    assert feasible and all(ms <= limit and search_space.allowed(a) for a, ms in feasible)
+    assert predict.queries >= 200 + 20 + 5 * 30 and predict.version.startswith("gcn ")

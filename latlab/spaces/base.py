@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
@@ -149,6 +149,17 @@ class Layerwise(Protocol[A]):
 
     def covering(self) -> list[A]:
         """Archs whose segments together are every (slot, choice) the space has."""
+        ...
+
+    def segment_keys(self) -> list[tuple[Hashable, Hashable]]:
+        """Every (slot, choice) the space has, numbered by position (``segment_numbers``)."""
+        ...
+
+    def segment_numbers(self, items: Sequence[str | int]) -> tuple[np.ndarray, np.ndarray]:
+        """A search job's batch in bulk: for each item in the space's canonical string form,
+        its segments (in ``segments`` order) as numbers into ``segment_keys``, a row per item
+        padded with -1; and which items were read that way (the others, any other form or
+        not an arch at all, go through ``parse``)."""
         ...
 
     def graph(self, arch: A, form: GraphForm = GraphForm.pruned) -> OpGraph: ...

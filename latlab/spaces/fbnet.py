@@ -113,6 +113,28 @@ class Fbnet:
         """One arch per op, every layer that op."""
         return [FbnetArch((op,) * LAYERS) for op in range(len(OPS))]
 
+    def segment_keys(self) -> list[tuple[Hashable, Hashable]]:
+        """The stem and head (0), then layer by layer each op: 1 + layer * 9 + op."""
+        return [
+            ("fixed", None),
+            *((layer, op) for layer in range(LAYERS) for op in range(len(OPS))),
+        ]
+
+    def segment_numbers(self, items: Sequence[str | int]) -> tuple[np.ndarray, np.ndarray]:
+        read = np.zeros(len(items), dtype=bool)
+        rows: list[list[int | None]] = []
+        for i, item in enumerate(items):  # the canonical form: 22 op names joined by "-"
+            if type(item) is str:
+                ops = list(map(_INDEX_OF.get, item.split("-")))
+                if len(ops) == LAYERS and None not in ops:
+                    read[i] = True
+                    rows.append(ops)
+        numbers = np.full((len(items), 1 + LAYERS), -1, dtype=np.int64)
+        if rows:
+            numbers[read, 0] = 0
+            numbers[read, 1:] = 1 + np.arange(LAYERS) * len(OPS) + np.array(rows, dtype=np.int64)
+        return numbers, read
+
     def predictor_graph(self, arch: FbnetArch) -> OpGraph:
         """The whole network: its layers differ in shape along the network."""
         return self.graph(arch)

@@ -55,6 +55,8 @@ PER_STAGE = max(DEPTHS)
 BLOCKS = len(STAGES) * PER_STAGE
 CHOICES = tuple((k, e) for k in KERNELS for e in EXPANSIONS)
 _BLOCK_OF = {f"k{k}e{e}": (k, e) for k, e in CHOICES}
+_CHOICE_OF = {f"k{k}e{e}": c for c, (k, e) in enumerate(CHOICES)}
+_RESOLUTION_OF = {f"r{r}": i for i, r in enumerate(RESOLUTIONS)}
 #: Archs of one stage: its depth, then each used block's (ks, e).
 STAGE_SIZES = tuple(len(CHOICES) ** d for d in DEPTHS)
 STAGE_RADIX = sum(STAGE_SIZES)
@@ -148,6 +150,52 @@ class Ofa:
             for r in RESOLUTIONS
             for block in CHOICES
         ]
+
+    def segment_keys(self) -> list[tuple[Hashable, Hashable]]:
+        """Per resolution its fixed part (0-24), then per resolution, stage, position and
+        (ks, e): 25 + ((r * 5 + stage) * 4 + position) * 9 + choice."""
+        fixed = [(("fixed", r), None) for r in RESOLUTIONS]
+        blocks = [
+            ((r, s, i), block)
+            for r in RESOLUTIONS
+            for s in range(len(STAGES))
+            for i in range(PER_STAGE)
+            for block in CHOICES
+        ]
+        return [*fixed, *blocks]
+
+    def segment_numbers(self, items: Sequence[str | int]) -> tuple[np.ndarray, np.ndarray]:
+        read = np.zeros(len(items), dtype=bool)
+        resolutions: list[int] = []
+        depths: list[list[int]] = []
+        chosen: list[int | None] = []
+        for i, item in enumerate(items):  # the canonical form: r224:k3e4-k5e6/... (5 stages)
+            if type(item) is not str:
+                continue
+            head, _, body = item.partition(":")
+            r = _RESOLUTION_OF.get(head)
+            stages = body.split("/")
+            if r is None or len(stages) != len(STAGES):
+                continue
+            blocks = list(map(_CHOICE_OF.get, body.replace("/", "-").split("-")))
+            depth = [stage.count("-") + 1 for stage in stages]
+            if None in blocks or not all(d in DEPTHS for d in depth):
+                continue
+            read[i] = True
+            resolutions.append(r)
+            depths.append(depth)
+            chosen.extend(blocks)
+        numbers = np.full((len(items), 1 + BLOCKS), -1, dtype=np.int64)
+        if resolutions:
+            res = np.array(resolutions, dtype=np.int64)[:, None]
+            # each arch's blocks, stage by stage, in the slots its depths use
+            used = (np.arange(PER_STAGE) < np.array(depths)[:, :, None]).reshape(len(res), BLOCKS)
+            block = np.full((len(res), BLOCKS), -1, dtype=np.int64)
+            block[used] = np.array(chosen, dtype=np.int64)
+            number = len(RESOLUTIONS) + (res * BLOCKS + np.arange(BLOCKS)) * len(CHOICES) + block
+            numbers[read, 0] = res[:, 0]
+            numbers[read, 1:] = np.where(used, number, -1)
+        return numbers, read
 
     def predictor_graph(self, arch: OfaArch) -> OpGraph:
         """The whole network: its blocks differ in shape along it."""

@@ -14,7 +14,7 @@ significant. The input resolution (default 224) is a parameter of the space.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from math import prod
 from typing import ClassVar
@@ -45,6 +45,9 @@ def _token(choice: int) -> str:
         return "skip"
     k, e = CHOICES[choice - 1]
     return f"k{k}e{e}"
+
+
+_CHOICE_OF = {_token(c): c for c in range(len(CHOICES) + 1)}
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,31 @@ class Proxyless:
             for c in range(len(CHOICES) + 1)
         ]
 
+    def segment_keys(self) -> list[tuple[Hashable, Hashable]]:
+        """The fixed part (0), then block by block each choice (0 skip): 1 + block * 10 +
+        choice (a stage's first block's skip is numbered too, and never met)."""
+        blocks, choices = len(RADIX), len(CHOICES) + 1
+        return [("fixed", None), *((b, c) for b in range(blocks) for c in range(choices))]
+
+    def segment_numbers(self, items: Sequence[str | int]) -> tuple[np.ndarray, np.ndarray]:
+        read = np.zeros(len(items), dtype=bool)
+        rows: list[list[int | None]] = []
+        for i, item in enumerate(items):  # the canonical form: 21 blocks joined by "-"
+            if type(item) is str:
+                choices = list(map(_CHOICE_OF.get, item.split("-")))
+                if len(choices) == len(RADIX) and None not in choices:
+                    read[i] = True
+                    rows.append(choices)
+        numbers = np.full((len(items), 1 + len(RADIX)), -1, dtype=np.int64)
+        if rows:
+            chosen = np.array(rows, dtype=np.int64)
+            skipped_first = (chosen[:, np.array(FIRST_OF_STAGE)] == 0).any(axis=1)
+            read[np.flatnonzero(read)[skipped_first]] = False  # not an arch: parse says why
+            chosen = chosen[~skipped_first]
+            numbers[read, 0] = 0
+            numbers[read, 1:] = 1 + np.arange(len(RADIX)) * (len(CHOICES) + 1) + chosen
+        return numbers, read
+
     def predictor_graph(self, arch: ProxylessArch) -> OpGraph:
         """The whole network: its blocks differ in shape along the network."""
         return self.graph(arch)
@@ -123,9 +151,8 @@ class Proxyless:
         return ProxylessArch(tuple(reversed(digits)))
 
     def from_string(self, text: str) -> ProxylessArch:
-        tokens = {_token(c): c for c in range(len(CHOICES) + 1)}
         try:
-            return self._check(tuple(tokens[t] for t in text.strip().split("-")))
+            return self._check(tuple(_CHOICE_OF[t] for t in text.strip().split("-")))
         except KeyError as exc:
             raise ArchError(
                 f"unknown block {excerpt(exc.args[0])} in {excerpt(text)}; blocks are k{{3,5,7}}e{{3,4,6}} or skip"

@@ -75,8 +75,7 @@ class PredictorCache:
             or space.size > TABLE_MAX_ARCHS
             or (len(items) < TABLE_MIN_REQUEST and key not in served.table)
         ):
-            archs = [space.parse(item) for item in items]
-            return served.model.predict_archs(space_name, space_params, archs)
+            return served.model.predict_items(space_name, space_params, items)
         table = self._table(served, space, space_params, key)
         if all(type(i) is int and 0 <= i < space.size for i in items):
             idx = np.asarray(items, dtype=np.int64)  # a search job's usual form: no parsing
