@@ -5,8 +5,9 @@ Spaces too large to enumerate get no table: every request's archs are new. For e
 - a LUT (kind ``lut``; entries for the kernels of the space's covering archs, each one's latency
   made up from its FLOPs and bytes: the accuracy does not matter here) registered for a device,
   then batches of ``--batch`` archs never asked before, as strings, through ``/v1/predict`` over
-  real HTTP, next to the same model answering in-process from its segment sums
-  (``lut.layerwise``) and through the archs' graphs (the path before it);
+  real HTTP, next to the same model answering in-process as the server does (the strings read
+  in bulk into segment numbers, ``Layerwise.segment_numbers``, and summed from the segment
+  sums, ``lut.layerwise``) and through the archs' graphs (the path before it);
 - a GCN (the ``latlab`` preset's size: 3 members, 4 x 64 units, random weights) the same way, on
   a batch of ``--gcn-batch`` archs, next to the same model in-process (``predictors.layerwise``:
   features from pieces, the sparse pass) and the dense forward pass on precomputed features
@@ -133,7 +134,7 @@ def main() -> None:
             parsed = [space.parse(a) for a in rounds[0]]
             lut.predict_archs(name, params, parsed[:1])  # builds this copy's sums
             t0 = time.perf_counter()
-            fast = lut.predict_archs(name, params, [space.parse(a) for a in rounds[0]])
+            fast = lut.predict_items(name, params, list[str | int](rounds[0]))  # as served
             fast_s = time.perf_counter() - t0
             few = parsed[:200]
             t0 = time.perf_counter()
@@ -147,7 +148,7 @@ def main() -> None:
             )
             rate = args.batch / statistics.median(api)
             lines.append(
-                f"{name:<10} LUT  /v1/predict {rate:>9,.0f} archs/s   in-process (parse + sums) "
+                f"{name:<10} LUT  /v1/predict {rate:>9,.0f} archs/s   in-process (read in bulk + sums) "
                 f"{args.batch / fast_s:>9,.0f}/s ({rate / (args.batch / fast_s):.2f} x)   "
                 f"graph path {len(few) / slow_s:>6,.0f}/s   (sums built in {built_s:.1f} s)"
             )

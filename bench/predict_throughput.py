@@ -147,7 +147,7 @@ def main() -> None:
         assert np.allclose([p.latency_ms for p in check.predictions], local, rtol=1e-4)
 
     def rate(seconds: list[float]) -> float:
-        return args.batch / statistics.median(seconds)
+        return float(args.batch / statistics.median(seconds))
 
     print(
         f"\n/v1/predict throughput, batches of {args.batch:,} NAS-Bench-201 archs, median of {args.rounds} rounds"

@@ -51,6 +51,10 @@ class SegmentTable:
     _ids: dict[tuple[Hashable, Hashable], int] = field(init=False, repr=False, compare=False)
     _sum_us: np.ndarray = field(init=False, repr=False, compare=False)
     _kernels: np.ndarray = field(init=False, repr=False, compare=False)
+    #: The estimated kernels of the numbers that have any.
+    _estimated: dict[int, tuple[EstimatedKernel, ...]] = field(
+        init=False, repr=False, compare=False
+    )
 
     @classmethod
     def build(cls, table: LookupTable, space: Layerwise[object]) -> SegmentTable:
@@ -97,6 +101,8 @@ class SegmentTable:
         kernels = [s.kernels if s is not None else 0 for s in found] + [0, 0]
         object.__setattr__(self, "_sum_us", np.array(sums, dtype=np.float64))
         object.__setattr__(self, "_kernels", np.array(kernels, dtype=np.float64))
+        marked = {i: s.estimated for i, s in enumerate(found) if s is not None and s.estimated}
+        object.__setattr__(self, "_estimated", marked)
 
     def numbers(
         self, archs: Sequence[Sequence[tuple[Hashable, Hashable]]], width: int
@@ -120,13 +126,8 @@ class SegmentTable:
         latency_ms = calibrated_ms(self.table, total_us / 1e3, kernels)
         missing = np.flatnonzero(np.isnan(total_us)).tolist()
         estimated: list[list[EstimatedKernel]] = [[] for _ in range(n)]
-        marked = {
-            i: self.segments[key].estimated
-            for i, key in enumerate(self.keys)
-            if key in self.segments and self.segments[key].estimated
-        }
-        if marked:
+        if self._estimated:
             for row, found in zip(numbers.tolist(), estimated, strict=True):
                 for number in row:
-                    found.extend(marked.get(number, ()))
+                    found.extend(self._estimated.get(number, ()))
         return latency_ms, kernels.astype(np.int64).tolist(), estimated, missing

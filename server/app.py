@@ -21,6 +21,7 @@ from latlab.server.background import BackgroundWork
 from latlab.server.blobstore import open_blob_store
 from latlab.server.canary.service import CanaryModels, CanaryPolicy
 from latlab.server.config import Settings
+from latlab.server.dashboard import install_dashboard
 from latlab.server.datasets import builder as datasets_builder
 from latlab.server.datasets import canary_check
 from latlab.server.datasets.endpoints import router as datasets_router
@@ -123,6 +124,8 @@ def create_app(settings: Settings) -> FastAPI:
         version=latlab.__version__,
         summary="On-device latency measurement service",
         lifespan=lifespan,
+        docs_url=None,  # served from the package's own assets (dashboard.docs), no CDN
+        redoc_url=None,
     )
     app.state.latlab = state
     install_error_handlers(app)
@@ -142,6 +145,7 @@ def create_app(settings: Settings) -> FastAPI:
     ):
         v1.include_router(router)
     app.include_router(v1)
+    install_dashboard(app)
     app.add_api_route(
         "/healthz",
         _healthz,

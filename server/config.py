@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     #: Read-only API keys (``LATLAB_READ_API_KEYS``): every GET and the predict queries, no
     #: uploads, jobs, campaigns, LUTs, predictors or revocations.
     read_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    #: How long a dashboard sign-in lasts (seconds); the cookie holds no key, only a signature.
+    dashboard_session_s: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600)
     max_model_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     #: All files of one dataset import together (13 LatBench pickles are about 8 MB).
     max_import_bytes: int = Field(default=256 * 1024 * 1024, gt=0)

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator, Callable, Sized
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from fastapi import Depends, Header, Query, Request, Response
+from fastapi import Depends, Header, Query, Request, Response, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -81,6 +82,21 @@ SessionDep = Annotated[Session, Depends(_session, scope="function")]
 
 AuthHeader = Annotated[str | None, Header(alias="Authorization", include_in_schema=False)]
 
+# The OpenAPI document's security schemes (what /docs's Authorize button fills in); the
+# checks below read the header themselves, to say what is wrong with it.
+_API_KEY = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    description="A user API key (LATLAB_API_KEYS read-write, LATLAB_READ_API_KEYS read-only)",
+)
+_DEVICE_TOKEN = HTTPBearer(
+    auto_error=False,
+    scheme_name="deviceToken",
+    description="The device token an agent got when it registered",
+)
+ApiKeyScheme = Annotated[HTTPAuthorizationCredentials | None, Security(_API_KEY)]
+DeviceTokenScheme = Annotated[HTTPAuthorizationCredentials | None, Security(_DEVICE_TOKEN)]
+
 T = TypeVar("T")
 
 #: How stale a device's last_seen_at may get (seconds; at most a tenth of offline_after_s)
@@ -131,11 +147,13 @@ def _user_scope(state: AppState, authorization: str | None) -> str:
     raise Unauthorized("unknown API key")
 
 
-async def _user(state: StateDep, authorization: AuthHeader = None) -> None:
+async def _user(state: StateDep, _: ApiKeyScheme = None, authorization: AuthHeader = None) -> None:
     _user_scope(state, authorization)
 
 
-async def _user_write(state: StateDep, authorization: AuthHeader = None) -> None:
+async def _user_write(
+    state: StateDep, _: ApiKeyScheme = None, authorization: AuthHeader = None
+) -> None:
     if _user_scope(state, authorization) != "write":
         raise Forbidden("this API key is read-only; the call needs a read-write key")
 
@@ -156,7 +174,7 @@ class DeviceRef:
     descriptor: dict[str, Any]
 
 
-async def _device_token(authorization: AuthHeader = None) -> str:
+async def _device_token(_: DeviceTokenScheme = None, authorization: AuthHeader = None) -> str:
     token = bearer_token(authorization)
     if token is None:
         raise Unauthorized("missing 'Authorization: Bearer <device token>' header")
@@ -193,7 +211,12 @@ async def as_device(state: AppState, token: str, work: Callable[[Session, Device
     return await run_in_threadpool(run)
 
 
-def _user_or_device(state: StateDep, authorization: AuthHeader = None) -> None:
+def _user_or_device(
+    state: StateDep,
+    _key: ApiKeyScheme = None,
+    _token: DeviceTokenScheme = None,
+    authorization: AuthHeader = None,
+) -> None:
     token = bearer_token(authorization)
     if token is not None and key_matches(token, state.settings.user_keys):
         return

@@ -1,16 +1,12 @@
 from __future__ import annotations
 
 import io
-import json
-import zipfile
 from typing import Annotated
 
 from fastapi import File, Form, Request, Response, UploadFile, status
 
 from latlab import untrusted
-from latlab.datasets.latbench import write_latbench
-from latlab.datasets.reader import METADATA, read_import
-from latlab.datasets.tables import datasheet, write_csv, write_parquet
+from latlab.datasets.reader import read_import
 from latlab.schemas import DatasetCreate, DatasetFormat, DatasetOut, Deleted
 from latlab.server.datasets import imports, service
 from latlab.server.deps import SessionDep, StateDep, UserAuth, UserWrite
@@ -152,23 +148,5 @@ def export_dataset(
 ) -> Response:
     """What is measured so far: ``latbench`` (a zip of one pickle per device, latency in
     seconds), ``json`` (the same as JSON), ``csv``, or ``parquet`` (a zip of tables + README)."""
-    dataset = service.get_dataset(session, dataset_id)
-    dump = service.dataset_dump(session, dataset, full=format == DatasetFormat.parquet)
-    if format == DatasetFormat.csv:
-        return Response(write_csv(dump)["measurements.csv"], media_type="text/csv")
-    if format == DatasetFormat.parquet:
-        files = write_parquet(dump)
-    else:
-        files = write_latbench(dump, as_json=format == DatasetFormat.json)
-        files["README.md"] = datasheet(dump).encode()
-    files[METADATA] = json.dumps(dump.metadata(), indent=2).encode()
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in sorted(files.items()):
-            archive.writestr(name, data)
-    filename = f"{dataset.name}-{format.value}.zip".replace('"', "")
-    return Response(
-        buffer.getvalue(),
-        media_type="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+    export = service.export_dataset(session, dataset_id, format)
+    return Response(export.data, media_type=export.media_type, headers=export.headers)

@@ -6,21 +6,28 @@ prepared by the background builder (``builder.py``); imports are ``imports.py``;
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import uuid
+import zipfile
 from collections import Counter, defaultdict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from latlab.datasets.dump import ArchRow, CanaryRow, DatasetDump, DeviceRow, MeasurementRow
+from latlab.datasets.latbench import write_latbench
+from latlab.datasets.reader import METADATA
+from latlab.datasets.tables import datasheet, write_csv, write_parquet
 from latlab.runtimes import stored_config
 from latlab.schemas import (
     CampaignRound,
     CampaignStrategy,
     DatasetCreate,
+    DatasetFormat,
     DatasetOut,
     DatasetProgress,
     DatasetSource,
@@ -267,6 +274,40 @@ def dataset_dump(session: Session, dataset: Dataset, full: bool) -> DatasetDump:
         canaries=canaries,
         canary_limit_pct=limit_pct,
     )
+
+
+@dataclass(frozen=True)
+class Export:
+    data: bytes
+    media_type: str
+    filename: str | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.filename is None:
+            return {}
+        return {"Content-Disposition": f'attachment; filename="{self.filename}"'}
+
+
+def export_dataset(session: Session, dataset_id: str, format: DatasetFormat) -> Export:
+    """What is measured so far: ``latbench`` (a zip of one pickle per device, latency in
+    seconds), ``json`` (the same as JSON), ``csv``, or ``parquet`` (a zip of tables + README)."""
+    dataset = get_dataset(session, dataset_id)
+    dump = dataset_dump(session, dataset, full=format == DatasetFormat.parquet)
+    if format == DatasetFormat.csv:
+        return Export(write_csv(dump)["measurements.csv"], "text/csv")
+    if format == DatasetFormat.parquet:
+        files = write_parquet(dump)
+    else:
+        files = write_latbench(dump, as_json=format == DatasetFormat.json)
+        files["README.md"] = datasheet(dump).encode()
+    files[METADATA] = json.dumps(dump.metadata(), indent=2).encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in sorted(files.items()):
+            archive.writestr(name, data)
+    filename = f"{dataset.name}-{format.value}.zip".replace('"', "")
+    return Export(buffer.getvalue(), "application/zip", filename)
 
 
 def _with_canaries(

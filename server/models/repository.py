@@ -35,6 +35,12 @@ def counted(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(Model)) or 0)
 
 
+def macs_of(session: Session, model_ids: Collection[str]) -> dict[str, int]:
+    """Each of the stored models' multiply-accumulates, where its summary has them."""
+    rows = session.execute(select(Model.id, Model.summary).where(Model.id.in_(model_ids)))
+    return {i: s["macs"] for i, s in rows if isinstance(s.get("macs"), int)}
+
+
 def existing_ids(session: Session, model_ids: Collection[str]) -> set[str]:
     """Those of ``model_ids`` that are stored."""
     return set(session.scalars(select(Model.id).where(Model.id.in_(model_ids))))
