@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from latlab.client import Client
-from latlab.schemas import DatasetCreate, DatasetState, DeviceOut, JobState
+from latlab.lut.table import LutSource
+from latlab.schemas import DatasetCreate, DatasetState, DeviceOut, JobState, LutCreate
 from latlab.server.embedded import EmbeddedServer
 from tests.factories import API_KEY, READ_API_KEY, cnn_bytes, make_settings
 from tests.test_e2e import FAST, start_agent
@@ -288,6 +289,24 @@ def test_a_model_lists_its_measurements_across_devices(
     table = page.locator("#across-devices").inner_text()
     assert device.name in table and f"#{measured.id}" in table
     assert page.locator("svg.chart-bars rect.bar").count() > 0  # op counts
+
+
+def test_a_lut_built_from_the_campaign_shows_its_entries_and_calibration(
+    page: Any, lab: tuple[EmbeddedServer, Client, DeviceOut, str]
+) -> None:
+    _, client, device, dataset_id = lab
+    lut = client.create_lut(
+        LutCreate(
+            device_id=device.id, source=LutSource.measured_ops, config=FAST, dataset_id=dataset_id
+        )
+    )
+    lut = client.wait_lut(lut.id, timeout_s=120)
+    assert lut.calibration is not None
+    sign_in(page, READ_API_KEY, "/predictors")
+    page.click(f"#luts a[href='/luts/{lut.id}']")
+    assert page.locator("#entries tbody tr").count() == lut.entries
+    assert f"{lut.calibration.n_models} whole models" in page.content()
+    assert page.locator("svg.chart-bars rect.bar").count() == min(lut.entries, 15)
 
 
 def test_the_api_docs_load_offline_with_an_authorize_button(page: Any) -> None:
