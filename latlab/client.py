@@ -14,6 +14,7 @@ answer at all is ``ServerUnreachable``. Wherever a device is named, its id or it
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import io
 import json
@@ -125,6 +126,28 @@ class _Http:
 
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def _json_body(body: BaseModel) -> dict[str, Any]:
+    """A request body serialised by pydantic in one pass (not its dict through json.dumps)."""
+    return {
+        "content": body.model_dump_json(exclude_none=True),
+        "headers": {"Content-Type": "application/json"},
+    }
+
+
+def _bulk_answer(kind: type[M], content: bytes) -> M:
+    """A large answer (10,000 predictions: some 40,000 new objects) validated straight from
+    its bytes (the parsed dict took ~10x as long), with the garbage collector paused: passes
+    over the caller's whole heap set off in the middle of it took 5-10x the parse itself
+    (bench/predict_layerwise.py). Nothing it builds is cyclic garbage."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return kind.model_validate_json(content)
+    finally:
+        if paused:
+            gc.enable()
 
 
 class Page(list[M]):
@@ -456,12 +479,8 @@ class Client(_Http):
                 version=version if answer is None else answer.version,
                 **_query(space, batch_archs, batch_models, predictor, space_params),
             )
-            # straight from the bytes: validating the parsed dict of a 10,000-item answer took
-            # ~10x as long (bench/predict_throughput.py)
-            response = self._send(
-                "POST", "/v1/predict", json=body.model_dump(mode="json", exclude_none=True)
-            )
-            out = PredictOut.model_validate_json(response.content)
+            response = self._send("POST", "/v1/predict", **_json_body(body))
+            out = _bulk_answer(PredictOut, response.content)
             if answer is None:
                 answer = out
             else:
@@ -488,10 +507,8 @@ class Client(_Http):
             device_ids=list(device_ids),
             **_query(space, first_archs, first_models, predictor, space_params),
         )
-        response = self._send(
-            "POST", "/v1/predict/devices", json=body.model_dump(mode="json", exclude_none=True)
-        )
-        answers = PredictDevicesOut.model_validate_json(response.content).results
+        response = self._send("POST", "/v1/predict/devices", **_json_body(body))
+        answers = _bulk_answer(PredictDevicesOut, response.content).results
         for batch_archs, batch_models in batches:
             for answer in answers:
                 more = self.predict(

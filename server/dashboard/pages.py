@@ -41,7 +41,8 @@ router = APIRouter(include_in_schema=False)
 
 #: Rows per page of the long lists.
 PAGE = 50
-#: Points of a predictor's predicted-vs-measured scatter (evenly over its measured archs).
+#: Points of a scatter (a predictor's predicted vs measured, a dataset's latency vs MACs),
+#: evenly spaced over its rows.
 SCATTER_POINTS = 400
 #: Kernels drawn as bars on a measurement's or LUT's page; the rest are summed into one.
 TOP_KERNELS = 15
@@ -278,6 +279,7 @@ def dataset(
         for m in dump.measurements
         if m.arch in model_of and model_of[m.arch] in macs
     ]
+    points = points[:: max(1, len(points) // SCATTER_POINTS)]
     scatter = None
     if points:
         scatter = Markup(
