@@ -32,7 +32,7 @@ from latlab.predictors.pipeline import train_for_device
 from latlab.predictors.presets import PRESETS
 from latlab.progress import follow_lut
 from latlab.runtimes.onnxruntime import OnnxRuntimeConfig
-from latlab.schemas import DatasetCreate, LutCreate
+from latlab.schemas import DatasetCreate, JobPurpose, LutCreate
 from latlab.server.config import Settings
 from latlab.spaces.nb201 import Nb201
 
@@ -82,9 +82,13 @@ def seed(client: Client, device_id: str, args: argparse.Namespace) -> dict[str, 
     assert run.registered is not None
     model_id = client.measurements(device_id=device_id, limit=1)[0].model_id
     assert model_id is not None
-    for _ in range(args.queued):
-        client.create_job(model_id, selector={"name": "no-such-device"}, config=FAST)
-    [measurement] = client.measurements(device_id=device_id, limit=1, newest_first=True)
+    for i in range(args.queued):  # no device matches: they wait (each its own selector)
+        client.create_job(model_id, selector={"name": f"no-such-device-{i}"}, config=FAST)
+    [measurement] = [
+        m
+        for m in client.measurements(device_id=device_id, limit=50, newest_first=True)
+        if m.purpose == JobPurpose.measure
+    ][:1]
     print(f"measured {args.measure} archs on this CPU; LUT, GCN, {args.queued} queued jobs")
     return {
         "lab": "/",

@@ -158,6 +158,7 @@ class Predictions:
             space=self.space.name,
             archs=[self.space.key(a) for a in archs],
             predictor=self.predictor,
+            detail=False,  # latency only: no LUT kernel lists in a search's batches
         )
         self.seconds += time.perf_counter() - t0
         self.queries += len(archs)

@@ -466,18 +466,20 @@ class Client(_Http):
         predictor: str = "auto",
         version: str | None = None,
         space_params: dict[str, int] | None = None,
+        detail: bool = True,
     ) -> PredictOut:
         """Predicted latency (ms) of archs of a space, or of stored models, on a device (id or
         name): by the device's current GCN for the space, its newest LUT (``auto`` picks), or
         ``version``. Any number of items: a longer list than the server takes in one call
         (``MAX_PREDICT_ITEMS``) is sent in batches, each answered by the version that answered
-        the first, and comes back as one answer in the order given."""
+        the first, and comes back as one answer in the order given. ``detail=False``: latency
+        (and spread) only, no LUT kernel lists (a search job's batches)."""
         answer: PredictOut | None = None
         for batch_archs, batch_models in _batches(archs, model_ids):
             body = PredictRequest(
                 device_id=device_id if answer is None else answer.device_id,
                 version=version if answer is None else answer.version,
-                **_query(space, batch_archs, batch_models, predictor, space_params),
+                **_query(space, batch_archs, batch_models, predictor, space_params, detail),
             )
             response = self._send("POST", "/v1/predict", **_json_body(body))
             out = _bulk_answer(PredictOut, response.content)
@@ -497,6 +499,7 @@ class Client(_Http):
         model_ids: Iterable[str] | None = None,
         predictor: str = "auto",
         space_params: dict[str, int] | None = None,
+        detail: bool = True,
     ) -> list[PredictOut]:
         """The same archs or models on several devices (ids or names; each by its own current
         predictor), one answer per device in the order given. Longer lists than one call
@@ -505,7 +508,7 @@ class Client(_Http):
         first_archs, first_models = next(batches)
         body = PredictDevicesRequest(
             device_ids=list(device_ids),
-            **_query(space, first_archs, first_models, predictor, space_params),
+            **_query(space, first_archs, first_models, predictor, space_params, detail),
         )
         response = self._send("POST", "/v1/predict/devices", **_json_body(body))
         answers = _bulk_answer(PredictDevicesOut, response.content).results
@@ -519,6 +522,7 @@ class Client(_Http):
                     predictor=predictor,
                     version=answer.version,
                     space_params=space_params,
+                    detail=detail,
                 )
                 answer.predictions.extend(more.predictions)
         return answers
@@ -806,9 +810,11 @@ def _query(
     model_ids: Iterable[str] | None,
     predictor: str,
     space_params: dict[str, int] | None,
+    detail: bool = True,
 ) -> dict[str, Any]:
     """The fields of a prediction request shared by one device and several."""
     return {
+        "detail": detail,
         "predictor": predictor,
         "space": space,
         "space_params": space_params or {},

@@ -671,6 +671,10 @@ class PredictQuery(In):
     space_params: dict[str, JsonInt] = Field(default_factory=dict, max_length=8)
     archs: list[str | JsonInt] | None = Field(default=None, min_length=1)
     model_ids: list[str] | None = Field(default=None, min_length=1)
+    #: False: each answer is its latency (and the ensemble's spread) only, without a LUT's
+    #: kernel count and estimated kernels (a search job's batch: an OFA arch can list 70
+    #: estimated kernels, 15 MB for 1,000 archs); ask again with detail for the archs kept.
+    detail: bool = True
 
 
 class PredictRequest(PredictQuery):

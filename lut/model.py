@@ -131,10 +131,17 @@ def _estimates(answers: Sequence[tuple[float, int, list[EstimatedKernel]]]) -> E
 
 
 def _estimated_ops(per_item: Sequence[list[EstimatedKernel]]) -> list[list[EstimatedOp]]:
-    return [
-        [
-            EstimatedOp(nodes=list(e.nodes), op_type=e.op_type, key=e.key, latency_us=e.latency_us)
-            for e in estimated
-        ]
-        for estimated in per_item
-    ]
+    """The answers' estimated kernels, one ``EstimatedOp`` per distinct kernel shared by every
+    item that lists it (a layer-wise space's items share their segments' kernels: an OFA
+    batch of 1,000 listed 76,000, built one by one in 480 ms)."""
+    made: dict[EstimatedKernel, EstimatedOp] = {}
+
+    def op(e: EstimatedKernel) -> EstimatedOp:
+        found = made.get(e)
+        if found is None:
+            found = made[e] = EstimatedOp(
+                nodes=list(e.nodes), op_type=e.op_type, key=e.key, latency_us=e.latency_us
+            )
+        return found
+
+    return [[op(e) for e in estimated] for estimated in per_item]

@@ -9,6 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from latlab.client import Client
+from latlab.latency_model import to_artifact
 from latlab.lut.errors import LutError
 from latlab.lut.fusion import fuse
 from latlab.lut.layerwise import SegmentTable
@@ -105,6 +107,23 @@ def test_a_batch_as_a_request_gives_it_is_answered_as_its_parsed_archs(space_nam
     assert any(bulk.estimated or [])
     with pytest.raises(ArchError):
         model.predict_items(space_name, {}, [*items[:3], "not-an-arch"])
+
+
+def test_a_search_batch_without_detail_gets_the_same_latency_and_no_kernel_lists(
+    client: Client,
+) -> None:
+    """``detail=false``: what a search job asks for; the LUT's estimated kernels stay out."""
+    space = get_space("fbnet")
+    archs = [space.encode(a) for a in space.sample(20, seed=3)]
+    csv = "space,arch,device,latency_ms\n" + "".join(f"fbnet,{a},d,1.0\n" for a in archs)
+    [device_id] = client.import_dataset([("d.csv", csv.encode())], "d").device_ids
+    model = LutModel(synthetic_table("fbnet", {}, "onnxruntime"))
+    client.upload_predictor(to_artifact(model), device_id=device_id, runtime="x", space="fbnet")
+    full = client.predict(device_id, space="fbnet", archs=archs)
+    bare = client.predict(device_id, space="fbnet", archs=archs, detail=False)
+    assert [p.latency_ms for p in bare.predictions] == [p.latency_ms for p in full.predictions]
+    assert any(p.estimated for p in full.predictions) and all(p.kernels for p in full.predictions)
+    assert all(p.kernels is None and not p.estimated for p in bare.predictions)
 
 
 def test_a_kernel_across_two_segments_is_refused() -> None:

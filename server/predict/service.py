@@ -54,6 +54,8 @@ def predict_latency(
         estimates = cache.predict_archs(served, body.space, body.space_params, items)
     else:
         estimates = served.model.predict_graphs(graphs)
+    if not body.detail:
+        estimates = Estimates(estimates.latency_ms, estimates.uncertainty_ms)
     return PredictOut(
         device_id=device.id,
         predictor=source.kind,
