@@ -9,7 +9,6 @@ import functools
 import json
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any, ParamSpec
 
 import numpy as np
@@ -514,7 +513,3 @@ def lut(lut_id: str, request: Request, viewer: ViewerDep, session: SessionDep) -
         total_entries=len(entries),
         chart=Markup(charts.bars(top, title="largest entries")) if top else None,
     )
-
-
-def _when(value: datetime | None) -> str:
-    return value.isoformat(timespec="seconds") if value else "-"
