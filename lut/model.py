@@ -61,14 +61,11 @@ class LutModel(LatencyModel):
         """A layer-wise space's archs in the space's canonical string form read in bulk
         (``Layerwise.segment_numbers``: no arch objects), any other form parsed."""
         space = get_space(space_name, **space_params)
-        segments = (
-            self._segment_table(space_name, space_params, space)
-            if isinstance(space, Layerwise)
-            else None
-        )
+        if not isinstance(space, Layerwise):
+            return super().predict_items(space_name, space_params, items)
+        segments = self._segment_table(space_name, space_params, space)
         if segments is None:
             return super().predict_items(space_name, space_params, items)
-        assert isinstance(space, Layerwise)
         numbers, read = space.segment_numbers(items)
         unread = np.flatnonzero(~read).tolist()
         parsed = {i: space.parse(items[i]) for i in unread}  # an ArchError names a bad one

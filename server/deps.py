@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sized
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from fastapi import Depends, Header, Query, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -34,6 +34,7 @@ __all__ = [
     "DeviceRef",
     "DeviceToken",
     "Offset",
+    "Scope",
     "SessionDep",
     "StateDep",
     "UserAuth",
@@ -41,6 +42,7 @@ __all__ = [
     "UserWrite",
     "as_device",
     "authenticate_device",
+    "key_scope",
     "set_total_count",
 ]
 
@@ -133,15 +135,27 @@ TOTAL_COUNT: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _user_scope(state: AppState, authorization: str | None) -> str:
+Scope = Literal["read", "write"]
+
+
+def key_scope(settings: Settings, key: str) -> Scope | None:
+    """``write`` or ``read`` for a configured user API key, None for anything else (the API's
+    bearer keys and the dashboard's sign-in)."""
+    if key_matches(key, settings.api_keys):
+        return "write"
+    if key_matches(key, settings.read_api_keys):
+        return "read"
+    return None
+
+
+def _user_scope(state: AppState, authorization: str | None) -> Scope:
     """``write`` or ``read``: the scope of the caller's API key."""
     token = bearer_token(authorization)
     if token is None:
         raise Unauthorized("missing 'Authorization: Bearer <api key>' header")
-    if key_matches(token, state.settings.api_keys):
-        return "write"
-    if key_matches(token, state.settings.read_api_keys):
-        return "read"
+    scope = key_scope(state.settings, token)
+    if scope is not None:
+        return scope
     if token.startswith(DEVICE_TOKEN_PREFIX):
         raise Forbidden("a device token cannot make user calls; use an API key")
     raise Unauthorized("unknown API key")

@@ -9,6 +9,7 @@ import functools
 import json
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated, Any, ParamSpec
 
 import numpy as np
@@ -17,11 +18,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from latlab.errors import LatlabError
-from latlab.schemas import DatasetFormat, JobState
+from latlab.schemas import DatasetFormat, JobState, PredictorOut
 from latlab.server.canary import repository as canary_repository
 from latlab.server.dashboard import charts
 from latlab.server.dashboard.render import Markup, error_page, render
 from latlab.server.dashboard.session import COOKIE, Viewer, verify
+from latlab.server.dashboard.signin import local_path
 from latlab.server.datasets import service as datasets
 from latlab.server.deps import AppState, SessionDep, StateDep
 from latlab.server.devices import service as devices
@@ -100,8 +102,7 @@ def _check_write(request: Request, viewer: Viewer) -> None:
 
 def _back(to: str, fallback: str) -> RedirectResponse:
     """Back to the page the form was on (a path of this site only)."""
-    safe = to if to.startswith("/") and not to.startswith("//") and "\\" not in to else fallback
-    return RedirectResponse(safe, status_code=303)
+    return RedirectResponse(local_path(to, fallback), status_code=303)
 
 
 def _names(session: Session) -> dict[str, str]:
@@ -260,9 +261,9 @@ def dataset(
 ) -> Response:
     row = datasets.get_dataset(session, dataset_id)
     out = datasets.dataset_out(session, row)
-    names = _names(session)
     if rows:  # the live progress polls this
         return render(request, "dataset_progress.html", viewer, dataset=out)
+    names = _names(session)
     dump = datasets.dataset_dump(session, row, full=False)
     by_device: dict[str, list[float]] = defaultdict(list)
     for m in dump.measurements:
@@ -310,9 +311,9 @@ def export(
     dataset_id: str, format: DatasetFormat, request: Request, viewer: ViewerDep, session: SessionDep
 ) -> Response:
     found = datasets.export_dataset(session, dataset_id, format)
-    name = found.filename or f"{datasets.get_dataset(session, dataset_id).name}.csv"
-    headers = {"Content-Disposition": f'attachment; filename="{name.replace(chr(34), "")}"'}
-    return Response(found.data, media_type=found.media_type, headers=headers)
+    if found.filename is None:  # the API answers CSV inline; a page downloads it as a file
+        found = replace(found, filename=f"{datasets.get_dataset(session, dataset_id).name}.csv")
+    return Response(found.data, media_type=found.media_type, headers=found.headers)
 
 
 # --------------------------------------------------------------------------- measurements
@@ -413,7 +414,7 @@ def predictor(
     predictor_id: str, request: Request, viewer: ViewerDep, session: SessionDep, state: StateDep
 ) -> Response:
     out = registry.predictor_out(registry.get_predictor(session, predictor_id))
-    pairs, where = _predicted_vs_measured(session, state, out.id)
+    pairs, where = _predicted_vs_measured(session, state, out)
     scatter = None
     if pairs:
         scatter = Markup(
@@ -443,12 +444,11 @@ def predictor(
 
 
 def _predicted_vs_measured(
-    session: Session, state: AppState, predictor_id: str
+    session: Session, state: AppState, out: PredictorOut
 ) -> tuple[list[tuple[str, float, float]], str]:
     """(arch, measured ms, predicted ms) for the archs of the datasets it was trained on,
     measured on its device (evenly spaced, at most ``SCATTER_POINTS``), and what they are."""
-    source = registry.predictor_source(session, predictor_id)
-    out = registry.predictor_out(registry.get_predictor(session, predictor_id))
+    source = registry.predictor_source(session, out.id)
     if source is None or out.space is None:
         return [], "no space: it answers stored models"
     measured: dict[str, float] = {}

@@ -15,18 +15,15 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass
-from typing import Literal
 
 from pydantic import SecretStr
 
-from latlab.server.auth import key_matches
 from latlab.server.config import Settings
+from latlab.server.deps import Scope
 
-__all__ = ["COOKIE", "Viewer", "issue", "scope_of_key", "verify"]
+__all__ = ["COOKIE", "Viewer", "issue", "verify"]
 
 COOKIE = "latlab_session"
-
-Scope = Literal["read", "write"]
 
 
 @dataclass(frozen=True)
@@ -49,17 +46,8 @@ def _signature(key: str, expires: int) -> str:
     return hmac.new(secret, str(expires).encode(), hashlib.sha256).hexdigest()
 
 
-def scope_of_key(settings: Settings, key: str) -> Scope | None:
-    """``write`` or ``read`` for a configured user API key, None for anything else."""
-    if key_matches(key, settings.api_keys):
-        return "write"
-    if key_matches(key, settings.read_api_keys):
-        return "read"
-    return None
-
-
 def issue(settings: Settings, key: str, now: float | None = None) -> str:
-    """The cookie value for a user API key (checked by the caller with ``scope_of_key``)."""
+    """The cookie value for a user API key (checked by the caller with ``deps.key_scope``)."""
     expires = int((time.time() if now is None else now) + settings.dashboard_session_s)
     return f"{_key_id(key)}.{expires}.{_signature(key, expires)}"
 

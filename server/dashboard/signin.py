@@ -8,19 +8,20 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from latlab.server.dashboard.render import render
-from latlab.server.dashboard.session import COOKIE, issue, scope_of_key
-from latlab.server.deps import StateDep
+from latlab.server.dashboard.session import COOKIE, issue
+from latlab.server.deps import StateDep, key_scope
 
-__all__ = ["router"]
+__all__ = ["local_path", "router"]
 
 router = APIRouter(include_in_schema=False)
 
 
-def _next(target: str) -> str:
-    """A path of this site to go to after signing in (never another site's address)."""
+def local_path(target: str, fallback: str = "/") -> str:
+    """``target`` if it is a path of this site, else ``fallback``: where a form sends the
+    browser next is never another site's address."""
     if target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
-    return "/"
+    return fallback
 
 
 def _lifetime(seconds: float) -> str:
@@ -32,7 +33,9 @@ def signin_form(
     request: Request, state: StateDep, next: Annotated[str, Query(max_length=2000)] = "/"
 ) -> Response:
     lifetime = _lifetime(state.settings.dashboard_session_s)
-    return render(request, "signin.html", None, next=_next(next), lifetime=lifetime, message=None)
+    return render(
+        request, "signin.html", None, next=local_path(next), lifetime=lifetime, message=None
+    )
 
 
 @router.post("/signin", response_class=HTMLResponse)
@@ -43,17 +46,17 @@ def signin(
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
     key = api_key.strip()
-    if scope_of_key(state.settings, key) is None:
+    if key_scope(state.settings, key) is None:
         return render(
             request,
             "signin.html",
             None,
             status_code=401,
-            next=_next(next),
+            next=local_path(next),
             lifetime=_lifetime(state.settings.dashboard_session_s),
             message="unknown API key",
         )
-    response = RedirectResponse(_next(next), status_code=303)
+    response = RedirectResponse(local_path(next), status_code=303)
     response.set_cookie(
         COOKIE,
         issue(state.settings, key),

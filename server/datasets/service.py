@@ -286,7 +286,8 @@ class Export:
     def headers(self) -> dict[str, str]:
         if self.filename is None:
             return {}
-        return {"Content-Disposition": f'attachment; filename="{self.filename}"'}
+        name = self.filename.replace('"', "")
+        return {"Content-Disposition": f'attachment; filename="{name}"'}
 
 
 def export_dataset(session: Session, dataset_id: str, format: DatasetFormat) -> Export:
@@ -306,8 +307,7 @@ def export_dataset(session: Session, dataset_id: str, format: DatasetFormat) -> 
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in sorted(files.items()):
             archive.writestr(name, data)
-    filename = f"{dataset.name}-{format.value}.zip".replace('"', "")
-    return Export(buffer.getvalue(), "application/zip", filename)
+    return Export(buffer.getvalue(), "application/zip", f"{dataset.name}-{format.value}.zip")
 
 
 def _with_canaries(
